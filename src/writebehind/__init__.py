@@ -1,0 +1,44 @@
+"""writebehind: NetCDF storage for simulation output that never makes the simulation wait.
+
+The API is openmmtools.storage's::
+
+    from writebehind import StorageInterface, NetCDFIODriver
+
+    store = StorageInterface(NetCDFIODriver("run.nc"))
+    store.traj.positions.append(x)   # checked and copied here, written behind
+    store.traj.positions.read()      # waits for the writes it must see
+    store.close()
+"""
+
+from __future__ import annotations
+
+from ._engine import EngineStats, Handle
+from ._errors import (
+    BackgroundWriteError,
+    FormatError,
+    ReadOnlyError,
+    StoreClosedError,
+    WriteBehindError,
+)
+from ._node import StorageInterfaceDirVar
+from ._store import StorageInterface, open
+from .drivers.base import StorageIODriver
+from .drivers.netcdf import NetCDFIODriver
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackgroundWriteError",
+    "EngineStats",
+    "FormatError",
+    "Handle",
+    "NetCDFIODriver",
+    "ReadOnlyError",
+    "StorageIODriver",
+    "StorageInterface",
+    "StorageInterfaceDirVar",
+    "StoreClosedError",
+    "WriteBehindError",
+    "__version__",
+    "open",
+]

@@ -1,0 +1,372 @@
+"""What the sync and async stores share: the catalog of nodes and every check and encode
+that happens on the caller's side. Nothing here waits on the writer except through
+``Engine.run`` and futures, which the two faces wait on in their own way.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import pint
+
+from . import _paths
+from ._engine import (
+    Engine,
+    GroupState,
+    VarState,
+    _WriteEntry,
+    _WriteValue,
+)
+from ._errors import FormatError, ReadOnlyError
+from .codecs import ATTR_PREFIX, decode, make_encoder, spec_for, spec_from_attrs
+from .codecs.metadata import TYPES_ATTR, check_attr_name, decode_attrs, encode_attr
+from .drivers.base import NodeRecord, StorageIODriver
+
+__all__ = ["DEFAULT_MAX_PENDING_BYTES", "StoreCore"]
+
+DEFAULT_MAX_PENDING_BYTES = 256 * 2**20
+LENGTH_ATTR = ATTR_PREFIX + "length"
+KIND_ATTR = ATTR_PREFIX + "kind"
+_OBJECT_OVERHEAD = 64
+
+
+class StoreCore:
+    """The engine of one open file plus the caller-side catalog and checks."""
+
+    def __init__(
+        self,
+        storage_driver: StorageIODriver,
+        *,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        unit_registry: Any = None,
+    ):
+        if not isinstance(storage_driver, StorageIODriver):
+            raise TypeError(
+                f"storage_driver must be a StorageIODriver (such as NetCDFIODriver), "
+                f"not {type(storage_driver).__name__}"
+            )
+        owner = getattr(storage_driver, "_owner", None)
+        if owner is not None and owner() is not None and not owner().closed:
+            raise ValueError(
+                f"the driver of {storage_driver.file_name!r} is already used by an open store"
+            )
+        self.driver = storage_driver
+        self.registry = (
+            unit_registry if unit_registry is not None else (pint.get_application_registry())
+        )
+        self.read_only = storage_driver.read_only
+        self.broken: dict[str, FormatError] = {}
+        engine = Engine(storage_driver, max_pending_bytes)
+        self.engine = engine
+        try:
+            records = engine.run("open", lambda: _open_and_scan(storage_driver))
+        except BaseException:
+            engine.close_quietly()
+            raise
+        self._load_catalog(records)
+        storage_driver._owner = weakref.ref(engine)  # type: ignore[attr-defined]
+
+    # -- catalog ---------------------------------------------------------------------
+    def _load_catalog(self, records: list[NodeRecord]) -> None:
+        engine = self.engine
+        for record in records:
+            parent = engine.nodes.get(_paths.parent(record.path))
+            if isinstance(parent, GroupState):
+                parent.children.add(record.path.rpartition("/")[2])
+            if record.is_group:
+                engine.nodes[record.path] = GroupState(record.path)
+                continue
+            assert record.layout is not None
+            try:
+                spec = spec_from_attrs(record.attrs, record.layout, self.registry)
+            except FormatError as exc:
+                self.broken[record.path] = FormatError(f"{record.path!r}: {exc}")
+                continue
+            length = record.length
+            if record.appendable and LENGTH_ATTR in record.attrs:
+                try:
+                    committed = int(record.attrs[LENGTH_ATTR])
+                except (TypeError, ValueError):
+                    committed = -1
+                if committed < 0:
+                    self.broken[record.path] = FormatError(
+                        f"{record.path!r}: damaged {LENGTH_ATTR} attribute"
+                    )
+                    continue
+                length = min(length, committed)
+            var = VarState(
+                record.path,
+                spec,
+                spec.layout,
+                record.appendable,
+                make_encoder(spec),
+                length=length,
+                written=True,
+            )
+            engine.nodes[record.path] = var
+            if record.appendable:
+                engine.lengths_on_disk[record.path] = length
+
+    def lookup(self, path: str) -> GroupState | VarState | None:
+        broken = self.broken.get(path)
+        if broken is not None:
+            raise broken
+        return self.engine.nodes.get(path)
+
+    def children(self, path: str) -> list[str]:
+        with self.engine.lock:
+            node = self.engine.nodes.get(path)
+            if isinstance(node, GroupState):
+                return sorted(node.children)
+        return []
+
+    def check_writable(self, path: str) -> None:
+        self.engine.check_usable()
+        if self.read_only:
+            raise ReadOnlyError(
+                f"cannot change {path or '/'!r}: {self.driver.file_name!r} was opened read-only"
+            )
+
+    def _ensure_groups(self, path: str) -> None:
+        """Make sure every group above ``path`` exists (enqueue the missing ones). Locked."""
+        engine = self.engine
+        nodes = engine.nodes
+        parts = path.split("/")
+        prefix = ""
+        for name in parts[:-1]:
+            child = _paths.join(prefix, name)
+            node = nodes.get(child)
+            if node is None:
+                if child in self.broken:
+                    raise AttributeError(f"{child!r} is a variable, not a group")
+                parent = nodes[prefix]
+                assert isinstance(parent, GroupState)
+                parent.children.add(name)
+                nodes[child] = GroupState(child)
+                engine.create_group(child, self._take_pending_metadata(child))
+            elif isinstance(node, VarState):
+                raise AttributeError(f"cannot use {child!r} as a group: it is a variable")
+            prefix = child
+
+    def _take_pending_metadata(self, path: str) -> dict[str, Any]:
+        pending = self.engine.pending_metadata.pop(path, None)
+        if not pending:
+            return {}
+        attrs = {name: stored for name, (stored, _tag) in pending.items()}
+        types = {name: tag for name, (_stored, tag) in pending.items() if tag is not None}
+        if types:
+            import json
+
+            attrs[TYPES_ATTR] = json.dumps(types)
+        return attrs
+
+    def bind_variable(self, path: str, data: Any, appendable: bool) -> VarState:
+        """The variable at ``path``, created from its first value ``data`` if new."""
+        self.check_writable(path)
+        existing = self.lookup(path)
+        if isinstance(existing, VarState):
+            return existing
+        if isinstance(existing, GroupState):
+            raise AttributeError(f"cannot write to {path!r}: it is a group, not a variable")
+        spec = spec_for(data)  # TypeError/ValueError before anything is enqueued
+        engine = self.engine
+        with engine.lock:
+            engine.check_usable()
+            existing = engine.nodes.get(path)
+            if existing is not None:  # another thread created it meanwhile
+                if isinstance(existing, GroupState):
+                    raise AttributeError(f"cannot write to {path!r}: it is a group")
+                return existing
+            self._ensure_groups(path)
+            var = VarState(path, spec, spec.layout, appendable, make_encoder(spec))
+            attrs = spec.attrs()
+            attrs[KIND_ATTR] = "appendable" if appendable else "fixed"
+            attrs.update(self._take_pending_metadata(path))
+            parent = engine.nodes[_paths.parent(path)]
+            assert isinstance(parent, GroupState)
+            parent.children.add(path.rpartition("/")[2])
+            engine.nodes[path] = var
+            engine.create_variable(var, attrs)
+        return var
+
+    # -- writes ----------------------------------------------------------------------
+    def snapshot(self, var: VarState, payload: Any) -> tuple[Any, int]:
+        """A private copy of one value's payload and its size in bytes."""
+        if var.numeric:
+            arr = np.array(payload, dtype=var.layout.dtype, copy=True)
+            return arr, arr.nbytes
+        return payload, len(payload) + _OBJECT_OVERHEAD
+
+    def write_op(self, path: str, data: Any, at_index: int | None) -> tuple[Any, int]:
+        """Check a ``write`` and build its operation (``(op, nbytes)``), enqueued by caller."""
+        if at_index is None:
+            var = self.bind_variable(path, data, appendable=False)
+            if var.appendable:
+                raise ValueError(
+                    f"{path!r} is an appendable variable: use append(), or write(data, "
+                    "at_index=i) to overwrite one entry"
+                )
+            payload, nbytes = self.snapshot(var, var.encode(data))
+            var.written = True
+            return _WriteValue(path, payload, nbytes), nbytes
+        self.check_writable(path)
+        found = self.lookup(path)
+        if isinstance(found, GroupState):
+            raise AttributeError(f"cannot write to {path!r}: it is a group, not a variable")
+        if found is None or (found.appendable and found.length == 0):
+            raise OSError("Cannot write to a specific index for data that does not exist!")
+        var = found
+        if not var.appendable:
+            raise ValueError(f"{path!r} is a fixed variable: write(data) without at_index")
+        index = _check_index(at_index, var.length)
+        payload, nbytes = self.snapshot(var, var.encode(data))
+        return _WriteEntry(path, index, payload, nbytes), nbytes
+
+    def append_target(self, path: str, data: Any) -> VarState:
+        var = self.bind_variable(path, data, appendable=True)
+        if not var.appendable:
+            raise ValueError(
+                f"{path!r} holds a fixed value (it was written, not appended): use write()"
+            )
+        return var
+
+    # -- reads -----------------------------------------------------------------------
+    def read_call(self, path: str, at_index: Any) -> tuple[Future[Any], Any]:
+        """Enqueue the read of ``path``; returns its future and the function that decodes it."""
+        self.engine.check_usable()
+        var = self.lookup(path)
+        if var is None:
+            raise KeyError(f"no variable {path!r} in {self.driver.file_name!r}")
+        if isinstance(var, GroupState):
+            raise AttributeError(f"cannot read {path!r}: it is a group, not a variable")
+        driver = self.driver
+        spec, registry = var.spec, self.registry
+        with self.engine.lock:
+            length = var.length
+        if not var.appendable:
+            if at_index is not None:
+                raise ValueError(f"{path!r} is a fixed variable: read() takes no index")
+            future = self.engine.call("read", lambda: driver.read_value(path), path)
+            return future, lambda raw: _decode(raw, spec, registry, entries=False, path=path)
+        if at_index is None:
+            future = self.engine.call("read", lambda: driver.read_entries(path, 0, length), path)
+            return future, lambda raw: _decode(raw, spec, registry, entries=True, path=path)
+        if isinstance(at_index, slice):
+            start, stop, step = at_index.indices(length)
+            future = self.engine.call(
+                "read", lambda: driver.read_entries(path, start, stop, step), path
+            )
+            return future, lambda raw: _decode(raw, spec, registry, entries=True, path=path)
+        index = _check_index(at_index, length)
+        future = self.engine.call("read", lambda: driver.read_entries(path, index, index + 1), path)
+        return future, lambda raw: _decode(raw[0], spec, registry, entries=False, path=path)
+
+    def length(self, path: str) -> int:
+        var = self.lookup(path)
+        if isinstance(var, VarState) and var.appendable:
+            with self.engine.lock:
+                return var.length
+        if isinstance(var, GroupState):
+            return len(var.children)
+        if var is None:
+            raise KeyError(f"no variable {path!r} in {self.driver.file_name!r}")
+        raise TypeError(f"{path!r} is a fixed variable: it has no length")
+
+    # -- metadata --------------------------------------------------------------------
+    def add_metadata(self, path: str, name: str, value: Any) -> None:
+        check_attr_name(name)
+        self.check_writable(path)
+        stored, tag = encode_attr(name, value)
+        engine = self.engine
+        with engine.lock:
+            engine.check_usable()
+            node = self.lookup(path)
+            if node is None:
+                engine.pending_metadata.setdefault(path, {})[name] = (stored, tag)
+                return
+            if isinstance(node, VarState) and node.spec.units is not None and name == "units":
+                raise ValueError(f"{path!r} is a quantity: its 'units' are set by its values")
+        engine.enqueue(_metadata_op(path, name, stored, tag))
+
+    def read_metadata_call(self, path: str) -> tuple[Future[Any] | None, Any]:
+        self.engine.check_usable()
+        node = self.lookup(path)
+        if node is None:
+            with self.engine.lock:
+                pending = dict(self.engine.pending_metadata.get(path, {}))
+            attrs = {name: stored for name, (stored, _tag) in pending.items()}
+            types = {name: tag for name, (_stored, tag) in pending.items() if tag}
+            if types:
+                import json
+
+                attrs[TYPES_ATTR] = json.dumps(types)
+            return None, decode_attrs(attrs)
+        hide = (
+            frozenset({"units"})
+            if isinstance(node, VarState) and node.spec.units
+            else (frozenset())
+        )
+        driver = self.driver
+        future = self.engine.call("read metadata", lambda: driver.get_attrs(path), path)
+        return future, lambda attrs: _with_path(path, lambda: decode_attrs(attrs, hide))
+
+    def materialize_pending_metadata(self) -> None:
+        """Create a group for each node that only ever got metadata (called at close)."""
+        engine = self.engine
+        if self.read_only:
+            return
+        with engine.lock:
+            if engine.closed or engine.failed:
+                return
+            for path in sorted(engine.pending_metadata):
+                if path in engine.nodes:
+                    continue
+                try:
+                    self._ensure_groups(path + "/_")
+                except AttributeError:
+                    continue
+
+    # -- iteration -------------------------------------------------------------------
+    def iter_paths(self) -> Iterator[str]:
+        with self.engine.lock:
+            paths = [p for p in self.engine.nodes if p]
+        return iter(sorted(paths))
+
+
+def _metadata_op(path: str, name: str, stored: Any, tag: str | None) -> Any:
+    from ._engine import _SetMetadata
+
+    return _SetMetadata(path, name, stored, tag)
+
+
+def _check_index(at_index: Any, length: int) -> int:
+    if isinstance(at_index, bool) or not isinstance(at_index, int | np.integer):
+        raise TypeError(f"an index must be an int or a slice, not {type(at_index).__name__}")
+    index = int(at_index)
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise ValueError(
+            f"Cannot choose an index beyond the maximum length of the appended data of {length}"
+        )
+    return index
+
+
+def _decode(raw: Any, spec: Any, registry: Any, *, entries: bool, path: str) -> Any:
+    return _with_path(path, lambda: decode(raw, spec, registry, entries=entries))
+
+
+def _with_path(path: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except FormatError as exc:
+        raise FormatError(f"{path!r}: {exc}") from exc
+
+
+def _open_and_scan(driver: StorageIODriver) -> list[NodeRecord]:
+    driver.open()
+    return list(driver.scan())

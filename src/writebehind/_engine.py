@@ -1,0 +1,716 @@
+"""The write-behind engine: one queue, one writer thread, sticky errors.
+
+Callers (any thread) enqueue operations; the writer thread is the only one that calls the
+driver, so netCDF-C, which is not thread-safe, only ever runs on it. All shared state is
+guarded by one lock (``Engine.lock``, the condition's lock).
+
+Appends are staged: each appendable variable has an *open chunk*, a preallocated buffer of
+about 1 MiB that sits in the queue at the position of its first entry. An append copies its
+entry straight into that buffer (the copy is the snapshot) and returns; the writer later hands
+the whole buffer to the driver in one call, which releases the GIL while the C library
+writes. A chunk is sealed (no more entries) when it is full, when the writer takes it, or when
+another operation on the same variable is enqueued, so each variable's operations apply in
+the order they were made.
+
+The writer takes a young open chunk only when something is waiting for it (a read, flush or
+close behind it, or backpressure) or once it is ``LINGER_SECONDS`` old; that is what batches
+appends into few large writes.
+
+A failed operation makes the engine *failed*: it stops applying data operations (they are
+counted as unwritten), and every later call raises :class:`BackgroundWriteError` with the
+original exception as its cause.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._errors import BackgroundWriteError, StoreClosedError
+from .codecs.base import Layout
+from .codecs.metadata import TYPES_ATTR
+from .drivers.base import StorageIODriver
+
+__all__ = ["Engine", "EngineStats", "GroupState", "Handle", "VarState"]
+
+logger = logging.getLogger("writebehind")
+
+LINGER_SECONDS = 0.05
+STAGE_TARGET_BYTES = 1 << 20
+STAGE_MAX_ENTRIES = 8192
+OBJECT_CHUNK_ENTRIES = 1024
+FREE_BUFFERS_PER_VARIABLE = 4
+OBJECT_ENTRY_OVERHEAD = 64
+
+
+class EngineStats(NamedTuple):
+    """A snapshot of the engine's counters (see ``StorageInterface.stats``)."""
+
+    operations_enqueued: int
+    operations_applied: int
+    pending_operations: int
+    pending_bytes: int
+    batches_written: int
+    bytes_written: int
+    write_rate_bytes_per_second: float
+    backpressure_waits: int
+    longest_backpressure_wait_seconds: float
+    failed: bool
+
+
+class GroupState:
+    """A group the store knows of (in the file or enqueued for creation)."""
+
+    __slots__ = ("children", "path")
+
+    def __init__(self, path: str):
+        self.path = path
+        self.children: set[str] = set()
+
+
+class VarState:
+    """Everything the caller's side knows of one variable; guarded by ``Engine.lock``."""
+
+    __slots__ = (
+        "appendable",
+        "capacity",
+        "encode",
+        "entry_nbytes",
+        "free_buffers",
+        "layout",
+        "length",
+        "numeric",
+        "open_chunk",
+        "path",
+        "spec",
+        "written",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        spec: Any,
+        layout: Layout,
+        appendable: bool,
+        encode: Callable[[Any], Any],
+        length: int = 0,
+        written: bool = False,
+    ):
+        self.path = path
+        self.spec = spec
+        self.layout = layout
+        self.appendable = appendable
+        self.encode = encode
+        self.length = length  # entries, pending ones included
+        self.written = written  # a fixed variable holds a value (or one is pending)
+        self.numeric = layout.storage == "numeric"
+        self.entry_nbytes = layout.entry_nbytes
+        if self.numeric:
+            self.capacity = max(
+                1, min(STAGE_MAX_ENTRIES, STAGE_TARGET_BYTES // max(1, self.entry_nbytes))
+            )
+        else:
+            self.capacity = OBJECT_CHUNK_ENTRIES
+        self.open_chunk: _AppendChunk | None = None
+        self.free_buffers: list[np.ndarray[Any, Any]] = []
+
+
+class Handle:
+    """The receipt of one ``write`` or ``append``: wait for it to be on disk.
+
+    ``committed()`` returns once the operation is written and the file synced (it survives
+    the process being killed); ``durable()`` once it is also fsynced (it survives an OS
+    crash). Both raise :class:`BackgroundWriteError` if the store failed first.
+    """
+
+    __slots__ = ("_engine", "seq")
+
+    def __init__(self, engine: Engine, seq: int):
+        self._engine = engine
+        self.seq = seq
+
+    def committed(self) -> None:
+        self._engine.wait_synced(self.seq, durable=False)
+
+    def durable(self) -> None:
+        self._engine.wait_synced(self.seq, durable=True)
+
+    def is_committed(self) -> bool:
+        return self._engine.synced_seq >= self.seq
+
+    def is_durable(self) -> bool:
+        return self._engine.durable_seq >= self.seq
+
+    def __repr__(self) -> str:
+        return f"<writebehind.Handle seq={self.seq} committed={self.is_committed()}>"
+
+
+# -- operations -------------------------------------------------------------------------
+class _Op:
+    __slots__ = ("nbytes", "path", "seq")
+    barrier = False
+    name = "operation"
+
+    def __init__(self, path: str, nbytes: int = 0):
+        self.path = path
+        self.nbytes = nbytes
+        self.seq = 0
+
+    def apply(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+    def fail(self, error: BaseException) -> None:
+        """The operation will not be applied (the engine failed before it)."""
+
+
+class _CreateGroup(_Op):
+    __slots__ = ("attrs",)
+    name = "create group"
+
+    def __init__(self, path: str, attrs: dict[str, Any]):
+        super().__init__(path)
+        self.attrs = attrs
+
+    def apply(self, engine: Engine) -> None:
+        engine.driver.create_group(self.path)
+        if self.attrs:
+            engine.driver.set_attrs(self.path, self.attrs)
+
+
+class _CreateVariable(_Op):
+    __slots__ = ("appendable", "attrs", "layout")
+    name = "create variable"
+
+    def __init__(self, path: str, layout: Layout, appendable: bool, attrs: dict[str, Any]):
+        super().__init__(path)
+        self.layout = layout
+        self.appendable = appendable
+        self.attrs = attrs
+
+    def apply(self, engine: Engine) -> None:
+        engine.driver.create_variable(self.path, self.layout, self.appendable)
+        engine.driver.set_attrs(self.path, self.attrs)
+        if self.appendable:
+            engine.lengths_on_disk[self.path] = 0
+            engine.dirty_lengths.add(self.path)
+
+
+class _SetAttrs(_Op):
+    __slots__ = ("attrs",)
+    name = "add metadata"
+
+    def __init__(self, path: str, attrs: dict[str, Any]):
+        super().__init__(path)
+        self.attrs = attrs
+
+    def apply(self, engine: Engine) -> None:
+        engine.driver.set_attrs(self.path, self.attrs)
+
+
+class _SetMetadata(_Op):
+    """Set one user attribute and keep the JSON record of metadata types in step."""
+
+    __slots__ = ("name_", "stored", "tag")
+    name = "add metadata"
+
+    def __init__(self, path: str, name: str, stored: Any, tag: str | None):
+        super().__init__(path)
+        self.name_ = name
+        self.stored = stored
+        self.tag = tag
+
+    def apply(self, engine: Engine) -> None:
+        driver = engine.driver
+        attrs: dict[str, Any] = {self.name_: self.stored}
+        current = driver.get_attrs(self.path).get(TYPES_ATTR)
+        if self.tag is not None or current is not None:
+            try:
+                types = json.loads(current) if current is not None else {}
+            except ValueError:
+                types = {}
+            if self.tag is None:
+                types.pop(self.name_, None)
+            else:
+                types[self.name_] = self.tag
+            attrs[TYPES_ATTR] = json.dumps(types)
+        driver.set_attrs(self.path, attrs)
+
+
+class _AppendChunk(_Op):
+    __slots__ = ("buffer", "count", "opened_at", "sealed", "start", "var")
+    name = "append"
+
+    def __init__(self, var: VarState, start: int, buffer: Any):
+        super().__init__(var.path)
+        self.var = var
+        self.start = start
+        self.buffer = buffer
+        self.count = 0
+        self.sealed = False
+        self.opened_at = time.monotonic()
+
+    def apply(self, engine: Engine) -> None:
+        var = self.var
+        entries = self.buffer[: self.count] if var.numeric else self.buffer
+        engine.driver.write_entries(self.path, self.start, entries)
+        end = self.start + self.count
+        if end > engine.lengths_on_disk.get(self.path, 0):
+            engine.lengths_on_disk[self.path] = end
+            engine.dirty_lengths.add(self.path)
+        if var.numeric and len(var.free_buffers) < FREE_BUFFERS_PER_VARIABLE:
+            var.free_buffers.append(self.buffer)  # list.append is atomic under the GIL
+        self.buffer = None
+
+
+class _WriteValue(_Op):
+    __slots__ = ("payload",)
+    name = "write"
+
+    def __init__(self, path: str, payload: Any, nbytes: int):
+        super().__init__(path, nbytes)
+        self.payload = payload
+
+    def apply(self, engine: Engine) -> None:
+        engine.driver.write_value(self.path, self.payload)
+
+
+class _WriteEntry(_Op):
+    __slots__ = ("index", "payload")
+    name = "write at index"
+
+    def __init__(self, path: str, index: int, payload: Any, nbytes: int):
+        super().__init__(path, nbytes)
+        self.index = index
+        self.payload = payload
+
+    def apply(self, engine: Engine) -> None:
+        payload = self.payload
+        entries = payload[np.newaxis] if isinstance(payload, np.ndarray) else [payload]
+        engine.driver.write_entries(self.path, self.index, entries)
+
+
+class _Call(_Op):
+    """Run a function on the writer thread and hand its result to a future."""
+
+    __slots__ = ("fatal", "fn", "future", "name", "run_after_failure")
+    barrier = True
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[], Any],
+        path: str = "",
+        *,
+        fatal: bool = False,
+        run_after_failure: bool = False,
+    ):
+        super().__init__(path)
+        self.fn = fn
+        self.future: Future[Any] = Future()
+        self.fatal = fatal  # a failure stops the store (sync, close) or only this call
+        self.run_after_failure = run_after_failure
+        self.name = name
+
+    def apply(self, engine: Engine) -> None:
+        try:
+            result = self.fn()
+        except BaseException as exc:
+            self.future.set_exception(exc)
+            raise
+        self.future.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+# -- the engine -------------------------------------------------------------------------
+class Engine:
+    """The queue, the writer thread and the caller-side catalog of one open file."""
+
+    def __init__(self, driver: StorageIODriver, max_pending_bytes: int):
+        if max_pending_bytes <= 0:
+            raise ValueError("max_pending_bytes must be positive")
+        self.driver = driver
+        self.max_pending_bytes = int(max_pending_bytes)
+        self.cond = threading.Condition(threading.Lock())
+        self.lock = self.cond  # ``with engine.lock:`` guards the catalog and the queue
+        self.nodes: dict[str, GroupState | VarState] = {"": GroupState("")}
+        self.pending_metadata: dict[str, dict[str, Any]] = {}  # of nodes not yet bound
+        # queue state (guarded by the lock)
+        self._ops: deque[_Op] = deque()
+        self._barriers = 0
+        self._seq = 0
+        self._pending_ops = 0
+        self._pending_bytes = 0
+        self._closing = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._failed_op = ""
+        self._failed_path = ""
+        self._unwritten = 0
+        # counters
+        self._applied = 0
+        self._batches = 0
+        self._bytes_written = 0
+        self._started = time.monotonic()
+        self._backpressure_waits = 0
+        self._longest_wait = 0.0
+        self._warned_backpressure = False
+        self.synced_seq = 0
+        self.durable_seq = 0
+        # writer-side state (touched only by the writer thread)
+        self.lengths_on_disk: dict[str, int] = {}
+        self.dirty_lengths: set[str] = set()
+        self._thread = threading.Thread(
+            target=self._run, name=f"writebehind-writer({driver.file_name})", daemon=True
+        )
+        self._thread.start()
+
+    # -- state checks --------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._closing
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def check_usable(self) -> None:
+        """Raise if the store is closed or failed. Call with or without the lock."""
+        if self._error is not None:
+            raise self._background_error()
+        if self._closing or self._closed:
+            raise StoreClosedError(f"the store of {self.driver.file_name!r} is closed")
+
+    def _background_error(self) -> BackgroundWriteError:
+        error = BackgroundWriteError(
+            f"writing {self.driver.file_name!r} failed in the background: {self._failed_op} "
+            f"of {self._failed_path or '/'!r} raised {self._error!r}; "
+            f"{self._unwritten} later operation(s) were not written. Data flushed before "
+            "the failure is in the file; reopen it to continue.",
+            path=self._failed_path,
+            operation=self._failed_op,
+            unwritten=self._unwritten,
+        )
+        error.__cause__ = self._error
+        return error
+
+    # -- enqueueing (caller threads) ----------------------------------------------
+    def _push(self, op: _Op) -> int:
+        """Append ``op`` to the queue. Call with the lock held, after check_usable."""
+        var = self.nodes.get(op.path)
+        if isinstance(var, VarState) and var.open_chunk is not None:
+            self._seal(var.open_chunk)
+        self._seq += 1
+        op.seq = self._seq
+        self._ops.append(op)
+        self._pending_ops += 1
+        self._pending_bytes += op.nbytes
+        if op.barrier:
+            self._barriers += 1
+        self.cond.notify_all()
+        return self._seq
+
+    def _seal(self, chunk: _AppendChunk) -> None:
+        chunk.sealed = True
+        if chunk.var.open_chunk is chunk:
+            chunk.var.open_chunk = None
+
+    def enqueue(self, op: _Op) -> int:
+        with self.cond:
+            self.check_usable()
+            self._wait_for_room(op.nbytes)
+            return self._push(op)
+
+    def create_group(self, path: str, attrs: dict[str, Any]) -> None:
+        """Enqueue the creation of group ``path``; call with the lock held."""
+        self._push(_CreateGroup(path, attrs))
+
+    def create_variable(self, var: VarState, attrs: dict[str, Any]) -> None:
+        """Enqueue the creation of ``var``; call with the lock held."""
+        self._push(_CreateVariable(var.path, var.layout, var.appendable, attrs))
+
+    def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
+        self.enqueue(_SetAttrs(path, attrs))
+
+    def append(self, var: VarState, payload: Any) -> Handle:
+        """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
+        cond = self.cond
+        with cond:
+            if self._error is not None or self._closing:
+                self.check_usable()
+            if self._pending_bytes > self.max_pending_bytes:
+                self._wait_for_room(var.entry_nbytes)
+            chunk = var.open_chunk
+            if chunk is None:
+                chunk = self._open_chunk(var)
+            if var.numeric:
+                chunk.buffer[chunk.count] = payload
+                nbytes = var.entry_nbytes
+            else:
+                chunk.buffer.append(payload)
+                nbytes = len(payload) + OBJECT_ENTRY_OVERHEAD
+            chunk.count += 1
+            chunk.nbytes += nbytes
+            var.length += 1
+            self._seq += 1
+            self._pending_ops += 1
+            self._pending_bytes += nbytes
+            if chunk.count == var.capacity:
+                chunk.sealed = True
+                var.open_chunk = None
+                cond.notify_all()
+            return Handle(self, self._seq)
+
+    def _open_chunk(self, var: VarState) -> _AppendChunk:
+        if var.numeric:
+            if var.free_buffers:
+                buffer: Any = var.free_buffers.pop()
+            else:
+                buffer = np.empty((var.capacity, *var.layout.shape), dtype=var.layout.dtype)
+        else:
+            buffer = []
+        chunk = _AppendChunk(var, var.length, buffer)
+        self._ops.append(chunk)
+        var.open_chunk = chunk
+        return chunk
+
+    def _wait_for_room(self, nbytes: int) -> None:
+        """Block while the pending payload is over the limit (backpressure). Lock held."""
+        if self._pending_bytes + nbytes <= self.max_pending_bytes or self._pending_bytes == 0:
+            return
+        started = time.monotonic()
+        self._backpressure_waits += 1
+        if not self._warned_backpressure:
+            self._warned_backpressure = True
+            logger.warning(
+                "writebehind: backpressure engaged on %r: %d bytes pending in %d operations "
+                "exceed max_pending_bytes=%d; writers now wait for the disk (written so far: "
+                "%d bytes at %.1f MB/s)",
+                self.driver.file_name,
+                self._pending_bytes,
+                self._pending_ops,
+                self.max_pending_bytes,
+                self._bytes_written,
+                self._rate() / 1e6,
+            )
+        self._barriers += 1  # the writer takes open chunks at once while we wait
+        self.cond.notify_all()
+        try:
+            while (
+                self._pending_bytes > 0
+                and self._pending_bytes + nbytes > self.max_pending_bytes
+                and self._error is None
+                and not self._closed
+            ):
+                self.cond.wait()
+        finally:
+            self._barriers -= 1
+            waited = time.monotonic() - started
+            self._longest_wait = max(self._longest_wait, waited)
+        self.check_usable()
+
+    def call(self, name: str, fn: Callable[[], Any], path: str = "") -> Future[Any]:
+        """Run ``fn`` on the writer thread after everything enqueued before; its future."""
+        op = _Call(name, fn, path)
+        with self.cond:
+            self.check_usable()
+            self._push(op)
+        return op.future
+
+    def run(self, name: str, fn: Callable[[], Any], path: str = "") -> Any:
+        """``call`` and wait for the result (re-raising the background error if any)."""
+        return self.result(self.call(name, fn, path))
+
+    def result(self, future: Future[Any]) -> Any:
+        try:
+            return future.result()
+        except BackgroundWriteError:
+            raise
+        except BaseException:
+            if self._error is not None:
+                raise self._background_error() from None
+            raise
+
+    # -- flush, close ------------------------------------------------------------------
+    def flush_future(self, durable: bool) -> Future[Any]:
+        with self.cond:
+            self.check_usable()
+            seq = self._seq
+            op = _Call("flush", lambda: self._sync(seq, durable), fatal=True)
+            self._push(op)
+        return op.future
+
+    def flush(self, durable: bool = False) -> None:
+        self.result(self.flush_future(durable))
+
+    def wait_synced(self, seq: int, durable: bool) -> None:
+        if (self.durable_seq if durable else self.synced_seq) >= seq:
+            return
+        self.flush(durable)
+
+    def _sync(self, seq: int, durable: bool) -> None:
+        """On the writer: record lengths, sync (and fsync) the file."""
+        if self.dirty_lengths:
+            for path in sorted(self.dirty_lengths):
+                self.driver.set_attrs(
+                    path, {"writebehind_length": np.int64(self.lengths_on_disk[path])}
+                )
+            self.dirty_lengths.clear()
+        self.driver.sync(durable)
+        self.synced_seq = max(self.synced_seq, seq)
+        if durable:
+            self.durable_seq = max(self.durable_seq, seq)
+
+    def close_future(self) -> Future[Any] | None:
+        """Enqueue the final flush and close; None if already closed."""
+        with self.cond:
+            if self._closing or self._closed:
+                return None
+            self._closing = True
+            seq = self._seq
+            op = _Call("close", lambda: self._close(seq), fatal=True, run_after_failure=True)
+            self._push(op)
+        return op.future
+
+    def close(self) -> None:
+        """Write everything pending, close the file and stop the writer; idempotent.
+
+        Raises BackgroundWriteError (once the file is closed) if an operation failed.
+        """
+        future = self.close_future()
+        if future is None:
+            self._thread.join()
+            return
+        try:
+            future.result()
+        finally:
+            self._thread.join()
+        if self._error is not None:
+            raise self._background_error()
+
+    def close_quietly(self) -> None:
+        """Close, logging instead of raising (for finalizers and failed opens)."""
+        try:
+            self.close()
+        except Exception:
+            logger.exception("writebehind: closing %r failed", self.driver.file_name)
+
+    def _close(self, seq: int) -> None:
+        try:
+            if self._error is None:
+                self._sync(seq, durable=False)
+        finally:
+            self.driver.close()
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._closed:
+                for op in self._take_batch():
+                    self._apply(op)
+        except BaseException as exc:  # a bug in the engine itself: never hang the callers
+            self._fail(_Op(""), exc)
+            with self.cond:
+                self._closed = True
+                leftover, self._ops = list(self._ops), deque()
+                self.cond.notify_all()
+            for op in leftover:
+                op.fail(self._background_error())
+            try:
+                self.driver.close()
+            except Exception:
+                logger.exception("writebehind: closing %r failed", self.driver.file_name)
+
+    def _take_batch(self) -> list[_Op]:
+        cond = self.cond
+        with cond:
+            while True:
+                if self._ops:
+                    front = self._ops[0]
+                    if self._barriers or not isinstance(front, _AppendChunk) or front.sealed:
+                        break
+                    age = time.monotonic() - front.opened_at
+                    if age >= LINGER_SECONDS:
+                        break
+                    cond.wait(LINGER_SECONDS - age)
+                else:
+                    cond.wait()
+            batch: list[_Op] = []
+            now = time.monotonic()
+            ops = self._ops
+            while ops:
+                op = ops[0]
+                if isinstance(op, _AppendChunk) and not op.sealed:
+                    if not self._barriers and now - op.opened_at < LINGER_SECONDS:
+                        break
+                    self._seal(op)
+                ops.popleft()
+                if op.barrier:
+                    self._barriers -= 1
+                batch.append(op)
+        return batch
+
+    def _apply(self, op: _Op) -> None:
+        count = op.count if isinstance(op, _AppendChunk) else 1
+        if self._error is None or (isinstance(op, _Call) and op.run_after_failure):
+            try:
+                op.apply(self)
+            except BaseException as exc:
+                if not isinstance(op, _Call) or op.fatal:
+                    self._fail(op, exc)
+            else:
+                if not isinstance(op, _Call):
+                    self._batches += 1
+                    self._bytes_written += op.nbytes
+        else:
+            op.fail(self._background_error())
+            with self.cond:
+                self._unwritten += count
+        with self.cond:
+            self._pending_ops -= count
+            self._pending_bytes -= op.nbytes
+            self._applied += count
+            if isinstance(op, _Call) and op.name == "close":
+                self._closed = True
+            self.cond.notify_all()
+
+    def _fail(self, op: _Op, exc: BaseException) -> None:
+        logger.error(
+            "writebehind: %s of %r in %r failed: %r", op.name, op.path, self.driver.file_name, exc
+        )
+        with self.cond:
+            if self._error is None:
+                self._error = exc
+                self._failed_op = op.name
+                self._failed_path = op.path
+                self._unwritten = 0
+
+    # -- statistics -------------------------------------------------------------------
+    def _rate(self) -> float:
+        elapsed = time.monotonic() - self._started
+        return self._bytes_written / elapsed if elapsed > 0 else 0.0
+
+    def stats(self) -> EngineStats:
+        with self.cond:
+            return EngineStats(
+                operations_enqueued=self._seq,
+                operations_applied=self._applied,
+                pending_operations=self._pending_ops,
+                pending_bytes=self._pending_bytes,
+                batches_written=self._batches,
+                bytes_written=self._bytes_written,
+                write_rate_bytes_per_second=self._rate(),
+                backpressure_waits=self._backpressure_waits,
+                longest_backpressure_wait_seconds=self._longest_wait,
+                failed=self._error is not None,
+            )

@@ -1,0 +1,63 @@
+"""Exceptions raised by writebehind.
+
+The tree::
+
+    Exception
+     └── WriteBehindError                  base of every error that is writebehind's own
+          ├── BackgroundWriteError         a queued operation failed on the writer thread;
+          │                                the original exception is its ``__cause__``
+          ├── StoreClosedError (+ValueError)   a call on a closed store
+          ├── FormatError (+ValueError)        the file holds something that cannot be
+          │                                    decoded (damaged or edited bookkeeping)
+          └── ReadOnlyError (+PermissionError) a write through a store opened with ``'r'``
+
+Errors of the caller's own making are raised as the built-in types users already catch:
+``TypeError`` for a value that cannot be stored, ``ValueError`` for a shape, dtype or name
+that does not fit, ``KeyError`` for a path that does not exist, ``AttributeError`` for a
+group used as a variable (or the reverse), and pint's ``DimensionalityError`` for units.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackgroundWriteError",
+    "FormatError",
+    "ReadOnlyError",
+    "StoreClosedError",
+    "WriteBehindError",
+]
+
+
+class WriteBehindError(Exception):
+    """Base class of writebehind's own exceptions."""
+
+
+class BackgroundWriteError(WriteBehindError):
+    """A queued operation failed on the writer thread.
+
+    The store stops applying operations once one has failed: this error is raised by every
+    later call (and by ``flush`` and ``close``), never dropped. The original exception is
+    ``__cause__``; ``path`` and ``operation`` name what failed and ``unwritten`` counts the
+    operations that were pending behind it and were not applied.
+    """
+
+    def __init__(self, message: str, *, path: str = "", operation: str = "", unwritten: int = 0):
+        super().__init__(message)
+        self.path = path
+        self.operation = operation
+        self.unwritten = unwritten
+
+
+class StoreClosedError(WriteBehindError, ValueError):
+    """The store (or its driver) was closed; open the file again to use it."""
+
+
+class ReadOnlyError(WriteBehindError, PermissionError):
+    """A write, append or metadata change through a store opened read-only (``'r'``)."""
+
+
+class FormatError(WriteBehindError, ValueError):
+    """What the file holds at a path cannot be decoded: its bookkeeping is damaged or edited.
+
+    The message names the path. Nothing from the file is ever executed to decode it.
+    """

@@ -1,0 +1,249 @@
+"""StorageInterfaceDirVar (SIDV): a node of the store, reached by attribute or item access.
+
+A node is a variable or a group, decided by its first use: ``write``/``append`` make it a
+variable, giving it a child makes it a group. The node itself only navigates and validates;
+the work goes to the store's core (checks, encoding) and engine (the queue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from . import _paths
+from ._engine import GroupState, Handle, VarState
+
+if TYPE_CHECKING:
+    from ._core import StoreCore
+
+__all__ = ["RESERVED_NAMES", "GroupInfo", "NodeBase", "StorageInterfaceDirVar", "VariableInfo"]
+
+#: Names that attribute access never turns into children (use ``node["name"]`` for those).
+RESERVED_NAMES = frozenset(
+    {
+        "write",
+        "append",
+        "read",
+        "add_metadata",
+        "read_metadata",
+        "variable",
+        "directory",
+        "path",
+        "predecessor",
+        "name",
+        "bound_target",
+        "to_xarray",
+    }
+)
+
+
+class VariableInfo(NamedTuple):
+    """What a bound variable node reports as its ``variable`` (and ``bound_target``)."""
+
+    path: str
+    appendable: bool
+    codec: str
+    python_type: str
+    entry_shape: tuple[int, ...]
+    dtype: str
+    units: str | None
+
+
+class GroupInfo(NamedTuple):
+    """What a bound group node reports as its ``directory`` (and ``bound_target``)."""
+
+    path: str
+
+
+class NodeBase:
+    """Navigation shared by the sync and async nodes."""
+
+    __slots__ = ("_children", "_core", "_name", "_path", "_predecessor", "_var")
+
+    def __init__(self, name: str, core: StoreCore, predecessor: NodeBase | None = None):
+        self._name = name
+        self._core = core
+        self._predecessor = predecessor
+        parent_path = predecessor._path if predecessor is not None else ""
+        self._path: str = _paths.join(parent_path, name) if name else parent_path
+        self._children: dict[str, NodeBase] = {}
+        self._var: VarState | None = None
+
+    # -- navigation ------------------------------------------------------------------
+    def _child(self, name: str) -> Any:
+        child = self._children.get(name)
+        if child is None:
+            _paths.check_name(name)
+            node = self._core.lookup(self._path)
+            if isinstance(node, VarState):
+                raise AttributeError(
+                    f"{self._path!r} is a variable: it has no child {name!r} "
+                    "(a variable cannot be used as a group)"
+                )
+            child = type(self)(name, self._core, self)
+            self._children[name] = child
+        return child
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._child(name)
+
+    def __getitem__(self, path: str) -> Any:
+        node: Any = self
+        for name in _paths.split(path):
+            node = node._child(name)
+        return node
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str):
+            return False
+        try:
+            parts = _paths.split(path)
+        except ValueError:
+            return False
+        full = "/".join((self._path, *parts)) if self._path else "/".join(parts)
+        return full in self._core.engine.nodes or full in self._core.broken
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._core.children(self._path))
+
+    def __len__(self) -> int:
+        return self._core.length(self._path)
+
+    def __repr__(self) -> str:
+        node = self._core.engine.nodes.get(self._path)
+        kind = "variable" if isinstance(node, VarState) else "group" if node else "unbound"
+        return f"<{type(self).__name__} {self._path or '/'!r} ({kind})>"
+
+    def __dir__(self) -> list[str]:
+        return sorted({*RESERVED_NAMES, *self._core.children(self._path)})
+
+    # -- properties as in openmmtools ---------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def predecessor(self) -> Any:
+        return self._predecessor
+
+    @property
+    def variable(self) -> VariableInfo | None:
+        node = self._core.lookup(self._path)
+        if not isinstance(node, VarState):
+            return None
+        spec = node.spec
+        return VariableInfo(
+            node.path,
+            node.appendable,
+            spec.codec,
+            spec.python,
+            spec.layout.shape,
+            spec.logical_dtype or spec.layout.storage,
+            spec.units,
+        )
+
+    @property
+    def directory(self) -> GroupInfo | bool | None:
+        node = self._core.lookup(self._path)
+        if isinstance(node, GroupState):
+            return GroupInfo(node.path)
+        if node is None and self._children:
+            return True
+        return None
+
+    @property
+    def bound_target(self) -> VariableInfo | GroupInfo | None:
+        variable = self.variable
+        if variable is not None:
+            return variable
+        directory = self.directory
+        return directory if isinstance(directory, GroupInfo) else None
+
+    def _variable_for_append(self, data: Any) -> VarState:
+        var = self._var
+        if var is None or not var.appendable:
+            var = self._core.append_target(self._path, data)
+            self._var = var
+        return var
+
+
+class StorageInterfaceDirVar(NodeBase):
+    """A group or variable of a :class:`~writebehind.StorageInterface`.
+
+    Not meant to be created directly: reach it as ``store.traj.positions`` or
+    ``store["traj/positions"]``.
+    """
+
+    __slots__ = ()
+
+    def write(self, data: Any, at_index: int | None = None) -> Handle:
+        """Store ``data`` as the variable's value; with ``at_index``, overwrite that entry.
+
+        Returns once ``data`` is checked and copied; the disk work happens behind.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``data`` cannot be stored, or does not match the variable's kind, shape,
+            dtype; ``write`` without ``at_index`` on an appendable variable.
+        OSError
+            ``at_index`` on a variable with no entries.
+        AttributeError
+            The node is a group.
+        """
+        core = self._core
+        op, _nbytes = core.write_op(self._path, data, at_index)
+        return Handle(core.engine, core.engine.enqueue(op))
+
+    def append(self, data: Any) -> Handle:
+        """Add ``data`` as the next entry of the variable (created on the first append).
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``data`` cannot be stored or does not match the earlier entries.
+        AttributeError
+            The node is a group.
+        """
+        var = self._var
+        if var is None or not var.appendable:
+            var = self._variable_for_append(data)
+        return self._core.engine.append(var, var.encode(data))
+
+    def read(self, at_index: int | slice | None = None) -> Any:
+        """The variable's value; with ``at_index`` (int or slice) only those entries.
+
+        Waits until every operation enqueued before it is applied.
+
+        Raises
+        ------
+        KeyError
+            No variable at this path.
+        AttributeError
+            The node is a group.
+        """
+        future, decode = self._core.read_call(self._path, at_index)
+        return decode(self._core.engine.result(future))
+
+    def add_metadata(self, name: str, value: Any) -> None:
+        """Set the attribute ``name``; buffered until the node exists in the file."""
+        self._core.add_metadata(self._path, name, value)
+
+    def read_metadata(self) -> dict[str, Any]:
+        """The user's metadata on this node (writebehind's bookkeeping left out)."""
+        future, decode = self._core.read_metadata_call(self._path)
+        if future is None:
+            return decode
+        return decode(self._core.engine.result(future))
+
+    def to_xarray(self) -> Any:
+        """This group as an ``xarray.Dataset`` (or variable as a DataArray); needs xarray."""
+        from ._interop import to_xarray
+
+        return to_xarray(self._core, self._path)

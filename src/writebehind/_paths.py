@@ -1,0 +1,82 @@
+"""Node paths: ``"traj/positions"`` names variable ``positions`` in group ``traj``.
+
+Paths are relative to the file's root group and use ``/`` as separator; the root itself is
+``""``. Names are checked against netCDF's own rule (``NC_check_name``) at the call, so a name
+the file cannot hold is refused with ``ValueError`` instead of being mangled.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+__all__ = ["MAX_NAME_BYTES", "check_name", "join", "parent", "split"]
+
+MAX_NAME_BYTES = 256  # NC_MAX_NAME
+
+
+def check_name(name: object) -> str:
+    """Return ``name`` if netCDF can store it as a group or variable name.
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a ``str``.
+    ValueError
+        netCDF cannot hold it: empty, contains ``/`` or a control character, starts with a
+        character other than a letter, digit, ``_`` or a non-ASCII character, ends with
+        white space, is not in Unicode normal form NFC, or is longer than 256 bytes in UTF-8.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a node name must be a str, not {type(name).__name__}")
+    problem = _name_problem(name)
+    if problem:
+        raise ValueError(f"invalid name {name!r}: {problem}")
+    return name
+
+
+def _name_problem(name: str) -> str:
+    if not name:
+        return "names cannot be empty"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "names must be valid Unicode (no lone surrogates)"
+    if len(encoded) > MAX_NAME_BYTES:
+        return f"netCDF names are at most {MAX_NAME_BYTES} bytes in UTF-8 ({len(encoded)} given)"
+    if unicodedata.normalize("NFC", name) != name:
+        return "netCDF stores names in Unicode normal form NFC; normalize the name first"
+    first = name[0]
+    if not (first.isascii() and (first.isalnum() or first == "_")) and first.isascii():
+        return "a name must start with a letter, a digit, '_' or a non-ASCII character"
+    for ch in name:
+        if ch == "/":
+            return "'/' separates path components and cannot be part of a name"
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return "control characters are not allowed"
+    if name[-1].isspace():
+        return "a name cannot end with white space"
+    return ""
+
+
+def split(path: str) -> tuple[str, ...]:
+    """Split ``"a/b/c"`` into ``("a", "b", "c")``, checking each name.
+
+    A leading ``/`` is accepted (``"/a/b"`` is ``"a/b"``); ``""`` and ``"/"`` are the root.
+    """
+    if not isinstance(path, str):
+        raise TypeError(f"a path must be a str, not {type(path).__name__}")
+    stripped = path[1:] if path.startswith("/") else path
+    if not stripped:
+        return ()
+    return tuple(check_name(part) for part in stripped.split("/"))
+
+
+def join(parent_path: str, name: str) -> str:
+    """The path of child ``name`` of the node at ``parent_path``."""
+    return f"{parent_path}/{name}" if parent_path else name
+
+
+def parent(path: str) -> str:
+    """The path of the group holding ``path`` (``""`` for the root's children)."""
+    head, _, _ = path.rpartition("/")
+    return head

@@ -1,0 +1,167 @@
+"""StorageInterface: the synchronous face of a store."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from ._core import DEFAULT_MAX_PENDING_BYTES, StoreCore
+from ._engine import EngineStats
+from ._node import StorageInterfaceDirVar
+from .drivers.base import StorageIODriver
+from .drivers.netcdf import NetCDFIODriver
+
+__all__ = ["StorageInterface", "open"]
+
+
+def _finalize(core: StoreCore) -> None:
+    core.materialize_pending_metadata()
+    core.engine.close_quietly()
+
+
+class StorageInterface:
+    """A write-behind store over a storage driver, used from ordinary (blocking) code.
+
+    ``store.traj.positions.append(x)`` checks and copies ``x`` on the calling thread and
+    returns; a background thread writes it. ``read`` waits for the writes it must see.
+
+    Parameters
+    ----------
+    storage_driver : StorageIODriver
+        Usually ``NetCDFIODriver("run.nc")``.
+    max_pending_bytes : int
+        Bound on the payload waiting to be written; ``write``/``append`` block (backpressure)
+        while it is exceeded. Default 256 MiB.
+    unit_registry : pint.UnitRegistry, optional
+        Registry that quantities read back are made in; default pint's application registry.
+
+    Raises
+    ------
+    FileNotFoundError
+        The driver's mode is ``'a'`` or ``'r'`` and the file does not exist.
+    OSError
+        The file exists but is not a NetCDF-4 file.
+
+    A store that is never closed is flushed and closed when it is garbage-collected and at
+    interpreter exit.
+    """
+
+    def __init__(
+        self,
+        storage_driver: StorageIODriver,
+        *,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        unit_registry: Any = None,
+    ):
+        core = StoreCore(
+            storage_driver, max_pending_bytes=max_pending_bytes, unit_registry=unit_registry
+        )
+        self._core = core
+        self._root = StorageInterfaceDirVar("", core)
+        self._finalizer = weakref.finalize(self, _finalize, core)
+
+    # -- navigation --------------------------------------------------------------------
+    def __getattr__(self, name: str) -> StorageInterfaceDirVar:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._root._child(name)
+
+    def __getitem__(self, path: str) -> StorageInterfaceDirVar:
+        return self._root[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._root
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._root)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*object.__dir__(self), *self._core.children("")})
+
+    def __repr__(self) -> str:
+        state = "closed" if self._core.engine.closed else "open"
+        return f"<StorageInterface {self.file_name!r} ({state})>"
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def file_name(self) -> str:
+        return self._core.driver.file_name
+
+    @property
+    def storage_driver(self) -> StorageIODriver:
+        return self._core.driver
+
+    @property
+    def closed(self) -> bool:
+        return self._core.engine.closed
+
+    # -- metadata ------------------------------------------------------------------------
+    def add_metadata(self, name: str, value: Any) -> None:
+        """Set the attribute ``name`` of the file's root group."""
+        self._core.add_metadata("", name, value)
+
+    def read_metadata(self) -> dict[str, Any]:
+        """The user's metadata of the root group."""
+        return self._root.read_metadata()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def stats(self) -> EngineStats:
+        """Counters of the engine: operations enqueued and applied, pending, written..."""
+        return self._core.engine.stats()
+
+    def flush(self, durable: bool = False) -> None:
+        """Block until everything enqueued before is written and the file synced.
+
+        With ``durable=True`` the file is also fsynced, so it survives an OS crash.
+
+        Raises
+        ------
+        BackgroundWriteError
+            An operation failed on the writer.
+        StoreClosedError
+            The store is closed.
+        """
+        self._core.engine.flush(durable)
+
+    def close(self) -> None:
+        """Write everything pending, close the file; closing again does nothing.
+
+        Raises
+        ------
+        BackgroundWriteError
+            An operation failed on the writer (the file is closed all the same).
+        """
+        if self._core.engine.closed:
+            self._core.engine.close()
+            return
+        self._core.materialize_pending_metadata()
+        self._finalizer.detach()
+        self._core.engine.close()
+
+    def __enter__(self) -> StorageInterface:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as close_error:
+            # The user's exception propagates; the close failure is attached as a note.
+            exc.add_note(f"writebehind: closing the store also failed: {close_error!r}")
+
+
+def open(
+    file_name: str | os.PathLike[str], mode: str | None = None, **options: Any
+) -> StorageInterface:
+    """``StorageInterface(NetCDFIODriver(file_name, mode), **options)``."""
+    return StorageInterface(NetCDFIODriver(os.fspath(file_name), mode), **options)

@@ -1,0 +1,180 @@
+"""Codecs: pure conversions between Python values and storable payloads (no file access).
+
+``spec_for`` picks the codec of a first value, ``make_encoder`` checks and converts later
+values, ``decode`` rebuilds values from what a driver read, and ``spec_from_attrs`` rebuilds a
+spec from a variable's attributes (or infers one for a variable another program wrote).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pint
+
+from .._errors import FormatError
+from ._numeric import SUPPORTED_DTYPES, logical_name
+from .arrays import ArrayCodec
+from .base import ATTR_PREFIX, Codec, Encoder, Layout, Spec
+from .mappings import MappingCodec
+from .quantities import QuantityEncoder, quantity_spec, wrap_quantity
+from .scalars import SCALAR_TYPES, ScalarCodec
+from .sequences import SequenceCodec
+from .strings import BytesCodec, StringCodec
+
+__all__ = [
+    "ATTR_PREFIX",
+    "CODECS",
+    "Codec",
+    "Encoder",
+    "Layout",
+    "Spec",
+    "decode",
+    "make_encoder",
+    "spec_for",
+    "spec_from_attrs",
+]
+
+CODECS: dict[str, Codec] = {
+    codec.name: codec
+    for codec in (
+        ScalarCodec(),
+        StringCodec(),
+        BytesCodec(),
+        SequenceCodec(),
+        ArrayCodec(),
+        MappingCodec(),
+    )
+}
+
+
+def _codec_of(value: Any) -> Codec:
+    cls = type(value)
+    if isinstance(value, SCALAR_TYPES):
+        return CODECS["scalar"]
+    if cls is str:
+        return CODECS["str"]
+    if cls is bytes:
+        return CODECS["bytes"]
+    if cls is list or cls is tuple:
+        return CODECS["sequence"]
+    if cls is np.ndarray:
+        return CODECS["ndarray"]
+    if cls is dict:
+        return CODECS["dict"]
+    raise TypeError(
+        f"cannot store a {cls.__name__}: writebehind stores bool, int, float, str, bytes, "
+        "rectangular lists and tuples of numbers, numpy arrays (bool, int, uint, float), "
+        "dicts with str keys, and pint quantities of numbers or arrays"
+    )
+
+
+def spec_for(value: Any) -> Spec:
+    """The spec that ``value``, the first one written to a variable, fixes.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is of a type writebehind does not store.
+    ValueError
+        ``value`` is of a stored type but this value cannot be stored (an int beyond 64
+        bits, a str with a NUL character...).
+    """
+    if isinstance(value, pint.Quantity):
+        magnitude = value.magnitude
+        codec = _codec_of(magnitude)
+        if codec.name not in ("scalar", "ndarray"):
+            raise TypeError(
+                f"cannot store a quantity whose magnitude is a {type(magnitude).__name__}"
+            )
+        return quantity_spec(value, codec)
+    return _codec_of(value).spec_for(value)
+
+
+def make_encoder(spec: Spec) -> Encoder:
+    """The function that checks a value against ``spec`` and returns its payload."""
+    encode = CODECS[spec.codec].encoder(spec)
+    if spec.units is not None:
+        return QuantityEncoder(spec, encode)
+    return encode
+
+
+def decode(raw: Any, spec: Spec, registry: Any, *, entries: bool) -> Any:
+    """The Python value of ``raw`` (entries of an appendable variable when ``entries``)."""
+    codec = CODECS[spec.codec]
+    value = (
+        codec.decode_entries(raw, spec, registry)
+        if entries
+        else codec.decode_value(raw, spec, registry)
+    )
+    if spec.units is not None:
+        return wrap_quantity(registry, value, spec)
+    return value
+
+
+def spec_from_attrs(attrs: dict[str, Any], layout: Layout, registry: Any) -> Spec:
+    """Rebuild the spec of a stored variable from its attributes.
+
+    A variable without writebehind's attributes (written by another program) gets the spec
+    that reads it faithfully: numbers as ndarrays, strings as str, and a quantity where its
+    ``units`` attribute parses in ``registry``.
+
+    Raises
+    ------
+    FormatError
+        The bookkeeping attributes are inconsistent with each other or with the layout.
+    """
+    codec_name = attrs.get(ATTR_PREFIX + "codec")
+    units = attrs.get("units")
+    if codec_name is None:
+        return _foreign_spec(layout, units, registry)
+    if not isinstance(codec_name, str) or codec_name not in CODECS:
+        raise FormatError(f"unknown codec {codec_name!r}")
+    python = str(attrs.get(ATTR_PREFIX + "python", ""))
+    logical = str(attrs.get(ATTR_PREFIX + "dtype", ""))
+    storage = {"str": "string", "bytes": "bytes", "dict": "bytes"}.get(codec_name, "numeric")
+    if storage != layout.storage:
+        raise FormatError(f"codec {codec_name!r} does not match the variable's storage")
+    if storage == "numeric":
+        try:
+            logical_dtype = np.dtype(bool) if logical == "bool" else np.dtype(logical)
+        except TypeError as exc:
+            raise FormatError(f"unknown dtype {logical!r}") from exc
+        if logical_dtype not in SUPPORTED_DTYPES:
+            raise FormatError(f"unsupported dtype {logical!r}")
+        if (logical == "bool" and layout.dtype.kind not in "iub") or (
+            logical != "bool" and logical_dtype != layout.dtype
+        ):
+            raise FormatError(f"dtype {logical!r} does not match the stored {layout.dtype}")
+        if codec_name == "scalar" and layout.shape != ():
+            raise FormatError(f"a scalar variable has entries of shape {layout.shape}")
+        if codec_name == "scalar" and python not in ("bool", "int", "float", "numpy"):
+            raise FormatError(f"unknown scalar type {python!r}")
+    quantity = attrs.get(ATTR_PREFIX + "quantity") is not None
+    if quantity:
+        if not isinstance(units, str):
+            raise FormatError("a quantity variable has no units attribute")
+        _check_units(units, registry)
+    return Spec(codec_name, python, layout, logical, units if quantity else None)
+
+
+def _check_units(units: str, registry: Any) -> None:
+    try:
+        registry.parse_units(units)
+    except Exception as exc:
+        raise FormatError(f"units {units!r} do not parse in pint ({exc})") from exc
+
+
+def _foreign_spec(layout: Layout, units: Any, registry: Any) -> Spec:
+    if layout.storage == "string":
+        return Spec("str", "str", layout)
+    if layout.storage == "bytes":
+        return Spec("bytes", "bytes", layout)
+    spec = Spec("ndarray", "ndarray", layout, logical_name(layout.dtype))
+    if isinstance(units, str) and units.strip():
+        try:
+            registry.parse_units(units)
+        except Exception:
+            return spec
+        return Spec("ndarray", "ndarray", layout, spec.logical_dtype, units)
+    return spec

@@ -1,0 +1,61 @@
+"""numpy arrays of bool, integers and floats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._numeric import (
+    check_array_dtype,
+    check_castable,
+    logical_from_name,
+    logical_name,
+    storage_layout,
+    view_logical,
+)
+from .base import Codec, Encoder, Spec
+
+__all__ = ["ArrayCodec"]
+
+
+def shape_error(got: tuple[int, ...], want: tuple[int, ...]) -> ValueError:
+    return ValueError(
+        f"shape {got} does not match the variable's entry shape {want}, fixed by its first value"
+    )
+
+
+class ArrayCodec(Codec):
+    name = "ndarray"
+
+    def spec_for(self, value: Any) -> Spec:
+        if not isinstance(value, np.ndarray) or isinstance(value, np.ma.MaskedArray):
+            raise TypeError(f"not a plain ndarray: {type(value).__name__}")
+        logical = check_array_dtype(value.dtype)
+        return Spec(
+            self.name, "ndarray", storage_layout(logical, value.shape), logical_name(logical)
+        )
+
+    def encoder(self, spec: Spec) -> Encoder:
+        logical = logical_from_name(spec.logical_dtype)
+        shape = spec.layout.shape
+
+        def encode(value: Any) -> Any:
+            if type(value) is not np.ndarray and (
+                isinstance(value, np.ma.MaskedArray) or not isinstance(value, np.ndarray)
+            ):
+                raise TypeError(f"cannot store a {type(value).__name__} in a variable of arrays")
+            if value.shape != shape:
+                raise shape_error(value.shape, shape)
+            if value.dtype != logical:
+                check_castable(check_array_dtype(value.dtype), logical)
+            return value
+
+        return encode
+
+    def decode_value(self, raw: Any, spec: Spec, registry: Any) -> Any:
+        out = view_logical(np.asarray(raw), logical_from_name(spec.logical_dtype))
+        return out.reshape(spec.layout.shape)
+
+    def decode_entries(self, raw: Any, spec: Spec, registry: Any) -> Any:
+        return view_logical(np.asarray(raw), logical_from_name(spec.logical_dtype))

@@ -1,0 +1,175 @@
+"""dicts with str keys, encoded with msgpack.
+
+Values may be None, bool, int, float, str, bytes, lists, tuples, nested dicts, numpy arrays
+and scalars of the supported dtypes, and pint quantities of those. Tuples, arrays, numpy
+scalars and quantities travel as msgpack extension types, so they come back as what they
+were. Decoding only rebuilds these plain types: nothing in the file can make it run code,
+and msgpack's own limits (every declared length is bounded by the size of the record)
+defuse records that claim huge lengths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+import pint
+
+from .._errors import FormatError
+from ._numeric import SUPPORTED_DTYPES, check_array_dtype
+from .base import Codec, Encoder, Layout, Spec
+from .quantities import units_string
+
+__all__ = ["MappingCodec", "pack", "unpack"]
+
+_EXT_NDARRAY = 1
+_EXT_TUPLE = 2
+_EXT_NUMPY_SCALAR = 3
+_EXT_QUANTITY = 4
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
+_OBJECT = np.dtype(object)
+
+
+def _tree(obj: Any, where: str) -> Any:
+    """``obj`` as msgpack-native values and ExtTypes; TypeError/ValueError if unstorable."""
+    cls = type(obj)
+    if obj is None or cls is bool or cls is float or cls is bytes:
+        return obj
+    if cls is str:
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{where}: a str that is not valid Unicode ({exc.reason})") from None
+        return obj
+    if cls is int:
+        if not _INT_MIN <= obj <= _UINT_MAX:
+            raise ValueError(f"{where}: the integer {obj} does not fit in 64 bits")
+        return obj
+    if cls is dict:
+        out = {}
+        for key, value in obj.items():
+            if type(key) is not str:
+                raise TypeError(f"{where}: dict keys must be str, not {type(key).__name__}")
+            out[_tree(key, where)] = _tree(value, f"{where}[{key!r}]")
+        return out
+    if cls is list:
+        return [_tree(item, f"{where}[{i}]") for i, item in enumerate(obj)]
+    if cls is tuple:
+        items = [_tree(item, f"{where}[{i}]") for i, item in enumerate(obj)]
+        return msgpack.ExtType(_EXT_TUPLE, _packb(items))
+    if cls is np.ndarray:
+        dtype = check_array_dtype(obj.dtype)
+        data = np.ascontiguousarray(obj, dtype=dtype).tobytes()
+        return msgpack.ExtType(_EXT_NDARRAY, _packb([dtype.str, list(obj.shape), data]))
+    if isinstance(obj, np.bool_ | np.integer | np.floating):
+        dtype = check_array_dtype(obj.dtype, "scalar")
+        return msgpack.ExtType(
+            _EXT_NUMPY_SCALAR, _packb([dtype.str, np.asarray(obj, dtype=dtype).tobytes()])
+        )
+    if isinstance(obj, pint.Quantity):
+        magnitude = obj.magnitude
+        return msgpack.ExtType(
+            _EXT_QUANTITY,
+            _packb([units_string(obj.units), _tree(magnitude, f"{where}.magnitude")]),
+        )
+    raise TypeError(
+        f"{where}: cannot store a {cls.__name__} inside a dict (dict values may be None, "
+        "bool, int, float, str, bytes, list, tuple, dict, numpy arrays and scalars, and "
+        "pint quantities)"
+    )
+
+
+def _packb(tree: Any) -> bytes:
+    return msgpack.packb(tree, use_bin_type=True)
+
+
+def pack(value: dict[str, Any]) -> bytes:
+    """The msgpack record of ``value``."""
+    return _packb(_tree(value, "dict"))
+
+
+def unpack(data: bytes, registry: Any) -> Any:
+    """Rebuild the value of a record written by :func:`pack`.
+
+    Raises
+    ------
+    FormatError
+        The record is not one that :func:`pack` writes.
+    """
+    try:
+        return _unpackb(data, registry)
+    except FormatError:
+        raise
+    except Exception as exc:
+        raise FormatError(f"not a valid writebehind dict record ({exc})") from exc
+
+
+def _unpackb(data: bytes, registry: Any) -> Any:
+    def ext_hook(code: int, payload: bytes) -> Any:
+        if code == _EXT_TUPLE:
+            items = _unpackb(payload, registry)
+            if type(items) is not list:
+                raise FormatError("a tuple record does not hold a list")
+            return tuple(items)
+        if code == _EXT_NDARRAY:
+            dtype_str, shape, raw = _unpackb(payload, registry)
+            dtype = _safe_dtype(dtype_str)
+            shape = tuple(int(n) for n in shape)
+            if any(n < 0 for n in shape):
+                raise FormatError(f"an array record declares a negative shape {shape}")
+            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if count * dtype.itemsize != len(raw):
+                raise FormatError(
+                    f"an array record declares shape {shape} of {dtype} but holds {len(raw)} bytes"
+                )
+            return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        if code == _EXT_NUMPY_SCALAR:
+            dtype_str, raw = _unpackb(payload, registry)
+            dtype = _safe_dtype(dtype_str)
+            if len(raw) != dtype.itemsize:
+                raise FormatError("a numpy scalar record has the wrong number of bytes")
+            return np.frombuffer(raw, dtype=dtype)[0]
+        if code == _EXT_QUANTITY:
+            units, magnitude = _unpackb(payload, registry)
+            return registry.Quantity(magnitude, units)
+        raise FormatError(f"unknown extension type {code} in a dict record")
+
+    return msgpack.unpackb(data, raw=False, ext_hook=ext_hook, strict_map_key=True)
+
+
+def _safe_dtype(dtype_str: object) -> np.dtype[Any]:
+    if not isinstance(dtype_str, str):
+        raise FormatError("an array record's dtype is not a string")
+    try:
+        dtype = np.dtype(dtype_str)
+    except TypeError as exc:
+        raise FormatError(f"an array record names an unknown dtype {dtype_str!r}") from exc
+    native = dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype
+    if native not in SUPPORTED_DTYPES:
+        raise FormatError(f"an array record names an unsupported dtype {dtype_str!r}")
+    return dtype
+
+
+class MappingCodec(Codec):
+    name = "dict"
+
+    def spec_for(self, value: Any) -> Spec:
+        if type(value) is not dict:
+            raise TypeError(f"not a dict: {type(value).__name__}")
+        pack(value)  # refuse at the call what cannot be stored
+        return Spec(self.name, "dict", Layout("bytes", _OBJECT, ()))
+
+    def encoder(self, spec: Spec) -> Encoder:
+        def encode(value: Any) -> Any:
+            if type(value) is not dict:
+                raise TypeError(f"cannot store a {type(value).__name__} in a variable of dicts")
+            return pack(value)
+
+        return encode
+
+    def decode_value(self, raw: Any, spec: Spec, registry: Any) -> Any:
+        return unpack(bytes(raw), registry)
+
+    def decode_entries(self, raw: Any, spec: Spec, registry: Any) -> Any:
+        return [unpack(bytes(item), registry) for item in raw]

@@ -1,0 +1,114 @@
+"""Metadata values (netCDF attributes): str, int, float, bool, lists of numbers, 1-D arrays.
+
+netCDF has no bool attribute and gives back a one-element array as a scalar, so the Python
+type of such values is recorded in the JSON attribute ``writebehind_metadata_types``; a value
+reads back as what was given.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .._errors import FormatError
+from ._numeric import check_array_dtype
+from .base import ATTR_PREFIX
+
+__all__ = ["TYPES_ATTR", "check_attr_name", "decode_attrs", "encode_attr"]
+
+TYPES_ATTR = ATTR_PREFIX + "metadata_types"
+
+
+def check_attr_name(name: object) -> str:
+    """Return ``name`` if the user may set an attribute of that name, else raise."""
+    if not isinstance(name, str):
+        raise TypeError(f"a metadata name must be a str, not {type(name).__name__}")
+    if not name or name.startswith("_") or name.startswith(ATTR_PREFIX):
+        raise ValueError(
+            f"invalid metadata name {name!r}: names must be non-empty and cannot start with "
+            f"'_' (reserved by netCDF) or {ATTR_PREFIX!r} (writebehind's bookkeeping)"
+        )
+    if "/" in name or any(ord(c) < 0x20 for c in name):
+        raise ValueError(f"invalid metadata name {name!r}: no '/' or control characters")
+    return name
+
+
+def encode_attr(name: str, value: Any) -> tuple[Any, str | None]:
+    """The stored form of metadata ``value`` and its type tag (None when none is needed).
+
+    Raises TypeError for a value netCDF attributes cannot hold.
+    """
+    cls = type(value)
+    if cls is str:
+        if "\x00" in value:
+            raise ValueError(f"metadata {name!r}: a str with a NUL character cannot be stored")
+        return value, None
+    if cls is bool or cls is np.bool_:
+        return np.int8(value), "bool"
+    if cls is int:
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"metadata {name!r}: the integer {value} does not fit in 64 bits")
+        return np.int64(value), None
+    if cls is float:
+        return np.float64(value), None
+    if isinstance(value, np.integer | np.floating):
+        check_array_dtype(value.dtype, "scalar")
+        return value, "numpy"
+    if cls is list or cls is tuple:
+        arr = np.asarray(value)
+        if arr.ndim != 1 or arr.dtype.kind not in "biuf":
+            raise TypeError(f"metadata {name!r}: a {cls.__name__} must be a flat list of numbers")
+        if arr.dtype.kind == "b":
+            return arr.astype(np.int8), f"{cls.__name__}:bool"
+        return arr, cls.__name__
+    if cls is np.ndarray:
+        if value.ndim != 1:
+            raise TypeError(f"metadata {name!r}: arrays must be 1-D (got shape {value.shape})")
+        check_array_dtype(value.dtype)
+        if value.dtype == bool:
+            return value.astype(np.int8), "ndarray:bool"
+        return value.copy(), "ndarray"
+    raise TypeError(
+        f"metadata {name!r}: cannot store a {cls.__name__} (metadata may be str, int, float, "
+        "bool, a list of numbers or a 1-D array)"
+    )
+
+
+def decode_attrs(attrs: dict[str, Any], hide: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The user's metadata from a node's attributes (bookkeeping left out)."""
+    try:
+        types = json.loads(attrs.get(TYPES_ATTR, "{}"))
+        if not isinstance(types, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise FormatError(f"the attribute {TYPES_ATTR} is damaged ({exc})") from exc
+    out: dict[str, Any] = {}
+    for name, raw in attrs.items():
+        if name.startswith(ATTR_PREFIX) or name in hide:
+            continue
+        out[name] = _decode(raw, types.get(name))
+    return out
+
+
+def _decode(raw: Any, tag: Any) -> Any:
+    if tag is None:
+        if isinstance(raw, np.ndarray):
+            return raw
+        if isinstance(raw, np.generic):
+            return raw.item()
+        return raw
+    arr = np.atleast_1d(np.asarray(raw))
+    base, _, elem = str(tag).partition(":")
+    if elem == "bool":
+        arr = arr.astype(bool)
+    if base == "bool":
+        return bool(arr[0])
+    if base == "numpy":
+        return arr[0]
+    if base == "list":
+        return arr.tolist()
+    if base == "tuple":
+        return tuple(arr.tolist())
+    return arr

@@ -1,0 +1,121 @@
+"""The driver contract: synchronous storage of laid-out variables, no Python types.
+
+A driver stores groups, variables with a :class:`~writebehind.codecs.Layout`, their entries
+and attributes. It knows nothing of codecs, threads or queues: the engine calls every method
+from its one writer thread, so an implementation needs no locking of its own. A new backend
+(Zarr, say) is one subclass of :class:`StorageIODriver` that passes the shared driver suite in
+``tests/test_drivers``.
+
+Paths are ``"a/b/c"`` relative to the root group, whose path is ``""``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..codecs.base import Layout
+
+__all__ = ["NodeRecord", "StorageIODriver"]
+
+
+@dataclass
+class NodeRecord:
+    """What a driver's :meth:`~StorageIODriver.scan` reports of one group or variable."""
+
+    path: str
+    is_group: bool
+    attrs: dict[str, Any] = field(default_factory=dict)
+    layout: Layout | None = None
+    appendable: bool = False
+    length: int = 0  # entries along the growing dimension, as the file reports it
+
+
+class StorageIODriver(ABC):
+    """Abstract base of storage drivers.
+
+    Parameters
+    ----------
+    file_name : str
+        Where the data lives.
+    access_mode : {None, 'w', 'a', 'r'}
+        ``None`` appends to an existing file or creates a new one (only when something is
+        first written, so reading a missing file never creates an empty one); ``'w'``
+        creates, truncating; ``'a'`` appends to a file that must exist; ``'r'`` reads only.
+    """
+
+    def __init__(self, file_name: str, access_mode: str | None = None):
+        if access_mode not in (None, "w", "a", "r"):
+            raise ValueError(f"access_mode must be None, 'w', 'a' or 'r', not {access_mode!r}")
+        self._file_name = str(file_name)
+        self._access_mode = access_mode
+
+    @property
+    def file_name(self) -> str:
+        return self._file_name
+
+    @property
+    def access_mode(self) -> str | None:
+        return self._access_mode
+
+    @property
+    def read_only(self) -> bool:
+        return self._access_mode == "r"
+
+    # -- lifecycle -------------------------------------------------------------------
+    @abstractmethod
+    def open(self) -> None:
+        """Open the storage as ``access_mode`` says (FileNotFoundError if it must exist)."""
+
+    @abstractmethod
+    def scan(self) -> Iterator[NodeRecord]:
+        """Every group and variable, parents before children (the root is not reported)."""
+
+    @abstractmethod
+    def sync(self, durable: bool = False) -> None:
+        """Make everything written so far reach the file; ``durable`` also fsyncs it."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Sync and close; closing twice is allowed."""
+
+    # -- structure -------------------------------------------------------------------
+    @abstractmethod
+    def create_group(self, path: str) -> None:
+        """Create the group at ``path`` (its parent exists)."""
+
+    @abstractmethod
+    def create_variable(self, path: str, layout: Layout, appendable: bool) -> None:
+        """Create a variable (its group exists); appendable ones grow along axis 0."""
+
+    @abstractmethod
+    def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
+        """Set attributes of the group or variable at ``path`` (``""`` is the root)."""
+
+    @abstractmethod
+    def get_attrs(self, path: str) -> dict[str, Any]:
+        """All attributes of the node at ``path``."""
+
+    # -- data ------------------------------------------------------------------------
+    @abstractmethod
+    def write_entries(self, path: str, start: int, entries: Any) -> None:
+        """Write entries ``start``, ``start + 1``... of an appendable variable.
+
+        ``entries`` is an ndarray of shape ``(n, *layout.shape)`` for numeric layouts and a
+        sequence of ``str`` or ``bytes`` otherwise. Writing past the end grows the variable.
+        """
+
+    @abstractmethod
+    def write_value(self, path: str, value: Any) -> None:
+        """Overwrite the whole value of a fixed variable."""
+
+    @abstractmethod
+    def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
+        """Entries ``range(start, stop, step)`` of an appendable variable (``stop`` is the
+        logical length or less; rows beyond it are never read)."""
+
+    @abstractmethod
+    def read_value(self, path: str) -> Any:
+        """The whole value of a fixed variable."""

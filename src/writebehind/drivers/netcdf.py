@@ -1,0 +1,289 @@
+"""NetCDF-4 files through netCDF4-python.
+
+Layout in the file:
+
+- a group of writebehind is a netCDF group;
+- an appendable variable ``positions`` with entries of shape ``(1000, 3)`` grows along its
+  own unlimited dimension ``positions_entry``; its entry axes are ``positions_axis1`` and
+  ``positions_axis2``; it is chunked so that one chunk holds about 1 MiB (at most 8192
+  entries), not netCDF's default of one entry per chunk;
+- a fixed variable has dimensions ``name_axis0``, ``name_axis1``...;
+- str is a netCDF ``string``, bytes (and msgpack dict records) the variable-length type
+  ``writebehind_bytes`` (vlen of ubyte) defined in the root group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import netCDF4
+import numpy as np
+
+from ..codecs.base import Layout
+from ._legacy import LegacyDriverMixin
+from .base import NodeRecord, StorageIODriver
+
+__all__ = ["NetCDFIODriver"]
+
+CHUNK_TARGET_BYTES = 1 << 20
+CHUNK_MAX_ENTRIES = 8192
+_BYTES_TYPE_NAME = "writebehind_bytes"
+_OBJECT = np.dtype(object)
+
+
+class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
+    """Driver for NetCDF-4 (HDF5) files.
+
+    Parameters
+    ----------
+    file_name : str
+        Path of the ``.nc`` file.
+    access_mode : {None, 'w', 'a', 'r'}
+        See :class:`~writebehind.StorageIODriver`.
+    """
+
+    def __init__(self, file_name: str, access_mode: str | None = None):
+        super().__init__(file_name, access_mode)
+        self._dataset: netCDF4.Dataset | None = None
+        self._nodes: dict[str, Any] = {}  # path -> netCDF4 Group or Variable
+        self._bytes_type: Any = None
+        self._init_legacy()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def open(self) -> None:
+        if self._dataset is not None:
+            return
+        mode = self._access_mode
+        exists = os.path.exists(self._file_name)
+        if mode in ("a", "r") and not exists:
+            raise FileNotFoundError(f"No such NetCDF file: {self._file_name!r}")
+        if mode is None and not exists:
+            return  # created on the first write: a read never makes an empty file
+        self._open_dataset("w" if mode == "w" else ("r" if mode == "r" else "a"))
+
+    def _open_dataset(self, mode: Any) -> netCDF4.Dataset:
+        try:
+            dataset = netCDF4.Dataset(self._file_name, mode, format="NETCDF4")
+        except OSError as exc:
+            if mode != "w" and os.path.exists(self._file_name):
+                raise OSError(
+                    exc.errno,
+                    f"{self._file_name!r} is not a NetCDF-4 file writebehind can open "
+                    f"({exc.strerror or exc})",
+                ) from exc
+            raise
+        dataset.set_auto_maskandscale(False)
+        dataset.set_always_mask(False)
+        self._dataset = dataset
+        self._nodes = {"": dataset}
+        self._bytes_type = dataset.vltypes.get(_BYTES_TYPE_NAME)
+        return dataset
+
+    @property
+    def is_open(self) -> bool:
+        return self._dataset is not None and self._dataset.isopen()
+
+    def _ds(self) -> netCDF4.Dataset:
+        """The open dataset, creating the file now if it was deferred."""
+        if self._dataset is None:
+            if self._access_mode == "r":
+                raise FileNotFoundError(f"No such NetCDF file: {self._file_name!r}")
+            self._open_dataset("w")
+        assert self._dataset is not None
+        return self._dataset
+
+    def scan(self) -> Iterator[NodeRecord]:
+        if self._dataset is None:
+            return
+        yield from self._scan_group(self._dataset, "")
+
+    def _scan_group(self, group: Any, prefix: str) -> Iterator[NodeRecord]:
+        for name, variable in group.variables.items():
+            path = f"{prefix}{name}"
+            self._nodes[path] = variable
+            yield self._variable_record(path, variable)
+        for name, child in group.groups.items():
+            path = f"{prefix}{name}"
+            self._nodes[path] = child
+            yield NodeRecord(path, True, _attrs(child))
+            yield from self._scan_group(child, path + "/")
+
+    def _variable_record(self, path: str, variable: Any) -> NodeRecord:
+        variable.set_auto_maskandscale(False)
+        variable.set_always_mask(False)
+        attrs = _attrs(variable)
+        dims = variable.get_dims()
+        kind = attrs.get("writebehind_kind")
+        appendable = (
+            kind == "appendable" if kind is not None else bool(dims and dims[0].isunlimited())
+        )
+        shape = tuple(len(d) for d in dims)
+        entry_shape = shape[1:] if appendable else shape
+        layout = Layout(_storage_of(variable), _dtype_of(variable), entry_shape)
+        return NodeRecord(path, False, attrs, layout, appendable, shape[0] if appendable else 0)
+
+    def sync(self, durable: bool = False) -> None:
+        if self._dataset is None:
+            return
+        self._dataset.sync()
+        if durable:
+            _fsync_path(self._file_name)
+
+    def close(self) -> None:
+        dataset, self._dataset = self._dataset, None
+        self._nodes = {}
+        if dataset is not None and dataset.isopen():
+            dataset.close()
+
+    # -- structure -------------------------------------------------------------------
+    def _node(self, path: str) -> Any:
+        try:
+            return self._nodes[path]
+        except KeyError:
+            if not path:
+                return self._ds()
+            raise KeyError(f"No group or variable at {path!r}") from None
+
+    def create_group(self, path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        parent_group = self._ds() if not parent else self._node(parent)
+        self._nodes[path] = parent_group.createGroup(name)
+
+    def create_variable(self, path: str, layout: Layout, appendable: bool) -> None:
+        parent, _, name = path.rpartition("/")
+        group = self._ds() if not parent else self._node(parent)
+        dims: list[str] = []
+        if appendable:
+            dims.append(_new_dimension(group, f"{name}_entry", None))
+        first_axis = 1 if appendable else 0
+        for axis, size in enumerate(layout.shape, start=first_axis):
+            # A dimension of length 0 is unlimited in netCDF; entries of such a shape hold
+            # no data and are rebuilt from the shape on read.
+            dims.append(_new_dimension(group, f"{name}_axis{axis}", size))
+        chunks = _chunk_shape(layout) if appendable else None
+        variable = group.createVariable(
+            name, self._datatype(layout), tuple(dims), chunksizes=chunks, fill_value=False
+        )
+        variable.set_auto_maskandscale(False)
+        variable.set_always_mask(False)
+        self._nodes[path] = variable
+
+    def _datatype(self, layout: Layout) -> Any:
+        if layout.storage == "string":
+            return str
+        if layout.storage == "bytes":
+            if self._bytes_type is None:
+                self._bytes_type = self._ds().createVLType(np.uint8, _BYTES_TYPE_NAME)
+            return self._bytes_type
+        return layout.dtype
+
+    def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
+        node = self._node(path)
+        for name, value in attrs.items():
+            node.setncattr(name, value)
+
+    def get_attrs(self, path: str) -> dict[str, Any]:
+        return _attrs(self._node(path))
+
+    # -- data ------------------------------------------------------------------------
+    def write_entries(self, path: str, start: int, entries: Any) -> None:
+        variable = self._node(path)
+        if isinstance(entries, np.ndarray) and entries.dtype != _OBJECT:
+            if entries.size == 0:
+                return
+            ndim = entries.ndim
+            # _put skips netCDF4's Python-level slicing; the C write releases the GIL.
+            variable._put(entries, [start] + [0] * (ndim - 1), list(entries.shape), [1] * ndim)
+            return
+        variable[start : start + len(entries)] = _object_array(entries, variable)
+
+    def write_value(self, path: str, value: Any) -> None:
+        variable = self._node(path)
+        if isinstance(value, np.ndarray) and value.dtype != _OBJECT:
+            if value.size == 0:
+                return
+            if value.ndim == 0:
+                variable.assignValue(value)
+            else:
+                variable[...] = value
+            return
+        variable[...] = _object_array([value], variable).reshape(())
+
+    def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
+        variable = self._node(path)
+        count = len(range(start, stop, step))
+        shape = variable.shape[1:]
+        if count == 0 or 0 in shape:
+            return np.empty((count, *shape), dtype=variable.dtype)
+        return variable[start:stop:step]
+
+    def read_value(self, path: str) -> Any:
+        variable = self._node(path)
+        if 0 in variable.shape:
+            return np.empty(variable.shape, dtype=variable.dtype)
+        if variable.ndim == 0:
+            return variable.getValue()
+        return variable[...]
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    return {name: node.getncattr(name) for name in node.ncattrs()}
+
+
+def _storage_of(variable: Any) -> str:
+    if variable.dtype is str:
+        return "string"
+    datatype = variable.datatype
+    if isinstance(datatype, netCDF4.VLType) and np.dtype(datatype.dtype) == np.uint8:
+        return "bytes"
+    return "numeric"
+
+
+def _dtype_of(variable: Any) -> np.dtype[Any]:
+    if variable.dtype is str or isinstance(variable.datatype, netCDF4.VLType):
+        return _OBJECT
+    return np.dtype(variable.dtype)
+
+
+def _new_dimension(group: Any, name: str, size: int | None) -> str:
+    """Create a dimension called ``name`` (or ``name_1``... if taken) and return its name."""
+    candidate, n = name, 0
+    while candidate in group.dimensions or candidate in group.variables:
+        n += 1
+        candidate = f"{name}_{n}"
+    group.createDimension(candidate, size)
+    return candidate
+
+
+def _chunk_shape(layout: Layout) -> tuple[int, ...]:
+    entry_shape = tuple(max(1, n) for n in layout.shape)
+    if layout.storage != "numeric":
+        return (1024,)
+    entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
+    entries = max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_bytes))
+    if entries > 1 or entry_bytes <= CHUNK_TARGET_BYTES:
+        return (entries, *entry_shape)
+    # One entry is larger than the target: split it along its first axis.
+    row_bytes = entry_bytes // entry_shape[0]
+    rows = max(1, min(entry_shape[0], CHUNK_TARGET_BYTES // max(1, row_bytes)))
+    return (1, rows, *entry_shape[1:])
+
+
+def _object_array(items: Any, variable: Any) -> np.ndarray[Any, Any]:
+    out = np.empty(len(items), dtype=object)
+    if variable.dtype is str:
+        out[:] = list(items)
+    else:
+        for i, item in enumerate(items):
+            out[i] = np.frombuffer(item, dtype=np.uint8)
+    return out
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
