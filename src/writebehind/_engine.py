@@ -450,26 +450,75 @@ class Engine:
                 self.check_usable()
             if self._pending_bytes > self.max_pending_bytes:
                 self._wait_for_room(var.entry_nbytes)
-            chunk = var.open_chunk
-            if chunk is None:
-                chunk = self._open_chunk(var)
-            if var.numeric:
-                chunk.buffer[chunk.count] = payload
-                nbytes = var.entry_nbytes
-            else:
-                chunk.buffer.append(payload)
-                nbytes = len(payload) + OBJECT_ENTRY_OVERHEAD
-            chunk.count += 1
-            chunk.nbytes += nbytes
-            var.length += 1
-            self._seq += 1
-            self._pending_ops += 1
-            self._pending_bytes += nbytes
-            if chunk.count == var.capacity:
-                chunk.sealed = True
-                var.open_chunk = None
-                cond.notify_all()
-            return Handle(self, self._seq)
+            return self._stage(var, payload)
+
+    def _stage(self, var: VarState, payload: Any) -> Handle:
+        """Copy one entry into the variable's open chunk. Lock held, store usable."""
+        chunk = var.open_chunk
+        if chunk is None:
+            chunk = self._open_chunk(var)
+        if var.numeric:
+            chunk.buffer[chunk.count] = payload
+            nbytes = var.entry_nbytes
+        else:
+            chunk.buffer.append(payload)
+            nbytes = len(payload) + OBJECT_ENTRY_OVERHEAD
+        chunk.count += 1
+        chunk.nbytes += nbytes
+        var.length += 1
+        self._seq += 1
+        self._pending_ops += 1
+        self._pending_bytes += nbytes
+        if chunk.count == var.capacity:
+            chunk.sealed = True
+            var.open_chunk = None
+            self.cond.notify_all()
+        return Handle(self, self._seq)
+
+    def has_room(self, nbytes: int) -> bool:
+        """Whether an operation of ``nbytes`` would be accepted now without backpressure."""
+        pending = self._pending_bytes
+        return pending == 0 or pending + nbytes <= self.max_pending_bytes
+
+    def wait_for_room(self, nbytes: int, timeout: float | None = None) -> bool:
+        """Block until ``has_room(nbytes)`` (or timeout); False on timeout.
+
+        For callers that must not block inside ``append`` (the async store waits here on a
+        worker thread, then calls ``try_append``). Raises if the store fails or closes.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            self.check_usable()
+            if self.has_room(nbytes):
+                return True
+            self._barriers += 1
+            self.cond.notify_all()
+            try:
+                while not self.has_room(nbytes):
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self.cond.wait(remaining)
+                    self.check_usable()
+                return True
+            finally:
+                self._barriers -= 1
+
+    def try_append(self, var: VarState, payload: Any) -> Handle | None:
+        """``append`` if it would not wait under backpressure; None (nothing staged) if so."""
+        with self.cond:
+            self.check_usable()
+            if not self.has_room(var.entry_nbytes):
+                return None
+            return self._stage(var, payload)
+
+    def try_enqueue(self, op: _Op) -> int | None:
+        """``enqueue`` if it would not wait under backpressure; None (nothing queued) if so."""
+        with self.cond:
+            self.check_usable()
+            if not self.has_room(op.nbytes):
+                return None
+            return self._push(op)
 
     def _open_chunk(self, var: VarState) -> _AppendChunk:
         if var.numeric:
