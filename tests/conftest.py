@@ -26,5 +26,11 @@ def ureg() -> pint.UnitRegistry:
     return pint.get_application_registry()  # type: ignore[return-value]
 
 
-def reopen(path: Path, mode: str | None = "r") -> writebehind.StorageInterface:
+def _reopen(path: Path, mode: str | None = "r") -> writebehind.StorageInterface:
     return writebehind.StorageInterface(writebehind.NetCDFIODriver(str(path), mode))
+
+
+@pytest.fixture
+def reopen():
+    """``reopen(path, mode="r")``: a new store on a file written earlier in the test."""
+    return _reopen

@@ -300,7 +300,7 @@ class _WriteEntry(_Op):
 class _Call(_Op):
     """Run a function on the writer thread and hand its result to a future."""
 
-    __slots__ = ("fatal", "fn", "future", "name", "run_after_failure")
+    __slots__ = ("fatal", "fn", "future", "name", "result", "run_after_failure")
     barrier = True
 
     def __init__(
@@ -320,12 +320,14 @@ class _Call(_Op):
         self.name = name
 
     def apply(self, engine: Engine) -> None:
-        try:
-            result = self.fn()
-        except BaseException as exc:
-            self.future.set_exception(exc)
-            raise
-        self.future.set_result(result)
+        self.result = self.fn()
+
+    def finish(self, error: BaseException | None) -> None:
+        """Complete the future, after the engine counted the operation as applied."""
+        if error is None:
+            self.future.set_result(self.result)
+        else:
+            self.future.set_exception(error)
 
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
@@ -711,10 +713,12 @@ class Engine:
 
     def _apply(self, op: _Op) -> None:
         count = op.count if isinstance(op, _AppendChunk) else 1
+        error: BaseException | None = None
         if self._error is None or (isinstance(op, _Call) and op.run_after_failure):
             try:
                 op.apply(self)
             except BaseException as exc:
+                error = exc
                 if not isinstance(op, _Call) or op.fatal:
                     self._fail(op, exc)
             else:
@@ -732,6 +736,8 @@ class Engine:
             if isinstance(op, _Call) and op.name == "close":
                 self._closed = True
             self.cond.notify_all()
+        if isinstance(op, _Call) and not op.future.done():
+            op.finish(error)
 
     def _fail(self, op: _Op, exc: BaseException) -> None:
         logger.error(

@@ -1,0 +1,301 @@
+"""Write-behind semantics: snapshot, batching, ordering, read consistency, flush, close."""
+
+from __future__ import annotations
+
+import threading
+
+import netCDF4
+import numpy as np
+import pytest
+
+import writebehind
+from writebehind import Handle, StorageInterface, StoreClosedError
+
+
+class CountingDriver(writebehind.NetCDFIODriver):
+    """Records every data call the writer makes (and the thread it made it from)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[str, str, int]] = []
+        self.threads: set[str] = set()
+
+    def write_entries(self, path, start, entries):
+        self.calls.append(("write_entries", path, len(entries)))
+        self.threads.add(threading.current_thread().name)
+        super().write_entries(path, start, entries)
+
+    def read_entries(self, path, start, stop, step=1):
+        self.threads.add(threading.current_thread().name)
+        return super().read_entries(path, start, stop, step)
+
+
+def test_mutating_the_array_after_append_does_not_change_what_is_stored(store):
+    frame = np.zeros(3)
+    store.x.append(frame)
+    frame[:] = 99.0
+    store.x.append(frame)
+    np.testing.assert_array_equal(store.x.read(), [[0, 0, 0], [99, 99, 99]])
+
+
+def test_mutating_the_array_after_write_does_not_change_what_is_stored(store):
+    value = np.arange(3.0)
+    store.x.write(value)
+    value[:] = -1
+    np.testing.assert_array_equal(store.x.read(), [0.0, 1.0, 2.0])
+
+
+def test_mutating_a_dict_after_write_does_not_change_what_is_stored(store):
+    value = {"a": [1, 2]}
+    store.d.write(value)
+    value["a"].append(3)
+    assert store.d.read() == {"a": [1, 2]}
+
+
+def test_contiguous_pending_appends_are_written_by_one_call(nc_path):
+    driver = CountingDriver(str(nc_path), "w")
+    with StorageInterface(driver) as store:
+        for i in range(100):
+            store.x.append(float(i))
+        store.flush()
+    assert [c for c in driver.calls if c[1] == "x"] == [("write_entries", "x", 100)]
+
+
+def test_every_netcdf_call_runs_on_the_writer_thread(nc_path):
+    driver = CountingDriver(str(nc_path), "w")
+    with StorageInterface(driver) as store:
+        store.x.append(1.0)
+        store.x.read()
+    assert len(driver.threads) == 1
+    assert driver.threads.pop().startswith("writebehind-writer")
+
+
+def test_read_sees_every_earlier_write(store):
+    for i in range(10):
+        store.x.append(i)
+        assert store.x.read().tolist() == list(range(i + 1))
+
+
+def test_read_sees_earlier_write_at_index(store):
+    for i in range(5):
+        store.x.append(i)
+    store.x.write(42, at_index=2)
+    assert store.x.read().tolist() == [0, 1, 42, 3, 4]
+
+
+def test_operations_on_one_variable_apply_in_order(store):
+    store.x.append(1)
+    store.x.write(10, at_index=0)
+    store.x.append(2)
+    store.x.write(20, at_index=-1)
+    store.x.append(3)
+    assert store.x.read().tolist() == [10, 20, 3]
+
+
+def test_fixed_write_overwrites_previous_value(store):
+    store.x.write(1.0)
+    store.x.write(2.0)
+    assert store.x.read() == 2.0
+
+
+def test_read_at_index_returns_one_entry(store):
+    for i in range(5):
+        store.x.append(np.full(2, i))
+    np.testing.assert_array_equal(store.x.read(at_index=3), [3, 3])
+    np.testing.assert_array_equal(store.x.read(at_index=-1), [4, 4])
+
+
+def test_read_at_index_of_appended_scalars_gives_python_scalar(store):
+    store.x.append(1.5)
+    store.x.append(2.5)
+    assert store.x.read(at_index=1) == 2.5 and type(store.x.read(at_index=1)) is float
+
+
+def test_read_slice_returns_those_entries(store):
+    for i in range(10):
+        store.x.append(i)
+    assert store.x.read(at_index=slice(2, 8, 2)).tolist() == [2, 4, 6]
+    assert store.x.read(at_index=slice(-3, None)).tolist() == [7, 8, 9]
+
+
+def test_read_slice_reads_only_the_requested_rows(nc_path):
+    calls = []
+
+    class Recording(writebehind.NetCDFIODriver):
+        def read_entries(self, path, start, stop, step=1):
+            calls.append((start, stop, step))
+            return super().read_entries(path, start, stop, step)
+
+    with StorageInterface(Recording(str(nc_path), "w")) as store:
+        for i in range(10):
+            store.x.append(i)
+        store.x.read(at_index=slice(3, 5))
+    assert calls == [(3, 5, 1)]
+
+
+def test_len_counts_pending_entries(store):
+    for i in range(7):
+        store.x.append(i)
+    assert len(store.x) == 7
+
+
+def test_flush_makes_data_visible_to_another_reader(store, nc_path):
+    for i in range(5):
+        store.x.append(float(i))
+    store.flush()
+    with netCDF4.Dataset(nc_path) as ds:
+        assert ds["x"][:5].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_flush_durable_returns_and_data_is_on_disk(store, nc_path):
+    store.x.append(1.0)
+    store.flush(durable=True)
+    with netCDF4.Dataset(nc_path) as ds:
+        assert ds["x"][0] == 1.0
+
+
+def test_close_is_idempotent(store):
+    store.x.append(1)
+    store.close()
+    store.close()
+    assert store.closed
+
+
+def test_close_writes_everything_pending(store, nc_path, reopen):
+    for i in range(1000):
+        store.x.append(i)
+    store.close()
+    with reopen(nc_path) as again:
+        assert again.x.read().tolist() == list(range(1000))
+
+
+def test_with_block_closes_the_store(nc_path):
+    with writebehind.open(nc_path, "w") as store:
+        store.x.append(1)
+    assert store.closed
+
+
+def test_with_block_that_raises_writes_what_was_enqueued_and_propagates(nc_path, reopen):
+    with pytest.raises(RuntimeError, match="boom"), writebehind.open(nc_path, "w") as store:
+        store.x.append(1)
+        store.x.append(2)
+        raise RuntimeError("boom")
+    assert store.closed
+    with reopen(nc_path) as again:
+        assert again.x.read().tolist() == [1, 2]
+
+
+def test_unclosed_store_is_closed_when_garbage_collected(nc_path, reopen):
+    import gc
+
+    store = writebehind.open(nc_path, "w")
+    store.x.append(5)
+    del store
+    gc.collect()
+    with reopen(nc_path) as again:
+        assert again.x.read().tolist() == [5]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.x.append(1),
+        lambda s: s.x.write(1),
+        lambda s: s.x.read(),
+        lambda s: s.add_metadata("a", 1),
+        lambda s: s.x.add_metadata("a", 1),
+        lambda s: s.read_metadata(),
+        lambda s: s.flush(),
+    ],
+    ids=["append", "write", "read", "add_metadata", "node_add_metadata", "read_metadata", "flush"],
+)
+def test_any_call_on_a_closed_store_raises_store_closed(store, call):
+    store.x.append(1)
+    store.close()
+    with pytest.raises(StoreClosedError):
+        call(store)
+
+
+def test_store_closed_error_is_a_value_error():
+    assert issubclass(StoreClosedError, ValueError)
+    assert issubclass(StoreClosedError, writebehind.WriteBehindError)
+
+
+def test_append_and_write_return_handles(store):
+    handle = store.x.append(1)
+    assert isinstance(handle, Handle)
+    assert isinstance(store.y.write(2), Handle)
+
+
+def test_handle_committed_waits_until_synced(store, nc_path):
+    handle = store.x.append(3.0)
+    handle.committed()
+    assert handle.is_committed()
+    with netCDF4.Dataset(nc_path) as ds:
+        assert ds["x"][0] == 3.0
+
+
+def test_handle_durable_marks_durable(store):
+    handle = store.x.append(3.0)
+    handle.durable()
+    assert handle.is_durable() and handle.is_committed()
+
+
+def test_backpressure_bounds_pending_bytes(nc_path):
+    entry = np.ones(1000)  # 8 kB
+    limit = 64 * 1024
+    seen = []
+    with writebehind.open(nc_path, "w", max_pending_bytes=limit) as store:
+        for _ in range(200):
+            store.x.append(entry)
+            seen.append(store.stats().pending_bytes)
+        assert len(store.x) == 200
+    assert max(seen) <= limit + entry.nbytes
+
+
+def test_backpressure_wait_is_counted_in_stats(nc_path):
+    with writebehind.open(nc_path, "w", max_pending_bytes=16 * 1024) as store:
+        for _ in range(200):
+            store.x.append(np.ones(1000))
+        assert store.stats().backpressure_waits > 0
+
+
+def test_several_threads_share_one_store_and_keep_their_order(store):
+    def produce(name):
+        for i in range(500):
+            store[name].append(i)
+
+    threads = [threading.Thread(target=produce, args=(f"t{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        assert store[f"t{k}"].read().tolist() == list(range(500))
+
+
+def test_threads_appending_to_one_variable_lose_nothing(store):
+    def produce(k):
+        for i in range(300):
+            store.x.append(k * 1000 + i)
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    values = store.x.read().tolist()
+    assert sorted(values) == sorted(k * 1000 + i for k in range(3) for i in range(300))
+    for k in range(3):
+        mine = [v for v in values if v // 1000 == k]
+        assert mine == sorted(mine)
+
+
+def test_stats_after_flush_show_everything_applied(store):
+    for i in range(10):
+        store.x.append(i)
+    store.y.write("s")
+    store.flush()
+    stats = store.stats()
+    assert stats.pending_operations == 0 and stats.pending_bytes == 0
+    assert stats.operations_applied == stats.operations_enqueued

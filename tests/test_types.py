@@ -1,0 +1,231 @@
+"""Each read returns what was written, as the same Python type (issue 2's types table)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pint
+import pytest
+
+UREG = pint.get_application_registry()
+
+ARRAY_DTYPES = [
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float32",
+    "float64",
+]
+
+WRITTEN_VALUES = {
+    "bool": True,
+    "int": -(2**62),
+    "float": 2.5,
+    "np_float32": np.float32(1.25),
+    "np_int16": np.int16(-7),
+    "np_bool": np.bool_(False),
+    "str": "héllo wörld",
+    "empty_str": "",
+    "bytes": b"\x00\x01binary\xff",
+    "empty_bytes": b"",
+    "list": [1, 2, 3],
+    "nested_list": [[1.5, 2.5], [3.5, 4.5]],
+    "tuple": (1.0, 2.0),
+    "nested_tuple": ((1, 2), (3, 4)),
+    "empty_list": [],
+    "dict": {
+        "a": 1,
+        "b": (1, "x"),
+        "c": np.arange(4, dtype=np.int16),
+        "d": None,
+        "e": {"nested": [1, 2.5, "s", b"b"]},
+        "f": 3 * UREG.nanometer,
+        "g": np.float32(0.5),
+    },
+    "quantity_scalar": 300 * UREG.kelvin,
+    "quantity_float": 1.5 * UREG.nanometer**2 / UREG.picosecond,
+    "quantity_array": np.arange(6.0).reshape(2, 3) * UREG.angstrom,
+}
+
+
+def assert_same(got, want):
+    """Equal value and the same Python type, recursively (arrays: dtype and shape too)."""
+    assert type(got) is type(want), (type(got), type(want))
+    if isinstance(want, pint.Quantity):
+        assert got.units == want.units
+        assert_same(got.magnitude, want.magnitude)
+    elif isinstance(want, np.ndarray):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    elif isinstance(want, dict):
+        assert got.keys() == want.keys()
+        for key in want:
+            assert_same(got[key], want[key])
+    elif isinstance(want, list | tuple):
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert_same(g, w)
+    elif isinstance(want, np.generic):
+        assert got.dtype == want.dtype and got == want
+    else:
+        assert got == want
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN_VALUES))
+def test_written_value_reads_back_as_same_type(store, name):
+    store[name].write(WRITTEN_VALUES[name])
+    assert_same(store[name].read(), WRITTEN_VALUES[name])
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN_VALUES))
+def test_written_value_reads_back_after_reopen(store, nc_path, reopen, name):
+    store[name].write(WRITTEN_VALUES[name])
+    store.close()
+    with reopen(nc_path) as again:
+        assert_same(again[name].read(), WRITTEN_VALUES[name])
+
+
+@pytest.mark.parametrize("dtype", ARRAY_DTYPES)
+def test_array_keeps_dtype_and_shape(store, nc_path, reopen, dtype):
+    value = (np.arange(24) % 3).astype(dtype).reshape(2, 3, 4)
+    store.arr.write(value)
+    store.close()
+    with reopen(nc_path) as again:
+        got = again.arr.read()
+    assert type(got) is np.ndarray  # never a masked array
+    assert_same(got, value)
+
+
+@pytest.mark.parametrize("dtype", ARRAY_DTYPES)
+def test_appended_arrays_stack_with_same_dtype(store, dtype):
+    frames = [(np.arange(6) + i).astype(dtype).reshape(2, 3) for i in range(5)]
+    for frame in frames:
+        store.frames.append(frame)
+    got = store.frames.read()
+    assert got.dtype == np.dtype(dtype) and got.shape == (5, 2, 3)
+    np.testing.assert_array_equal(got, np.stack(frames))
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [([True, False, True], bool), ([1, -2, 3], np.int64), ([0.5, 1.5, 2.5], np.float64)],
+)
+def test_appended_python_scalars_read_as_1d_array(store, values, dtype):
+    for value in values:
+        store.s.append(value)
+    got = store.s.read()
+    assert type(got) is np.ndarray and got.dtype == dtype
+    assert got.tolist() == values
+
+
+def test_appended_strings_read_as_list_of_str(store):
+    for value in ["a", "", "ünïcode", "x" * 1000]:
+        store.s.append(value)
+    assert store.s.read() == ["a", "", "ünïcode", "x" * 1000]
+
+
+def test_appended_bytes_read_as_list_of_bytes(store):
+    for value in [b"a", b"", b"\x00\xff"]:
+        store.b.append(value)
+    assert store.b.read() == [b"a", b"", b"\x00\xff"]
+
+
+def test_appended_lists_read_as_list_of_lists(store):
+    store.l.append([1, 2])
+    store.l.append([3, 4])
+    assert_same(store.l.read(), [[1, 2], [3, 4]])
+
+
+def test_appended_tuples_read_as_list_of_tuples(store):
+    store.t.append((1.0, 2.0))
+    store.t.append((3.0, 4.0))
+    assert_same(store.t.read(), [(1.0, 2.0), (3.0, 4.0)])
+
+
+def test_appended_dicts_read_as_list_of_dicts(store):
+    dicts = [{"step": i, "x": np.full(2, i, dtype=np.int8)} for i in range(3)]
+    for d in dicts:
+        store.checkpoints.append(d)
+    assert_same(store.checkpoints.read(), dicts)
+
+
+def test_appended_quantities_read_as_quantity_of_stacked_array(store):
+    for i in range(4):
+        store.energy.append(float(i) * UREG.kilojoule / UREG.mole)
+    got = store.energy.read()
+    assert isinstance(got, pint.Quantity)
+    assert got.units == UREG.kilojoule / UREG.mole
+    np.testing.assert_array_equal(got.magnitude, [0.0, 1.0, 2.0, 3.0])
+
+
+def test_appended_array_quantities_stack(store):
+    for i in range(3):
+        store.pos.append(np.full((2, 3), i, dtype=np.float32) * UREG.nanometer)
+    got = store.pos.read()
+    assert got.magnitude.shape == (3, 2, 3) and got.magnitude.dtype == np.float32
+    assert got.units == UREG.nanometer
+
+
+def test_compatible_units_are_converted_to_the_stored_ones(store):
+    store.length.append(1.0 * UREG.nanometer)
+    store.length.append(5.0 * UREG.angstrom)
+    got = store.length.read()
+    assert got.units == UREG.nanometer
+    np.testing.assert_allclose(got.magnitude, [1.0, 0.5])
+
+
+def test_units_of_another_dimensionality_raise_at_the_call(store):
+    store.length.append(1.0 * UREG.nanometer)
+    with pytest.raises(pint.DimensionalityError):
+        store.length.append(1.0 * UREG.second)
+    assert len(store.length) == 1
+
+
+def test_quantities_decode_with_the_store_registry(nc_path):
+    import writebehind
+
+    other = pint.UnitRegistry()
+    with writebehind.open(nc_path, "w", unit_registry=other) as store:
+        store.t.write(3.0 * UREG.kelvin)
+        got = store.t.read()
+    assert got._REGISTRY is other
+    assert got == other.Quantity(3.0, "kelvin")
+
+
+def test_empty_array_entries_round_trip(store):
+    store.empty.append(np.zeros((0, 3)))
+    store.empty.append(np.zeros((0, 3)))
+    got = store.empty.read()
+    assert got.shape == (2, 0, 3)
+
+
+def test_fixed_empty_array_round_trips(store, nc_path, reopen):
+    store.e.write(np.zeros((2, 0), dtype=np.int32))
+    store.close()
+    with reopen(nc_path) as again:
+        got = again.e.read()
+    assert got.shape == (2, 0) and got.dtype == np.int32
+
+
+def test_nan_and_infinities_round_trip(store):
+    value = np.array([np.nan, np.inf, -np.inf, 0.0])
+    store.x.write(value)
+    np.testing.assert_array_equal(store.x.read(), value)
+
+
+def test_non_native_byte_order_is_stored_by_value(store):
+    value = np.arange(4, dtype=">i4")
+    store.x.write(value)
+    got = store.x.read()
+    np.testing.assert_array_equal(got, value)
+    assert got.dtype == np.dtype("int32")
+
+
+def test_mixed_int_and_float_list_is_stored_as_floats(store):
+    store.l.write([1, 2.5])
+    assert_same(store.l.read(), [1.0, 2.5])
