@@ -1,0 +1,112 @@
+"""add_metadata / read_metadata on variables, groups and the root."""
+
+from __future__ import annotations
+
+import netCDF4
+import numpy as np
+import pytest
+
+VALUES = {
+    "s": "langevin",
+    "unicode": "ångström",
+    "i": 7,
+    "f": 0.5,
+    "t": True,
+    "fl": False,
+    "ints": [1, 2, 3],
+    "floats": [0.5, 1.5],
+    "one": [4],
+    "arr": np.array([1.0, 2.0]),
+    "arr1": np.array([3], dtype=np.int16),
+}
+
+
+def assert_meta_equal(got, want):
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert type(got[key]) is type(value), key
+        if isinstance(value, np.ndarray):
+            assert got[key].dtype == value.dtype
+            np.testing.assert_array_equal(got[key], value)
+        else:
+            assert got[key] == value
+
+
+@pytest.mark.parametrize("target", ["root", "group", "variable"])
+def test_metadata_round_trips_with_types(store, nc_path, reopen, target):
+    node = {"root": store, "group": store.g, "variable": store.g.v}[target]
+    store.g.v.append(1.0)
+    for name, value in VALUES.items():
+        node.add_metadata(name, value)
+    assert_meta_equal(node.read_metadata(), VALUES)
+    store.close()
+    with reopen(nc_path) as again:
+        node = {"root": again, "group": again.g, "variable": again.g.v}[target]
+        assert_meta_equal(node.read_metadata(), VALUES)
+
+
+def test_metadata_on_unbound_node_is_buffered_until_bound(store, nc_path):
+    store.traj.add_metadata("integrator", "langevin")
+    assert store.traj.read_metadata() == {"integrator": "langevin"}
+    store.traj.positions.append(np.zeros(3))
+    store.flush()
+    with netCDF4.Dataset(nc_path) as ds:
+        assert ds["traj"].getncattr("integrator") == "langevin"
+
+
+def test_metadata_on_unbound_variable_is_written_with_it(store, nc_path):
+    store.x.add_metadata("note", "first")
+    store.x.write(3)
+    store.flush()
+    with netCDF4.Dataset(nc_path) as ds:
+        assert ds["x"].getncattr("note") == "first"
+
+
+def test_metadata_on_node_never_bound_becomes_a_group_at_close(store, nc_path, reopen):
+    store.lonely.add_metadata("kept", 1)
+    store.close()
+    with reopen(nc_path) as again:
+        assert again.lonely.read_metadata() == {"kept": 1}
+
+
+def test_metadata_overwrites_previous_value_and_type(store):
+    store.x.write(1)
+    store.x.add_metadata("a", True)
+    store.x.add_metadata("a", "now a string")
+    assert store.x.read_metadata() == {"a": "now a string"}
+
+
+def test_bookkeeping_attributes_are_hidden(store, ureg):
+    store.x.append(1.0 * ureg.kelvin)
+    assert store.x.read_metadata() == {}
+
+
+@pytest.mark.parametrize("name", ["", "_FillValue", "writebehind_codec", "a/b", 5])
+def test_invalid_metadata_names_are_refused(store, name):
+    store.x.write(1)
+    with pytest.raises((ValueError, TypeError)):
+        store.x.add_metadata(name, 1)
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, np.zeros((2, 2)), None, [[1, 2]], ["a", "b"]], ids=str)
+def test_unsupported_metadata_values_raise_type_error(store, value):
+    store.x.write(1)
+    with pytest.raises(TypeError):
+        store.x.add_metadata("a", value)
+
+
+def test_units_metadata_of_a_quantity_is_refused(store, ureg):
+    store.x.write(1.0 * ureg.kelvin)
+    with pytest.raises(ValueError, match="units"):
+        store.x.add_metadata("units", "meter")
+
+
+def test_foreign_attributes_read_as_python_values(nc_path, reopen):
+    with netCDF4.Dataset(nc_path, "w") as ds:
+        ds.title = "from elsewhere"
+        ds.count = np.int32(3)
+        ds.values = np.array([1.0, 2.0])
+    with reopen(nc_path) as store:
+        meta = store.read_metadata()
+    assert meta["title"] == "from elsewhere" and meta["count"] == 3
+    np.testing.assert_array_equal(meta["values"], [1.0, 2.0])
