@@ -299,3 +299,13 @@ def test_stats_after_flush_show_everything_applied(store):
     stats = store.stats()
     assert stats.pending_operations == 0 and stats.pending_bytes == 0
     assert stats.operations_applied == stats.operations_enqueued
+
+
+def test_a_node_keeps_its_store_open(nc_path, reopen):
+    import gc
+
+    positions = writebehind.open(nc_path, "w").traj.positions
+    gc.collect()
+    positions.append(1.0)
+    positions.append(2.0)
+    assert positions.read().tolist() == [1.0, 2.0]

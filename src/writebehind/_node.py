@@ -58,12 +58,21 @@ class GroupInfo(NamedTuple):
 class NodeBase:
     """Navigation shared by the sync and async nodes."""
 
-    __slots__ = ("_children", "_core", "_name", "_path", "_predecessor", "_var")
+    __slots__ = ("_children", "_core", "_name", "_path", "_predecessor", "_store", "_var")
 
-    def __init__(self, name: str, core: StoreCore, predecessor: NodeBase | None = None):
+    def __init__(
+        self,
+        name: str,
+        core: StoreCore,
+        predecessor: NodeBase | None = None,
+        *,
+        store: object = None,
+    ):
         self._name = name
         self._core = core
         self._predecessor = predecessor
+        # Keeps the store alive (and so its file open) while any of its nodes is in use.
+        self._store = store if predecessor is None else predecessor._store
         parent_path = predecessor._path if predecessor is not None else ""
         self._path: str = _paths.join(parent_path, name) if name else parent_path
         self._children: dict[str, NodeBase] = {}
