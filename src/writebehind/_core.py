@@ -49,6 +49,9 @@ class StoreCore:
                 f"storage_driver must be a StorageIODriver (such as NetCDFIODriver), "
                 f"not {type(storage_driver).__name__}"
             )
+        release = getattr(storage_driver, "_release_private_store", None)
+        if release is not None:
+            release()  # the store the legacy driver API opened for itself hands the file over
         owner = getattr(storage_driver, "_owner", None)
         if owner is not None and owner() is not None and not owner().closed:
             raise ValueError(
@@ -69,6 +72,7 @@ class StoreCore:
             raise
         self._load_catalog(records)
         storage_driver._owner = weakref.ref(engine)  # type: ignore[attr-defined]
+        storage_driver._owner_core = weakref.ref(self)  # type: ignore[attr-defined]
 
     # -- catalog ---------------------------------------------------------------------
     def _load_catalog(self, records: list[NodeRecord]) -> None:

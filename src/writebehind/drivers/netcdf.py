@@ -125,6 +125,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         return NodeRecord(path, False, attrs, layout, appendable, shape[0] if appendable else 0)
 
     def sync(self, durable: bool = False) -> None:
+        if self._sync_from_user_code(durable):  # openmmtools' sync(): flush the owning store
+            return
         if self._dataset is None:
             return
         self._dataset.sync()
@@ -132,6 +134,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             _fsync_path(self._file_name)
 
     def close(self) -> None:
+        if self._close_from_user_code():  # openmmtools' close(): drain, close the owning store
+            return
         dataset, self._dataset = self._dataset, None
         self._nodes = {}
         if dataset is not None and dataset.isopen():
