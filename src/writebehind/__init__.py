@@ -12,6 +12,7 @@ The API is openmmtools.storage's::
 
 from __future__ import annotations
 
+from ._async_store import AsyncStorageInterface, open_async
 from ._engine import EngineStats, Handle
 from ._errors import (
     BackgroundWriteError,
@@ -28,6 +29,7 @@ from .drivers.netcdf import NetCDFIODriver
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncStorageInterface",
     "BackgroundWriteError",
     "EngineStats",
     "FormatError",
@@ -41,4 +43,5 @@ __all__ = [
     "WriteBehindError",
     "__version__",
     "open",
+    "open_async",
 ]

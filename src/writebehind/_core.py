@@ -43,6 +43,7 @@ class StoreCore:
         *,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         unit_registry: Any = None,
+        wait_open: bool = True,
     ):
         if not isinstance(storage_driver, StorageIODriver):
             raise TypeError(
@@ -65,14 +66,31 @@ class StoreCore:
         self.broken: dict[str, FormatError] = {}
         engine = Engine(storage_driver, max_pending_bytes)
         self.engine = engine
-        try:
-            records = engine.run("open", lambda: _open_and_scan(storage_driver))
-        except BaseException:
-            engine.close_quietly()
-            raise
-        self._load_catalog(records)
         storage_driver._owner = weakref.ref(engine)  # type: ignore[attr-defined]
         storage_driver._owner_core = weakref.ref(self)  # type: ignore[attr-defined]
+        # The async store passes wait_open=False: it awaits ``opening`` without blocking
+        # its event loop, then calls finish_open.
+        self.opening: Future[Any] | None = engine.call(
+            "open", lambda: _open_and_scan(storage_driver)
+        )
+        if wait_open:
+            self.finish_open()
+
+    def finish_open(self) -> None:
+        """Load the catalog from the open's result (waiting for it); idempotent.
+
+        Raises what opening the file raised (the engine is then closed).
+        """
+        opening = self.opening
+        if opening is None:
+            return
+        try:
+            records = self.engine.result(opening)
+        except BaseException:
+            self.engine.close_quietly()
+            raise
+        self._load_catalog(records)
+        self.opening = None
 
     # -- catalog ---------------------------------------------------------------------
     def _load_catalog(self, records: list[NodeRecord]) -> None:
@@ -282,6 +300,15 @@ class StoreCore:
 
     # -- metadata --------------------------------------------------------------------
     def add_metadata(self, path: str, name: str, value: Any) -> None:
+        op = self.metadata_op(path, name, value)
+        if op is not None:
+            self.engine.enqueue(op)
+
+    def metadata_op(self, path: str, name: str, value: Any) -> Any:
+        """Check an ``add_metadata`` and build its operation, enqueued by the caller.
+
+        None when ``path`` is not bound yet: the value is kept until the node is created.
+        """
         check_attr_name(name)
         self.check_writable(path)
         stored, tag = encode_attr(name, value)
@@ -291,10 +318,10 @@ class StoreCore:
             node = self.lookup(path)
             if node is None:
                 engine.pending_metadata.setdefault(path, {})[name] = (stored, tag)
-                return
+                return None
             if isinstance(node, VarState) and node.spec.units is not None and name == "units":
                 raise ValueError(f"{path!r} is a quantity: its 'units' are set by its values")
-        engine.enqueue(_metadata_op(path, name, stored, tag))
+        return _metadata_op(path, name, stored, tag)
 
     def read_metadata_call(self, path: str) -> tuple[Future[Any] | None, Any]:
         self.engine.check_usable()

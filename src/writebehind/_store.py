@@ -6,15 +6,17 @@ import os
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._core import DEFAULT_MAX_PENDING_BYTES, StoreCore
 from ._engine import EngineStats
-from ._node import StorageInterfaceDirVar
+from ._node import NodeBase, StorageInterfaceDirVar
 from .drivers.base import StorageIODriver
 from .drivers.netcdf import NetCDFIODriver
 
-__all__ = ["StorageInterface", "open"]
+__all__ = ["StorageInterface", "StoreBase", "open"]
+
+NodeT = TypeVar("NodeT", bound=NodeBase)
 
 
 def _finalize(core: StoreCore) -> None:
@@ -22,7 +24,55 @@ def _finalize(core: StoreCore) -> None:
     core.engine.close_quietly()
 
 
-class StorageInterface:
+class StoreBase(Generic[NodeT]):
+    """What the sync and async stores share: navigation and properties (none of it waits)."""
+
+    _core: StoreCore
+
+    def _root_node(self) -> NodeT:
+        raise NotImplementedError
+
+    # -- navigation --------------------------------------------------------------------
+    def __getattr__(self, name: str) -> NodeT:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._root_node()._child(name)
+
+    def __getitem__(self, path: str) -> NodeT:
+        return self._root_node()[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._root_node()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._root_node())
+
+    def __dir__(self) -> list[str]:
+        return sorted({*object.__dir__(self), *self._core.children("")})
+
+    def __repr__(self) -> str:
+        state = "closed" if self._core.engine.closed else "open"
+        return f"<{type(self).__name__} {self.file_name!r} ({state})>"
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def file_name(self) -> str:
+        return self._core.driver.file_name
+
+    @property
+    def storage_driver(self) -> StorageIODriver:
+        return self._core.driver
+
+    @property
+    def closed(self) -> bool:
+        return self._core.engine.closed
+
+    def stats(self) -> EngineStats:
+        """Counters of the engine: operations enqueued and applied, pending, written..."""
+        return self._core.engine.stats()
+
+
+class StorageInterface(StoreBase[StorageInterfaceDirVar]):
     """A write-behind store over a storage driver, used from ordinary (blocking) code.
 
     ``store.traj.positions.append(x)`` checks and copies ``x`` on the calling thread and
@@ -60,43 +110,11 @@ class StorageInterface:
             storage_driver, max_pending_bytes=max_pending_bytes, unit_registry=unit_registry
         )
         self._core = core
-        self._root = StorageInterfaceDirVar("", core)
+        self._root = StorageInterfaceDirVar("", core, store=self)
         self._finalizer = weakref.finalize(self, _finalize, core)
 
-    # -- navigation --------------------------------------------------------------------
-    def __getattr__(self, name: str) -> StorageInterfaceDirVar:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self._root._child(name)
-
-    def __getitem__(self, path: str) -> StorageInterfaceDirVar:
-        return self._root[path]
-
-    def __contains__(self, path: object) -> bool:
-        return path in self._root
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._root)
-
-    def __dir__(self) -> list[str]:
-        return sorted({*object.__dir__(self), *self._core.children("")})
-
-    def __repr__(self) -> str:
-        state = "closed" if self._core.engine.closed else "open"
-        return f"<StorageInterface {self.file_name!r} ({state})>"
-
-    # -- properties ---------------------------------------------------------------------
-    @property
-    def file_name(self) -> str:
-        return self._core.driver.file_name
-
-    @property
-    def storage_driver(self) -> StorageIODriver:
-        return self._core.driver
-
-    @property
-    def closed(self) -> bool:
-        return self._core.engine.closed
+    def _root_node(self) -> StorageInterfaceDirVar:
+        return self._root
 
     # -- metadata ------------------------------------------------------------------------
     def add_metadata(self, name: str, value: Any) -> None:
@@ -108,10 +126,6 @@ class StorageInterface:
         return self._root.read_metadata()
 
     # -- lifecycle -----------------------------------------------------------------------
-    def stats(self) -> EngineStats:
-        """Counters of the engine: operations enqueued and applied, pending, written..."""
-        return self._core.engine.stats()
-
     def flush(self, durable: bool = False) -> None:
         """Block until everything enqueued before is written and the file synced.
 
