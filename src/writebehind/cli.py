@@ -1,0 +1,377 @@
+"""The ``writebehind`` command line: ``demo``, ``inspect`` and ``read``.
+
+Exit status: 0 on success, 1 when the file or path cannot be used (a missing file, a file
+that is not NetCDF, a path that holds nothing), 2 for a command line argparse rejects.
+Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+import numpy as np
+import pint
+
+from . import __version__
+from ._engine import EngineStats
+from ._errors import WriteBehindError
+from ._inspect import FileSummary, GroupSummary, VariableSummary, inspect_file, render_tree
+
+__all__ = ["main"]
+
+_USER_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, WriteBehindError)
+
+
+class CommandError(Exception):
+    """A user's mistake: printed as one line, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except CommandError as exc:
+        print(f"writebehind: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `writebehind inspect f.nc | head`: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("writebehind: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="writebehind",
+        description="Write-behind NetCDF storage for simulation output: run the demo, "
+        "look inside a file, read a variable.",
+    )
+    parser.add_argument("--version", action="version", version=f"writebehind {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a small Langevin dynamics simulation that stores its output",
+        description="Simulate a cluster of argon atoms with Langevin dynamics (numpy), storing "
+        "positions, velocities, energies (with units) every step and a checkpoint dict every "
+        "K steps; then print the store's statistics and the stored tree.",
+    )
+    demo.add_argument("file", nargs="?", default="demo.nc", help="output file (default demo.nc)")
+    demo.add_argument("--steps", type=_positive, default=4000, help="steps (default 4000)")
+    demo.add_argument("--atoms", type=_positive, default=64, help="atoms (default 64)")
+    demo.add_argument(
+        "--checkpoint-every",
+        type=_positive,
+        default=500,
+        metavar="K",
+        help="steps between checkpoints (default 500)",
+    )
+    demo.add_argument("--seed", type=int, default=2024, help="random seed (default 2024)")
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace FILE even if it was not written by an earlier demo",
+    )
+    demo.set_defaults(run=_demo)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="show the groups and variables of a NetCDF file",
+        description="Show the tree of groups and variables of a NetCDF file: for each "
+        "variable its kind (fixed or appendable), entries, entry shape, dtype, units and "
+        "metadata. Works on NetCDF files written by other programs too.",
+    )
+    inspect.add_argument("file", help="a NetCDF file")
+    inspect.add_argument("--json", action="store_true", help="print the tree as JSON")
+    inspect.set_defaults(run=_inspect)
+
+    read = commands.add_parser(
+        "read",
+        help="print a variable, or one entry of it",
+        description="Print the value of the variable at PATH (such as trajectory/positions), "
+        "decoded as StorageInterface.read() decodes it.",
+    )
+    read.add_argument("file", help="a NetCDF file")
+    read.add_argument("path", help="the variable's path, such as trajectory/positions")
+    read.add_argument(
+        "--index",
+        type=_index,
+        metavar="I",
+        help="an entry (negative counts from the end) or a slice START:STOP[:STEP]",
+    )
+    read.add_argument("--full", action="store_true", help="print arrays without eliding")
+    read.set_defaults(run=_read)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _index(text: str) -> int | slice:
+    try:
+        if ":" not in text:
+            return int(text)
+        parts = [int(p) if p.strip() else None for p in text.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an index or START:STOP[:STEP]: {text!r}") from None
+    if len(parts) > 3:
+        raise argparse.ArgumentTypeError(f"a slice has at most three parts: {text!r}")
+    return slice(*parts)
+
+
+# -- inspect ---------------------------------------------------------------------------
+def _summary(file_name: str) -> FileSummary:
+    if not os.path.exists(file_name):
+        raise CommandError(f"no such file: {file_name!r}")
+    try:
+        return inspect_file(file_name)
+    except IsADirectoryError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        reason = _reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
+        raise CommandError(f"{file_name!r} is not a NetCDF file ({reason})") from None
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    summary = _summary(args.file)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(render_tree(summary))
+    return 0
+
+
+# -- read ------------------------------------------------------------------------------
+def _read(args: argparse.Namespace) -> int:
+    from ._store import StorageInterface
+    from .drivers.netcdf import NetCDFIODriver
+
+    summary = _summary(args.file)  # the same checks and messages as inspect
+    paths = {node.path: node for node in summary.nodes()}
+    path = args.path.strip("/")
+    node = paths.get(path)
+    if node is None:
+        raise CommandError(_missing(path, args.file, paths))
+    if isinstance(node, GroupSummary):
+        children = ", ".join(child.name for child in node.children) or "nothing"
+        raise CommandError(f"{path!r} is a group, not a variable; it holds: {children}")
+    try:
+        with StorageInterface(NetCDFIODriver(args.file, "r")) as store:
+            value = store[path].read(args.index)
+    except _USER_ERRORS as exc:
+        raise CommandError(f"cannot read {path!r}: {_reason(exc)}") from None
+    options: dict[str, Any] = {"threshold": sys.maxsize} if args.full else {}
+    labels = None
+    if isinstance(args.index, slice) and node.entries is not None:
+        labels = range(*args.index.indices(node.entries))
+    with np.printoptions(**options):
+        print(format_value(value, labels=labels))
+    return 0
+
+
+def _missing(path: str, file_name: str, paths: dict[str, Any]) -> str:
+    message = f"nothing at {path!r} in {file_name!r}"
+    close = difflib.get_close_matches(path, list(paths), n=3)
+    if close:
+        return message + "; did you mean " + " or ".join(repr(p) for p in close) + "?"
+    variables = [p for p, node in paths.items() if isinstance(node, VariableSummary)]
+    if variables:
+        shown = ", ".join(variables[:8]) + (", ..." if len(variables) > 8 else "")
+        return message + f"; its variables are: {shown}"
+    return message + "; it holds no variables"
+
+
+def format_value(value: Any, prefix: str = "", labels: Sequence[int] | None = None) -> str:
+    """``value`` as ``read()`` returned it, for people: arrays as numpy prints them,
+    quantities with their units, dicts one key a line, lists of records numbered."""
+    if isinstance(value, pint.Quantity):
+        magnitude = value.magnitude
+        units = f"{value.units:~C}" if str(value.units) else ""
+        if isinstance(magnitude, np.ndarray):
+            return f"{np.array2string(magnitude, prefix=prefix)} {units}".rstrip()
+        return f"{magnitude} {units}".rstrip()
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, prefix=prefix)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        lines = []
+        for key, item in value.items():
+            head = f"{key}: "
+            text = format_value(item, " " * len(head)) if _inline(item) else None
+            if text is None:
+                body = format_value(item).replace("\n", "\n  ")
+                lines.append(f"{key}:\n  {body}")
+            else:
+                lines.append(head + text)
+        return "\n".join(lines)
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        labels = range(len(value)) if labels is None else labels
+        blocks = [
+            f"[{i}]\n  " + format_value(v).replace("\n", "\n  ")
+            for i, v in zip(labels, value, strict=False)
+        ]
+        return "\n".join(blocks)
+    if isinstance(value, str) and not prefix:
+        return value
+    return repr(value) if prefix or not isinstance(value, list | tuple) else str(value)
+
+
+def _inline(item: Any) -> bool:
+    if isinstance(item, dict):
+        return False
+    return not (isinstance(item, list) and item and all(isinstance(v, dict) for v in item))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+# -- demo ------------------------------------------------------------------------------
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import DemoParameters, run_demo
+    from ._store import StorageInterface
+    from .drivers.netcdf import NetCDFIODriver
+
+    file_name = args.file
+    if os.path.exists(file_name) and not args.overwrite and not _is_demo_file(file_name):
+        raise CommandError(
+            f"{file_name!r} exists and was not written by the demo; "
+            "choose another FILE or pass --overwrite"
+        )
+    parameters = DemoParameters(
+        n_atoms=args.atoms,
+        n_steps=args.steps,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+    )
+    print(
+        f"writebehind demo: Langevin dynamics of {parameters.n_atoms} atoms, "
+        f"{parameters.n_steps} steps, every step stored in {file_name}"
+    )
+    progress = ProgressBar(parameters.n_steps, sys.stderr)
+    try:
+        store = StorageInterface(NetCDFIODriver(file_name, "w"))
+    except OSError as exc:
+        raise CommandError(f"cannot create {file_name!r}: {_reason(exc)}") from None
+    with store:
+        timings = run_demo(store, parameters, progress)
+        progress.close()
+        flush_started = time.perf_counter()
+        store.flush()
+        flushed = time.perf_counter() - flush_started
+        stats = store.stats()
+    per_call = 1e6 * timings.store_seconds / max(1, timings.store_calls)
+    print(f"simulated {parameters.n_steps} steps in {timings.loop_seconds:.2f} s")
+    print(
+        f"  the loop spent {timings.store_seconds:.3f} s in {timings.store_calls} store calls "
+        f"({per_call:.1f} µs per call)"
+    )
+    print(f"  the flush after the last step waited {flushed:.3f} s")
+    print()
+    print("store.stats() after the flush:")
+    print(format_stats(stats))
+    print()
+    print(render_tree(inspect_file(file_name)))
+    print()
+    print(f"next: writebehind inspect {file_name}")
+    print(f"      writebehind read {file_name} energies/temperature --index -1")
+    print(
+        f'      python -c "import xarray; print(xarray.open_dataset({file_name!r}, '
+        f"group='trajectory'))\""
+    )
+    return 0
+
+
+def _is_demo_file(file_name: str) -> bool:
+    try:
+        summary = inspect_file(file_name)
+    except OSError:
+        return False
+    return summary.root.metadata.get("program") == "writebehind demo"
+
+
+def format_stats(stats: EngineStats) -> str:
+    """``store.stats()`` as an aligned two-column table."""
+    rows = [
+        ("operations enqueued", f"{stats.operations_enqueued}"),
+        ("operations applied", f"{stats.operations_applied}"),
+        ("pending operations", f"{stats.pending_operations}"),
+        ("pending bytes", f"{stats.pending_bytes}"),
+        ("batches written", f"{stats.batches_written}"),
+        ("bytes written", _bytes(stats.bytes_written)),
+        ("write rate (since open)", _bytes(stats.write_rate_bytes_per_second) + "/s"),
+        ("backpressure waits", f"{stats.backpressure_waits}"),
+        ("longest backpressure wait", f"{stats.longest_backpressure_wait_seconds:.3f} s"),
+        ("failed", f"{stats.failed}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+def _bytes(n: float) -> str:
+    if n < 1000:
+        return f"{n:.0f} bytes"
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent when ``stream`` is not a TTY."""
+
+    def __init__(self, total: int, stream: IO[str], width: int = 30, interval: float = 0.1):
+        self.total = total
+        self.stream = stream
+        self.width = width
+        self.interval = interval
+        self.enabled = stream.isatty()
+        self._started = time.monotonic()
+        self._last_drawn = -interval
+        self._drawn = False
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last_drawn < self.interval and done < self.total:
+            return
+        self._last_drawn = now
+        filled = self.width * done // self.total
+        elapsed = max(now - self._started, 1e-9)
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} steps "
+            f"{done / elapsed:,.0f} steps/s"
+        )
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
