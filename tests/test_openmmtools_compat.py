@@ -8,9 +8,13 @@ file, errors).
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import netCDF4
@@ -438,6 +442,16 @@ def test_value_of_another_type_than_the_type_key_raises_typeerror(nc_path):
     driver.close()
 
 
+def test_list_type_key_accepts_any_iterable_as_openmmtools_did(nc_path):
+    driver = NetCDFIODriver(str(nc_path))
+    variable = driver.create_storage_variable("x", list)
+    variable.write((1, 2))
+    assert variable.read() == (1, 2)
+    with pytest.raises(TypeError, match="list"):
+        variable.write(5)
+    driver.close()
+
+
 def test_quantity_type_key_accepts_quantities_of_any_registry(nc_path):
     other = pint.UnitRegistry()
     driver = NetCDFIODriver(str(nc_path))
@@ -554,3 +568,27 @@ def test_missing_file_in_read_mode_raises_filenotfounderror(nc_path):
     driver = NetCDFIODriver(str(nc_path), "r")
     with pytest.raises(FileNotFoundError):
         driver.get_storage_variable("x")
+
+
+def test_driver_used_alone_writes_everything_when_the_process_exits_without_close(nc_path):
+    script = (
+        "from writebehind import NetCDFIODriver\n"
+        f"driver = NetCDFIODriver({str(nc_path)!r})\n"
+        "positions = driver.create_storage_variable('traj/positions', list)\n"
+        "for step in range(100):\n"
+        "    positions.append([step, step])\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    with StorageInterface(NetCDFIODriver(str(nc_path), "r")) as store:
+        assert store.traj.positions.read() == [[step, step] for step in range(100)]
+
+
+MIGRATION_GUIDE = Path(__file__).resolve().parents[1] / "docs" / "migrating.md"
+
+
+def test_migration_guide_examples_run(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", MIGRATION_GUIDE.read_text(), re.DOTALL)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, str(MIGRATION_GUIDE), "exec"), {})

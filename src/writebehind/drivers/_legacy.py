@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,6 +56,8 @@ def _instance_check_type(type_key: Any) -> type:
     if isinstance(type_key, type) and issubclass(type_key, pint.Quantity):
         # Any registry's quantity: the store converts to its own registry's units.
         return pint.Quantity
+    if type_key is list or type_key is tuple:
+        return Iterable  # as openmmtools' NCIterable; the store's own checks then apply
     if type_key in LEGACY_TYPE_KEYS:
         return type_key
     names = ", ".join(t.__name__ for t in LEGACY_TYPE_KEYS)
