@@ -589,7 +589,8 @@ class Engine:
             raise
         except BaseException:
             if self._error is not None:
-                raise self._background_error() from None
+                # ``from None`` would replace the cause _background_error() set.
+                raise self._background_error() from self._error
             raise
 
     # -- flush, close ------------------------------------------------------------------
@@ -643,7 +644,7 @@ class Engine:
             self._thread.join()
             return
         try:
-            future.result()
+            self.result(future)  # a failed close is a BackgroundWriteError too
         finally:
             self._thread.join()
         if self._error is not None:
