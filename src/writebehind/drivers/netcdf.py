@@ -191,6 +191,10 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
     def get_attrs(self, path: str) -> dict[str, Any]:
         return _attrs(self._node(path))
 
+    def dimension_names(self, path: str) -> tuple[str, ...]:
+        """The netCDF dimension names of the variable at ``path`` (for xarray interop)."""
+        return tuple(self._node(path).dimensions)
+
     # -- data ------------------------------------------------------------------------
     def write_entries(self, path: str, start: int, entries: Any) -> None:
         variable = self._node(path)
