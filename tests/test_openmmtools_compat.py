@@ -23,6 +23,7 @@ import pint
 import pytest
 
 from writebehind import (
+    AsyncStorageInterface,
     NetCDFIODriver,
     ReadOnlyError,
     StorageInterface,
@@ -372,6 +373,25 @@ def test_legacy_write_returns_before_the_disk_write(nc_path):
         gate.set()
     assert legacy.read().tolist() == [1.0]
     store.close()
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.mark.anyio
+async def test_legacy_driver_api_works_on_a_driver_an_async_store_owns(nc_path):
+    driver = NetCDFIODriver(str(nc_path))
+    store = AsyncStorageInterface(driver)
+    async with store:
+        await store.x.append(1)
+        legacy = driver.create_storage_variable("x", int)
+        legacy.append(2)  # blocks the event loop only while it checks and copies
+        assert (await store.x.read()).tolist() == [1, 2]
+        assert driver.ncfile.variables["x"][:].tolist() == [1, 2]
+        driver.close()
+        assert store.closed
 
 
 def test_driver_used_alone_hands_its_file_to_a_store(nc_path):
