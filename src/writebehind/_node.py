@@ -72,7 +72,7 @@ class NodeBase:
         self._core = core
         self._predecessor = predecessor
         # Keeps the store alive (and so its file open) while any of its nodes is in use.
-        self._store = store if predecessor is None else predecessor._store
+        self._store: object = store if predecessor is None else predecessor._store
         parent_path = predecessor._path if predecessor is not None else ""
         self._path: str = _paths.join(parent_path, name) if name else parent_path
         self._children: dict[str, NodeBase] = {}
