@@ -54,10 +54,14 @@ class StoreCore:
         if release is not None:
             release()  # the store the legacy driver API opened for itself hands the file over
         owner = getattr(storage_driver, "_owner", None)
-        if owner is not None and owner() is not None and not owner().closed:
-            raise ValueError(
-                f"the driver of {storage_driver.file_name!r} is already used by an open store"
-            )
+        previous = owner() if owner is not None else None
+        if previous is not None:
+            if not previous.closed:
+                raise ValueError(
+                    f"the driver of {storage_driver.file_name!r} is already used by an open store"
+                )
+            # A store that is still closing must let go of the file before we open it.
+            previous.wait_stopped()
         self.driver = storage_driver
         self.registry = (
             unit_registry if unit_registry is not None else (pint.get_application_registry())

@@ -650,6 +650,11 @@ class Engine:
         if self._error is not None:
             raise self._background_error()
 
+    def wait_stopped(self) -> None:
+        """Block until the writer thread has ended (after a close); never raises."""
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
     def close_quietly(self) -> None:
         """Close, logging instead of raising (for finalizers and failed opens)."""
         try:
