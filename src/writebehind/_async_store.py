@@ -331,6 +331,7 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
         self._core = core
         self._root = AsyncStorageInterfaceDirVar("", core, store=self)
         self._finalizer = weakref.finalize(self, _finalize, core)
+        self._close_future: Future[Any] | None = None
 
     def _root_node(self) -> AsyncStorageInterfaceDirVar:
         if self._core.opening is not None:
@@ -377,10 +378,10 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
         await _result(engine, engine.flush_future(durable))
 
     async def aclose(self) -> None:
-        """Write everything pending, close the file; closing again does nothing.
+        """Write everything pending, close the file; closing again only waits for the close.
 
         If the calling task is cancelled while it waits, the close still completes in the
-        background and the store is closed.
+        background and the store is closed; ``await store.aclose()`` again waits for it.
 
         Raises
         ------
@@ -399,8 +400,13 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
         core.materialize_pending_metadata()
         future = engine.close_future()
         if future is None:
-            return
+            # Closed already; unless an aclose was cancelled before it saw the close end.
+            future = self._close_future
+            if future is None:
+                return
+        self._close_future = future
         await _until_done(future)
+        self._close_future = None
         future.result()
         _raise_if_failed(engine)
 
