@@ -23,6 +23,7 @@ original exception as its cause.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -342,6 +343,7 @@ class Engine:
         if max_pending_bytes <= 0:
             raise ValueError("max_pending_bytes must be positive")
         self.driver = driver
+        self.driver_lock = driver.library_lock or contextlib.nullcontext()
         self.max_pending_bytes = int(max_pending_bytes)
         self.cond = threading.Condition(threading.Lock())
         self.lock = self.cond  # ``with engine.lock:`` guards the catalog and the queue
@@ -684,7 +686,8 @@ class Engine:
             for op in leftover:
                 op.fail(self._background_error())
             try:
-                self.driver.close()
+                with self.driver_lock:
+                    self.driver.close()
             except Exception:
                 logger.exception("writebehind: closing %r failed", self.driver.file_name)
 
@@ -722,7 +725,8 @@ class Engine:
         error: BaseException | None = None
         if self._error is None or (isinstance(op, _Call) and op.run_after_failure):
             try:
-                op.apply(self)
+                with self.driver_lock:
+                    op.apply(self)
             except BaseException as exc:
                 error = exc
                 if not isinstance(op, _Call) or op.fatal:

@@ -46,6 +46,11 @@ class StorageIODriver(ABC):
         creates, truncating; ``'a'`` appends to a file that must exist; ``'r'`` reads only.
     """
 
+    #: A lock the engine holds around every call into the driver, shared by all drivers of
+    #: a library that is process-wide and not thread-safe (each store has its own writer
+    #: thread); None when calls on different files may run at once.
+    library_lock: Any = None
+
     def __init__(self, file_name: str, access_mode: str | None = None):
         if access_mode not in (None, "w", "a", "r"):
             raise ValueError(f"access_mode must be None, 'w', 'a' or 'r', not {access_mode!r}")

@@ -15,6 +15,7 @@ Layout in the file:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,10 @@ CHUNK_TARGET_BYTES = 1 << 20
 CHUNK_MAX_ENTRIES = 8192
 _BYTES_TYPE_NAME = "writebehind_bytes"
 _OBJECT = np.dtype(object)
+#: netCDF-C and the HDF5 under it are not thread-safe (the wheels' HDF5 is built without
+#: its thread-safe option) and netCDF4-python releases the GIL inside them, so two stores'
+#: writer threads in the library at once can corrupt it and crash the process.
+LIBRARY_LOCK = threading.RLock()
 
 
 class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
@@ -43,6 +48,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
     access_mode : {None, 'w', 'a', 'r'}
         See :class:`~writebehind.StorageIODriver`.
     """
+
+    library_lock = LIBRARY_LOCK
 
     def __init__(self, file_name: str, access_mode: str | None = None):
         super().__init__(file_name, access_mode)
