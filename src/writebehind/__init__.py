@@ -12,7 +12,7 @@ The API is openmmtools.storage's::
 
 from __future__ import annotations
 
-from ._async_store import AsyncStorageInterface, open_async
+from ._async_store import AsyncHandle, AsyncStorageInterface, open_async
 from ._engine import EngineStats, Handle
 from ._errors import (
     BackgroundWriteError,
@@ -29,6 +29,7 @@ from .drivers.netcdf import NetCDFIODriver
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncHandle",
     "AsyncStorageInterface",
     "BackgroundWriteError",
     "EngineStats",
