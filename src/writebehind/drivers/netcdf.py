@@ -14,6 +14,8 @@ Layout in the file:
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -62,6 +64,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
     def open(self) -> None:
         if self._dataset is not None:
             return
+        _close_left_open(self._file_name)
         mode = self._access_mode
         exists = os.path.exists(self._file_name)
         if mode in ("a", "r") and not exists:
@@ -146,7 +149,11 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         dataset, self._dataset = self._dataset, None
         self._nodes = {}
         if dataset is not None and dataset.isopen():
-            dataset.close()
+            try:
+                dataset.close()
+            except RuntimeError:
+                _LEFT_OPEN[os.path.realpath(self._file_name)] = dataset
+                raise
 
     # -- structure -------------------------------------------------------------------
     def _node(self, path: str) -> Any:
@@ -302,3 +309,81 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# -- netCDF-C's errors -------------------------------------------------------------------
+#: Datasets whose close failed (HDF5 could not flush its cache, on a full disk): netCDF-C
+#: keeps such a file open and locked, so the next open of the same path in this process
+#: first closes it again, which succeeds once there is room. Keyed by real path.
+_LEFT_OPEN: dict[str, Any] = {}
+#: A netCDF call that fails while the file system has less free space than this reports
+#: ENOSPC: HDF5 reduces a failed write(2) to a bare "NetCDF: HDF error".
+DISK_FULL_BYTES = CHUNK_TARGET_BYTES
+
+
+def _close_left_open(file_name: str) -> None:
+    """Close the dataset an earlier failed close left open on ``file_name``, if any."""
+    key = os.path.realpath(file_name)
+    dataset = _LEFT_OPEN.pop(key, None)
+    if dataset is None or not dataset.isopen():
+        return
+    try:
+        dataset.close()
+    except RuntimeError as exc:
+        _LEFT_OPEN[key] = dataset
+        raise _library_error(exc, file_name, "closing (after an earlier failed close)", "") from exc
+
+
+def _library_error(exc: RuntimeError, file_name: str, operation: str, path: str) -> OSError:
+    """netCDF-C's error ``exc`` as an OSError naming the operation, the node and the file."""
+    where = f"{operation} {path!r} in {file_name!r}" if path else f"{operation} {file_name!r}"
+    if _free_bytes(file_name) < DISK_FULL_BYTES:
+        error = OSError(errno.ENOSPC, f"{where} failed: {exc}: no space left on device")
+    else:
+        error = OSError(
+            errno.EIO,
+            f"{where} failed: {exc} (netCDF-C gives no cause: a damaged file, or a write "
+            "the file system or a quota refused)",
+        )
+    return error
+
+
+def _free_bytes(file_name: str) -> int:
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(file_name)))
+    except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
+        return 1 << 62
+    return stat.f_bavail * stat.f_frsize
+
+
+def _raising_oserror(method: Any, operation: str) -> Any:
+    """``method`` with netCDF-C's errors (RuntimeError) re-raised by ``_library_error``."""
+
+    @functools.wraps(method)
+    def wrapper(self: NetCDFIODriver, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(self, *args, **kwargs)
+            return iter(list(result)) if method.__name__ == "scan" else result
+        except RuntimeError as exc:
+            if type(exc) is not RuntimeError:  # RecursionError, NotImplementedError
+                raise
+            path = args[0] if args and isinstance(args[0], str) else ""
+            raise _library_error(exc, self.file_name, operation, path) from exc
+
+    return wrapper
+
+
+for _method, _operation in {
+    "scan": "reading the structure of",
+    "sync": "syncing",
+    "close": "closing",
+    "create_group": "creating group",
+    "create_variable": "creating variable",
+    "set_attrs": "setting attributes of",
+    "get_attrs": "reading attributes of",
+    "write_entries": "writing entries of",
+    "write_value": "writing",
+    "read_entries": "reading entries of",
+    "read_value": "reading",
+}.items():
+    setattr(NetCDFIODriver, _method, _raising_oserror(getattr(NetCDFIODriver, _method), _operation))
