@@ -613,8 +613,12 @@ class Engine:
         self.flush(durable)
 
     def _sync(self, seq: int, durable: bool) -> None:
-        """On the writer: record lengths, sync (and fsync) the file."""
+        """On the writer: sync the entries, then record lengths and sync (and fsync) again."""
         if self.dirty_lengths:
+            # Entries first: when a sync fails (a full disk), HDF5 may drop the entries and
+            # still write a length set before it, at close or at exit; the file would then
+            # count rows of zeros as entries.
+            self.driver.sync(False)
             for path in sorted(self.dirty_lengths):
                 self.driver.set_attrs(
                     path, {"writebehind_length": np.int64(self.lengths_on_disk[path])}
