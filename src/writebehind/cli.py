@@ -21,7 +21,7 @@ import pint
 
 from . import __version__
 from ._engine import EngineStats
-from ._errors import WriteBehindError
+from ._errors import RecoveryError, WriteBehindError
 from ._inspect import FileSummary, GroupSummary, VariableSummary, inspect_file, render_tree
 
 __all__ = ["main"]
@@ -143,7 +143,7 @@ def _summary(file_name: str) -> FileSummary:
         raise CommandError(f"no such file: {file_name!r}")
     try:
         return inspect_file(file_name)
-    except IsADirectoryError as exc:
+    except (IsADirectoryError, RecoveryError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
         reason = _reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
@@ -298,10 +298,7 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(f"next: writebehind inspect {file_name}")
     print(f"      writebehind read {file_name} energies/temperature --index -1")
-    print(
-        f'      python -c "import xarray; print(xarray.open_dataset({file_name!r}, '
-        f"group='trajectory'))\""
-    )
+    print(f"      xarray.open_dataset({file_name!r}, group='trajectory')  (with xarray)")
     return 0
 
 
