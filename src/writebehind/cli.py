@@ -347,7 +347,7 @@ class ProgressBar:
         self.width = width
         self.interval = interval
         self.enabled = stream.isatty()
-        self._started = time.monotonic()
+        self._started: float | None = None
         self._last_drawn = -interval
         self._drawn = False
 
@@ -355,15 +355,16 @@ class ProgressBar:
         if not self.enabled:
             return
         now = time.monotonic()
+        if self._started is None:
+            self._started = now
         if now - self._last_drawn < self.interval and done < self.total:
             return
         self._last_drawn = now
         filled = self.width * done // self.total
-        elapsed = max(now - self._started, 1e-9)
-        self.stream.write(
-            f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} steps "
-            f"{done / elapsed:,.0f} steps/s"
-        )
+        elapsed = now - self._started
+        rate = f"  {done / elapsed:,.0f} steps/s" if elapsed > 0 else ""
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} steps{rate}"
+        self.stream.write("\r" + line.ljust(79))
         self.stream.flush()
         self._drawn = True
 
