@@ -21,7 +21,7 @@ import pint
 
 from . import __version__
 from ._engine import EngineStats
-from ._errors import RecoveryError, WriteBehindError
+from ._errors import WriteBehindError
 from ._inspect import FileSummary, GroupSummary, VariableSummary, inspect_file, render_tree
 
 __all__ = ["main"]
@@ -143,9 +143,9 @@ def _summary(file_name: str) -> FileSummary:
         raise CommandError(f"no such file: {file_name!r}")
     try:
         return inspect_file(file_name)
-    except (IsADirectoryError, RecoveryError) as exc:
-        raise CommandError(str(exc)) from None
     except OSError as exc:
+        if isinstance(exc, IsADirectoryError | WriteBehindError):  # such as RecoveryError
+            raise CommandError(str(exc)) from None
         reason = _reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
         raise CommandError(f"{file_name!r} is not a NetCDF file ({reason})") from None
 
