@@ -171,6 +171,19 @@ async def test_append_under_backpressure_waits_for_the_writer_and_the_loop_keeps
         np.testing.assert_array_equal((await store.x.read())[:, 0], [0.0, 1.0])
 
 
+async def test_backpressure_waits_of_the_async_store_are_counted_in_stats(nc_path):
+    driver = GatedDriver(str(nc_path), "w", block=("write_entries",))
+    store = writebehind.AsyncStorageInterface(driver, max_pending_bytes=1000)
+    async with store:
+        await store.x.append(np.zeros(100))
+        assert store.stats().backpressure_waits == 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.x.append, np.ones(100))
+            await wait_until_entered(driver)
+            driver.gate.set()
+        assert store.stats().backpressure_waits >= 1
+
+
 async def test_append_that_returned_is_written_even_if_its_task_is_cancelled_later(nc_path):
     async with open_async(nc_path, "w") as store, anyio.create_task_group() as tg:
 

@@ -495,6 +495,8 @@ class Engine:
             self.check_usable()
             if self.has_room(nbytes):
                 return True
+            started = time.monotonic()
+            self._backpressure_waits += 1  # counted in stats() as the sync append's waits are
             self._barriers += 1
             self.cond.notify_all()
             try:
@@ -507,6 +509,7 @@ class Engine:
                 return True
             finally:
                 self._barriers -= 1
+                self._longest_wait = max(self._longest_wait, time.monotonic() - started)
 
     def try_append(self, var: VarState, payload: Any) -> Handle | None:
         """``append`` if it would not wait under backpressure; None (nothing staged) if so."""
