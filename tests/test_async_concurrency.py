@@ -19,7 +19,7 @@ from writebehind import BackgroundWriteError, NetCDFIODriver, StoreClosedError, 
 
 pytestmark = pytest.mark.anyio
 
-GATE_TIMEOUT = 30.0  # a failing test opens no gate: the writer gives up instead of hanging
+GATE_TIMEOUT = 10.0  # a failing test opens no gate: the writer gives up instead of hanging
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -143,6 +143,21 @@ async def test_write_timed_out_under_backpressure_writes_nothing(nc_path):
         assert scope.cancelled_caught
         driver.gate.set()
         np.testing.assert_array_equal((await store.x.read())[:, 0], [0.0])
+
+
+@pytest.mark.parametrize("first", ["write", "append"])
+async def test_first_value_cancelled_under_backpressure_leaves_no_variable(nc_path, first):
+    driver = GatedDriver(str(nc_path), "w", block=("write_entries",))
+    store = writebehind.AsyncStorageInterface(driver, max_pending_bytes=1000)
+    async with store:
+        await store.x.append(np.zeros(100))  # 800 bytes pending, held by the shut gate
+        with anyio.move_on_after(0.05) as scope:
+            await getattr(store.y, first)(np.arange(100.0))
+        assert scope.cancelled_caught
+        assert "y" not in store
+        driver.gate.set()
+    with writebehind.open(nc_path, "r") as sync_store:
+        assert list(sync_store) == ["x"]
 
 
 async def test_append_under_backpressure_waits_for_the_writer_and_the_loop_keeps_running(

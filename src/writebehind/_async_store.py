@@ -35,6 +35,7 @@ from ._core import DEFAULT_MAX_PENDING_BYTES, StoreCore
 from ._engine import Engine, Handle, VarState
 from ._node import NodeBase
 from ._store import StoreBase, _finalize
+from .codecs import make_encoder, spec_for
 from .drivers.base import StorageIODriver
 from .drivers.netcdf import NetCDFIODriver
 
@@ -179,6 +180,8 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         """
         core = self._core
         engine = core.engine
+        if at_index is None:
+            await self._room_before_binding(data, appendable=False)
         op, nbytes = core.write_op(self._path, data, at_index)
         seq = await _enqueue(engine, op, nbytes)
         return AsyncHandle(Handle(engine, seq), engine)
@@ -202,6 +205,7 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         """
         var = self._var
         if var is None or not var.appendable:
+            await self._room_before_binding(data, appendable=True)
             var = self._variable_for_append(data)
         engine = self._core.engine
         payload = var.encode(data)
@@ -209,6 +213,27 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         if handle is None:
             handle = await self._append_after_backpressure(var, payload)
         return AsyncHandle(handle, engine)
+
+    async def _room_before_binding(self, data: Any, appendable: bool) -> None:
+        """Under backpressure, wait for room *before* a first value creates the variable.
+
+        Creating the variable enqueues its creation at once; if the value's own wait for room
+        came after and were cancelled, the file would keep a variable without its value (a
+        fixed one reads back as whatever the memory held). Once there is room, the caller
+        binds and enqueues without suspending in between, so no other task can take the room.
+        """
+        core = self._core
+        core.check_writable(self._path)
+        if core.lookup(self._path) is not None:
+            return
+        engine = core.engine
+        spec = spec_for(data)  # TypeError/ValueError here, before anything waits
+        nbytes = spec.layout.entry_nbytes  # what try_append checks, and a numeric value's size
+        if not appendable and spec.layout.storage != "numeric":
+            var = VarState(self._path, spec, spec.layout, False, make_encoder(spec))
+            nbytes = core.snapshot(var, var.encode(data))[1]
+        while not engine.has_room(nbytes):
+            await _wait_for_room(engine, nbytes)
 
     async def _append_after_backpressure(self, var: VarState, payload: Any) -> Handle:
         engine = self._core.engine
