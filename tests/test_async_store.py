@@ -188,6 +188,14 @@ async def test_stats_count_the_operations_applied_after_flush(astore):
     assert stats.operations_applied == stats.operations_enqueued
 
 
+async def test_to_xarray_returns_the_group_as_a_dataset(astore):
+    pytest.importorskip("xarray")
+    for i in range(3):
+        await astore.traj.energy.append(float(i))
+    dataset = await astore.traj.to_xarray()
+    assert dataset["energy"].values.tolist() == [0.0, 1.0, 2.0]
+
+
 # -- completion stages ---------------------------------------------------------------------
 async def test_append_returns_an_async_handle(astore):
     handle = await astore.x.append(1.0)
