@@ -8,6 +8,7 @@ timing figure, measured by ``benchmarks/async_ticker.py``, not asserted here.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,30 @@ async def test_the_loop_keeps_running_during_a_200_mb_read(big_file):
     assert ticks >= MIN_TICKS
 
 
+class HeldDriver(writebehind.NetCDFIODriver):
+    """Holds the writer before its first write until ``release`` is set."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.release = threading.Event()
+
+    def write_entries(self, path, start, entries):
+        if not self.release.wait(30):
+            raise TimeoutError("the test never released the writer")
+        super().write_entries(path, start, entries)
+
+
 async def test_the_loop_keeps_running_during_the_flush_of_a_200_mb_backlog(nc_path):
-    async with open_async(nc_path, "w") as store:  # max_pending_bytes is 256 MiB
-        for _ in range(FRAMES):
+    driver = HeldDriver(str(nc_path), "w")
+    async with writebehind.AsyncStorageInterface(driver) as store:  # 256 MiB may be pending
+        for _ in range(FRAMES):  # all of it pending: the writer is held
             await store.traj.positions.append(FRAME)
-        assert store.stats().pending_bytes > 0
-        ticks, _ = await ticks_during(store.flush)
+        assert store.stats().pending_bytes >= BIG_BYTES - FRAME.nbytes
+
+        async def release_and_flush() -> None:
+            driver.release.set()
+            await store.flush()
+
+        ticks, _ = await ticks_during(release_and_flush)
         assert store.stats().pending_bytes == 0
     assert ticks >= MIN_TICKS
