@@ -17,7 +17,7 @@ from ._numeric import SUPPORTED_DTYPES, logical_name
 from .arrays import ArrayCodec
 from .base import ATTR_PREFIX, Codec, Encoder, Layout, Spec
 from .mappings import MappingCodec
-from .quantities import QuantityEncoder, quantity_spec, wrap_quantity
+from .quantities import QuantityEncoder, check_units_text, quantity_spec, wrap_quantity
 from .scalars import SCALAR_TYPES, ScalarCodec
 from .sequences import SequenceCodec
 from .strings import BytesCodec, StringCodec
@@ -160,7 +160,7 @@ def spec_from_attrs(attrs: dict[str, Any], layout: Layout, registry: Any) -> Spe
 
 def _check_units(units: str, registry: Any) -> None:
     try:
-        registry.parse_units(units)
+        registry.parse_units(check_units_text(units))
     except Exception as exc:
         raise FormatError(f"units {units!r} do not parse in pint ({exc})") from exc
 
@@ -173,7 +173,7 @@ def _foreign_spec(layout: Layout, units: Any, registry: Any) -> Spec:
     spec = Spec("ndarray", "ndarray", layout, logical_name(layout.dtype))
     if isinstance(units, str) and units.strip():
         try:
-            registry.parse_units(units)
+            registry.parse_units(check_units_text(units))
         except Exception:
             return spec
         return Spec("ndarray", "ndarray", layout, spec.logical_dtype, units)

@@ -10,6 +10,7 @@ defuse records that claim huge lengths.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -19,7 +20,7 @@ import pint
 from .._errors import FormatError
 from ._numeric import SUPPORTED_DTYPES, check_array_dtype
 from .base import Codec, Encoder, Layout, Spec
-from .quantities import units_string
+from .quantities import check_units_text, units_string
 
 __all__ = ["MappingCodec", "pack", "unpack"]
 
@@ -29,11 +30,15 @@ _EXT_NUMPY_SCALAR = 3
 _EXT_QUANTITY = 4
 _INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
 _OBJECT = np.dtype(object)
+#: Containers nest at most this deep in a dict value (reading rebuilds them recursively).
+MAX_NESTING = 64
 
 
-def _tree(obj: Any, where: str) -> Any:
+def _tree(obj: Any, where: str, depth: int = 0) -> Any:
     """``obj`` as msgpack-native values and ExtTypes; TypeError/ValueError if unstorable."""
     cls = type(obj)
+    if depth > MAX_NESTING:
+        raise ValueError(f"{where}: containers nest deeper than {MAX_NESTING} levels")
     if obj is None or cls is bool or cls is float or cls is bytes:
         return obj
     if cls is str:
@@ -51,12 +56,12 @@ def _tree(obj: Any, where: str) -> Any:
         for key, value in obj.items():
             if type(key) is not str:
                 raise TypeError(f"{where}: dict keys must be str, not {type(key).__name__}")
-            out[_tree(key, where)] = _tree(value, f"{where}[{key!r}]")
+            out[_tree(key, where)] = _tree(value, f"{where}[{key!r}]", depth + 1)
         return out
     if cls is list:
-        return [_tree(item, f"{where}[{i}]") for i, item in enumerate(obj)]
+        return [_tree(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(obj)]
     if cls is tuple:
-        items = [_tree(item, f"{where}[{i}]") for i, item in enumerate(obj)]
+        items = [_tree(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(obj)]
         return msgpack.ExtType(_EXT_TUPLE, _packb(items))
     if cls is np.ndarray:
         dtype = check_array_dtype(obj.dtype)
@@ -71,7 +76,12 @@ def _tree(obj: Any, where: str) -> Any:
         magnitude = obj.magnitude
         return msgpack.ExtType(
             _EXT_QUANTITY,
-            _packb([units_string(obj.units), _tree(magnitude, f"{where}.magnitude")]),
+            _packb(
+                [
+                    check_units_text(units_string(obj.units)),
+                    _tree(magnitude, f"{where}.magnitude", depth + 1),
+                ]
+            ),
         )
     raise TypeError(
         f"{where}: cannot store a {cls.__name__} inside a dict (dict values may be None, "
@@ -98,44 +108,65 @@ def unpack(data: bytes, registry: Any) -> Any:
         The record is not one that :func:`pack` writes.
     """
     try:
-        return _unpackb(data, registry)
+        value = _unpackb(data, registry)
     except FormatError:
         raise
     except Exception as exc:
         raise FormatError(f"not a valid writebehind dict record ({exc})") from exc
+    if type(value) is not dict:
+        raise FormatError(f"a dict record holds a {type(value).__name__}, not a dict")
+    return value
 
 
 def _unpackb(data: bytes, registry: Any) -> Any:
-    def ext_hook(code: int, payload: bytes) -> Any:
-        if code == _EXT_TUPLE:
-            items = _unpackb(payload, registry)
-            if type(items) is not list:
-                raise FormatError("a tuple record does not hold a list")
-            return tuple(items)
-        if code == _EXT_NDARRAY:
-            dtype_str, shape, raw = _unpackb(payload, registry)
-            dtype = _safe_dtype(dtype_str)
-            shape = tuple(int(n) for n in shape)
-            if any(n < 0 for n in shape):
-                raise FormatError(f"an array record declares a negative shape {shape}")
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-            if count * dtype.itemsize != len(raw):
-                raise FormatError(
-                    f"an array record declares shape {shape} of {dtype} but holds {len(raw)} bytes"
-                )
-            return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-        if code == _EXT_NUMPY_SCALAR:
-            dtype_str, raw = _unpackb(payload, registry)
-            dtype = _safe_dtype(dtype_str)
-            if len(raw) != dtype.itemsize:
-                raise FormatError("a numpy scalar record has the wrong number of bytes")
-            return np.frombuffer(raw, dtype=dtype)[0]
-        if code == _EXT_QUANTITY:
-            units, magnitude = _unpackb(payload, registry)
-            return registry.Quantity(magnitude, units)
-        raise FormatError(f"unknown extension type {code} in a dict record")
+    # Extensions are rebuilt after msgpack returns, not by an ext_hook: msgpack decodes in a
+    # C frame of about 40 KiB, so nested extensions decoded from ext_hooks exhausted the C
+    # stack (a segfault, not an exception) after about 200 levels, or a handful on a thread
+    # with a small stack. Here a level costs Python frames; too deep ends in RecursionError.
+    return _rebuild(msgpack.unpackb(data, raw=False, strict_map_key=True), registry)
 
-    return msgpack.unpackb(data, raw=False, ext_hook=ext_hook, strict_map_key=True)
+
+def _rebuild(obj: Any, registry: Any) -> Any:
+    cls = type(obj)
+    if cls is list:
+        return [_rebuild(item, registry) for item in obj]
+    if cls is dict:
+        return {key: _rebuild(value, registry) for key, value in obj.items()}
+    if cls is msgpack.ExtType:
+        return _extension(obj.code, obj.data, registry)
+    return obj
+
+
+def _extension(code: int, payload: bytes, registry: Any) -> Any:
+    if code == _EXT_TUPLE:
+        items = _unpackb(payload, registry)
+        if type(items) is not list:
+            raise FormatError("a tuple record does not hold a list")
+        return tuple(items)
+    if code == _EXT_NDARRAY:
+        dtype_str, shape, raw = _unpackb(payload, registry)
+        dtype = _safe_dtype(dtype_str)
+        shape = tuple(int(n) for n in shape)
+        if any(n < 0 for n in shape):
+            raise FormatError(f"an array record declares a negative shape {shape}")
+        if math.prod(shape) * dtype.itemsize != len(raw):
+            raise FormatError(
+                f"an array record declares shape {shape} of {dtype} but holds {len(raw)} bytes"
+            )
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    if code == _EXT_NUMPY_SCALAR:
+        dtype_str, raw = _unpackb(payload, registry)
+        dtype = _safe_dtype(dtype_str)
+        if len(raw) != dtype.itemsize:
+            raise FormatError("a numpy scalar record has the wrong number of bytes")
+        return np.frombuffer(raw, dtype=dtype)[0]
+    if code == _EXT_QUANTITY:
+        units, magnitude = _unpackb(payload, registry)
+        # pint parses a str magnitude as an expression: only numbers and arrays are written.
+        if not isinstance(magnitude, int | float | np.ndarray | np.generic):
+            raise FormatError(f"a quantity record's magnitude is a {type(magnitude).__name__}")
+        return registry.Quantity(magnitude, check_units_text(units))
+    raise FormatError(f"unknown extension type {code} in a dict record")
 
 
 def _safe_dtype(dtype_str: object) -> np.dtype[Any]:

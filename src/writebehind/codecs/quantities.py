@@ -6,14 +6,66 @@ back and which UDUNITS (and so CF tools) accepts too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
 import pint
+from pint.util import string_preprocessor
 
 from .base import Codec, Encoder, Spec
 
-__all__ = ["QuantityEncoder", "quantity_spec", "units_string", "wrap_quantity"]
+__all__ = [
+    "MAX_UNITS_LENGTH",
+    "QuantityEncoder",
+    "check_units_text",
+    "quantity_spec",
+    "units_string",
+    "wrap_quantity",
+]
+
+#: Longest units string stored or parsed (pint's parser slows down on long expressions).
+MAX_UNITS_LENGTH = 256
+#: Largest exponent of a power in a units string.
+MAX_EXPONENT = 1000
+_POWER = re.compile(r"\*\*|\^")
+_PLAIN_EXPONENT = re.compile(r"\s*\(?\s*([-+]?\s*(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)?\s*")
+
+
+def check_units_text(units: str) -> str:
+    """Return ``units`` if pint parses it in bounded time and memory, else raise ValueError.
+
+    pint evaluates the numbers of a units expression exactly, so a units attribute such as
+    ``10**10**10`` makes it compute an integer of ten billion digits (minutes of CPU and
+    gigabytes; found with hostile files). Every power must have a plain number of magnitude
+    at most 1000 as its exponent and no power in its base (``((10**999)**999)**999``), and
+    the string at most 256 characters.
+    """
+    if len(units) > MAX_UNITS_LENGTH:
+        raise ValueError(f"units longer than {MAX_UNITS_LENGTH} characters")
+    text = string_preprocessor(units)  # pint's own rewriting: superscripts become **
+    for power in _POWER.finditer(text):
+        exponent = _PLAIN_EXPONENT.match(text, power.end())
+        if exponent is None or _POWER.match(text, exponent.end()):
+            raise ValueError(f"units {units!r}: an exponent must be a plain number")
+        if not abs(float(exponent.group(1).replace(" ", ""))) <= MAX_EXPONENT:
+            raise ValueError(f"units {units!r}: an exponent beyond {MAX_EXPONENT}")
+        if _POWER.search(_base_group(text, power.start())):
+            raise ValueError(f"units {units!r}: a power of a power")
+    return units
+
+
+def _base_group(text: str, end: int) -> str:
+    """The parenthesized group that ends just before ``end`` in ``text`` ("" if none)."""
+    stop = len(text[:end].rstrip())
+    if not stop or text[stop - 1] != ")":
+        return ""
+    depth = 0
+    for start in range(stop - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(text[start], 0)
+        if depth == 0:
+            return text[start:stop]
+    return text[:stop]  # unbalanced: pint refuses it anyway
 
 
 def units_string(units: Any) -> str:
@@ -23,7 +75,8 @@ def units_string(units: Any) -> str:
 
 def quantity_spec(value: pint.Quantity, inner: Codec) -> Spec:
     """The spec of quantity ``value`` whose magnitude the codec ``inner`` stores."""
-    return replace(inner.spec_for(value.magnitude), units=units_string(value.units))
+    units = check_units_text(units_string(value.units))
+    return replace(inner.spec_for(value.magnitude), units=units)
 
 
 class QuantityEncoder:
