@@ -18,10 +18,12 @@ from ._errors import (
     BackgroundWriteError,
     FormatError,
     ReadOnlyError,
+    RecoveryError,
     StoreClosedError,
     WriteBehindError,
 )
 from ._node import StorageInterfaceDirVar
+from ._recovery import RecoveryReport, recover
 from ._store import StorageInterface, open
 from .drivers.base import StorageIODriver
 from .drivers.netcdf import NetCDFIODriver
@@ -37,6 +39,8 @@ __all__ = [
     "Handle",
     "NetCDFIODriver",
     "ReadOnlyError",
+    "RecoveryError",
+    "RecoveryReport",
     "StorageIODriver",
     "StorageInterface",
     "StorageInterfaceDirVar",
@@ -45,4 +49,5 @@ __all__ = [
     "__version__",
     "open",
     "open_async",
+    "recover",
 ]

@@ -9,6 +9,8 @@ The tree::
           ├── StoreClosedError (+ValueError)   a call on a closed store
           ├── FormatError (+ValueError)        the file holds something that cannot be
           │                                    decoded (damaged or edited bookkeeping)
+          ├── RecoveryError (+OSError)         a file left by a crash could not be
+          │                                    recovered (it was moved aside) or is in use
           └── ReadOnlyError (+PermissionError) a write through a store opened with ``'r'``
 
 Errors of the caller's own making are raised as the built-in types users already catch:
@@ -23,6 +25,7 @@ __all__ = [
     "BackgroundWriteError",
     "FormatError",
     "ReadOnlyError",
+    "RecoveryError",
     "StoreClosedError",
     "WriteBehindError",
 ]
@@ -61,3 +64,15 @@ class FormatError(WriteBehindError, ValueError):
 
     The message names the path. Nothing from the file is ever executed to decode it.
     """
+
+
+class RecoveryError(WriteBehindError, OSError):
+    """A file left by a crash could not be recovered, or is in use by another process.
+
+    An unrecoverable file is moved aside, unchanged, and the message says where;
+    ``report`` (a :class:`~writebehind._recovery.RecoveryReport`, or None) tells the rest.
+    """
+
+    def __init__(self, message: str, *, report: object = None):
+        super().__init__(message)
+        self.report = report

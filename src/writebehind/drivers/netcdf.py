@@ -24,6 +24,13 @@ from typing import Any
 import netCDF4
 import numpy as np
 
+from .._recovery import (
+    RecoveryReport,
+    drop_rollback_copy,
+    fsync_directory,
+    keep_rollback_copy,
+    recover,
+)
 from ..codecs.base import Layout
 from ._legacy import LegacyDriverMixin
 from .base import NodeRecord, StorageIODriver
@@ -33,6 +40,7 @@ __all__ = ["NetCDFIODriver"]
 CHUNK_TARGET_BYTES = 1 << 20
 CHUNK_MAX_ENTRIES = 8192
 _BYTES_TYPE_NAME = "writebehind_bytes"
+_LENGTH_ATTR = "writebehind_length"  # the committed length of an appendable variable
 _OBJECT = np.dtype(object)
 #: netCDF-C and the HDF5 under it are not thread-safe (the wheels' HDF5 is built without
 #: its thread-safe option) and netCDF4-python releases the GIL inside them, so two stores'
@@ -59,6 +67,14 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         self._nodes: dict[str, Any] = {}  # path -> netCDF4 Group or Variable
         self._bytes_type: Any = None
         self._init_legacy()
+        #: What crash recovery found when the file was opened (None: not opened, or new).
+        self.recovery: RecoveryReport | None = None
+        self._directory_synced = True  # False from creating the file to its first fsync
+        # The file on disk is as the last sync (or a clean open) left it, and holds data a
+        # rollback copy would protect; the copy is taken before the first change of structure
+        # after a sync (see _recovery.keep_rollback_copy) and dropped by the next sync.
+        self._on_disk_consistent = False
+        self._rollback_kept = False
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
@@ -71,6 +87,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             raise FileNotFoundError(f"No such NetCDF file: {self._file_name!r}")
         if mode is None and not exists:
             return  # created on the first write: a read never makes an empty file
+        if mode != "w":
+            self.recovery = recover(self._file_name)  # a file left by a crash: see _recovery
         self._open_dataset("w" if mode == "w" else ("r" if mode == "r" else "a"))
 
     def _open_dataset(self, mode: Any) -> netCDF4.Dataset:
@@ -84,6 +102,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
                     f"({exc.strerror or exc})",
                 ) from exc
             raise
+        if mode == "w":
+            self._directory_synced = False
+        self._on_disk_consistent = mode != "w"
         dataset.set_auto_maskandscale(False)
         dataset.set_always_mask(False)
         self._dataset = dataset
@@ -142,6 +163,13 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         self._dataset.sync()
         if durable:
             _fsync_path(self._file_name)
+            if not self._directory_synced:  # a new file's name survives a power loss too
+                fsync_directory(os.path.dirname(os.path.abspath(self._file_name)))
+                self._directory_synced = True
+        self._on_disk_consistent = True
+        if self._rollback_kept:
+            drop_rollback_copy(self._file_name)
+            self._rollback_kept = False
 
     def close(self) -> None:
         if self._close_from_user_code():  # openmmtools' close(): drain, close the owning store
@@ -154,6 +182,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             except RuntimeError:
                 _LEFT_OPEN[os.path.realpath(self._file_name)] = dataset
                 raise
+        if self._rollback_kept:  # closing flushed the change the copy guarded
+            drop_rollback_copy(self._file_name)
+            self._rollback_kept = False
 
     # -- structure -------------------------------------------------------------------
     def _node(self, path: str) -> Any:
@@ -164,12 +195,21 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
                 return self._ds()
             raise KeyError(f"No group or variable at {path!r}") from None
 
+    def _before_structure_change(self) -> None:
+        """Keep a rollback copy of the file before the first structural change since the
+        last sync: a kill in the flush that writes it could leave the file unreadable."""
+        if self._on_disk_consistent and not self._rollback_kept and self._dataset is not None:
+            keep_rollback_copy(self._file_name, durable=True)
+            self._rollback_kept = True
+
     def create_group(self, path: str) -> None:
+        self._before_structure_change()
         parent, _, name = path.rpartition("/")
         parent_group = self._ds() if not parent else self._node(parent)
         self._nodes[path] = parent_group.createGroup(name)
 
     def create_variable(self, path: str, layout: Layout, appendable: bool) -> None:
+        self._before_structure_change()
         parent, _, name = path.rpartition("/")
         group = self._ds() if not parent else self._node(parent)
         dims: list[str] = []
@@ -186,6 +226,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         )
         variable.set_auto_maskandscale(False)
         variable.set_always_mask(False)
+        if appendable:  # no row is committed before the first flush says so
+            variable.setncattr(_LENGTH_ATTR, np.int64(0))
         self._nodes[path] = variable
 
     def _datatype(self, layout: Layout) -> Any:
@@ -199,6 +241,10 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
 
     def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
         node = self._node(path)
+        # Rewriting the committed length keeps the object header's layout; anything else
+        # can grow the header into a new continuation chunk, written after the header.
+        if any(name != _LENGTH_ATTR or name not in node.ncattrs() for name in attrs):
+            self._before_structure_change()
         for name, value in attrs.items():
             node.setncattr(name, value)
 

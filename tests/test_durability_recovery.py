@@ -1,0 +1,298 @@
+"""Crash recovery on open: superblock repair, rollback copies, files kept aside, reports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+
+import writebehind
+from writebehind import RecoveryError, _recovery
+from writebehind._recovery import lookup3, read_superblock, recover
+
+# Appends 12 frames, flushes after 10, then kills itself: entries 0..9 are acknowledged.
+_KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+import writebehind
+store = writebehind.open(sys.argv[1])
+for i in range(10):
+    store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
+store.flush()
+for i in range(10, 12):
+    store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_writer(path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(path)], timeout=60)
+    assert done.returncode == -signal.SIGKILL
+
+
+def _plain_netcdf4_opens(path: Path) -> bool:
+    code = "import netCDF4, sys; netCDF4.Dataset(sys.argv[1]).close()"
+    return subprocess.run([sys.executable, "-c", code, str(path)]).returncode == 0
+
+
+def _write_superblock_eof(path: Path, eof: int) -> None:
+    superblock = read_superblock(str(path))
+    assert superblock is not None
+    with open(path, "r+b") as file:
+        file.write(superblock.with_eof(eof))
+
+
+def _clean_file(path: Path, frames: int = 10) -> None:
+    with writebehind.open(path, "w") as store:
+        for i in range(frames):
+            store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
+
+
+# -- the checksum and the superblock ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("data", "initval", "expected"),
+    [  # the test vectors of lookup3.c's driver
+        (b"", 0, 0xDEADBEEF),
+        (b"", 0xDEADBEEF, 0xBD5B7DDE),
+        (b"Four score and seven years ago", 0, 0x17770551),
+        (b"Four score and seven years ago", 1, 0xCD628161),
+    ],
+)
+def test_lookup3_matches_the_reference_vectors(data, initval, expected):
+    assert lookup3(data, initval) == expected
+
+
+def test_a_cleanly_closed_file_has_a_valid_superblock_with_no_flags(nc_path):
+    _clean_file(nc_path)
+    superblock = read_superblock(str(nc_path))
+    assert superblock is not None
+    assert superblock.version >= 2
+    assert superblock.flags == 0
+    assert superblock.eof_in_file == os.path.getsize(nc_path)
+
+
+def test_rewriting_the_superblock_with_its_own_eof_changes_no_byte(nc_path):
+    _clean_file(nc_path)
+    superblock = read_superblock(str(nc_path))
+    assert superblock is not None
+    assert superblock.with_eof(superblock.eof_in_file) == superblock.raw
+
+
+def test_a_file_that_is_not_hdf5_has_no_superblock(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not HDF5 at all")
+    assert read_superblock(str(path)) is None
+
+
+def test_a_superblock_with_a_bad_checksum_is_refused(nc_path):
+    _clean_file(nc_path)
+    with open(nc_path, "r+b") as file:
+        file.seek(44)
+        file.write(b"\0\0\0\0")
+    with pytest.raises(RecoveryError, match="checksum"):
+        read_superblock(str(nc_path))
+
+
+def test_a_file_with_a_damaged_superblock_is_left_where_it_is(nc_path):
+    # A kill cannot tear the superblock (one small write): other damage is not "recovered".
+    _clean_file(nc_path)
+    with open(nc_path, "r+b") as file:
+        file.seek(44)
+        file.write(b"\0\0\0\0")
+    damaged = nc_path.read_bytes()
+    with pytest.raises(RecoveryError, match="checksum"):
+        writebehind.open(nc_path)
+    assert nc_path.read_bytes() == damaged
+
+
+# -- recovery on open --------------------------------------------------------------------------
+def test_a_clean_file_is_not_probed_or_changed(nc_path):
+    _clean_file(nc_path)
+    before = nc_path.read_bytes()
+    report = recover(str(nc_path))
+    assert report.clean
+    assert report.readable_after is None  # no subprocess was started
+    assert nc_path.read_bytes() == before
+
+
+def test_a_killed_writer_leaves_the_open_for_writing_flag_set(nc_path):
+    _killed_writer(nc_path)
+    assert _recovery.needs_recovery(str(nc_path))
+
+
+def test_opening_a_killed_writers_file_recovers_every_flushed_entry(nc_path):
+    _killed_writer(nc_path)
+    with writebehind.open(nc_path, "r") as store:
+        frames = store.traj.positions.read()
+        report = store.storage_driver.recovery
+    assert frames[:, 0, 0].tolist() == list(range(10))
+    assert report.superblock_repaired
+    assert report.recovered
+
+
+def test_recovery_leaves_a_file_that_plain_netcdf4_opens_and_is_clean(nc_path):
+    _killed_writer(nc_path)
+    writebehind.open(nc_path, "r").close()
+    assert _plain_netcdf4_opens(nc_path)
+    assert not _recovery.needs_recovery(str(nc_path))
+
+
+def test_appending_after_recovery_continues_from_the_last_flush(nc_path):
+    _killed_writer(nc_path)
+    with writebehind.open(nc_path) as store:
+        store.traj.positions.append(np.full((50, 3), 99, dtype=np.float32))
+    with writebehind.open(nc_path, "r") as store:
+        assert store.traj.positions.read()[:, 0, 0].tolist() == [*range(10), 99]
+
+
+def test_recovery_is_logged_as_a_warning(nc_path, caplog):
+    _killed_writer(nc_path)
+    with caplog.at_level(logging.WARNING, logger="writebehind"):
+        writebehind.open(nc_path, "r").close()
+    assert any("not close it" in record.getMessage() for record in caplog.records)
+
+
+def test_an_eof_address_short_of_the_metadata_is_repaired(nc_path):
+    # What a kill just before a flush's last write (the superblock) leaves: object headers
+    # that point past the recorded end of allocation, so plain netCDF4 cannot open the file.
+    _clean_file(nc_path)
+    _write_superblock_eof(nc_path, 4096)
+    assert not _plain_netcdf4_opens(nc_path)
+    report = recover(str(nc_path))
+    assert report.superblock_repaired
+    assert report.old_eof == 4096
+    assert report.new_eof == os.path.getsize(nc_path)
+    assert _plain_netcdf4_opens(nc_path)
+
+
+def test_the_report_keeps_the_superblock_bytes_it_replaced(nc_path):
+    _clean_file(nc_path)
+    _write_superblock_eof(nc_path, 4096)
+    original = nc_path.read_bytes()[:48]
+    report = recover(str(nc_path))
+    assert report.original_superblock == original
+    assert bytes.fromhex(report.summary()["original_superblock"]) == original
+
+
+def test_rows_past_the_last_flush_are_reported_and_not_read(nc_path):
+    _killed_writer(nc_path)
+    report = recover(str(nc_path))
+    with writebehind.open(nc_path, "r") as store:
+        assert len(store.traj.positions) == 10
+    rows = report.uncommitted_rows.get("traj/positions", 0)
+    assert rows in (0, 2)  # 2 when the unflushed rows reached the file before the kill
+
+
+# -- files that cannot be recovered --------------------------------------------------------------
+def _wreck(path: Path) -> bytes:
+    """A file left by a crash whose metadata is gone: zeros after the superblock."""
+    _clean_file(path)
+    superblock = read_superblock(str(path))
+    assert superblock is not None
+    size = os.path.getsize(path)
+    with open(path, "r+b") as file:
+        file.seek(48)
+        file.write(bytes(size - 48))
+        file.seek(11)
+        file.write(b"\x01")  # open for writing, as a killed writer leaves it
+        file.seek(0)
+        raw = bytearray(file.read(48))
+        raw[44:48] = struct.pack("<I", lookup3(bytes(raw[:44])))
+        file.seek(0)
+        file.write(raw)
+    return path.read_bytes()
+
+
+def test_an_unrecoverable_file_is_moved_aside_unchanged(nc_path):
+    wrecked = _wreck(nc_path)
+    with pytest.raises(RecoveryError) as caught:
+        writebehind.open(nc_path, "r")
+    aside = caught.value.report.moved_to
+    assert aside is not None
+    assert aside in str(caught.value)
+    assert Path(aside).read_bytes() == wrecked
+    assert not nc_path.exists()
+
+
+def test_opening_again_after_a_file_was_moved_aside_starts_a_new_file(nc_path):
+    _wreck(nc_path)
+    with pytest.raises(RecoveryError):
+        writebehind.open(nc_path)
+    with writebehind.open(nc_path) as store:
+        store.x.append(1.0)
+    with writebehind.open(nc_path, "r") as store:
+        assert store.x.read().tolist() == [1.0]
+
+
+def test_a_file_in_use_by_another_writer_is_not_touched(nc_path):
+    _clean_file(nc_path)
+    holder = netCDF4.Dataset(str(nc_path), "a")  # HDF5 holds its lock and sets the flag
+    try:
+        before = nc_path.read_bytes()
+        with pytest.raises(RecoveryError, match=r"in use|has it open"):
+            recover(str(nc_path))
+        assert nc_path.read_bytes() == before
+    finally:
+        holder.close()
+
+
+# -- the rollback copy -------------------------------------------------------------------------
+def test_a_rollback_copy_replaces_a_file_its_flush_left_unreadable(nc_path):
+    _clean_file(nc_path)
+    good = nc_path.read_bytes()
+    _recovery.keep_rollback_copy(str(nc_path), durable=False)
+    _wreck(nc_path)
+    report = recover(str(nc_path))
+    assert report.rolled_back
+    assert report.moved_to is not None and Path(report.moved_to).exists()
+    assert nc_path.read_bytes() == good
+    assert not Path(_recovery.rollback_path(str(nc_path))).exists()
+
+
+def test_a_stale_rollback_copy_is_dropped_when_the_file_is_fine(nc_path):
+    _killed_writer(nc_path)
+    Path(_recovery.rollback_path(str(nc_path))).write_bytes(b"stale")
+    report = recover(str(nc_path))
+    assert not report.rolled_back
+    assert not Path(_recovery.rollback_path(str(nc_path))).exists()
+
+
+def test_a_flush_that_creates_a_variable_drops_its_rollback_copy(nc_path):
+    _clean_file(nc_path)
+    with writebehind.open(nc_path) as store:
+        store.more.append(1.0)
+        store.flush()
+        assert not Path(_recovery.rollback_path(str(nc_path))).exists()
+
+
+def test_creating_a_variable_in_an_existing_file_keeps_a_rollback_copy_until_the_flush(
+    nc_path,
+):
+    _clean_file(nc_path)
+    with writebehind.open(nc_path) as store:
+        driver = store.storage_driver
+        store.flush()
+        store.more.append(1.0)  # enqueued: the writer creates the variable, then flushes
+        store.flush()
+        assert driver._rollback_kept is False  # dropped by the flush
+
+
+def test_a_durable_flush_of_a_new_file_fsyncs_its_directory_once(nc_path, monkeypatch):
+    from writebehind.drivers import netcdf
+
+    calls: list[str] = []
+    monkeypatch.setattr(netcdf, "fsync_directory", calls.append)
+    with writebehind.open(nc_path, "w") as store:
+        store.x.append(1.0)
+        store.flush(durable=True)
+        store.x.append(2.0)
+        store.flush(durable=True)
+    assert calls == [str(nc_path.parent)]
