@@ -410,7 +410,8 @@ def test_edited_bookkeeping_leaves_the_other_nodes_readable(copy_of, case):
     path = copy_of()
     edit(path, lambda d: d[node].setncattr(name, value))
     with writebehind.open(path, "r") as store:
-        assert store.title.read() == "sample" or node == "title"
+        if node != "title":
+            assert store.title.read() == "sample"
         assert len(store.log.read()) == 40
         assert store.checkpoint.read()["x"] == 1
 

@@ -107,6 +107,13 @@ class StoreCore:
                 engine.nodes[record.path] = GroupState(record.path)
                 continue
             assert record.layout is not None
+            kind = record.attrs.get(KIND_ATTR)
+            if kind is not None and str(kind) != ("appendable" if record.appendable else "fixed"):
+                self.broken[record.path] = FormatError(
+                    f"{record.path!r}: damaged {KIND_ATTR} attribute ({kind!r} does not fit "
+                    "the variable's dimensions)"
+                )
+                continue
             try:
                 spec = spec_from_attrs(record.attrs, record.layout, self.registry)
             except FormatError as exc:
@@ -116,7 +123,7 @@ class StoreCore:
             if record.appendable and LENGTH_ATTR in record.attrs:
                 try:
                     committed = int(record.attrs[LENGTH_ATTR])
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):  # OverflowError: inf
                     committed = -1
                 if committed < 0:
                     self.broken[record.path] = FormatError(

@@ -49,6 +49,9 @@ STAGE_TARGET_BYTES = 1 << 20
 STAGE_MAX_ENTRIES = 8192
 OBJECT_CHUNK_ENTRIES = 1024
 FREE_BUFFERS_PER_VARIABLE = 4
+# Staging memory a variable keeps for reuse once written: touching fresh pages costs more
+# than the copy itself (2 us per 4 KiB page on a VM), so written buffers are recycled.
+RECYCLE_BYTES_PER_VARIABLE = 16 << 20
 OBJECT_ENTRY_OVERHEAD = 64
 
 
@@ -88,6 +91,7 @@ class VarState:
         "free_buffers",
         "layout",
         "length",
+        "max_free_buffers",
         "numeric",
         "open_chunk",
         "path",
@@ -120,6 +124,10 @@ class VarState:
             )
         else:
             self.capacity = OBJECT_CHUNK_ENTRIES
+        buffer_nbytes = max(1, self.capacity * self.entry_nbytes)
+        self.max_free_buffers = max(
+            FREE_BUFFERS_PER_VARIABLE, RECYCLE_BYTES_PER_VARIABLE // buffer_nbytes
+        )
         self.open_chunk: _AppendChunk | None = None
         self.free_buffers: list[np.ndarray[Any, Any]] = []
 
@@ -266,7 +274,7 @@ class _AppendChunk(_Op):
         if end > engine.lengths_on_disk.get(self.path, 0):
             engine.lengths_on_disk[self.path] = end
             engine.dirty_lengths.add(self.path)
-        if var.numeric and len(var.free_buffers) < FREE_BUFFERS_PER_VARIABLE:
+        if var.numeric and len(var.free_buffers) < var.max_free_buffers:
             var.free_buffers.append(self.buffer)  # list.append is atomic under the GIL
         self.buffer = None
 
@@ -448,6 +456,8 @@ class Engine:
 
     def append(self, var: VarState, payload: Any) -> Handle:
         """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
+        if var.capacity == 1 and var.numeric:
+            return self._append_whole_chunk(var, payload)
         cond = self.cond
         with cond:
             if self._error is not None or self._closing:
@@ -478,6 +488,44 @@ class Engine:
             var.open_chunk = None
             self.cond.notify_all()
         return Handle(self, self._seq)
+
+    def _append_whole_chunk(self, var: VarState, payload: Any) -> Handle:
+        """Append an entry that fills a chunk by itself, copying it outside the lock.
+
+        Copying megabytes (into fresh pages, milliseconds) under the lock would stall the
+        writer, which takes the lock between writes. The entry's room is reserved first, so
+        the backpressure bound holds while it is copied; it is queued once copied.
+        """
+        nbytes = var.entry_nbytes
+        cond = self.cond
+        with cond:
+            if self._error is not None or self._closing:
+                self.check_usable()
+            if self._pending_bytes > self.max_pending_bytes:
+                self._wait_for_room(nbytes)
+            self._pending_bytes += nbytes
+            buffer = var.free_buffers.pop() if var.free_buffers else None
+        queued = False
+        try:
+            if buffer is None:
+                buffer = np.empty((1, *var.layout.shape), dtype=var.layout.dtype)
+            buffer[0] = payload
+            with cond:
+                self.check_usable()
+                chunk = _AppendChunk(var, var.length, buffer)
+                chunk.count, chunk.nbytes, chunk.sealed = 1, nbytes, True
+                self._ops.append(chunk)
+                var.length += 1
+                self._seq += 1
+                self._pending_ops += 1
+                queued = True
+                cond.notify_all()
+                return Handle(self, self._seq)
+        finally:
+            if not queued:
+                with cond:
+                    self._pending_bytes -= nbytes
+                    cond.notify_all()
 
     def has_room(self, nbytes: int) -> bool:
         """Whether an operation of ``nbytes`` would be accepted now without backpressure."""

@@ -146,10 +146,10 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         variable.set_always_mask(False)
         attrs = _attrs(variable)
         dims = variable.get_dims()
-        kind = attrs.get("writebehind_kind")
-        appendable = (
-            kind == "appendable" if kind is not None else bool(dims and dims[0].isunlimited())
-        )
+        # A fixed variable may sit on an unlimited dimension (netCDF makes one of length 0
+        # so); an appendable one needs it. The core reports a kind the dimensions contradict.
+        unlimited = bool(dims and dims[0].isunlimited())
+        appendable = unlimited and str(attrs.get("writebehind_kind")) != "fixed"
         shape = tuple(len(d) for d in dims)
         entry_shape = shape[1:] if appendable else shape
         layout = Layout(_storage_of(variable), _dtype_of(variable), entry_shape)
@@ -226,6 +226,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         )
         variable.set_auto_maskandscale(False)
         variable.set_always_mask(False)
+        if chunks is not None and layout.storage == "numeric":
+            _small_chunk_cache(variable, chunks, layout.dtype.itemsize)
         if appendable:  # no row is committed before the first flush says so
             variable.setncattr(_LENGTH_ATTR, np.int64(0))
         self._nodes[path] = variable
@@ -326,17 +328,33 @@ def _new_dimension(group: Any, name: str, size: int | None) -> str:
 
 
 def _chunk_shape(layout: Layout) -> tuple[int, ...]:
+    """About 1 MiB of whole entries, or equal slices of an entry larger than that.
+
+    The engine stages entries in buffers of the same size, so each write fills whole
+    chunks. A larger entry is split evenly along its first axis: a chunk that overhangs
+    the entry is still stored whole (1 MiB slices of a 2.4 MB entry would store 3 MiB).
+    """
     entry_shape = tuple(max(1, n) for n in layout.shape)
     if layout.storage != "numeric":
         return (1024,)
     entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
-    entries = max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_bytes))
-    if entries > 1 or entry_bytes <= CHUNK_TARGET_BYTES:
+    if entry_bytes <= CHUNK_TARGET_BYTES:
+        entries = max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_bytes))
         return (entries, *entry_shape)
-    # One entry is larger than the target: split it along its first axis.
-    row_bytes = entry_bytes // entry_shape[0]
-    rows = max(1, min(entry_shape[0], CHUNK_TARGET_BYTES // max(1, row_bytes)))
+    pieces = -(-entry_bytes // CHUNK_TARGET_BYTES)
+    rows = -(-entry_shape[0] // pieces)
     return (1, rows, *entry_shape[1:])
+
+
+def _small_chunk_cache(variable: Any, chunks: tuple[int, ...], itemsize: int) -> None:
+    """Give an appendable variable an HDF5 chunk cache of two chunks, not netCDF's 64 MiB.
+
+    The engine writes whole chunks from its own buffers, so a large cache only holds dirty
+    copies of them: it adds to the RSS and defers the writing to the next sync or close,
+    where it no longer overlaps with the caller's appends.
+    """
+    chunk_bytes = int(np.prod(chunks, dtype=np.int64)) * itemsize
+    variable.set_var_chunk_cache(size=2 * chunk_bytes)
 
 
 def _object_array(items: Any, variable: Any) -> np.ndarray[Any, Any]:

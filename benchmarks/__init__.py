@@ -1,0 +1,1 @@
+"""The writebehind benchmark suite; run it with ``python -m benchmarks`` (see run.py)."""

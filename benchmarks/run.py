@@ -1,0 +1,376 @@
+"""Run the benchmark suite: ``python -m benchmarks`` (``--quick`` for a short run).
+
+For each frame size (a scalar, 1000x3 float64 = 24 KB, 100000x3 float64 = 2.4 MB) and each
+library (writebehind sync and async, netCDF4 by hand, h5py by hand, openmmtools.storage when
+installed, and one bulk netCDF4 write, the format's limit) it measures the caller's time per
+append (p50, p99), the whole job (open, appends, close), reading the variable back, and the
+peak RSS; then the toy simulation loop's overhead. Each scenario runs in a fresh interpreter
+(see ``worker.py``); repeats are interleaved so that a busy moment hits every library alike,
+and the figures are medians over the repeats. Prints markdown tables, writes
+``results/<mode>.json`` and draws ``results/<mode>.png`` (needs matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+#: name -> (entry shape, appends in a full run, appends in a quick run)
+SIZES: dict[str, tuple[tuple[int, ...], int, int]] = {
+    "scalar": ((), 2000, 500),
+    "24KB": ((1000, 3), 2000, 500),
+    "2.4MB": ((100000, 3), 200, 50),
+}
+LIBRARIES = ["writebehind", "writebehind-async", "netCDF4", "h5py", "openmmtools", "bulk"]
+TOY_LIBRARIES = ["writebehind", "netCDF4", "h5py", "openmmtools"]
+MAX_PENDING_BYTES = 256 << 20  # writebehind's default
+RSS_ALLOWANCE_MIB = 64
+
+
+# -- availability --------------------------------------------------------------------------
+def available(library: str) -> bool:
+    if library == "writebehind-async":
+        import writebehind
+
+        return hasattr(writebehind, "AsyncStorageInterface")
+    module = {"h5py": "h5py", "openmmtools": "openmmtools"}.get(library)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+# -- running workers -----------------------------------------------------------------------
+def run_worker(task: dict[str, Any]) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    # One BLAS/OpenMP thread: the loop's numpy work is single-threaded, like the issue's.
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker", json.dumps(task)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"benchmark worker {task} failed (exit {proc.returncode}):\n{tail}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _ratio(runs: list[dict[str, Any]], num: str, den: str) -> float | None:
+    return _median([_get(r, num) / _get(r, den) for r in runs if _get(r, num) and _get(r, den)])
+
+
+def _get(run: dict[str, Any], key: str) -> Any:
+    node: Any = run
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def summarize_write(size: str, library: str, n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    shape = SIZES[size][0]
+    frame_bytes = 8 * math.prod(shape)
+    in_flight = min(n * frame_bytes, MAX_PENDING_BYTES) / (1 << 20)
+    out: dict[str, Any] = {"size": size, "library": library, "appends": n, "repeats": len(runs)}
+    for key in ("p50_us", "p99_us", "whole_s", "read_s", "rss_growth_mib", "peak_rss_mib"):
+        out[key] = _median([r.get(key) for r in runs])
+    out["copy_p50_us"] = _median([_get(r, "copy.p50_us") for r in runs])
+    out["p50_over_copy"] = _ratio(runs, "p50_us", "copy.p50_us")
+    out["p99_over_copy"] = _ratio(runs, "p99_us", "copy.p99_us")
+    out["whole_over_bulk"] = 1.0 if library == "bulk" else _ratio(runs, "whole_s", "bulk_whole_s")
+    out["read_over_netcdf4"] = _ratio(runs, "read_s", "netcdf4_read_same_file_s")
+    out["rss_bound_mib"] = in_flight + RSS_ALLOWANCE_MIB
+    out["p50_us_range"] = _range([r.get("p50_us") for r in runs])
+    out["whole_s_range"] = _range([r.get("whole_s") for r in runs])
+    out["runs"] = runs
+    return out
+
+
+def _range(values: list[Any]) -> list[float] | None:
+    values = [v for v in values if v is not None]
+    return [min(values), max(values)] if values else None
+
+
+# -- machine -------------------------------------------------------------------------------
+def machine_info() -> dict[str, Any]:
+    import netCDF4
+    import numpy
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "numpy": numpy.__version__,
+        "netCDF4": netCDF4.__version__,
+        "netcdf_c": netCDF4.__netcdf4libversion__,
+        "hdf5": netCDF4.__hdf5libversion__,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                platform.processor(),
+            )
+        with open("/proc/meminfo") as f:
+            info["memory_gib"] = round(int(f.readline().split()[1]) / (1 << 20), 1)
+    except (OSError, StopIteration):
+        pass
+    for package in ("h5py", "openmmtools", "writebehind"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            info[package] = importlib.metadata.version(package)
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT
+        )
+        info["commit"] = commit.stdout.strip()
+    except OSError:
+        pass
+    return info
+
+
+# -- printing ------------------------------------------------------------------------------
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def write_table(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for size in SIZES:
+        sized = [r for r in rows if r["size"] == size]
+        if not sized:
+            continue
+        lines += [
+            f"\n{size} frames ({sized[0]['appends']} appends), medians of "
+            f"{sized[0]['repeats']} run(s)\n",
+            "| library | p50 µs | p99 µs | p50/copy | p99/copy | whole s | whole/bulk | "
+            "read s | read/netCDF4 | RSS growth MiB (bound) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        copy = _median([r["copy_p50_us"] for r in sized])
+        for r in sized:
+            lines.append(
+                f"| {r['library']} | {_fmt(r['p50_us'], '.1f')} | {_fmt(r['p99_us'], '.1f')} "
+                f"| {_fmt(r['p50_over_copy'], '.2f')} | {_fmt(r['p99_over_copy'], '.2f')} "
+                f"| {_fmt(r['whole_s'], '.3f')} | {_fmt(r['whole_over_bulk'], '.2f')} "
+                f"| {_fmt(r['read_s'], '.3f')} | {_fmt(r['read_over_netcdf4'], '.2f')} "
+                f"| {_fmt(r['rss_growth_mib'], '.0f')} ({r['rss_bound_mib']:.0f}) |"
+            )
+        lines.append(f"| copy (np.array(x, copy=True)) | {_fmt(copy, '.1f')} | | | | | | | | |")
+    return "\n".join(lines)
+
+
+def toy_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = [
+        f"\nToy loop ({rows[0]['steps']} steps, 24 KB frame + energy per step), medians of "
+        f"{rows[0]['repeats']} run(s)\n",
+        "| library | loop s | loop storing nothing s | overhead |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['library']} | {r['loop_s']:.3f} | {r['loop_alone_s']:.3f} "
+            f"| {100 * r['overhead']:+.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def targets(rows: list[dict[str, Any]], toys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, checked against this run's medians."""
+    found = {(r["size"], r["library"]): r for r in rows}
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, limit: float, unit: str = "") -> None:
+        if value is not None:
+            checks.append(
+                {
+                    "target": name,
+                    "value": value,
+                    "limit": limit,
+                    "met": value <= limit,
+                    "unit": unit,
+                }
+            )
+
+    wb = "writebehind"
+    for size, p50, p99 in (("scalar", 5, 30), ("24KB", 10, 50)):
+        r = found.get((size, wb))
+        if r:
+            check(f"{size} append p50", r["p50_us"], p50, "µs")
+            check(f"{size} append p99", r["p99_us"], p99, "µs")
+    r = found.get(("2.4MB", wb))
+    if r:
+        check("2.4MB append p50 / copy", r["p50_over_copy"], 2.0, "×")
+        check("2.4MB append p99 / copy", r["p99_over_copy"], 5.0, "×")
+    for size in SIZES:
+        r = found.get((size, wb))
+        if r:
+            check(f"{size} whole job / bulk write", r["whole_over_bulk"], 1.25, "×")
+            if r["rss_growth_mib"] is not None:
+                check(f"{size} peak RSS growth", r["rss_growth_mib"], r["rss_bound_mib"], "MiB")
+    r = found.get(("24KB", wb))
+    if r:
+        check("24KB read-back / netCDF4 read", r["read_over_netcdf4"], 1.2, "×")
+    r = found.get(("24KB", "writebehind-async"))
+    if r:
+        check("24KB async append p50", r["p50_us"], 15, "µs")
+    for toy in toys:
+        if toy["library"] == wb:
+            check("toy loop overhead", 100 * toy["overhead"], 3.0, "%")
+    return checks
+
+
+def targets_table(checks: list[dict[str, Any]]) -> str:
+    lines = ["\nTargets (issue 4)\n", "| target | measured | limit | met |", "|---|---|---|---|"]
+    for c in checks:
+        lines.append(
+            f"| {c['target']} | {c['value']:.2f} {c['unit']} | {c['limit']:.2f} {c['unit']} "
+            f"| {'yes' if c['met'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+# -- main ----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer appends and one repeat")
+    parser.add_argument("--repeats", type=int, help="interleaved repeats (default 5; quick 1)")
+    parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated sizes")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated")
+    parser.add_argument("--appends", type=int, help="appends per scenario (all sizes)")
+    parser.add_argument("--toy-steps", type=int, help="toy loop steps (default 1000; 0: skip)")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
+    parser.add_argument("--name", help="results file stem (default: full or quick)")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    args = parser.parse_args(argv)
+
+    repeats = args.repeats or (1 if args.quick else 5)
+    sizes = [s for s in args.sizes.split(",") if s]
+    unknown = set(sizes) - set(SIZES)
+    if unknown:
+        parser.error(f"unknown sizes {sorted(unknown)}; choose from {list(SIZES)}")
+    wanted = [lib for lib in args.libraries.split(",") if lib]
+    libraries = [lib for lib in wanted if available(lib)]
+    skipped = [lib for lib in wanted if lib not in libraries]
+    toy_steps = args.toy_steps if args.toy_steps is not None else (300 if args.quick else 1000)
+    name = args.name or ("quick" if args.quick else "full")
+
+    def appends(size: str) -> int:
+        return int(args.appends or SIZES[size][2 if args.quick else 1])
+
+    started = time.time()
+    info = machine_info()
+    info["load_average_start"] = os.getloadavg()
+    print(
+        f"writebehind benchmarks ({name}): {repeats} repeat(s); machine: {info.get('cpu')}, "
+        f"{info['cpus']} CPUs, load {info['load_average_start'][0]:.2f}",
+        flush=True,
+    )
+    if skipped:
+        print(f"not installed, skipped: {', '.join(skipped)}", flush=True)
+
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    toy_runs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="writebehind-bench-") as directory:
+        for repeat in range(repeats):
+            for size in sizes:
+                shape, n = SIZES[size][0], appends(size)
+                # Rotate the order so that no library always runs first (or last).
+                order = libraries[repeat % len(libraries) :] + libraries[: repeat % len(libraries)]
+                for library in order:
+                    task = {
+                        "kind": "write",
+                        "library": library,
+                        "shape": shape,
+                        "n": n,
+                        "dir": directory,
+                        "read_repeats": 1 if args.quick else 3,
+                    }
+                    runs.setdefault((size, library), []).append(run_worker(task))
+                    print(f"  [{repeat + 1}/{repeats}] {size:>6} {library}", flush=True)
+            if toy_steps:
+                for library in [lib for lib in TOY_LIBRARIES if lib in libraries]:
+                    task = {
+                        "kind": "toy",
+                        "library": library,
+                        "steps": toy_steps,
+                        "dir": directory,
+                        "toy_repeats": 2 if args.quick else 3,
+                    }
+                    toy_runs.setdefault(library, []).append(run_worker(task))
+                    print(f"  [{repeat + 1}/{repeats}]    toy {library}", flush=True)
+
+    rows = [
+        summarize_write(size, library, appends(size), runs[(size, library)])
+        for size in sizes
+        for library in libraries
+    ]
+    toys = [
+        {
+            "library": library,
+            "steps": toy_steps,
+            "repeats": len(r),
+            "loop_s": statistics.median(x["loop_s"] for x in r),
+            "loop_alone_s": statistics.median(x["loop_alone_s"] for x in r),
+            "overhead": statistics.median(x["overhead"] for x in r),
+            "runs": r,
+        }
+        for library, r in toy_runs.items()
+    ]
+    checks = targets(rows, toys)
+    info["load_average_end"] = os.getloadavg()
+    info["seconds"] = round(time.time() - started, 1)
+    report = write_table(rows) + "\n" + toy_table(toys) + "\n" + targets_table(checks)
+    print(report)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / f"{name}.json"
+    results = {
+        "machine": info,
+        "repeats": repeats,
+        "skipped": skipped,
+        "write": rows,
+        "toy": toys,
+        "targets": checks,
+    }
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    print(
+        f"\nresults: {json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path}"
+    )
+    if not args.no_chart:
+        try:
+            from .chart import draw
+        except ImportError as exc:
+            print(f"no chart ({exc}); install the bench extra: pip install -e '.[bench]'")
+        else:
+            png = draw(results, args.out / f"{name}.png")
+            print(f"chart: {png}")
+    return 0

@@ -1,0 +1,134 @@
+"""One scenario in a fresh interpreter: ``python -m benchmarks.worker '<json task>'``.
+
+Each scenario runs in its own process so that one library's threads, caches and freed
+memory do not affect the next one, and so that its peak RSS is its own. The baselines its
+ratios are taken against (the copy floor, one bulk netCDF4 write of the same data,
+netCDF4's own read of the same file, the loop storing nothing) run in the same process,
+after the scenario's peak RSS is recorded. The result is printed as one JSON line.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import statistics
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import workloads as w
+
+_MIB = 1 << 20
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark of this process's RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _percentiles(latencies_ns: np.ndarray[Any, Any]) -> dict[str, float]:
+    if latencies_ns.size == 0:
+        return {}
+    p50, p99 = np.percentile(latencies_ns, [50, 99]) / 1e3
+    return {"p50_us": float(p50), "p99_us": float(p99), "max_us": float(latencies_ns.max() / 1e3)}
+
+
+def run_write(task: dict[str, Any]) -> dict[str, Any]:
+    library, shape, n = task["library"], tuple(task["shape"]), task["n"]
+    directory = task["dir"]
+    path = os.path.join(directory, f"{library}.nc")
+    frame = w.make_frame(shape)
+    # Warm up: imports, HDF5's initialisation and first-call costs are not the job's.
+    warm_path = os.path.join(directory, f"{library}-warmup.nc")
+    if library == "bulk":
+        w.write_bulk(warm_path, w.bulk_data(frame, 2))
+    else:
+        w.WRITERS[library](warm_path, w.make_frame(shape), 2)
+    w.READERS[library](warm_path)
+    w.remove(warm_path)
+    data = w.bulk_data(frame, n) if library == "bulk" else None
+    gc.collect()
+    rss_before = _rss_bytes()
+    exact_peak = _reset_peak_rss()
+    if library == "bulk":
+        assert data is not None
+        result = w.write_bulk(path, data)
+    else:
+        result = w.WRITERS[library](path, frame, n)
+    peak = _peak_rss_bytes()
+    out: dict[str, Any] = {
+        "whole_s": result.whole_seconds,
+        "rss_before_mib": rss_before / _MIB,
+        "peak_rss_mib": peak / _MIB,
+        "rss_growth_mib": (peak - rss_before) / _MIB if exact_peak else None,
+        **_percentiles(result.latencies_ns),
+    }
+    del data
+    # Reading back: the library's own read, and netCDF4's read of the same file, alternated.
+    reader = w.READERS[library]
+    group = w.NETCDF_GROUP.get(library)
+    own, raw = [], []
+    for _ in range(task.get("read_repeats", 3)):
+        own.append(w.timed(lambda: reader(path)))
+        raw.append(w.timed(lambda: w.read_netcdf4(path, group)))
+    out["read_s"] = statistics.median(own)
+    out["netcdf4_read_same_file_s"] = statistics.median(raw)
+    # In-process baselines: the copy floor and one bulk write of the same data.
+    if library != "bulk":
+        out["copy"] = _percentiles(w.copy_floor(frame, n))
+        bulk_path = os.path.join(directory, f"{library}-bulk.nc")
+        out["bulk_whole_s"] = w.write_bulk(bulk_path, w.bulk_data(frame, n)).whole_seconds
+        w.remove(bulk_path)
+    w.remove(path)
+    return out
+
+
+def run_toy(task: dict[str, Any]) -> dict[str, Any]:
+    """The toy loop with ``library`` and with nothing stored, alternated in this process."""
+    library, steps = task["library"], task["steps"]
+    path = os.path.join(task["dir"], f"toy-{library}.nc")
+    alone, stored = [], []
+    w.toy_loop("none", path, max(10, steps // 10))  # warm up
+    for _ in range(task.get("toy_repeats", 3)):
+        alone.append(w.toy_loop("none", path, steps))
+        stored.append(w.toy_loop(library, path, steps))
+        w.remove(path)
+    return {
+        "loop_s": statistics.median(stored),
+        "loop_alone_s": statistics.median(alone),
+        "overhead": statistics.median(stored) / statistics.median(alone) - 1.0,
+    }
+
+
+def main() -> None:
+    task = json.loads(sys.argv[1])
+    result = run_toy(task) if task["kind"] == "toy" else run_write(task)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

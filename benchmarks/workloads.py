@@ -1,0 +1,325 @@
+"""The workloads each library runs: append frames one by one, read them back, a toy loop.
+
+Every writer takes a path, a frame and a count, and returns the caller's time of each
+append (ns) and the whole job's time (open, appends, close). The frame is changed in place
+between appends, as a simulation changes its positions, outside the timed region.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter, perf_counter_ns
+from typing import Any
+
+import numpy as np
+
+VARIABLE = "x"
+
+
+@dataclass
+class WriteResult:
+    latencies_ns: np.ndarray[Any, Any]  # caller's time of each append; empty for bulk
+    whole_seconds: float
+
+
+def make_frame(shape: tuple[int, ...]) -> Any:
+    """A frame of ``shape`` float64 (a Python float for the scalar case)."""
+    if shape == ():
+        return 0.5
+    return np.random.default_rng(0).random(shape)
+
+
+def bump(frame: Any, i: int) -> Any:
+    """The next frame: changed in place for arrays, a new float for scalars."""
+    if isinstance(frame, float):
+        return frame + 1.0
+    frame.flat[0] = i
+    return frame
+
+
+def _timed_appends(append: Callable[[Any], Any], frame: Any, n: int) -> np.ndarray[Any, Any]:
+    latencies = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        frame = bump(frame, i)
+        started = perf_counter_ns()
+        append(frame)
+        latencies[i] = perf_counter_ns() - started
+    return latencies
+
+
+# -- writers ---------------------------------------------------------------------------
+def write_writebehind(path: str, frame: Any, n: int) -> WriteResult:
+    import writebehind
+
+    started = perf_counter()
+    store = writebehind.StorageInterface(writebehind.NetCDFIODriver(path, "w"))
+    latencies = _timed_appends(store.traj[VARIABLE].append, frame, n)
+    store.close()
+    return WriteResult(latencies, perf_counter() - started)
+
+
+def write_writebehind_async(path: str, frame: Any, n: int) -> WriteResult:
+    import anyio
+
+    import writebehind
+
+    async def job() -> WriteResult:
+        latencies = np.empty(n, dtype=np.int64)
+        started = perf_counter()
+        store = writebehind.AsyncStorageInterface(writebehind.NetCDFIODriver(path, "w"))
+        async with store:
+            node = store.traj[VARIABLE]
+            current = frame
+            for i in range(n):
+                current = bump(current, i)
+                t = perf_counter_ns()
+                await node.append(current)
+                latencies[i] = perf_counter_ns() - t
+        return WriteResult(latencies, perf_counter() - started)
+
+    return anyio.run(job)
+
+
+def _netcdf_variable(dataset: Any, shape: tuple[int, ...]) -> Any:
+    dims = [dataset.createDimension("entry", None).name]
+    for axis, size in enumerate(shape, start=1):
+        dims.append(dataset.createDimension(f"axis{axis}", size).name)
+    return dataset.createVariable(VARIABLE, "f8", tuple(dims))
+
+
+def write_netcdf4(path: str, frame: Any, n: int) -> WriteResult:
+    """netCDF4 by hand, as a user would: an unlimited dimension, ``var[i] = x``."""
+    import netCDF4
+
+    started = perf_counter()
+    dataset = netCDF4.Dataset(path, "w")
+    variable = _netcdf_variable(dataset, np.shape(frame))
+    counter = iter(range(n))
+
+    def append(x: Any) -> None:
+        variable[next(counter)] = x
+
+    latencies = _timed_appends(append, frame, n)
+    dataset.close()
+    return WriteResult(latencies, perf_counter() - started)
+
+
+def write_h5py(path: str, frame: Any, n: int) -> WriteResult:
+    """h5py by hand: a resizable dataset, ``resize`` then ``ds[i] = x``."""
+    import h5py
+
+    started = perf_counter()
+    file = h5py.File(path, "w")
+    shape = np.shape(frame)
+    dataset = file.create_dataset(VARIABLE, (0, *shape), maxshape=(None, *shape), dtype="f8")
+    counter = iter(range(n))
+
+    def append(x: Any) -> None:
+        i = next(counter)
+        dataset.resize(i + 1, axis=0)
+        dataset[i] = x
+
+    latencies = _timed_appends(append, frame, n)
+    file.close()
+    return WriteResult(latencies, perf_counter() - started)
+
+
+def write_openmmtools(path: str, frame: Any, n: int) -> WriteResult:
+    from openmmtools import storage
+
+    started = perf_counter()
+    store = storage.StorageInterface(storage.NetCDFIODriver(path, "w"))
+    latencies = _timed_appends(getattr(store.traj, VARIABLE).append, frame, n)
+    store.storage_driver.close()
+    return WriteResult(latencies, perf_counter() - started)
+
+
+def bulk_data(frame: Any, n: int) -> np.ndarray[Any, Any]:
+    """The ``n`` frames the appenders write, as one array (built outside any timing)."""
+    data = np.empty((n, *np.shape(frame)))
+    data[...] = frame
+    data.reshape(n, -1)[:, 0] = np.arange(n)
+    return data
+
+
+def write_bulk(path: str, data: np.ndarray[Any, Any]) -> WriteResult:
+    """The format's limit: the same data in one netCDF4 write (same layout as by hand)."""
+    import netCDF4
+
+    started = perf_counter()
+    dataset = netCDF4.Dataset(path, "w")
+    variable = _netcdf_variable(dataset, data.shape[1:])
+    variable[:] = data
+    dataset.close()
+    return WriteResult(np.empty(0, dtype=np.int64), perf_counter() - started)
+
+
+def copy_floor(frame: Any, n: int) -> np.ndarray[Any, Any]:
+    """The time of the snapshot alone: ``np.array(x, copy=True)`` of each frame."""
+    return _timed_appends(lambda x: np.array(x, copy=True), frame, n)
+
+
+WRITERS: dict[str, Callable[[str, Any, int], WriteResult]] = {
+    "writebehind": write_writebehind,
+    "writebehind-async": write_writebehind_async,
+    "netCDF4": write_netcdf4,
+    "h5py": write_h5py,
+    "openmmtools": write_openmmtools,
+}
+
+
+# -- readers ---------------------------------------------------------------------------
+def read_writebehind(path: str) -> Any:
+    import writebehind
+
+    store = writebehind.StorageInterface(writebehind.NetCDFIODriver(path, "r"))
+    try:
+        return store.traj[VARIABLE].read()
+    finally:
+        store.close()
+
+
+def read_netcdf4(path: str, group: str | None = None) -> Any:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "r") as dataset:
+        node = dataset[group] if group else dataset
+        return node.variables[VARIABLE][:]
+
+
+def read_h5py(path: str) -> Any:
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        return file[VARIABLE][...]
+
+
+def read_openmmtools(path: str) -> Any:
+    from openmmtools import storage
+
+    store = storage.StorageInterface(storage.NetCDFIODriver(path, "r"))
+    try:
+        return getattr(store.traj, VARIABLE).read()
+    finally:
+        store.storage_driver.close()
+
+
+READERS: dict[str, Callable[[str], Any]] = {
+    "writebehind": read_writebehind,
+    "writebehind-async": read_writebehind,
+    "netCDF4": read_netcdf4,
+    "h5py": read_h5py,
+    "openmmtools": read_openmmtools,
+    "bulk": read_netcdf4,
+}
+
+#: Where each library's file keeps the variable, for netCDF4's own read of it.
+NETCDF_GROUP = {"writebehind": "traj", "writebehind-async": "traj", "openmmtools": "traj"}
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = perf_counter()
+    fn()
+    return perf_counter() - started
+
+
+# -- the toy simulation loop -----------------------------------------------------------
+TOY_ATOMS = 1000
+TOY_WORK_ELEMENTS = 15_000
+
+
+def toy_step(positions: np.ndarray[Any, Any], work: np.ndarray[Any, Any]) -> float:
+    """About 0.7 ms of single-threaded numpy work on the reference machine; an energy."""
+    for _ in range(4):
+        np.sin(work, out=work)
+        np.exp(work, out=work)
+    positions[:, 0] += 1e-3 * work[: len(positions)]
+    return float(work[0])
+
+
+def toy_loop(library: str, path: str, steps: int) -> float:
+    """The wall time of ``steps`` simulation steps storing a 24 KB frame and an energy."""
+    rng = np.random.default_rng(1)
+    positions = rng.random((TOY_ATOMS, 3))
+    work = rng.random(TOY_WORK_ELEMENTS)
+    store, close = _toy_store(library, path)
+    started = perf_counter()
+    for _ in range(steps):
+        energy = toy_step(positions, work)
+        if store is not None:
+            store(positions, energy)
+    close()
+    return perf_counter() - started
+
+
+def _toy_store(library: str, path: str) -> tuple[Any, Callable[[], None]]:
+    """``(store(positions, energy), close)`` for ``library``; ``(None, noop)`` for none."""
+    if library == "none":
+        return None, lambda: None
+    if library == "writebehind":
+        import writebehind
+
+        wb = writebehind.StorageInterface(writebehind.NetCDFIODriver(path, "w"))
+        positions_node, energy_node = wb.traj.positions, wb.traj.energy
+
+        def store_wb(positions: Any, energy: float) -> None:
+            positions_node.append(positions)
+            energy_node.append(energy)
+
+        return store_wb, wb.close
+    if library == "openmmtools":
+        from openmmtools import storage
+
+        omm = storage.StorageInterface(storage.NetCDFIODriver(path, "w"))
+
+        def store_omm(positions: Any, energy: float) -> None:
+            omm.traj.positions.append(positions)
+            omm.traj.energy.append(energy)
+
+        return store_omm, omm.storage_driver.close
+    if library == "netCDF4":
+        import netCDF4
+
+        dataset = netCDF4.Dataset(path, "w")
+        pos_var = _netcdf_variable(dataset, (TOY_ATOMS, 3))
+        energy_var = dataset.createVariable("energy", "f8", ("entry",))
+        counter = iter(range(1 << 62))
+
+        def store_nc(positions: Any, energy: float) -> None:
+            i = next(counter)
+            pos_var[i] = positions
+            energy_var[i] = energy
+
+        return store_nc, dataset.close
+    if library == "h5py":
+        import h5py
+
+        file = h5py.File(path, "w")
+        pos_ds = file.create_dataset(
+            "positions", (0, TOY_ATOMS, 3), maxshape=(None, TOY_ATOMS, 3), dtype="f8"
+        )
+        energy_ds = file.create_dataset("energy", (0,), maxshape=(None,), dtype="f8")
+        counter = iter(range(1 << 62))
+
+        def store_h5(positions: Any, energy: float) -> None:
+            i = next(counter)
+            pos_ds.resize(i + 1, axis=0)
+            pos_ds[i] = positions
+            energy_ds.resize(i + 1, axis=0)
+            energy_ds[i] = energy
+
+        return store_h5, file.close
+    raise ValueError(f"no toy store for {library!r}")
+
+
+def remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def cpu_seconds() -> float:
+    return time.process_time()
