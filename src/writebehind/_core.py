@@ -406,7 +406,7 @@ def _with_path(path: str, fn: Any) -> Any:
     try:
         return fn()
     except FormatError as exc:
-        raise FormatError(f"{path!r}: {exc}") from exc
+        raise FormatError(f"{path or '/'!r}: {exc}") from exc
 
 
 def _open_and_scan(driver: StorageIODriver) -> list[NodeRecord]:

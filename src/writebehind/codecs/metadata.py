@@ -82,17 +82,20 @@ def decode_attrs(attrs: dict[str, Any], hide: frozenset[str] = frozenset()) -> d
         types = json.loads(attrs.get(TYPES_ATTR, "{}"))
         if not isinstance(types, dict):
             raise ValueError("not a JSON object")
-    except ValueError as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...
         raise FormatError(f"the attribute {TYPES_ATTR} is damaged ({exc})") from exc
     out: dict[str, Any] = {}
     for name, raw in attrs.items():
         if name.startswith(ATTR_PREFIX) or name in hide:
             continue
-        out[name] = _decode(raw, types.get(name))
+        out[name] = _decode(raw, types.get(name), name)
     return out
 
 
-def _decode(raw: Any, tag: Any) -> Any:
+_TAGS = frozenset({"bool", "numpy", "list", "tuple", "ndarray"})
+
+
+def _decode(raw: Any, tag: Any, name: str) -> Any:
     if tag is None:
         if isinstance(raw, np.ndarray):
             return raw
@@ -101,6 +104,14 @@ def _decode(raw: Any, tag: Any) -> Any:
         return raw
     arr = np.atleast_1d(np.asarray(raw))
     base, _, elem = str(tag).partition(":")
+    # Tags are only ever written for numbers: another value means edited bookkeeping.
+    if base not in _TAGS or elem not in ("", "bool") or arr.dtype.kind not in "biuf":
+        raise FormatError(
+            f"metadata {name!r}: the type {tag!r} recorded in {TYPES_ATTR} does not fit "
+            f"its stored value"
+        )
+    if arr.ndim != 1 or (base in ("bool", "numpy") and arr.size != 1):
+        raise FormatError(f"metadata {name!r}: a {base} stored with shape {arr.shape}")
     if elem == "bool":
         arr = arr.astype(bool)
     if base == "bool":
