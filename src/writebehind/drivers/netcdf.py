@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -287,15 +288,36 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         shape = variable.shape[1:]
         if count == 0 or 0 in shape:
             return np.empty((count, *shape), dtype=variable.dtype)
+        self._refuse_beyond_memory(path, (count, *shape), variable)
         return variable[start:stop:step]
 
     def read_value(self, path: str) -> Any:
         variable = self._node(path)
+        self._refuse_beyond_memory(path, variable.shape, variable)
         if 0 in variable.shape:
             return np.empty(variable.shape, dtype=variable.dtype)
         if variable.ndim == 0:
             return variable.getValue()
         return variable[...]
+
+
+    def _refuse_beyond_memory(self, path: str, shape: tuple[int, ...], variable: Any) -> None:
+        # A file can declare a dimension of 2**40 at no cost; reading it would fill memory
+        # (or ask numpy for terabytes). A read larger than the machine's memory is refused.
+        itemsize = 8 if variable.dtype is str else max(1, np.dtype(variable.dtype).itemsize)
+        nbytes = math.prod(shape) * itemsize
+        if nbytes > _physical_memory():
+            raise MemoryError(
+                f"reading {path!r} of {self._file_name!r} needs {nbytes} bytes, more than "
+                f"this machine's memory: read it in slices (read(slice(start, stop)))"
+            )
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        return 1 << 62
 
 
 def _attrs(node: Any) -> dict[str, Any]:
