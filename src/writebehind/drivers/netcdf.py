@@ -300,7 +300,6 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             return variable.getValue()
         return variable[...]
 
-
     def _refuse_beyond_memory(self, path: str, shape: tuple[int, ...], variable: Any) -> None:
         # A file can declare a dimension of 2**40 at no cost; reading it would fill memory
         # (or ask numpy for terabytes). A read larger than the machine's memory is refused.
