@@ -193,8 +193,8 @@ def test_rows_past_the_last_flush_are_reported_and_not_read(nc_path):
 
 # -- files that cannot be recovered --------------------------------------------------------------
 def _wreck(path: Path) -> bytes:
-    """A file left by a crash whose metadata is gone: zeros after the superblock."""
-    _clean_file(path)
+    """Make ``path`` a file left by a crash whose metadata is gone: zeros after the
+    superblock. Returns its bytes."""
     superblock = read_superblock(str(path))
     assert superblock is not None
     size = os.path.getsize(path)
@@ -212,6 +212,7 @@ def _wreck(path: Path) -> bytes:
 
 
 def test_an_unrecoverable_file_is_moved_aside_unchanged(nc_path):
+    _clean_file(nc_path)
     wrecked = _wreck(nc_path)
     with pytest.raises(RecoveryError) as caught:
         writebehind.open(nc_path, "r")
@@ -223,6 +224,7 @@ def test_an_unrecoverable_file_is_moved_aside_unchanged(nc_path):
 
 
 def test_opening_again_after_a_file_was_moved_aside_starts_a_new_file(nc_path):
+    _clean_file(nc_path)
     _wreck(nc_path)
     with pytest.raises(RecoveryError):
         writebehind.open(nc_path)
@@ -283,6 +285,36 @@ def test_creating_a_variable_in_an_existing_file_keeps_a_rollback_copy_until_the
         store.more.append(1.0)  # enqueued: the writer creates the variable, then flushes
         store.flush()
         assert driver._rollback_kept is False  # dropped by the flush
+
+
+def test_a_new_file_appears_under_its_name_only_once_created(nc_path, monkeypatch):
+    from writebehind import _recovery as recovery
+
+    seen: list[bool] = []
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(target) == str(nc_path):
+            seen.append(os.path.exists(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(recovery.os, "replace", replace)
+    with writebehind.open(nc_path, "w") as store:
+        store.x.append(1.0)
+    assert seen == [False]  # nothing was at the name until the valid file was renamed there
+    assert not Path(str(nc_path) + recovery.NEW_SUFFIX).exists()
+
+
+def test_creating_over_a_file_in_use_is_refused_and_leaves_it(nc_path):
+    _clean_file(nc_path)
+    holder = netCDF4.Dataset(str(nc_path), "a")
+    try:
+        before = nc_path.read_bytes()
+        with pytest.raises(RecoveryError, match="open in another process"):
+            writebehind.open(nc_path, "w").close()
+        assert nc_path.read_bytes() == before
+    finally:
+        holder.close()
 
 
 def test_a_durable_flush_of_a_new_file_fsyncs_its_directory_once(nc_path, monkeypatch):

@@ -42,6 +42,7 @@ from ._errors import RecoveryError
 __all__ = [
     "RecoveryReport",
     "Superblock",
+    "create_atomically",
     "drop_rollback_copy",
     "fsync_directory",
     "keep_rollback_copy",
@@ -486,6 +487,45 @@ class _exclusive:
     def __exit__(self, *exc: object) -> None:
         if self.fd >= 0:
             os.close(self.fd)  # releases the lock
+
+
+# -- creating a file ---------------------------------------------------------------------
+NEW_SUFFIX = ".writebehind-new"
+
+
+def create_atomically(path: str) -> Any:
+    """Create a NetCDF-4 file at ``path`` that is valid from the moment it has that name.
+
+    netCDF4 creates it under a temporary name, syncs it and renames it over ``path``: a kill
+    during the creation leaves at most a stray ``path + NEW_SUFFIX``, never a half-written
+    file under the user's name (which recovery could only move aside), and an existing file
+    at ``path`` stays intact until the rename. Returns the open ``netCDF4.Dataset``.
+
+    Raises
+    ------
+    RecoveryError
+        A file at ``path`` is open in another process (HDF5 holds its lock); it is left alone.
+    """
+    import netCDF4
+
+    if os.path.exists(path):
+        with _exclusive(path) as fd:
+            if fd is None:
+                raise RecoveryError(
+                    f"cannot create {path!r}: the file there is open in another process (or "
+                    "still open in this one); close it first"
+                )
+    partial = path + NEW_SUFFIX
+    dataset = netCDF4.Dataset(partial, "w", format="NETCDF4")
+    try:
+        dataset.sync()
+        os.replace(partial, path)
+    except BaseException:
+        dataset.close()
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    return dataset
 
 
 # -- the rollback copy ---------------------------------------------------------------------

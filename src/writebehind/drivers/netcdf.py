@@ -27,6 +27,7 @@ import numpy as np
 
 from .._recovery import (
     RecoveryReport,
+    create_atomically,
     drop_rollback_copy,
     fsync_directory,
     keep_rollback_copy,
@@ -94,7 +95,10 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
 
     def _open_dataset(self, mode: Any) -> netCDF4.Dataset:
         try:
-            dataset = netCDF4.Dataset(self._file_name, mode, format="NETCDF4")
+            if mode == "w":  # valid under its name from the start: see create_atomically
+                dataset = create_atomically(self._file_name)
+            else:
+                dataset = netCDF4.Dataset(self._file_name, mode, format="NETCDF4")
         except OSError as exc:
             if mode != "w" and os.path.exists(self._file_name):
                 raise OSError(
@@ -105,7 +109,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             raise
         if mode == "w":
             self._directory_synced = False
-        self._on_disk_consistent = mode != "w"
+        self._on_disk_consistent = True
         dataset.set_auto_maskandscale(False)
         dataset.set_always_mask(False)
         self._dataset = dataset

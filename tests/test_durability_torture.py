@@ -1,0 +1,93 @@
+"""The kill-torture, fast variant: acknowledged entries survive SIGKILL at any moment.
+
+A child process appends entries of known content (``torture/workload.py``) and reports each
+acknowledgement only after ``flush()`` returned; the parent kills it, and a fresh process
+recovers the file and checks every acknowledged entry bit for bit (``torture/check.py``).
+``tools/torture.py`` is the full run (every pwrite64 of every flush, more random kills).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from torture import harness
+from torture.workload import LATE
+
+# A smaller set of variables keeps each flush to a handful of writes, so that killing the
+# child at each of them fits in CI's time; it keeps a numeric array, a record variable and
+# the variable created late, in a group of its own.
+SMALL = ["traj/positions", "log", *LATE]
+FRAMES, FLUSH_EVERY = 20, 5
+
+needs_strace = pytest.mark.skipif(
+    not harness.strace_available(),
+    reason="strace is not installed (.ci/run apt-installs it): the pwrite64 fault injection "
+    "needs it",
+)
+
+
+def _no_failures(trials: list[harness.Trial]) -> None:
+    summary = harness.summarize(trials)
+    assert summary["lost_entries"] == 0, harness.failures(trials)
+    assert summary["torn_entries"] == 0, harness.failures(trials)
+    assert summary["unreadable_after_recovery"] == 0, harness.failures(trials)
+
+
+def test_random_kills_lose_no_acknowledged_entry(tmp_path):
+    trials = harness.random_kills(
+        tmp_path, trials=20, seed=20240605, chains=2, max_delay=0.4, variables=SMALL
+    )
+    summary = harness.summarize(trials)
+    print(json.dumps(summary))
+    assert summary["acknowledged_entries_checked"] > 0  # the kills did not all come too early
+    _no_failures(trials)
+
+
+@needs_strace
+def test_a_kill_at_each_write_of_the_flush_that_creates_a_group_loses_nothing(tmp_path):
+    ranges = harness.flush_pwrites(tmp_path, FRAMES, FLUSH_EVERY, SMALL)
+    first, last = ranges[2]  # the third flush: after 10 entries, creates checkpoints/state
+    trials = harness.pwrite_kills(
+        tmp_path,
+        range(first, last + 1),
+        frames=FRAMES,
+        flush_every=FLUSH_EVERY,
+        variables=SMALL,
+        workers=2,
+    )
+    print(json.dumps(harness.summarize(trials)))
+    assert all(trial.killed for trial in trials)
+    assert all(trial.acked["traj/positions"] == 10 for trial in trials)
+    _no_failures(trials)
+
+
+@needs_strace
+def test_negative_control_acknowledging_before_the_flush_is_caught(tmp_path):
+    # Acknowledging before flush() returned is the bug the torture must be able to see:
+    # killed at the first write of the third flush, the child has acknowledged 15 entries
+    # of which only 10 reached the file.
+    ranges = harness.flush_pwrites(tmp_path, FRAMES, FLUSH_EVERY, SMALL)
+    first, _ = ranges[2]
+    (trial,) = harness.pwrite_kills(
+        tmp_path,
+        [first],
+        frames=FRAMES,
+        flush_every=FLUSH_EVERY,
+        variables=SMALL,
+        ack_before_flush=True,
+    )
+    assert trial.lost > 0
+
+
+def test_negative_control_random_kills_catch_early_acknowledgements(tmp_path):
+    trials = harness.random_kills(
+        tmp_path,
+        trials=4,
+        seed=7,
+        chains=2,
+        startup_fraction=0.0,
+        ack_before_flush=True,
+        variables=SMALL,
+    )
+    assert harness.summarize(trials)["lost_entries"] > 0
