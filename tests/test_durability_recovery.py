@@ -328,3 +328,31 @@ def test_a_durable_flush_of_a_new_file_fsyncs_its_directory_once(nc_path, monkey
         store.x.append(2.0)
         store.flush(durable=True)
     assert calls == [str(nc_path.parent)]
+
+
+# -- writebehind recover ----------------------------------------------------------------------
+def test_the_recover_command_reports_a_repaired_superblock(nc_path, capsys):
+    from writebehind.cli import main
+
+    _killed_writer(nc_path)
+    assert main(["recover", str(nc_path)]) == 0
+    out = capsys.readouterr().out
+    assert "superblock" in out
+    assert "recovered" in out
+
+
+def test_the_recover_command_says_a_clean_file_needs_nothing(nc_path, capsys):
+    from writebehind.cli import main
+
+    _clean_file(nc_path)
+    assert main(["recover", str(nc_path), "--json"]) == 0
+    assert '"clean": true' in capsys.readouterr().out
+
+
+def test_the_recover_command_fails_on_a_file_that_is_not_netcdf(tmp_path, capsys):
+    from writebehind.cli import main
+
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    assert main(["recover", str(path)]) == 1
+    assert "not an HDF5 file" in capsys.readouterr().out

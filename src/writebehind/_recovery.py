@@ -254,6 +254,10 @@ class RecoveryReport:
     def describe(self) -> str:
         """A few lines for people (the log and ``writebehind recover``)."""
         if self.clean:
+            if self.readable_after is False:
+                return f"{self.path}: nothing to recover, but netCDF4 cannot read it: " + (
+                    self.probe_error
+                )
             return f"{self.path}: closed cleanly, nothing to recover"
         lines = [f"{self.path}: left open by a process that did not close it (a crash?)"]
         if self.probe_error:
@@ -330,7 +334,11 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
                 return _roll_back(path, report, str(exc))
         raise
     if superblock is None:  # not HDF5: the open reports what it is
-        return RecoveryReport(path, clean=True, file_size=size)
+        report = RecoveryReport(path, clean=True, file_size=size)
+        if force:
+            report.readable_after = False
+            report.probe_error = "not an HDF5 file (no HDF5 signature)"
+        return report
     clean = superblock.flags == 0 and superblock.eof_in_file == size
     report = RecoveryReport(
         path,

@@ -1,4 +1,4 @@
-"""The ``writebehind`` command line: ``demo``, ``inspect`` and ``read``.
+"""The ``writebehind`` command line: ``demo``, ``inspect``, ``read`` and ``recover``.
 
 Exit status: 0 on success, 1 when the file or path cannot be used (a missing file, a file
 that is not NetCDF, a path that holds nothing), 2 for a command line argparse rejects.
@@ -112,6 +112,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     read.add_argument("--full", action="store_true", help="print arrays without eliding")
     read.set_defaults(run=_read)
+
+    recover = commands.add_parser(
+        "recover",
+        help="recover a file a crashed writer left, and say what was done",
+        description="Do what opening FILE with writebehind does to a file a killed or crashed "
+        "writer left (repair the HDF5 superblock, roll back an interrupted change of "
+        "structure, move an unrecoverable file aside), check that netCDF4 reads it, and "
+        "report. A file that was closed cleanly is only checked. See docs/durability.md.",
+    )
+    recover.add_argument("file", help="a NetCDF-4 file")
+    recover.add_argument("--json", action="store_true", help="print the report as JSON")
+    recover.set_defaults(run=_recover)
     return parser
 
 
@@ -247,6 +259,20 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+# -- recover ---------------------------------------------------------------------------
+def _recover(args: argparse.Namespace) -> int:
+    from ._recovery import recover
+
+    if not os.path.exists(args.file):
+        raise CommandError(f"no such file: {args.file!r}")
+    try:
+        report = recover(args.file, force=True)
+    except WriteBehindError as exc:  # RecoveryError: moved aside, in use, damaged superblock
+        raise CommandError(str(exc)) from None
+    print(json.dumps(report.summary(), indent=2) if args.json else report.describe())
+    return 0 if report.readable_after else 1
 
 
 # -- demo ------------------------------------------------------------------------------
