@@ -356,3 +356,23 @@ def test_the_recover_command_fails_on_a_file_that_is_not_netcdf(tmp_path, capsys
     path.write_text("hello")
     assert main(["recover", str(path)]) == 1
     assert "not an HDF5 file" in capsys.readouterr().out
+
+
+def test_a_durable_flush_fsyncs_the_entries_before_writing_their_length(nc_path, monkeypatch):
+    from writebehind.drivers import netcdf
+
+    events: list[str] = []
+    real_set_attrs = netcdf.NetCDFIODriver.set_attrs
+
+    def set_attrs(self, path, attrs):
+        if "writebehind_length" in attrs:
+            events.append("length")
+        real_set_attrs(self, path, attrs)
+
+    monkeypatch.setattr(netcdf, "_fsync_path", lambda path: events.append("fsync"))
+    monkeypatch.setattr(netcdf.NetCDFIODriver, "set_attrs", set_attrs)
+    with writebehind.open(nc_path, "w") as store:
+        store.x.append(1.0)
+        store.flush(durable=True)
+        flushed = list(events)
+    assert flushed == ["fsync", "length", "fsync"]
