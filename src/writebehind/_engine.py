@@ -45,7 +45,12 @@ __all__ = ["Engine", "EngineStats", "GroupState", "Handle", "VarState"]
 logger = logging.getLogger("writebehind")
 
 LINGER_SECONDS = 0.05
-STAGE_TARGET_BYTES = 1 << 20
+# An append buffer holds whole file chunks (the driver's: about 1 MiB, at most 8192 entries)
+# and about 4 MiB: each buffer costs one wake-up and one write of the writer thread, and
+# the append that opens a buffer waits longer than the others, so fewer is better. An
+# entry over half a chunk has a buffer to itself and is copied outside the lock.
+CHUNK_TARGET_BYTES = 1 << 20
+STAGE_TARGET_BYTES = 4 << 20
 STAGE_MAX_ENTRIES = 8192
 OBJECT_CHUNK_ENTRIES = 1024
 FREE_BUFFERS_PER_VARIABLE = 4
@@ -119,9 +124,13 @@ class VarState:
         self.numeric = layout.storage == "numeric"
         self.entry_nbytes = layout.entry_nbytes
         if self.numeric:
-            self.capacity = max(
-                1, min(STAGE_MAX_ENTRIES, STAGE_TARGET_BYTES // max(1, self.entry_nbytes))
-            )
+            entry_nbytes = max(1, self.entry_nbytes)
+            chunk = min(STAGE_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_nbytes)
+            if chunk < 2:
+                self.capacity = 1
+            else:
+                chunks = STAGE_TARGET_BYTES // (chunk * entry_nbytes)
+                self.capacity = chunk * max(1, min(STAGE_MAX_ENTRIES // chunk, chunks))
         else:
             self.capacity = OBJECT_CHUNK_ENTRIES
         buffer_nbytes = max(1, self.capacity * self.entry_nbytes)
@@ -457,7 +466,7 @@ class Engine:
     def append(self, var: VarState, payload: Any) -> Handle:
         """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
         if var.capacity == 1 and var.numeric:
-            return self._append_whole_chunk(var, payload)
+            return self._append_alone(var, payload)
         cond = self.cond
         with cond:
             if self._error is not None or self._closing:
@@ -489,8 +498,8 @@ class Engine:
             self.cond.notify_all()
         return Handle(self, self._seq)
 
-    def _append_whole_chunk(self, var: VarState, payload: Any) -> Handle:
-        """Append an entry that fills a chunk by itself, copying it outside the lock.
+    def _append_alone(self, var: VarState, payload: Any) -> Handle:
+        """Append a large entry (a buffer to itself), copying it outside the lock.
 
         Copying megabytes (into fresh pages, milliseconds) under the lock would stall the
         writer, which takes the lock between writes. The entry's room is reserved first, so
@@ -668,9 +677,8 @@ class Engine:
         if self.dirty_lengths:
             # Entries first: when a sync fails (a full disk), HDF5 may drop the entries and
             # still write a length set before it, at close or at exit; the file would then
-            # count rows of zeros as entries. A durable flush fsyncs them here too, so that
-            # after a power loss no length on disk counts entries the disk does not hold.
-            self.driver.sync(durable)
+            # count rows of zeros as entries.
+            self.driver.sync(False)
             for path in sorted(self.dirty_lengths):
                 self.driver.set_attrs(
                     path, {"writebehind_length": np.int64(self.lengths_on_disk[path])}

@@ -1,0 +1,118 @@
+"""Staging of appends: large entries copied outside the lock, recycled buffers, chunking."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+
+import writebehind
+from writebehind._engine import VarState
+from writebehind.codecs.base import Layout
+
+LARGE = (90_000, 3)  # 2.16 MB of float64: a buffer (and a file chunk or more) to itself
+
+
+def open_store(path: Path, **options: int) -> writebehind.StorageInterface:
+    return writebehind.StorageInterface(writebehind.NetCDFIODriver(str(path), "w"), **options)
+
+
+def test_large_entries_are_staged_alone_and_small_ones_in_shared_buffers() -> None:
+    def capacity(shape: tuple[int, ...]) -> int:
+        layout = Layout("numeric", np.dtype("f8"), shape)
+        return VarState("x", None, layout, True, lambda v: v).capacity
+
+    assert capacity(LARGE) == 1
+    assert capacity((1000, 3)) % 43 == 0  # whole file chunks of 43 entries
+    assert capacity(()) > 1
+
+
+def test_large_entry_is_snapshotted_when_append_returns(nc_path: Path) -> None:
+    store = open_store(nc_path)
+    frame = np.zeros(LARGE)
+    store.x.append(frame)
+    frame[...] = 1.0
+    store.x.append(frame)
+    np.testing.assert_array_equal(store.x.read()[:, 0, 0], [0.0, 1.0])
+    store.close()
+
+
+def test_large_and_small_operations_on_a_variable_apply_in_order(nc_path: Path) -> None:
+    store = open_store(nc_path)
+    for i in range(3):
+        store.x.append(np.full(LARGE, float(i)))
+    store.x.write(np.full(LARGE, 9.0), at_index=1)
+    store.x.append(np.full(LARGE, 3.0))
+    np.testing.assert_array_equal(store.x.read()[:, -1, -1], [0.0, 9.0, 2.0, 3.0])
+    store.close()
+
+
+def test_large_entries_from_many_threads_are_all_written_in_each_threads_order(
+    nc_path: Path,
+) -> None:
+    store = open_store(nc_path)
+    store.x.append(np.full(LARGE, -1.0))
+
+    def producer(thread: int) -> None:
+        for i in range(5):
+            store.x.append(np.full(LARGE, thread * 100.0 + i))
+
+    threads = [threading.Thread(target=producer, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    values = store.x.read()[1:, 0, 0]
+    store.close()
+    for thread in range(4):
+        mine = [v for v in values if thread * 100 <= v < thread * 100 + 100]
+        assert mine == [thread * 100.0 + i for i in range(5)]
+
+
+def test_backpressure_bounds_the_pending_bytes_of_large_entries(nc_path: Path) -> None:
+    entry = np.zeros(LARGE)
+    limit = 3 * entry.nbytes
+    store = open_store(nc_path, max_pending_bytes=limit)
+    worst = 0
+    for _ in range(12):
+        store.x.append(entry)
+        worst = max(worst, store.stats().pending_bytes)
+    store.close()
+    assert worst <= limit + entry.nbytes
+
+
+def test_a_large_copy_that_fails_queues_nothing_and_releases_its_room(nc_path: Path) -> None:
+    store = open_store(nc_path)
+    store.x.append(np.zeros(LARGE))
+    store.flush()
+    var = store._core.engine.nodes["x"]
+    with pytest.raises(ValueError):
+        store._core.engine.append(var, np.zeros((7, 7)))  # cannot be copied into an entry
+    assert store.stats().pending_bytes == 0
+    assert len(store.x) == 1
+    store.close()
+
+
+def test_recycled_buffers_hold_only_the_new_entries(nc_path: Path) -> None:
+    store = open_store(nc_path)
+    for value in (1.0, 2.0):
+        for _ in range(3):
+            store.x.append(np.full(LARGE, value))
+            store.y.append(np.full((1000, 3), value))
+        store.flush()  # written: their buffers go back to the free lists
+    np.testing.assert_array_equal(store.x.read()[:, 5, 1], [1, 1, 1, 2, 2, 2])
+    np.testing.assert_array_equal(store.y.read()[:, 5, 1], [1, 1, 1, 2, 2, 2])
+    store.close()
+
+
+def test_entries_larger_than_a_chunk_are_split_into_equal_chunks(nc_path: Path) -> None:
+    store = open_store(nc_path)
+    store.x.append(np.zeros((100_000, 3)))
+    store.close()
+    with netCDF4.Dataset(nc_path) as ds:
+        chunks = ds["x"].chunking()
+    pieces = -(-100_000 // chunks[1])
+    assert chunks[0] == 1 and pieces * chunks[1] - 100_000 < pieces  # no overhanging chunk
