@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import mmap
 import threading
 import time
 from collections import deque
@@ -467,6 +468,8 @@ class Engine:
         """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
         if var.capacity == 1 and var.numeric:
             return self._append_alone(var, payload)
+        if var.open_chunk is None and var.numeric and not var.free_buffers:
+            self._prepare_buffer(var)
         cond = self.cond
         with cond:
             if self._error is not None or self._closing:
@@ -583,6 +586,16 @@ class Engine:
             if not self.has_room(op.nbytes):
                 return None
             return self._push(op)
+
+    def _prepare_buffer(self, var: VarState) -> None:
+        """Add a fresh buffer to ``var``'s free list, made before taking the lock.
+
+        Mapping it can take a millisecond (see ``_new_buffer``); the lock is not held, so
+        the writer is not kept waiting. (Two threads may both add one: it is recycled.)
+        """
+        streaming = var.length >= var.capacity  # it has filled a buffer before
+        shape = (var.capacity, *var.layout.shape)
+        var.free_buffers.append(_new_buffer(shape, var.layout, populate=streaming))
 
     def _open_chunk(self, var: VarState) -> _AppendChunk:
         if var.numeric:
@@ -843,3 +856,23 @@ class Engine:
                 longest_backpressure_wait_seconds=self._longest_wait,
                 failed=self._error is not None,
             )
+
+
+_MAP_POPULATE: int = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
+
+
+def _new_buffer(shape: tuple[int, ...], layout: Layout, populate: bool) -> Any:
+    """A fresh staging buffer; with ``populate``, its pages are mapped in one system call.
+
+    The first touch of a fresh page faults (about 2 us per 4 KiB page on a VM, more than
+    copying a 24 KB entry); mapping a buffer's pages at once with MAP_POPULATE (Linux)
+    costs about half, in one append out of a buffer's worth instead of in every one. Only
+    for a variable that has filled a buffer before: a variable with a few entries is left
+    to fault in only the pages it uses.
+    """
+    count = int(np.prod(shape, dtype=np.int64))
+    if not (populate and _MAP_POPULATE and count):
+        return np.empty(shape, dtype=layout.dtype)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_POPULATE
+    region = mmap.mmap(-1, count * layout.dtype.itemsize, flags=flags)
+    return np.frombuffer(region, dtype=layout.dtype, count=count).reshape(shape)
