@@ -102,6 +102,8 @@ def summarize_write(size: str, library: str, n: int, runs: list[dict[str, Any]])
     for key in ("p50_us", "p99_us", "whole_s", "read_s", "rss_growth_mib", "peak_rss_mib"):
         out[key] = _median([r.get(key) for r in runs])
     out["copy_p50_us"] = _median([_get(r, "copy.p50_us") for r in runs])
+    out["kept_copy_p50_us"] = _median([_get(r, "kept_copy.p50_us") for r in runs])
+    out["backpressure_waits"] = _median([r.get("backpressure_waits") for r in runs])
     out["p50_over_copy"] = _ratio(runs, "p50_us", "copy.p50_us")
     out["p99_over_copy"] = _ratio(runs, "p99_us", "copy.p99_us")
     out["whole_over_bulk"] = 1.0 if library == "bulk" else _ratio(runs, "whole_s", "bulk_whole_s")
@@ -174,6 +176,7 @@ def write_table(rows: list[dict[str, Any]]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         copy = _median([r["copy_p50_us"] for r in sized])
+        kept = _median([r["kept_copy_p50_us"] for r in sized])
         for r in sized:
             lines.append(
                 f"| {r['library']} | {_fmt(r['p50_us'], '.1f')} | {_fmt(r['p99_us'], '.1f')} "
@@ -183,6 +186,10 @@ def write_table(rows: list[dict[str, Any]]) -> str:
                 f"| {_fmt(r['rss_growth_mib'], '.0f')} ({r['rss_bound_mib']:.0f}) |"
             )
         lines.append(f"| copy (np.array(x, copy=True)) | {_fmt(copy, '.1f')} | | | | | | | | |")
+        lines.append(f"| copy, all kept (fresh memory) | {_fmt(kept, '.1f')} | | | | | | | | |")
+        waits = [r["backpressure_waits"] for r in sized if r.get("backpressure_waits")]
+        if waits:
+            lines.append(f"\nwritebehind waited under backpressure in {waits[0]:.0f} appends.")
     return "\n".join(lines)
 
 
@@ -192,13 +199,13 @@ def toy_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         f"\nToy loop ({rows[0]['steps']} steps, 24 KB frame + energy per step), medians of "
         f"{rows[0]['repeats']} run(s)\n",
-        "| library | loop s | loop storing nothing s | overhead |",
-        "|---|---|---|---|",
+        "| library | loop s | loop storing nothing s | overhead | storing p50 µs | p99 µs |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['library']} | {r['loop_s']:.3f} | {r['loop_alone_s']:.3f} "
-            f"| {100 * r['overhead']:+.1f}% |"
+            f"| {100 * r['overhead']:+.1f}% | {r['store_p50_us']:.1f} | {r['store_p99_us']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -341,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             "loop_s": statistics.median(x["loop_s"] for x in r),
             "loop_alone_s": statistics.median(x["loop_alone_s"] for x in r),
             "overhead": statistics.median(x["overhead"] for x in r),
+            "store_p50_us": statistics.median(x["store_p50_us"] for x in r),
+            "store_p99_us": statistics.median(x["store_p99_us"] for x in r),
             "runs": r,
         }
         for library, r in toy_runs.items()

@@ -85,6 +85,7 @@ def run_write(task: dict[str, Any]) -> dict[str, Any]:
         "rss_before_mib": rss_before / _MIB,
         "peak_rss_mib": peak / _MIB,
         "rss_growth_mib": (peak - rss_before) / _MIB if exact_peak else None,
+        "backpressure_waits": result.backpressure_waits,
         **_percentiles(result.latencies_ns),
     }
     del data
@@ -100,6 +101,7 @@ def run_write(task: dict[str, Any]) -> dict[str, Any]:
     # In-process baselines: the copy floor and one bulk write of the same data.
     if library != "bulk":
         out["copy"] = _percentiles(w.copy_floor(frame, n))
+        out["kept_copy"] = _percentiles(w.kept_copy_floor(frame, n))
         bulk_path = os.path.join(directory, f"{library}-bulk.nc")
         out["bulk_whole_s"] = w.write_bulk(bulk_path, w.bulk_data(frame, n)).whole_seconds
         w.remove(bulk_path)
@@ -111,16 +113,22 @@ def run_toy(task: dict[str, Any]) -> dict[str, Any]:
     """The toy loop with ``library`` and with nothing stored, alternated in this process."""
     library, steps = task["library"], task["steps"]
     path = os.path.join(task["dir"], f"toy-{library}.nc")
-    alone, stored = [], []
+    alone, stored, store_ns = [], [], []
     w.toy_loop("none", path, max(10, steps // 10))  # warm up
+    w.toy_loop(library, path, max(10, steps // 10))
     for _ in range(task.get("toy_repeats", 3)):
         alone.append(w.toy_loop("none", path, steps))
-        stored.append(w.toy_loop(library, path, steps))
+        latencies = np.empty(steps, dtype=np.int64)
+        stored.append(w.toy_loop(library, path, steps, latencies))
+        store_ns.append(latencies)
         w.remove(path)
+    store = _percentiles(np.concatenate(store_ns))
     return {
         "loop_s": statistics.median(stored),
         "loop_alone_s": statistics.median(alone),
         "overhead": statistics.median(stored) / statistics.median(alone) - 1.0,
+        "store_p50_us": store["p50_us"],
+        "store_p99_us": store["p99_us"],
     }
 
 

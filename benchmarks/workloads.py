@@ -24,6 +24,7 @@ VARIABLE = "x"
 class WriteResult:
     latencies_ns: np.ndarray[Any, Any]  # caller's time of each append; empty for bulk
     whole_seconds: float
+    backpressure_waits: int | None = None  # writebehind only
 
 
 def make_frame(shape: tuple[int, ...]) -> Any:
@@ -59,7 +60,8 @@ def write_writebehind(path: str, frame: Any, n: int) -> WriteResult:
     store = writebehind.StorageInterface(writebehind.NetCDFIODriver(path, "w"))
     latencies = _timed_appends(store.traj[VARIABLE].append, frame, n)
     store.close()
-    return WriteResult(latencies, perf_counter() - started)
+    whole = perf_counter() - started
+    return WriteResult(latencies, whole, store.stats().backpressure_waits)
 
 
 def write_writebehind_async(path: str, frame: Any, n: int) -> WriteResult:
@@ -159,8 +161,15 @@ def write_bulk(path: str, data: np.ndarray[Any, Any]) -> WriteResult:
 
 
 def copy_floor(frame: Any, n: int) -> np.ndarray[Any, Any]:
-    """The time of the snapshot alone: ``np.array(x, copy=True)`` of each frame."""
+    """The time of the snapshot alone: ``np.array(x, copy=True)`` of each frame, dropped
+    at once (so its memory is reused: the issue's "plain copy")."""
     return _timed_appends(lambda x: np.array(x, copy=True), frame, n)
+
+
+def kept_copy_floor(frame: Any, n: int) -> np.ndarray[Any, Any]:
+    """The same copies, all kept: each lands in fresh memory, as a backlog's must."""
+    kept: list[Any] = []
+    return _timed_appends(lambda x: kept.append(np.array(x, copy=True)), frame, n)
 
 
 WRITERS: dict[str, Callable[[str, Any, int], WriteResult]] = {
@@ -188,7 +197,9 @@ def read_netcdf4(path: str, group: str | None = None) -> Any:
 
     with netCDF4.Dataset(path, "r") as dataset:
         node = dataset[group] if group else dataset
-        return node.variables[VARIABLE][:]
+        variable = node.variables[VARIABLE]
+        variable.set_auto_maskandscale(False)  # plain arrays, as writebehind returns
+        return variable[:]
 
 
 def read_h5py(path: str) -> Any:
@@ -241,17 +252,26 @@ def toy_step(positions: np.ndarray[Any, Any], work: np.ndarray[Any, Any]) -> flo
     return float(work[0])
 
 
-def toy_loop(library: str, path: str, steps: int) -> float:
-    """The wall time of ``steps`` simulation steps storing a 24 KB frame and an energy."""
+def toy_loop(
+    library: str, path: str, steps: int, store_ns: np.ndarray[Any, Any] | None = None
+) -> float:
+    """The wall time of ``steps`` simulation steps storing a 24 KB frame and an energy.
+
+    ``store_ns``, if given, receives the caller's time of each step's storing.
+    """
+    if store_ns is None:
+        store_ns = np.empty(steps, dtype=np.int64)
     rng = np.random.default_rng(1)
     positions = rng.random((TOY_ATOMS, 3))
     work = rng.random(TOY_WORK_ELEMENTS)
     store, close = _toy_store(library, path)
     started = perf_counter()
-    for _ in range(steps):
+    for i in range(steps):
         energy = toy_step(positions, work)
         if store is not None:
+            t = perf_counter_ns()
             store(positions, energy)
+            store_ns[i] = perf_counter_ns() - t
     close()
     return perf_counter() - started
 
