@@ -376,3 +376,35 @@ def test_a_durable_flush_fsyncs_the_entries_before_writing_their_length(nc_path,
         store.flush(durable=True)
         flushed = list(events)
     assert flushed == ["fsync", "length", "fsync"]
+
+
+def _mark_open_for_writing(path: Path) -> None:
+    """Set the superblock's open-for-writing flag, as a killed writer leaves it."""
+    with open(path, "r+b") as file:
+        raw = bytearray(file.read(48))
+        raw[11] = 1
+        raw[44:48] = struct.pack("<I", lookup3(bytes(raw[:44])))
+        file.seek(0)
+        file.write(raw)
+
+
+def test_variable_length_rows_past_the_last_flush_are_cut_after_a_crash(nc_path):
+    # Such rows may point to heap objects the kill kept from the file, and HDF5 frees the
+    # old object when a row is overwritten: left there, they would make the next append fail.
+    with writebehind.open(nc_path, "w") as store:
+        for i in range(5):
+            store.log.append({"step": i})
+    with netCDF4.Dataset(str(nc_path), "a") as dataset:  # rows no flush committed
+        rows = np.empty(3, dtype=object)
+        for i in range(3):
+            rows[i] = np.frombuffer(b"xyz", np.uint8)
+        dataset["log"][5:8] = rows
+    _mark_open_for_writing(nc_path)
+    report = recover(str(nc_path))
+    assert report.cut_rows == {"log": 3}
+    with netCDF4.Dataset(str(nc_path)) as dataset:
+        assert dataset["log"].shape == (5,)
+    with writebehind.open(nc_path) as store:
+        store.log.append({"step": 5})
+    with writebehind.open(nc_path, "r") as store:
+        assert [entry["step"] for entry in store.log.read()] == [0, 1, 2, 3, 4, 5]

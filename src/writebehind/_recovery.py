@@ -226,6 +226,8 @@ class RecoveryReport:
     uncommitted_rows: dict[str, int] = field(default_factory=dict)  # past the committed length
     moved_to: str | None = None  # where an unrecoverable file was kept aside
     rolled_back: bool = False  # replaced by the copy taken before an interrupted flush
+    cut_rows: dict[str, int] = field(default_factory=dict)  # variable-length rows removed
+    cut_error: str = ""  # why they could not be removed
 
     @property
     def recovered(self) -> bool:
@@ -249,17 +251,18 @@ class RecoveryReport:
             "uncommitted_rows": dict(self.uncommitted_rows),
             "moved_to": self.moved_to,
             "rolled_back": self.rolled_back,
+            "cut_rows": dict(self.cut_rows),
+            "cut_error": self.cut_error,
         }
 
     def describe(self) -> str:
         """A few lines for people (the log and ``writebehind recover``)."""
-        if self.clean:
-            if self.readable_after is False:
-                return f"{self.path}: nothing to recover, but netCDF4 cannot read it: " + (
-                    self.probe_error
-                )
-            return f"{self.path}: closed cleanly, nothing to recover"
-        lines = [f"{self.path}: left open by a process that did not close it (a crash?)"]
+        if self.clean and self.superblock_version is None:
+            lines = [f"{self.path}:"]
+        elif self.clean:
+            lines = [f"{self.path}: closed cleanly"]
+        else:
+            lines = [f"{self.path}: left open by a process that did not close it (a crash?)"]
         if self.probe_error:
             lines.append(f"  netCDF4 could not read it: {self.probe_error}")
         if self.superblock_repaired:
@@ -270,6 +273,13 @@ class RecoveryReport:
             )
         for path, rows in sorted(self.uncommitted_rows.items()):
             lines.append(f"  {path}: {rows} row(s) past the last flush ignored")
+        for path, rows in sorted(self.cut_rows.items()):
+            lines.append(f"  {path}: {rows} variable-length row(s) past the last flush removed")
+        if self.cut_error:
+            lines.append(
+                "  could not remove variable-length rows past the last flush "
+                f"({self.cut_error}): appending to them will fail"
+            )
         if self.rolled_back:
             lines.append(
                 "  a flush that was changing its structure had left it unreadable: rolled "
@@ -277,8 +287,14 @@ class RecoveryReport:
             )
         elif self.moved_to:
             lines.append(f"  unrecoverable: moved aside to {self.moved_to}")
-        elif self.readable_after:
+        elif self.readable_after and not self.clean:
             lines.append("  recovered: every flushed entry is readable")
+        elif self.readable_after is False and not self.probe_error:
+            lines.append("  netCDF4 cannot read it")
+        if len(lines) == 1 and self.clean:
+            lines[0] += ", nothing to recover"
+        elif self.superblock_version is None:
+            lines = [lines[0] + lines[1][1:]]
         return "\n".join(lines)
 
 
@@ -370,6 +386,8 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
         report.readable_after = after.ok
         report.uncommitted_rows = after.uncommitted_rows
         report.probe_error = report.probe_error or after.error
+        if after.ok and after.vlen_committed and (force or not clean):
+            _cut_vlen_rows(path, after, report)
         if not after.ok:
             if report.superblock_repaired:
                 _restore(fd, superblock, size)
@@ -404,6 +422,27 @@ def _repair_superblock(fd: int, superblock: Superblock, size: int, report: Recov
         superblock.flags,
         superblock.raw.hex(),
     )
+
+
+def _cut_vlen_rows(path: str, probed: _ProbeResult, report: RecoveryReport) -> None:
+    """Clear variable-length rows past the committed length (see _SHRINK).
+
+    Not guarded by a copy (a copy of a large file at every recovery could fill the disk):
+    HDF5 rewrites the last chunk of each such variable in place, its rows below the
+    committed length with the same bytes, and its object header; it allocates nothing.
+    """
+    problem = _cut_uncommitted_rows(path, probed.vlen_committed)
+    if problem:
+        logger.error("writebehind: %s: could not clear uncommitted rows: %s", path, problem)
+        report.cut_error = problem
+        return
+    report.cut_rows = {
+        name: probed.uncommitted_rows[name]
+        for name in probed.vlen_committed
+        if name in probed.uncommitted_rows
+    }
+    for name in report.cut_rows:
+        report.uncommitted_rows.pop(name, None)
 
 
 def _restore(fd: int, superblock: Superblock, size: int) -> None:
@@ -588,7 +627,7 @@ def drop_rollback_copy(path: str) -> None:
 _PROBE = r"""
 import json, sys
 import netCDF4
-out = {"ok": False, "error": "", "uncommitted": {}}
+out = {"ok": False, "error": "", "uncommitted": {}, "vlen_committed": {}}
 try:
     with netCDF4.Dataset(sys.argv[1], "r") as ds:
         groups = [("", ds)]
@@ -606,6 +645,9 @@ try:
                 committed = int(attrs.get("writebehind_length", rows))
                 if rows > committed:
                     out["uncommitted"][prefix + name] = rows - committed
+                vlen = var.dtype is str or isinstance(var.datatype, netCDF4.VLType)
+                if vlen and "writebehind_length" in attrs:
+                    out["vlen_committed"][prefix + name] = committed
                 for row in {0, min(rows, committed) - 1}:
                     if row >= 0 and 0 not in var.shape:
                         var[row]
@@ -621,6 +663,7 @@ class _ProbeResult:
     ok: bool
     error: str
     uncommitted_rows: dict[str, int]
+    vlen_committed: dict[str, int] = field(default_factory=dict)
 
 
 def _probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> _ProbeResult:
@@ -641,4 +684,117 @@ def _probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> _ProbeResult:
         tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
         return _ProbeResult(False, f"netCDF4 crashed reading it: {tail[0]}", {})
     result = json.loads(lines[-1])
-    return _ProbeResult(bool(result["ok"]), str(result["error"]), dict(result["uncommitted"]))
+    return _ProbeResult(
+        bool(result["ok"]),
+        str(result["error"]),
+        dict(result["uncommitted"]),
+        dict(result["vlen_committed"]),
+    )
+
+
+# -- clearing variable-length rows past the committed length -------------------------------
+# Rows of a variable-length variable (str, bytes, dict records) hold references into HDF5's
+# global heap. Past the committed length -- inside the variable's extent or past it, in the
+# last chunk -- a kill can leave references to heap objects that never reached the file.
+# HDF5 frees the old object when it overwrites a row, so the next append there would fail
+# ("HDF error") and the store could never continue the file. HDF5 fills the part of a chunk
+# that a shrinking extent gives up with the fill value (null references) without freeing
+# anything: so each such variable is grown to two chunks past its rows and shrunk back to its
+# committed length. netCDF cannot do that: this runs in a fresh interpreter and calls
+# H5Dset_extent through ctypes on the HDF5 library netCDF4 loaded.
+_SHRINK = r"""
+import ctypes, ctypes.util, glob, json, os, sys
+import netCDF4
+
+def hdf5():
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                name = os.path.basename(line.split()[-1])
+                if name.startswith("libhdf5") and "_hl" not in name:
+                    return ctypes.CDLL(line.split()[-1])
+    except OSError:
+        pass
+    here = os.path.dirname(netCDF4.__file__)
+    for pattern in ("../netcdf4.libs/libhdf5-*", "../netCDF4.libs/libhdf5-*", ".dylibs/libhdf5*"):
+        for found in sorted(glob.glob(os.path.join(here, pattern))):
+            if "_hl" not in os.path.basename(found):
+                return ctypes.CDLL(found)
+    return ctypes.CDLL(ctypes.util.find_library("hdf5"))
+
+hid, size = ctypes.c_int64, ctypes.c_uint64
+h5 = hdf5()
+h5.H5open()
+h5.H5Eset_auto2.argtypes = [hid, ctypes.c_void_p, ctypes.c_void_p]
+h5.H5Eset_auto2(0, None, None)
+h5.H5Fopen.restype = hid
+h5.H5Fopen.argtypes = [ctypes.c_char_p, ctypes.c_uint, hid]
+h5.H5Dopen2.restype = hid
+h5.H5Dopen2.argtypes = [hid, ctypes.c_char_p, hid]
+h5.H5Dget_space.restype = hid
+h5.H5Dget_space.argtypes = [hid]
+h5.H5Sget_simple_extent_dims.argtypes = [hid, ctypes.POINTER(size), ctypes.POINTER(size)]
+h5.H5Dset_extent.argtypes = [hid, ctypes.POINTER(size)]
+h5.H5Dget_create_plist.restype = hid
+h5.H5Dget_create_plist.argtypes = [hid]
+h5.H5Pget_chunk.argtypes = [hid, ctypes.c_int, ctypes.POINTER(size)]
+h5.H5Pclose.argtypes = [hid]
+for name in ("H5Sclose", "H5Dclose", "H5Fclose"):
+    getattr(h5, name).argtypes = [hid]
+file = h5.H5Fopen(sys.argv[1].encode(), 1, 0)  # H5F_ACC_RDWR, H5P_DEFAULT
+if file < 0:
+    sys.exit("H5Fopen failed")
+failed = []
+for path, committed in json.loads(sys.argv[2]).items():
+    dataset = h5.H5Dopen2(file, ("/" + path).encode(), 0)
+    if dataset < 0:
+        failed.append(path)
+        continue
+    space = h5.H5Dget_space(dataset)
+    dims, maxdims = (size * 32)(), (size * 32)()
+    rank = h5.H5Sget_simple_extent_dims(space, dims, maxdims)
+    h5.H5Sclose(space)
+    plist = h5.H5Dget_create_plist(dataset)
+    chunk = (size * 32)()
+    chunked = h5.H5Pget_chunk(plist, 32, chunk)
+    h5.H5Pclose(plist)
+    rows = max(dims[0], committed)
+    dims[0] = (rows // max(1, chunk[0]) + 2) * max(1, chunk[0])
+    grown = rank >= 1 and chunked >= 1 and h5.H5Dset_extent(dataset, dims) >= 0
+    dims[0] = committed
+    if not grown or h5.H5Dset_extent(dataset, dims) < 0:
+        failed.append(path)
+    h5.H5Dclose(dataset)
+if h5.H5Fclose(file) < 0:
+    failed.append("(closing the file)")
+try:  # what netCDF4 now reads of them: the last committed row of each
+    with netCDF4.Dataset(sys.argv[1], "r") as ds:
+        for path, committed in json.loads(sys.argv[2]).items():
+            if committed:
+                ds[path][committed - 1]
+except Exception as exc:
+    failed.append(f"reading the file afterwards: {type(exc).__name__}: {exc}")
+print(json.dumps({"failed": failed}))
+"""
+
+
+def _cut_uncommitted_rows(path: str, committed: dict[str, int]) -> str:
+    """Shrink the variable-length variables ``committed`` names to their committed length;
+    '' on success, else what failed."""
+    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _SHRINK, path, json.dumps(committed)],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return "HDF5 hung shrinking it"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return f"shrinking it failed: {tail[0]}"
+    failed = json.loads(lines[-1])["failed"]
+    return f"failed: {', '.join(failed)}" if failed else ""

@@ -42,6 +42,7 @@ class Trial:
     acked: dict[str, int]  # entries acknowledged per variable (by this and earlier children)
     killed: bool  # False: the child finished (closed) before the kill
     check: dict[str, Any] = field(default_factory=dict)
+    child_error: str = ""  # the child died of an error of its own before the kill
 
     @property
     def acknowledged(self) -> int:
@@ -106,6 +107,14 @@ def _read_acks(output: str, acked: dict[str, int]) -> tuple[dict[str, int], bool
     return acked, closed
 
 
+def _child_error(returncode: int, closed: bool, stderr: Any) -> str:
+    """The end of the child's stderr if it died of its own error rather than the kill."""
+    if closed or returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        return ""
+    text = stderr if isinstance(stderr, str) else stderr.read().decode(errors="replace")
+    return f"exit status {returncode}: {text.strip()[-300:]}"
+
+
 def check(path: Path, acked: dict[str, int]) -> dict[str, Any]:
     """Run ``check.py`` in a fresh process (with a timeout: a damaged file may hang)."""
     lost_all = {"lost": sum(acked.values())}
@@ -143,11 +152,13 @@ def random_kills(
     ack_before_flush: bool = False,
     durable: bool = False,
     variables: list[str] | None = None,
+    kill_on_ack: bool = False,
 ) -> list[Trial]:
     """SIGKILL children at random moments (fixed seed).
 
     The trials are split among ``chains`` files run side by side; within a chain every
     child continues the file the previous one left, so it starts by recovering that crash.
+    ``kill_on_ack`` kills each child as soon as its first acknowledgement arrives instead.
     """
     rng = random.Random(seed)
     plans = [[rng.random() for _ in range(3)] for _ in range(trials)]
@@ -164,18 +175,25 @@ def random_kills(
             command = _child_command(
                 path, int(child_seed * 2**31), ack_before_flush=ack_before_flush, extra=extra
             )
-            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             assert child.stdout is not None
-            if when < startup_fraction:
+            seen = b""  # lines read before the kill
+            if kill_on_ack:
+                while line := child.stdout.readline():
+                    seen += line
+                    if line.startswith(b"ACK"):
+                        break
+            elif when < startup_fraction:
                 time.sleep(delay * 0.5)  # python start-up, imports, recovery, open
             else:
                 child.stdout.readline()  # "OPEN ..." once the store is open
                 time.sleep(delay * max_delay)
             child.send_signal(signal.SIGKILL)
-            output = child.stdout.read().decode()
+            output = (seen + child.stdout.read()).decode()
             child.wait()
             acked, closed = _read_acks(output, acked)
             trial = Trial(f"random#{index}", acked, killed=not closed)
+            trial.child_error = _child_error(child.returncode, closed, child.stderr)
             trial.check = check(path, acked)
             if trial.moved_aside:
                 acked = {}  # the next child starts a new file (nothing acknowledged was lost)
@@ -265,6 +283,7 @@ def pwrite_kills(
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         acked, closed = _read_acks(done.stdout, {})
         result = Trial(f"pwrite#{number}", acked, killed=not closed)
+        result.child_error = _child_error(done.returncode, closed, done.stderr)
         result.check = check(path, acked)
         return result
 
@@ -282,6 +301,7 @@ def summarize(trials: list[Trial]) -> dict[str, Any]:
         "unreadable_before_recovery": sum(t.unreadable_before for t in trials),
         "unreadable_after_recovery": sum(t.unreadable_after for t in trials),
         "superblock_repairs": sum(t.superblock_repaired for t in trials),
+        "child_errors": sum(bool(t.child_error) for t in trials),
         "moved_aside": sum(t.moved_aside for t in trials),
         "killed_before_the_file_existed": sum(t.never_created for t in trials),
     }
@@ -291,7 +311,7 @@ def failures(trials: list[Trial]) -> list[str]:
     """One line per trial that lost or tore an entry, or left a file unreadable although it
     held acknowledged entries."""
     return [
-        f"{t.name}: acked={t.acked} {json.dumps(t.check)}"
+        f"{t.name}: acked={t.acked} {json.dumps(t.check)} {t.child_error}"
         for t in trials
-        if t.lost or t.torn or (t.unreadable_after and t.acknowledged)
+        if t.lost or t.torn or (t.unreadable_after and t.acknowledged) or t.child_error
     ]
