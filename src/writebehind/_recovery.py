@@ -9,13 +9,18 @@ What a crash leaves, and what is done about it (docs/durability.md tells the who
   headers that point past the EOA, and then HDF5 refuses to read the file ("addr overflow").
 - :func:`recover` repairs that as ``h5clear -s --increment=0`` does: it rewrites the
   superblock with the marks cleared and the EOA raised to the file's size, and a fresh
-  Jenkins lookup3 checksum. Nothing else in the file is touched. The original superblock
+  Jenkins lookup3 checksum (``_superblock``). The original superblock
   bytes are kept (in the report and the log, and restored if the repair does not help).
 - Rows past a variable's committed length (the ``writebehind_length`` attribute written by
   each flush) are not trusted: the store's catalog ignores them and later appends overwrite
   them. The report counts them.
+- Rows of variable-length variables past the committed length are cleared (they can point
+  to heap objects the kill kept from the file, which would make the next append fail).
+- A flush that changes the file's structure (a new group, variable or attribute) can leave
+  it unreadable; the driver keeps a *rollback copy* from before such a change until the
+  next sync completes, and recovery puts it back.
 - Whether a file is readable is decided by opening it with netCDF4 in a *subprocess* with a
-  timeout, because a damaged HDF5 file can hang or crash the library.
+  timeout, because a damaged HDF5 file can hang or crash the library (``_probe``).
 - A file that stays unreadable is moved aside under a new name (never overwritten, never
   deleted) and :class:`~writebehind.RecoveryError` says where it went.
 
@@ -28,16 +33,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import json
 import logging
 import os
-import struct
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ._errors import RecoveryError
+from ._probe import ProbeResult, clear_vlen_rows, probe
+from ._superblock import Superblock, lookup3, read_superblock
 
 __all__ = [
     "RecoveryReport",
@@ -52,159 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("writebehind")
-
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-PROBE_TIMEOUT_SECONDS = 60.0
-_SIGNATURE_OFFSETS = (0, *(512 << n for n in range(12)))  # a user block may precede it
-
-
-# -- the superblock ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Superblock:
-    """The fields of an HDF5 superblock that recovery reads or rewrites."""
-
-    offset: int  # where the superblock starts in the file
-    version: int
-    offset_size: int
-    flags: int  # file consistency flags: non-zero while a writer has the file open
-    base_address: int
-    eof_address: int  # end of allocation, relative to base_address
-    raw: bytes  # every byte of it, as read
-
-    @property
-    def eof_in_file(self) -> int:
-        """The end of allocation as an absolute position in the file."""
-        return self.base_address + self.eof_address
-
-    def with_eof(self, eof_in_file: int) -> bytes:
-        """The superblock's bytes with the flags cleared and the EOA set (checksum redone)."""
-        o = self.offset_size
-        raw = bytearray(self.raw)
-        eof = (eof_in_file - self.base_address).to_bytes(o, "little")
-        if self.version >= 2:
-            raw[11] = 0
-            raw[12 + 2 * o : 12 + 3 * o] = eof
-            raw[12 + 4 * o : 16 + 4 * o] = struct.pack("<I", lookup3(bytes(raw[: 12 + 4 * o])))
-        else:
-            raw[20:24] = bytes(4)
-            start = _v01_eof_offset(self.version, o)
-            raw[start : start + o] = eof
-        return bytes(raw)
-
-
-def _v01_eof_offset(version: int, offset_size: int) -> int:
-    # version 0: 24 bytes of fixed fields, version 1: 28; then base, free-space, EOF addresses
-    return (24 if version == 0 else 28) + 2 * offset_size
-
-
-def read_superblock(path: str) -> Superblock | None:
-    """The superblock of the HDF5 file at ``path``; None if it is not an HDF5 file.
-
-    Raises
-    ------
-    RecoveryError
-        The signature is there but the superblock is damaged (a bad checksum or an unknown
-        version): no repair is attempted on such a file.
-    """
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        for offset in _SIGNATURE_OFFSETS:
-            if offset + len(HDF5_SIGNATURE) > size:
-                return None
-            file.seek(offset)
-            head = file.read(96)
-            if head.startswith(HDF5_SIGNATURE):
-                return _parse_superblock(path, offset, head)
-    return None
-
-
-def _parse_superblock(path: str, offset: int, head: bytes) -> Superblock:
-    if len(head) < 12:
-        raise RecoveryError(f"{path!r}: the HDF5 superblock is cut short")
-    version = head[8]
-    if version >= 2:
-        if version > 3:
-            raise RecoveryError(f"{path!r}: HDF5 superblock version {version} is not known")
-        o = head[9]
-        size = 16 + 4 * o
-        if o not in (2, 4, 8) or len(head) < size:
-            raise RecoveryError(f"{path!r}: the HDF5 superblock is damaged")
-        raw = head[:size]
-        (stored,) = struct.unpack("<I", raw[size - 4 :])
-        if lookup3(raw[: size - 4]) != stored:
-            raise RecoveryError(f"{path!r}: the HDF5 superblock checksum does not match")
-        base = int.from_bytes(raw[12 : 12 + o], "little")
-        eof = int.from_bytes(raw[12 + 2 * o : 12 + 3 * o], "little")
-        return Superblock(offset, version, o, raw[11], base, eof, raw)
-    o = head[13]
-    if o not in (2, 4, 8):
-        raise RecoveryError(f"{path!r}: the HDF5 superblock is damaged")
-    eof_at = _v01_eof_offset(version, o)
-    base_at = eof_at - 2 * o
-    raw = head[: eof_at + o]
-    (flags,) = struct.unpack("<I", raw[20:24])
-    base = int.from_bytes(raw[base_at : base_at + o], "little")
-    eof = int.from_bytes(raw[eof_at : eof_at + o], "little")
-    return Superblock(offset, version, o, flags, base, eof, raw)
-
-
-def lookup3(data: bytes, initval: int = 0) -> int:
-    """Bob Jenkins' lookup3 ``hashlittle``, the checksum of HDF5 metadata."""
-    mask = 0xFFFFFFFF
-
-    def rot(x: int, k: int) -> int:
-        return ((x << k) | (x >> (32 - k))) & mask
-
-    length = len(data)
-    a = b = c = (0xDEADBEEF + length + initval) & mask
-    pos = 0
-    while length > 12:
-        a = (a + int.from_bytes(data[pos : pos + 4], "little")) & mask
-        b = (b + int.from_bytes(data[pos + 4 : pos + 8], "little")) & mask
-        c = (c + int.from_bytes(data[pos + 8 : pos + 12], "little")) & mask
-        # mix(a, b, c)
-        a = (a - c) & mask
-        a ^= rot(c, 4)
-        c = (c + b) & mask
-        b = (b - a) & mask
-        b ^= rot(a, 6)
-        a = (a + c) & mask
-        c = (c - b) & mask
-        c ^= rot(b, 8)
-        b = (b + a) & mask
-        a = (a - c) & mask
-        a ^= rot(c, 16)
-        c = (c + b) & mask
-        b = (b - a) & mask
-        b ^= rot(a, 19)
-        a = (a + c) & mask
-        c = (c - b) & mask
-        c ^= rot(b, 4)
-        b = (b + a) & mask
-        length -= 12
-        pos += 12
-    if length == 0:
-        return c
-    tail = data[pos:] + bytes(12 - length)
-    a = (a + int.from_bytes(tail[0:4], "little")) & mask
-    b = (b + int.from_bytes(tail[4:8], "little")) & mask
-    c = (c + int.from_bytes(tail[8:12], "little")) & mask
-    # final(a, b, c)
-    c ^= b
-    c = (c - rot(b, 14)) & mask
-    a ^= c
-    a = (a - rot(c, 11)) & mask
-    b ^= a
-    b = (b - rot(a, 25)) & mask
-    c ^= b
-    c = (c - rot(b, 16)) & mask
-    a ^= c
-    a = (a - rot(c, 4)) & mask
-    b ^= a
-    b = (b - rot(a, 14)) & mask
-    c ^= b
-    c = (c - rot(b, 24)) & mask
-    return c
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -375,13 +225,13 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
             raise _in_use(path)
         # A file left by a crash is repaired whatever a first probe would say, so the open
         # path probes once, after the repair; ``force`` (the CLI) also probes before.
-        after = before = _probe(path) if force else None
+        after = before = probe(path) if force else None
         if before is not None:
             report.readable_before = before.ok
             report.probe_error = before.error
         if not clean:
             _repair_superblock(fd, superblock, size, report)
-            after = _probe(path)
+            after = probe(path)
         assert after is not None
         report.readable_after = after.ok
         report.uncommitted_rows = after.uncommitted_rows
@@ -424,14 +274,14 @@ def _repair_superblock(fd: int, superblock: Superblock, size: int, report: Recov
     )
 
 
-def _cut_vlen_rows(path: str, probed: _ProbeResult, report: RecoveryReport) -> None:
+def _cut_vlen_rows(path: str, probed: ProbeResult, report: RecoveryReport) -> None:
     """Clear variable-length rows past the committed length (see _SHRINK).
 
     Not guarded by a copy (a copy of a large file at every recovery could fill the disk):
     HDF5 rewrites the last chunk of each such variable in place, its rows below the
     committed length with the same bytes, and its object header; it allocates nothing.
     """
-    problem = _cut_uncommitted_rows(path, probed.vlen_committed)
+    problem = clear_vlen_rows(path, probed.vlen_committed)
     if problem:
         logger.error("writebehind: %s: could not clear uncommitted rows: %s", path, problem)
         report.cut_error = problem
@@ -618,183 +468,3 @@ def drop_rollback_copy(path: str) -> None:
     for leftover in (rollback_path(path), rollback_path(path) + ".partial"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(leftover)
-
-
-# -- the probe -----------------------------------------------------------------------------
-# Run in a fresh interpreter that imports only netCDF4: opens the file, walks every group and
-# reads each variable's first and last committed rows (which reach the chunk index and the
-# newest chunks) and its attributes. Prints one JSON line.
-_PROBE = r"""
-import json, sys
-import netCDF4
-out = {"ok": False, "error": "", "uncommitted": {}, "vlen_committed": {}}
-try:
-    with netCDF4.Dataset(sys.argv[1], "r") as ds:
-        groups = [("", ds)]
-        while groups:
-            prefix, group = groups.pop()
-            groups.extend((prefix + name + "/", g) for name, g in group.groups.items())
-            for name, var in group.variables.items():
-                var.set_auto_maskandscale(False)
-                attrs = {a: var.getncattr(a) for a in var.ncattrs()}
-                if var.ndim == 0 or not var.dimensions or not var.get_dims()[0].isunlimited():
-                    if var.size and var.size * var.dtype.itemsize < 1 << 24:
-                        var[...]
-                    continue
-                rows = var.shape[0]
-                committed = int(attrs.get("writebehind_length", rows))
-                if rows > committed:
-                    out["uncommitted"][prefix + name] = rows - committed
-                vlen = var.dtype is str or isinstance(var.datatype, netCDF4.VLType)
-                if vlen and "writebehind_length" in attrs:
-                    out["vlen_committed"][prefix + name] = committed
-                for row in {0, min(rows, committed) - 1}:
-                    if row >= 0 and 0 not in var.shape:
-                        var[row]
-    out["ok"] = True
-except Exception as exc:
-    out["error"] = f"{type(exc).__name__}: {exc}"
-print(json.dumps(out))
-"""
-
-
-@dataclass
-class _ProbeResult:
-    ok: bool
-    error: str
-    uncommitted_rows: dict[str, int]
-    vlen_committed: dict[str, int] = field(default_factory=dict)
-
-
-def _probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> _ProbeResult:
-    # The repair holds an exclusive flock, which HDF5's own locking would trip over.
-    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _PROBE, path],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return _ProbeResult(False, f"netCDF4 hung reading it (> {timeout:g} s)", {})
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        return _ProbeResult(False, f"netCDF4 crashed reading it: {tail[0]}", {})
-    result = json.loads(lines[-1])
-    return _ProbeResult(
-        bool(result["ok"]),
-        str(result["error"]),
-        dict(result["uncommitted"]),
-        dict(result["vlen_committed"]),
-    )
-
-
-# -- clearing variable-length rows past the committed length -------------------------------
-# Rows of a variable-length variable (str, bytes, dict records) hold references into HDF5's
-# global heap. Past the committed length -- inside the variable's extent or past it, in the
-# last chunk -- a kill can leave references to heap objects that never reached the file.
-# HDF5 frees the old object when it overwrites a row, so the next append there would fail
-# ("HDF error") and the store could never continue the file. HDF5 fills the part of a chunk
-# that a shrinking extent gives up with the fill value (null references) without freeing
-# anything: so each such variable is grown to two chunks past its rows and shrunk back to its
-# committed length. netCDF cannot do that: this runs in a fresh interpreter and calls
-# H5Dset_extent through ctypes on the HDF5 library netCDF4 loaded.
-_SHRINK = r"""
-import ctypes, ctypes.util, glob, json, os, sys
-import netCDF4
-
-def hdf5():
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                name = os.path.basename(line.split()[-1])
-                if name.startswith("libhdf5") and "_hl" not in name:
-                    return ctypes.CDLL(line.split()[-1])
-    except OSError:
-        pass
-    here = os.path.dirname(netCDF4.__file__)
-    for pattern in ("../netcdf4.libs/libhdf5-*", "../netCDF4.libs/libhdf5-*", ".dylibs/libhdf5*"):
-        for found in sorted(glob.glob(os.path.join(here, pattern))):
-            if "_hl" not in os.path.basename(found):
-                return ctypes.CDLL(found)
-    return ctypes.CDLL(ctypes.util.find_library("hdf5"))
-
-hid, size = ctypes.c_int64, ctypes.c_uint64
-h5 = hdf5()
-h5.H5open()
-h5.H5Eset_auto2.argtypes = [hid, ctypes.c_void_p, ctypes.c_void_p]
-h5.H5Eset_auto2(0, None, None)
-h5.H5Fopen.restype = hid
-h5.H5Fopen.argtypes = [ctypes.c_char_p, ctypes.c_uint, hid]
-h5.H5Dopen2.restype = hid
-h5.H5Dopen2.argtypes = [hid, ctypes.c_char_p, hid]
-h5.H5Dget_space.restype = hid
-h5.H5Dget_space.argtypes = [hid]
-h5.H5Sget_simple_extent_dims.argtypes = [hid, ctypes.POINTER(size), ctypes.POINTER(size)]
-h5.H5Dset_extent.argtypes = [hid, ctypes.POINTER(size)]
-h5.H5Dget_create_plist.restype = hid
-h5.H5Dget_create_plist.argtypes = [hid]
-h5.H5Pget_chunk.argtypes = [hid, ctypes.c_int, ctypes.POINTER(size)]
-h5.H5Pclose.argtypes = [hid]
-for name in ("H5Sclose", "H5Dclose", "H5Fclose"):
-    getattr(h5, name).argtypes = [hid]
-file = h5.H5Fopen(sys.argv[1].encode(), 1, 0)  # H5F_ACC_RDWR, H5P_DEFAULT
-if file < 0:
-    sys.exit("H5Fopen failed")
-failed = []
-for path, committed in json.loads(sys.argv[2]).items():
-    dataset = h5.H5Dopen2(file, ("/" + path).encode(), 0)
-    if dataset < 0:
-        failed.append(path)
-        continue
-    space = h5.H5Dget_space(dataset)
-    dims, maxdims = (size * 32)(), (size * 32)()
-    rank = h5.H5Sget_simple_extent_dims(space, dims, maxdims)
-    h5.H5Sclose(space)
-    plist = h5.H5Dget_create_plist(dataset)
-    chunk = (size * 32)()
-    chunked = h5.H5Pget_chunk(plist, 32, chunk)
-    h5.H5Pclose(plist)
-    rows = max(dims[0], committed)
-    dims[0] = (rows // max(1, chunk[0]) + 2) * max(1, chunk[0])
-    grown = rank >= 1 and chunked >= 1 and h5.H5Dset_extent(dataset, dims) >= 0
-    dims[0] = committed
-    if not grown or h5.H5Dset_extent(dataset, dims) < 0:
-        failed.append(path)
-    h5.H5Dclose(dataset)
-if h5.H5Fclose(file) < 0:
-    failed.append("(closing the file)")
-try:  # what netCDF4 now reads of them: the last committed row of each
-    with netCDF4.Dataset(sys.argv[1], "r") as ds:
-        for path, committed in json.loads(sys.argv[2]).items():
-            if committed:
-                ds[path][committed - 1]
-except Exception as exc:
-    failed.append(f"reading the file afterwards: {type(exc).__name__}: {exc}")
-print(json.dumps({"failed": failed}))
-"""
-
-
-def _cut_uncommitted_rows(path: str, committed: dict[str, int]) -> str:
-    """Shrink the variable-length variables ``committed`` names to their committed length;
-    '' on success, else what failed."""
-    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _SHRINK, path, json.dumps(committed)],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_SECONDS,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return "HDF5 hung shrinking it"
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        return f"shrinking it failed: {tail[0]}"
-    failed = json.loads(lines[-1])["failed"]
-    return f"failed: {', '.join(failed)}" if failed else ""

@@ -1,0 +1,194 @@
+"""What recovery runs in a fresh interpreter, with a timeout: a damaged HDF5 file can hang
+or crash the library, and HDF5's own file locking must be off while recovery holds its lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+__all__ = ["PROBE_TIMEOUT_SECONDS", "ProbeResult", "clear_vlen_rows", "probe"]
+
+PROBE_TIMEOUT_SECONDS = 60.0
+
+
+# Run in a fresh interpreter that imports only netCDF4: opens the file, walks every group and
+# reads each variable's first and last committed rows (which reach the chunk index and the
+# newest chunks) and its attributes. Prints one JSON line.
+_PROBE = r"""
+import json, sys
+import netCDF4
+out = {"ok": False, "error": "", "uncommitted": {}, "vlen_committed": {}}
+try:
+    with netCDF4.Dataset(sys.argv[1], "r") as ds:
+        groups = [("", ds)]
+        while groups:
+            prefix, group = groups.pop()
+            groups.extend((prefix + name + "/", g) for name, g in group.groups.items())
+            for name, var in group.variables.items():
+                var.set_auto_maskandscale(False)
+                attrs = {a: var.getncattr(a) for a in var.ncattrs()}
+                if var.ndim == 0 or not var.dimensions or not var.get_dims()[0].isunlimited():
+                    if var.size and var.size * var.dtype.itemsize < 1 << 24:
+                        var[...]
+                    continue
+                rows = var.shape[0]
+                committed = int(attrs.get("writebehind_length", rows))
+                if rows > committed:
+                    out["uncommitted"][prefix + name] = rows - committed
+                vlen = var.dtype is str or isinstance(var.datatype, netCDF4.VLType)
+                if vlen and "writebehind_length" in attrs:
+                    out["vlen_committed"][prefix + name] = committed
+                for row in {0, min(rows, committed) - 1}:
+                    if row >= 0 and 0 not in var.shape:
+                        var[row]
+    out["ok"] = True
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+"""
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    error: str
+    uncommitted_rows: dict[str, int]
+    vlen_committed: dict[str, int] = field(default_factory=dict)
+
+
+def probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
+    # The repair holds an exclusive flock, which HDF5's own locking would trip over.
+    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, path],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return ProbeResult(False, f"netCDF4 hung reading it (> {timeout:g} s)", {})
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return ProbeResult(False, f"netCDF4 crashed reading it: {tail[0]}", {})
+    result = json.loads(lines[-1])
+    return ProbeResult(
+        bool(result["ok"]),
+        str(result["error"]),
+        dict(result["uncommitted"]),
+        dict(result["vlen_committed"]),
+    )
+
+
+# -- clearing variable-length rows past the committed length -------------------------------
+# Rows of a variable-length variable (str, bytes, dict records) hold references into HDF5's
+# global heap. Past the committed length -- inside the variable's extent or past it, in the
+# last chunk -- a kill can leave references to heap objects that never reached the file.
+# HDF5 frees the old object when it overwrites a row, so the next append there would fail
+# ("HDF error") and the store could never continue the file. HDF5 fills the part of a chunk
+# that a shrinking extent gives up with the fill value (null references) without freeing
+# anything: so each such variable is grown to two chunks past its rows and shrunk back to its
+# committed length. netCDF cannot do that: this runs in a fresh interpreter and calls
+# H5Dset_extent through ctypes on the HDF5 library netCDF4 loaded.
+_SHRINK = r"""
+import ctypes, ctypes.util, glob, json, os, sys
+import netCDF4
+
+def hdf5():
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                name = os.path.basename(line.split()[-1])
+                if name.startswith("libhdf5") and "_hl" not in name:
+                    return ctypes.CDLL(line.split()[-1])
+    except OSError:
+        pass
+    here = os.path.dirname(netCDF4.__file__)
+    for pattern in ("../netcdf4.libs/libhdf5-*", "../netCDF4.libs/libhdf5-*", ".dylibs/libhdf5*"):
+        for found in sorted(glob.glob(os.path.join(here, pattern))):
+            if "_hl" not in os.path.basename(found):
+                return ctypes.CDLL(found)
+    return ctypes.CDLL(ctypes.util.find_library("hdf5"))
+
+hid, size = ctypes.c_int64, ctypes.c_uint64
+h5 = hdf5()
+h5.H5open()
+h5.H5Eset_auto2.argtypes = [hid, ctypes.c_void_p, ctypes.c_void_p]
+h5.H5Eset_auto2(0, None, None)
+h5.H5Fopen.restype = hid
+h5.H5Fopen.argtypes = [ctypes.c_char_p, ctypes.c_uint, hid]
+h5.H5Dopen2.restype = hid
+h5.H5Dopen2.argtypes = [hid, ctypes.c_char_p, hid]
+h5.H5Dget_space.restype = hid
+h5.H5Dget_space.argtypes = [hid]
+h5.H5Sget_simple_extent_dims.argtypes = [hid, ctypes.POINTER(size), ctypes.POINTER(size)]
+h5.H5Dset_extent.argtypes = [hid, ctypes.POINTER(size)]
+h5.H5Dget_create_plist.restype = hid
+h5.H5Dget_create_plist.argtypes = [hid]
+h5.H5Pget_chunk.argtypes = [hid, ctypes.c_int, ctypes.POINTER(size)]
+h5.H5Pclose.argtypes = [hid]
+for name in ("H5Sclose", "H5Dclose", "H5Fclose"):
+    getattr(h5, name).argtypes = [hid]
+file = h5.H5Fopen(sys.argv[1].encode(), 1, 0)  # H5F_ACC_RDWR, H5P_DEFAULT
+if file < 0:
+    sys.exit("H5Fopen failed")
+failed = []
+for path, committed in json.loads(sys.argv[2]).items():
+    dataset = h5.H5Dopen2(file, ("/" + path).encode(), 0)
+    if dataset < 0:
+        failed.append(path)
+        continue
+    space = h5.H5Dget_space(dataset)
+    dims, maxdims = (size * 32)(), (size * 32)()
+    rank = h5.H5Sget_simple_extent_dims(space, dims, maxdims)
+    h5.H5Sclose(space)
+    plist = h5.H5Dget_create_plist(dataset)
+    chunk = (size * 32)()
+    chunked = h5.H5Pget_chunk(plist, 32, chunk)
+    h5.H5Pclose(plist)
+    rows = max(dims[0], committed)
+    dims[0] = (rows // max(1, chunk[0]) + 2) * max(1, chunk[0])
+    grown = rank >= 1 and chunked >= 1 and h5.H5Dset_extent(dataset, dims) >= 0
+    dims[0] = committed
+    if not grown or h5.H5Dset_extent(dataset, dims) < 0:
+        failed.append(path)
+    h5.H5Dclose(dataset)
+if h5.H5Fclose(file) < 0:
+    failed.append("(closing the file)")
+try:  # what netCDF4 now reads of them: the last committed row of each
+    with netCDF4.Dataset(sys.argv[1], "r") as ds:
+        for path, committed in json.loads(sys.argv[2]).items():
+            if committed:
+                ds[path][committed - 1]
+except Exception as exc:
+    failed.append(f"reading the file afterwards: {type(exc).__name__}: {exc}")
+print(json.dumps({"failed": failed}))
+"""
+
+
+def clear_vlen_rows(path: str, committed: dict[str, int]) -> str:
+    """Shrink the variable-length variables ``committed`` names to their committed length;
+    '' on success, else what failed."""
+    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _SHRINK, path, json.dumps(committed)],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return "HDF5 hung shrinking it"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return f"shrinking it failed: {tail[0]}"
+    failed = json.loads(lines[-1])["failed"]
+    return f"failed: {', '.join(failed)}" if failed else ""
