@@ -116,3 +116,22 @@ def test_entries_larger_than_a_chunk_are_split_into_equal_chunks(nc_path: Path) 
         chunks = ds["x"].chunking()
     pieces = -(-100_000 // chunks[1])
     assert chunks[0] == 1 and pieces * chunks[1] - 100_000 < pieces  # no overhanging chunk
+
+
+def test_try_append_of_a_large_entry_without_room_stages_nothing(nc_path: Path) -> None:
+    entry = np.zeros(LARGE)
+    store = open_store(nc_path, max_pending_bytes=entry.nbytes)
+    engine = store._core.engine
+    release = threading.Event()
+    engine.call("hold the writer", release.wait)
+    store.x.append(entry)  # the writer is held: its room stays taken
+    var = engine.nodes["x"]
+    try:
+        assert engine.try_append(var, np.ones(LARGE)) is None
+        assert (len(store.x), store.stats().pending_bytes) == (1, entry.nbytes)
+    finally:
+        release.set()
+    store.flush()
+    assert engine.try_append(var, np.ones(LARGE)) is not None
+    np.testing.assert_array_equal(store.x.read()[:, 0, 0], [0.0, 1.0])
+    store.close()

@@ -467,7 +467,9 @@ class Engine:
     def append(self, var: VarState, payload: Any) -> Handle:
         """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
         if var.capacity == 1 and var.numeric:
-            return self._append_alone(var, payload)
+            handle = self._append_alone(var, payload)
+            assert handle is not None  # it waits for room rather than refuse
+            return handle
         if var.open_chunk is None and var.numeric and not var.free_buffers:
             self._prepare_buffer(var)
         cond = self.cond
@@ -501,19 +503,23 @@ class Engine:
             self.cond.notify_all()
         return Handle(self, self._seq)
 
-    def _append_alone(self, var: VarState, payload: Any) -> Handle:
+    def _append_alone(self, var: VarState, payload: Any, wait: bool = True) -> Handle | None:
         """Append a large entry (a buffer to itself), copying it outside the lock.
 
         Copying megabytes (into fresh pages, milliseconds) under the lock would stall the
         writer, which takes the lock between writes. The entry's room is reserved first, so
-        the backpressure bound holds while it is copied; it is queued once copied.
+        the backpressure bound holds while it is copied; it is queued once copied. Without
+        ``wait``, returns None instead of waiting for room (``try_append``).
         """
         nbytes = var.entry_nbytes
         cond = self.cond
         with cond:
             if self._error is not None or self._closing:
                 self.check_usable()
-            if self._pending_bytes > self.max_pending_bytes:
+            if not wait:
+                if not self.has_room(nbytes):
+                    return None
+            elif self._pending_bytes > self.max_pending_bytes:
                 self._wait_for_room(nbytes)
             self._pending_bytes += nbytes
             buffer = var.free_buffers.pop() if var.free_buffers else None
@@ -573,6 +579,10 @@ class Engine:
 
     def try_append(self, var: VarState, payload: Any) -> Handle | None:
         """``append`` if it would not wait under backpressure; None (nothing staged) if so."""
+        if var.capacity == 1 and var.numeric:
+            return self._append_alone(var, payload, wait=False)
+        if var.open_chunk is None and var.numeric and not var.free_buffers:
+            self._prepare_buffer(var)
         with self.cond:
             self.check_usable()
             if not self.has_room(var.entry_nbytes):
