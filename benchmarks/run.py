@@ -210,6 +210,38 @@ def toy_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(rows: list[dict[str, Any]], toys: list[dict[str, Any]]) -> str:
+    """One compact table: p50 per append and whole job per size, and the toy loop."""
+    sizes = [size for size in SIZES if any(r["size"] == size for r in rows)]
+    found = {(r["size"], r["library"]): r for r in rows}
+    toy = {t["library"]: t for t in toys}
+    head = [f"{size} p50 µs (p99)" for size in sizes] + [f"{size} whole s" for size in sizes]
+    lines = [
+        "\nSummary: caller's time per append, p50 (p99); whole job; toy loop overhead\n",
+        "| library | " + " | ".join(head) + " | toy loop |",
+        "|---" * (len(head) + 2) + "|",
+    ]
+    libraries = list(dict.fromkeys(r["library"] for r in rows))
+    for library in libraries:
+        cells = []
+        for size in sizes:
+            r = found.get((size, library))
+            p50 = r and r["p50_us"]
+            cells.append(f"{p50:.1f} ({r['p99_us']:.0f})" if p50 else "–")
+        for size in sizes:
+            r = found.get((size, library))
+            cells.append(_fmt(r and r["whole_s"], ".3f"))
+        t = toy.get(library)
+        cells.append(f"{100 * t['overhead']:+.1f}%" if t else "–")
+        lines.append(f"| {library} | " + " | ".join(cells) + " |")
+    copies = [
+        _fmt(_median([r["copy_p50_us"] for r in rows if r["size"] == size]), ".1f")
+        for size in sizes
+    ]
+    lines.append("| copy (np.array) | " + " | ".join(copies) + " |" + " |" * (len(sizes) + 1))
+    return "\n".join(lines)
+
+
 def targets(rows: list[dict[str, Any]], toys: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, checked against this run's medians."""
     found = {(r["size"], r["library"]): r for r in rows}
@@ -357,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     checks = targets(rows, toys)
     info["load_average_end"] = os.getloadavg()
     info["seconds"] = round(time.time() - started, 1)
-    report = write_table(rows) + "\n" + toy_table(toys) + "\n" + targets_table(checks)
+    report = "\n".join(
+        [write_table(rows), toy_table(toys), summary_table(rows, toys), targets_table(checks)]
+    )
     print(report)
 
     args.out.mkdir(parents=True, exist_ok=True)
