@@ -106,7 +106,10 @@ def summarize_write(size: str, library: str, n: int, runs: list[dict[str, Any]])
     out["backpressure_waits"] = _median([r.get("backpressure_waits") for r in runs])
     out["p50_over_copy"] = _ratio(runs, "p50_us", "copy.p50_us")
     out["p99_over_copy"] = _ratio(runs, "p99_us", "copy.p99_us")
-    out["whole_over_bulk"] = 1.0 if library == "bulk" else _ratio(runs, "whole_s", "bulk_whole_s")
+    # Replaced by the ratio to the bulk scenario when it ran (see main).
+    same_process = 1.0 if library == "bulk" else _ratio(runs, "whole_s", "bulk_whole_s")
+    out["whole_over_bulk_same_process"] = same_process
+    out["whole_over_bulk"] = same_process
     out["read_over_netcdf4"] = _ratio(runs, "read_s", "netcdf4_read_same_file_s")
     out["rss_bound_mib"] = in_flight + RSS_ALLOWANCE_MIB
     out["p50_us_range"] = _range([r.get("p50_us") for r in runs])
@@ -372,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes
         for library in libraries
     ]
+    # The job against the bulk scenario, run the same way (a fresh process after a warm-up),
+    # rather than the bulk write that follows it in its process: by then the job's freed
+    # memory and deleted pages are there for the taking, which favours the bulk write.
+    bulk_rows = {r["size"]: r for r in rows if r["library"] == "bulk" and r["whole_s"]}
+    for r in rows:
+        if r["size"] in bulk_rows:
+            r["whole_over_bulk"] = r["whole_s"] / bulk_rows[r["size"]]["whole_s"]
     toys = [
         {
             "library": library,
