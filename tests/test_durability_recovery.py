@@ -408,3 +408,68 @@ def test_variable_length_rows_past_the_last_flush_are_cut_after_a_crash(nc_path)
         store.log.append({"step": 5})
     with writebehind.open(nc_path, "r") as store:
         assert [entry["step"] for entry in store.log.read()] == [0, 1, 2, 3, 4, 5]
+
+
+# -- the undo journal of chunk indexes -------------------------------------------------------
+def _journal_for(nc_path: Path) -> tuple[str, list[tuple[int, bytes]]]:
+    from writebehind._journal import IndexJournal, _rightmost_path
+
+    journal = IndexJournal(str(nc_path))
+    journal.keep(durable=False)
+    fd = os.open(nc_path, os.O_RDONLY)
+    try:
+        nodes = [node for index in journal._indexes.values() for node in _rightmost_path(fd, index)]
+    finally:
+        os.close(fd)
+    assert journal._journal is not None
+    return journal._journal, nodes
+
+
+def test_an_interrupted_flush_gets_its_chunk_index_nodes_back(nc_path):
+    # What a kill in the middle of a chunk-index split leaves: a node rewritten in place
+    # whose new children were never written. Here the root is simply overwritten.
+    _clean_file(nc_path, frames=30)
+    _, nodes = _journal_for(nc_path)
+    assert nodes
+    with open(nc_path, "r+b") as file:
+        for address, node in nodes:
+            file.seek(address)
+            file.write(bytes(len(node)))
+    _mark_open_for_writing(nc_path)
+    report = recover(str(nc_path))
+    assert report.index_nodes_restored == len(nodes)
+    with writebehind.open(nc_path, "r") as store:
+        assert store.traj.positions.read()[:, 0, 0].tolist() == list(range(30))
+
+
+def test_an_incomplete_journal_is_deleted_unused(nc_path):
+    _clean_file(nc_path, frames=30)
+    journal, _ = _journal_for(nc_path)
+    data = Path(journal).read_bytes()
+    Path(journal).write_bytes(data[: len(data) // 2])  # killed while writing it
+    before = nc_path.read_bytes()
+    _mark_open_for_writing(nc_path)
+    report = recover(str(nc_path))
+    assert report.index_nodes_restored == 0
+    assert not Path(journal).exists()
+    assert nc_path.read_bytes()[48:] == before[48:]
+
+
+def test_a_journal_of_another_file_of_that_name_is_ignored(nc_path):
+    _clean_file(nc_path, frames=30)
+    journal, _ = _journal_for(nc_path)
+    _clean_file(nc_path, frames=5)  # a new file (a new inode) under the same name
+    _mark_open_for_writing(nc_path)
+    report = recover(str(nc_path))
+    assert report.index_nodes_restored == 0
+    assert Path(journal).exists()
+
+
+def test_a_flush_leaves_no_journal_behind(nc_path):
+    _clean_file(nc_path, frames=3)
+    with writebehind.open(nc_path) as store:
+        for i in range(3):
+            store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
+            store.flush()
+    leftovers = [p.name for p in nc_path.parent.iterdir() if p.name != nc_path.name]
+    assert leftovers == []

@@ -10,7 +10,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-__all__ = ["PROBE_TIMEOUT_SECONDS", "ProbeResult", "clear_vlen_rows", "probe"]
+__all__ = [
+    "PROBE_TIMEOUT_SECONDS",
+    "ProbeResult",
+    "clear_vlen_rows",
+    "object_header_addresses",
+    "probe",
+]
 
 PROBE_TIMEOUT_SECONDS = 60.0
 
@@ -86,17 +92,8 @@ def probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
     )
 
 
-# -- clearing variable-length rows past the committed length -------------------------------
-# Rows of a variable-length variable (str, bytes, dict records) hold references into HDF5's
-# global heap. Past the committed length -- inside the variable's extent or past it, in the
-# last chunk -- a kill can leave references to heap objects that never reached the file.
-# HDF5 frees the old object when it overwrites a row, so the next append there would fail
-# ("HDF error") and the store could never continue the file. HDF5 fills the part of a chunk
-# that a shrinking extent gives up with the fill value (null references) without freeing
-# anything: so each such variable is grown to two chunks past its rows and shrunk back to its
-# committed length. netCDF cannot do that: this runs in a fresh interpreter and calls
-# H5Dset_extent through ctypes on the HDF5 library netCDF4 loaded.
-_SHRINK = r"""
+# The HDF5 library netCDF4 itself loaded, through ctypes (no other HDF5 binding is needed).
+_LOAD_HDF5 = r"""
 import ctypes, ctypes.util, glob, json, os, sys
 import netCDF4
 
@@ -123,6 +120,23 @@ h5.H5Eset_auto2.argtypes = [hid, ctypes.c_void_p, ctypes.c_void_p]
 h5.H5Eset_auto2(0, None, None)
 h5.H5Fopen.restype = hid
 h5.H5Fopen.argtypes = [ctypes.c_char_p, ctypes.c_uint, hid]
+h5.H5Fclose.argtypes = [hid]
+"""
+
+
+# -- clearing variable-length rows past the committed length -------------------------------
+# Rows of a variable-length variable (str, bytes, dict records) hold references into HDF5's
+# global heap. Past the committed length -- inside the variable's extent or past it, in the
+# last chunk -- a kill can leave references to heap objects that never reached the file.
+# HDF5 frees the old object when it overwrites a row, so the next append there would fail
+# ("HDF error") and the store could never continue the file. HDF5 fills the part of a chunk
+# that a shrinking extent gives up with the fill value (null references) without freeing
+# anything: so each such variable is grown to two chunks past its rows and shrunk back to its
+# committed length. netCDF cannot do that: this runs in a fresh interpreter and calls
+# H5Dset_extent through ctypes on the HDF5 library netCDF4 loaded.
+_SHRINK = (
+    _LOAD_HDF5
+    + r"""
 h5.H5Dopen2.restype = hid
 h5.H5Dopen2.argtypes = [hid, ctypes.c_char_p, hid]
 h5.H5Dget_space.restype = hid
@@ -133,7 +147,7 @@ h5.H5Dget_create_plist.restype = hid
 h5.H5Dget_create_plist.argtypes = [hid]
 h5.H5Pget_chunk.argtypes = [hid, ctypes.c_int, ctypes.POINTER(size)]
 h5.H5Pclose.argtypes = [hid]
-for name in ("H5Sclose", "H5Dclose", "H5Fclose"):
+for name in ("H5Sclose", "H5Dclose"):
     getattr(h5, name).argtypes = [hid]
 file = h5.H5Fopen(sys.argv[1].encode(), 1, 0)  # H5F_ACC_RDWR, H5P_DEFAULT
 if file < 0:
@@ -170,6 +184,7 @@ except Exception as exc:
     failed.append(f"reading the file afterwards: {type(exc).__name__}: {exc}")
 print(json.dumps({"failed": failed}))
 """
+)
 
 
 def clear_vlen_rows(path: str, committed: dict[str, int]) -> str:
@@ -192,3 +207,50 @@ def clear_vlen_rows(path: str, committed: dict[str, int]) -> str:
         return f"shrinking it failed: {tail[0]}"
     failed = json.loads(lines[-1])["failed"]
     return f"failed: {', '.join(failed)}" if failed else ""
+
+
+# -- where the object headers are ------------------------------------------------------------
+# The address of the object header of every appendable variable (first dimension unlimited),
+# from HDF5's H5Oget_info_by_name3: the first 8 bytes of the native token are the address.
+_OBJECT_HEADERS = (
+    _LOAD_HDF5
+    + r"""
+h5.H5Oget_info_by_name3.argtypes = [hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint, hid]
+names = []
+with netCDF4.Dataset(sys.argv[1], "r") as ds:
+    groups = [("", ds)]
+    while groups:
+        prefix, group = groups.pop()
+        groups.extend((prefix + name + "/", g) for name, g in group.groups.items())
+        for name, var in group.variables.items():
+            if var.dimensions and var.get_dims()[0].isunlimited():
+                names.append(prefix + name)
+file = h5.H5Fopen(sys.argv[1].encode(), 0, 0)  # H5F_ACC_RDONLY, H5P_DEFAULT
+out = {}
+info = ctypes.create_string_buffer(256)  # an H5O_info2_t: fileno, then the 16-byte token
+for name in names:
+    if h5.H5Oget_info_by_name3(file, ("/" + name).encode(), info, 1, 0) >= 0:
+        out[name] = int.from_bytes(info.raw[8:16], "little")
+h5.H5Fclose(file)
+print(json.dumps(out))
+"""
+)
+
+
+def object_header_addresses(path: str) -> dict[str, int]:
+    """The object header address of each appendable variable of ``path``; {} on failure."""
+    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _OBJECT_HEADERS, path],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {}
+    return {str(name): int(address) for name, address in json.loads(lines[-1]).items()}

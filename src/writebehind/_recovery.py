@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ._errors import RecoveryError
+from ._journal import apply_journal, journal_path
 from ._probe import ProbeResult, clear_vlen_rows, probe
 from ._superblock import Superblock, lookup3, read_superblock
 
@@ -78,6 +79,7 @@ class RecoveryReport:
     rolled_back: bool = False  # replaced by the copy taken before an interrupted flush
     cut_rows: dict[str, int] = field(default_factory=dict)  # variable-length rows removed
     cut_error: str = ""  # why they could not be removed
+    index_nodes_restored: int = 0  # chunk-index nodes put back from the undo journal
 
     @property
     def recovered(self) -> bool:
@@ -103,6 +105,7 @@ class RecoveryReport:
             "rolled_back": self.rolled_back,
             "cut_rows": dict(self.cut_rows),
             "cut_error": self.cut_error,
+            "index_nodes_restored": self.index_nodes_restored,
         }
 
     def describe(self) -> str:
@@ -115,6 +118,11 @@ class RecoveryReport:
             lines = [f"{self.path}: left open by a process that did not close it (a crash?)"]
         if self.probe_error:
             lines.append(f"  netCDF4 could not read it: {self.probe_error}")
+        if self.index_nodes_restored:
+            lines.append(
+                f"  {self.index_nodes_restored} chunk-index node(s) an interrupted flush may "
+                "have rewritten were restored from its undo journal"
+            )
         if self.superblock_repaired:
             lines.append(
                 f"  superblock v{self.superblock_version} repaired: end of allocation "
@@ -217,6 +225,8 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
     if clean and not force:
         if has_rollback:  # closed cleanly after the flush it guarded: stale
             drop_rollback_copy(path)
+        with contextlib.suppress(FileNotFoundError):  # stale too
+            os.unlink(journal_path(path, os.stat(path).st_ino))
         return report
     with _exclusive(path) as fd:
         if fd is None:
@@ -230,6 +240,8 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
             report.readable_before = before.ok
             report.probe_error = before.error
         if not clean:
+            # an interrupted flush: put back the chunk-index nodes it may have rewritten
+            report.index_nodes_restored = apply_journal(path, fd)
             _repair_superblock(fd, superblock, size, report)
             after = probe(path)
         assert after is not None

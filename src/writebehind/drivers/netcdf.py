@@ -25,6 +25,7 @@ from typing import Any
 import netCDF4
 import numpy as np
 
+from .._journal import IndexJournal
 from .._recovery import (
     RecoveryReport,
     create_atomically,
@@ -77,6 +78,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         # after a sync (see _recovery.keep_rollback_copy) and dropped by the next sync.
         self._on_disk_consistent = False
         self._rollback_kept = False
+        self._index_journal: IndexJournal | None = None  # see _journal: chunk-index undo
+        self._entries_written = False  # since the last sync: only then can an index change
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
@@ -110,6 +113,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if mode == "w":
             self._directory_synced = False
         self._on_disk_consistent = True
+        self._index_journal = IndexJournal(self._file_name) if mode != "r" else None
         dataset.set_auto_maskandscale(False)
         dataset.set_always_mask(False)
         self._dataset = dataset
@@ -168,7 +172,15 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             return
         if self._dataset is None:
             return
+        # A flush that changes the structure is guarded by the rollback copy; any other by
+        # an undo journal of the chunk-index nodes it may rewrite in place.
+        journal = None if self._rollback_kept or not self._entries_written else self._index_journal
+        self._entries_written = False
+        if journal is not None:
+            journal.keep(durable)
         self._dataset.sync()
+        if journal is not None:
+            journal.drop()
         if durable:
             _fsync_path(self._file_name)
             if not self._directory_synced:  # a new file's name survives a power loss too
@@ -178,6 +190,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if self._rollback_kept:
             drop_rollback_copy(self._file_name)
             self._rollback_kept = False
+            if self._index_journal is not None:
+                self._index_journal.stale = True  # new variables: find the indexes again
 
     def close(self) -> None:
         if self._close_from_user_code():  # openmmtools' close(): drain, close the owning store
@@ -268,6 +282,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
     # -- data ------------------------------------------------------------------------
     def write_entries(self, path: str, start: int, entries: Any) -> None:
         variable = self._node(path)
+        self._entries_written = True
         if isinstance(entries, np.ndarray) and entries.dtype != _OBJECT:
             if entries.size == 0:
                 return

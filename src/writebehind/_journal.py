@@ -1,0 +1,238 @@
+"""An undo journal of the chunk indexes a flush may rewrite in place.
+
+The chunks of each appendable variable are indexed by an HDF5 version 1 B-tree of at most 64
+chunks a node. When a flush adds a chunk to a full node, HDF5 splits it: it rewrites the node
+(or the root) in place, pointing to a new node that it writes after it. The kill-torture
+showed that a kill in between loses entries earlier flushes acknowledged: they hang under a
+node that was never written.
+
+Entries are only ever added at the end of a variable, so a flush can only rewrite the nodes
+on the *rightmost path* of each index (the root, then the last child of each node down to
+the last leaf); everything it adds is written at new addresses. Before each flush the driver
+copies those nodes, as they are on disk, to ``FILE.writebehind-undo-<inode>`` (each record
+with a CRC32, the whole with an end marker), and deletes the journal when the flush has
+completed. Recovery writes a complete journal back: the indexes are then exactly as the
+last completed flush left them, which is what the committed lengths count (chunks keep
+their addresses, and an earlier row keeps its bytes when its chunk is rewritten).
+
+Where the indexes are: a fresh interpreter (``_probe.OBJECT_HEADERS``) asks HDF5 for the
+object header address of every appendable variable; the header's data layout message
+(version 3, chunked) holds the index's root address, and the nodes are read from there.
+Variables stored otherwise (other layout versions, other index types) are not journaled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ._probe import object_header_addresses
+
+__all__ = ["IndexJournal", "apply_journal", "journal_path"]
+
+logger = logging.getLogger("writebehind")
+
+JOURNAL_SUFFIX = ".writebehind-undo"
+_MAGIC = b"WBUNDO1\n"
+_END = b"WBEND\n"
+_B_TREE_K = 32  # HDF5's default "istore K": 2K = 64 chunks a node (netCDF never changes it)
+_OFFSET = 8  # netCDF-4 files use 8-byte addresses; other files are not journaled
+
+
+def journal_path(path: str, inode: int) -> str:
+    """The journal of the file at ``path`` whose inode is ``inode``."""
+    return f"{path}{JOURNAL_SUFFIX}-{inode}"
+
+
+@dataclass(frozen=True)
+class _Index:
+    root: int  # address of the B-tree's root node
+    key_size: int  # bytes of one key: chunk size, filter mask, one offset per dimension
+
+    @property
+    def node_size(self) -> int:
+        entries = 2 * _B_TREE_K
+        return 8 + 2 * _OFFSET + (entries + 1) * self.key_size + entries * _OFFSET
+
+
+class IndexJournal:
+    """Keeps the undo journal of one open file's chunk indexes (on the writer thread)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.stale = True  # the variables changed: find the indexes again before journaling
+        self._indexes: dict[str, _Index] = {}
+        self._journal: str | None = None
+
+    def refresh(self) -> None:
+        """Find the index of every appendable variable (a subprocess: about 0.2 s)."""
+        headers = object_header_addresses(self.path)
+        indexes = {}
+        with open(self.path, "rb") as file:
+            for name, address in headers.items():
+                index = _index_of(file, address)
+                if index is not None:
+                    indexes[name] = index
+        self._indexes = indexes
+        self.stale = False
+
+    def keep(self, durable: bool) -> None:
+        """Write the journal of the nodes the next flush may rewrite; fsync it if durable."""
+        if self.stale:
+            self.refresh()
+        if not self._indexes:
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            inode = os.fstat(fd).st_ino
+            records = [_MAGIC]
+            count = 0
+            for index in self._indexes.values():
+                for address, data in _rightmost_path(fd, index):
+                    head = struct.pack("<QI", address, len(data))
+                    crc = zlib.crc32(head + data)
+                    records.append(head + data + struct.pack("<I", crc))
+                    count += 1
+        finally:
+            os.close(fd)
+        records.append(_END + struct.pack("<I", count))
+        target = journal_path(self.path, inode)
+        with open(target, "wb") as journal:
+            journal.write(b"".join(records))
+            if durable:
+                os.fsync(journal.fileno())
+        self._journal = target
+
+    def drop(self) -> None:
+        """Delete the journal: the flush it guarded has completed."""
+        if self._journal is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._journal)
+            self._journal = None
+
+
+def apply_journal(path: str, fd: int) -> int:
+    """Write back the nodes a complete journal of ``path`` holds; the number written.
+
+    An incomplete journal (the kill came while it was written, before the flush started)
+    is deleted unused. Journals of another file that had the same name are ignored.
+    """
+    target = journal_path(path, os.fstat(fd).st_ino)
+    try:
+        with open(target, "rb") as journal:
+            data = journal.read()
+    except FileNotFoundError:
+        return 0
+    records = _parse(data)
+    for address, node in records or []:
+        os.pwrite(fd, node, address)
+    if records:
+        os.fsync(fd)
+        logger.warning(
+            "writebehind: %s: a flush was interrupted; %d chunk-index node(s) restored from %s",
+            path,
+            len(records),
+            target,
+        )
+    os.unlink(target)
+    return len(records or [])
+
+
+def _parse(data: bytes) -> list[tuple[int, bytes]] | None:
+    """The records of a complete, intact journal; None otherwise."""
+    if not data.startswith(_MAGIC):
+        return None
+    records = []
+    at = len(_MAGIC)
+    while data[at : at + len(_END)] != _END:
+        if at + 12 > len(data):
+            return None
+        address, length = struct.unpack_from("<QI", data, at)
+        end = at + 12 + length
+        if end + 4 > len(data):
+            return None
+        (crc,) = struct.unpack_from("<I", data, end)
+        if zlib.crc32(data[at:end]) != crc:
+            return None
+        records.append((address, data[at + 12 : end]))
+        at = end + 4
+    tail = data[at + len(_END) : at + len(_END) + 4]
+    if len(tail) != 4 or struct.unpack("<I", tail)[0] != len(records):
+        return None
+    return records
+
+
+# -- reading the file ------------------------------------------------------------------------
+def _index_of(file: BinaryIO, address: int) -> _Index | None:
+    """The chunk index named by the data layout message of the object header at
+    ``address``; None if the header or the layout is of a kind this does not read."""
+    for kind, body in _messages(file, address):
+        if kind != 0x0008:  # data layout
+            continue
+        if len(body) < 3 + _OFFSET or body[0] != 3 or body[1] != 2:  # version 3, chunked
+            return None
+        dimensionality = body[2]
+        root = int.from_bytes(body[3 : 3 + _OFFSET], "little")
+        return _Index(root, 8 + 8 * dimensionality)
+    return None
+
+
+def _messages(file: BinaryIO, address: int) -> list[tuple[int, bytes]]:
+    """The (type, body) of each message of a version 2 object header, continuations
+    included; [] for a header of another version."""
+
+    def read(at: int, n: int) -> bytes:
+        file.seek(at)
+        return file.read(n)
+
+    head = read(address, 6)
+    if head[:4] != b"OHDR" or head[4] != 2:
+        return []
+    flags = head[5]
+    at = address + 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+    width = 1 << (flags & 0x03)
+    size = int.from_bytes(read(at, width), "little")
+    chunks = [(at + width, size)]
+    order = 2 if flags & 0x04 else 0
+    messages = []
+    while chunks and len(chunks) < 1000:
+        start, length = chunks.pop(0)
+        body = read(start, length)
+        position = 0
+        while position + 4 + order <= len(body):
+            kind = body[position]
+            message_size = int.from_bytes(body[position + 1 : position + 3], "little")
+            data_at = position + 4 + order
+            data = body[data_at : data_at + message_size]
+            if len(data) < message_size:
+                break
+            messages.append((kind, data))
+            if kind == 0x0010 and len(data) >= 16:  # continuation: an "OCHK" chunk
+                chunk_at = int.from_bytes(data[:8], "little")
+                chunk_length = int.from_bytes(data[8:16], "little")
+                chunks.append((chunk_at + 4, chunk_length - 8))  # past "OCHK", before the CRC
+            position = data_at + message_size
+    return messages
+
+
+def _rightmost_path(fd: int, index: _Index) -> list[tuple[int, bytes]]:
+    """The nodes from the root down to the last leaf, as they are on disk."""
+    nodes = []
+    address = index.root
+    for _ in range(64):  # a B-tree of 64 levels would index more chunks than exist
+        node = os.pread(fd, index.node_size, address)
+        if node[:4] != b"TREE" or len(node) < 8 + 2 * _OFFSET:
+            break
+        nodes.append((address, node))
+        level = node[5]
+        used = int.from_bytes(node[6:8], "little")
+        if level == 0 or used == 0:
+            break
+        child_at = 8 + 2 * _OFFSET + (used - 1) * (index.key_size + _OFFSET) + index.key_size
+        address = int.from_bytes(node[child_at : child_at + _OFFSET], "little")
+    return nodes
