@@ -7,9 +7,10 @@ Usage: ``.venv/bin/python tools/torture.py [--random N] [--seed S] [--out result
 2. a SIGKILL at every pwrite64 of every flush (and the close) of a fixed run of 30 frames
    flushed every 5, the third flush creating a group and a variable;
 3. a SIGKILL at every pwrite64 of the flush that first splits a variable's chunk index (an
-   HDF5 B-tree of 64 chunks a node), with 1 MiB entries (``big``): a known limitation,
-   see docs/durability.md;
-4. negative controls: acknowledging before flushing must be caught.
+   HDF5 B-tree of 64 chunks a node), with 1 MiB entries (``big``): the undo journal of
+   ``_journal.py`` is what keeps those entries;
+4. 20 SIGKILLs as soon as a child's first acknowledgement arrives;
+5. negative controls: acknowledging before flushing must be caught.
 
 Prints one JSON document (also written to ``--out``) with, per part: trials, acknowledged
 entries checked, lost (must be 0), torn, files unreadable before and after recovery.
@@ -71,7 +72,7 @@ def main() -> int:
             # every pwrite64 of the run: each flush, and the close after the last one
             trials = harness.pwrite_kills(
                 work / "pwrite",
-                range(1, last + 12),
+                range(1, last + 1),
                 frames=frames,
                 flush_every=every,
                 workers=args.workers,
@@ -109,9 +110,21 @@ def main() -> int:
                     "chunk index split", trials, started
                 )
         started = time.monotonic()
+        (work / "on-ack").mkdir()
+        trials = harness.random_kills(
+            work / "on-ack", 20, args.seed + 2, chains=args.workers, kill_on_ack=True
+        )
+        results["kill_on_acknowledgement"] = _part("kill on acknowledgement", trials, started)
+
+        started = time.monotonic()
         (work / "control").mkdir()
         trials = harness.random_kills(
-            work / "control", 10, args.seed + 1, chains=args.workers, ack_before_flush=True
+            work / "control",
+            10,
+            args.seed + 1,
+            chains=args.workers,
+            ack_before_flush=True,
+            kill_on_ack=True,
         )
         results["negative_control_random"] = _part("negative control (random)", trials, started)
     if args.out:
