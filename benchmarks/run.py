@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                         "library": library,
                         "steps": toy_steps,
                         "dir": directory,
-                        "toy_repeats": 2 if args.quick else 3,
+                        "toy_repeats": 2 if args.quick else 5,
                     }
                     toy_runs.setdefault(library, []).append(run_worker(task))
                     print(f"  [{repeat + 1}/{repeats}]    toy {library}", flush=True)
