@@ -415,14 +415,14 @@ def _journal_for(nc_path: Path) -> tuple[str, list[tuple[int, bytes]]]:
     from writebehind._journal import IndexJournal, _rightmost_path
 
     journal = IndexJournal(str(nc_path))
-    journal.keep(durable=False)
+    journal.before_sync(durable=False)
     fd = os.open(nc_path, os.O_RDONLY)
     try:
         nodes = [node for index in journal._indexes.values() for node in _rightmost_path(fd, index)]
     finally:
         os.close(fd)
-    assert journal._journal is not None
-    return journal._journal, nodes
+    os.close(journal._fd)  # left in place, as by a killed process
+    return journal._target, nodes
 
 
 def test_an_interrupted_flush_gets_its_chunk_index_nodes_back(nc_path):
@@ -465,7 +465,24 @@ def test_a_journal_of_another_file_of_that_name_is_ignored(nc_path):
     assert Path(journal).exists()
 
 
-def test_a_flush_leaves_no_journal_behind(nc_path):
+def test_the_journal_holds_the_index_as_the_last_flush_left_it(nc_path):
+    from writebehind._journal import _parse
+
+    _clean_file(nc_path, frames=3)
+    with writebehind.open(nc_path) as store:
+        for i in range(3, 6):
+            store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
+            store.flush()
+        journal = store.storage_driver._index_journal
+        records = _parse(Path(journal._target).read_bytes())
+        assert records
+        with open(nc_path, "rb") as file:
+            for address, node in records:
+                file.seek(address)
+                assert file.read(len(node)) == node
+
+
+def test_closing_a_store_leaves_no_journal_behind(nc_path):
     _clean_file(nc_path, frames=3)
     with writebehind.open(nc_path) as store:
         for i in range(3):

@@ -8,12 +8,13 @@ node that was never written.
 
 Entries are only ever added at the end of a variable, so a flush can only rewrite the nodes
 on the *rightmost path* of each index (the root, then the last child of each node down to
-the last leaf); everything it adds is written at new addresses. Before each flush the driver
-copies those nodes, as they are on disk, to ``FILE.writebehind-undo-<inode>`` (each record
-with a CRC32, the whole with an end marker), and deletes the journal when the flush has
-completed. Recovery writes a complete journal back: the indexes are then exactly as the
-last completed flush left them, which is what the committed lengths count (chunks keep
-their addresses, and an earlier row keeps its bytes when its chunk is rewritten).
+the last leaf); everything it adds is written at new addresses. The driver keeps those
+nodes, as the last completed sync left them on disk, in ``FILE.writebehind-undo-<inode>``
+(each record with a CRC32, the whole with an end marker), and deletes the journal when the
+file is closed. Recovery writes a complete journal back: the indexes are then exactly as
+the last completed sync left them, which is what the committed lengths count (chunks keep
+their addresses, and an earlier row keeps its bytes when its chunk is rewritten). A flush
+that changes the file's structure voids the journal; the rollback copy guards it instead.
 
 Where the indexes are: a fresh interpreter (``_probe.OBJECT_HEADERS``) asks HDF5 for the
 object header address of every appendable variable; the header's data layout message
@@ -61,15 +62,53 @@ class _Index:
 
 
 class IndexJournal:
-    """Keeps the undo journal of one open file's chunk indexes (on the writer thread)."""
+    """Keeps ``FILE.writebehind-undo-<inode>`` holding the nodes on the rightmost path of
+    every chunk index as the last completed sync left them (on the writer thread).
+
+    Before a sync the journal is checked against the file (a few small reads) and rewritten
+    only if the nodes changed; after it, it is brought up to date. So it changes only when an
+    index does (once a chunk, about 1 MiB of a variable), and only then costs a write, and
+    an fdatasync when the flush is durable: the pre-images must be on disk before the sync
+    rewrites them, and a stale journal must never outlive a durable flush.
+    """
 
     def __init__(self, path: str):
         self.path = path
-        self.stale = True  # the variables changed: find the indexes again before journaling
         self._indexes: dict[str, _Index] = {}
-        self._journal: str | None = None
+        self._stale = True  # the variables changed: find the indexes again
+        self._fd = -1  # the journal, open for as long as the store
+        self._target = ""
+        self._written = b""  # what the journal holds; b"" when it holds nothing valid
+        self._durable = False  # whether that is fsynced
 
-    def refresh(self) -> None:
+    def mark_stale(self) -> None:
+        """The file's structure is about to change: void the journal until the next sync
+        that writes entries finds the indexes again."""
+        self._stale = True
+        if self._fd >= 0 and self._written:
+            os.pwrite(self._fd, bytes(len(_MAGIC)), 0)
+            self._written = b""
+            self._durable = False
+
+    def before_sync(self, durable: bool) -> None:
+        """Make sure the journal holds the nodes as they are on disk (fsynced if durable)."""
+        if self._stale:
+            self._refresh()
+        self._record(durable)
+
+    def after_sync(self, durable: bool) -> None:
+        """Bring the journal up to date with the nodes the sync wrote."""
+        self._record(durable)
+
+    def close(self) -> None:
+        """Delete the journal (the file was closed cleanly)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._target)
+
+    def _refresh(self) -> None:
         """Find the index of every appendable variable (a subprocess: about 0.2 s)."""
         headers = object_header_addresses(self.path)
         indexes = {}
@@ -79,48 +118,45 @@ class IndexJournal:
                 if index is not None:
                     indexes[name] = index
         self._indexes = indexes
-        self.stale = False
+        self._stale = False
 
-    def keep(self, durable: bool) -> None:
-        """Write the journal of the nodes the next flush may rewrite; fsync it if durable."""
-        if self.stale:
-            self.refresh()
+    def _record(self, durable: bool) -> None:
         if not self._indexes:
             return
+        content = self._content()
+        if content != self._written:
+            if self._fd < 0:
+                self._target = journal_path(self.path, os.stat(self.path).st_ino)
+                self._fd = os.open(self._target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.pwrite(self._fd, content, 0)
+            os.ftruncate(self._fd, len(content))
+            self._written = content
+            self._durable = False
+        if durable and not self._durable:
+            os.fdatasync(self._fd)
+            self._durable = True
+
+    def _content(self) -> bytes:
+        records = [_MAGIC]
+        count = 0
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            inode = os.fstat(fd).st_ino
-            records = [_MAGIC]
-            count = 0
             for index in self._indexes.values():
                 for address, data in _rightmost_path(fd, index):
                     head = struct.pack("<QI", address, len(data))
-                    crc = zlib.crc32(head + data)
-                    records.append(head + data + struct.pack("<I", crc))
+                    records.append(head + data + struct.pack("<I", zlib.crc32(head + data)))
                     count += 1
         finally:
             os.close(fd)
         records.append(_END + struct.pack("<I", count))
-        target = journal_path(self.path, inode)
-        with open(target, "wb") as journal:
-            journal.write(b"".join(records))
-            if durable:
-                os.fsync(journal.fileno())
-        self._journal = target
-
-    def drop(self) -> None:
-        """Delete the journal: the flush it guarded has completed."""
-        if self._journal is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._journal)
-            self._journal = None
+        return b"".join(records)
 
 
 def apply_journal(path: str, fd: int) -> int:
     """Write back the nodes a complete journal of ``path`` holds; the number written.
 
-    An incomplete journal (the kill came while it was written, before the flush started)
-    is deleted unused. Journals of another file that had the same name are ignored.
+    An incomplete or voided journal is deleted unused. Journals of another file that had
+    the same name are ignored.
     """
     target = journal_path(path, os.fstat(fd).st_ino)
     try:

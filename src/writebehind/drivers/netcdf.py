@@ -177,10 +177,10 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         journal = None if self._rollback_kept or not self._entries_written else self._index_journal
         self._entries_written = False
         if journal is not None:
-            journal.keep(durable)
+            journal.before_sync(durable)
         self._dataset.sync()
         if journal is not None:
-            journal.drop()
+            journal.after_sync(durable)
         if durable:
             _fsync_path(self._file_name)
             if not self._directory_synced:  # a new file's name survives a power loss too
@@ -190,8 +190,6 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if self._rollback_kept:
             drop_rollback_copy(self._file_name)
             self._rollback_kept = False
-            if self._index_journal is not None:
-                self._index_journal.stale = True  # new variables: find the indexes again
 
     def close(self) -> None:
         if self._close_from_user_code():  # openmmtools' close(): drain, close the owning store
@@ -207,6 +205,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if self._rollback_kept:  # closing flushed the change the copy guarded
             drop_rollback_copy(self._file_name)
             self._rollback_kept = False
+        if self._index_journal is not None:
+            self._index_journal.close()
 
     # -- structure -------------------------------------------------------------------
     def _node(self, path: str) -> Any:
@@ -223,6 +223,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if self._on_disk_consistent and not self._rollback_kept and self._dataset is not None:
             keep_rollback_copy(self._file_name, durable=True)
             self._rollback_kept = True
+            if self._index_journal is not None:  # the copy guards this flush instead
+                self._index_journal.mark_stale()
 
     def create_group(self, path: str) -> None:
         self._before_structure_change()
