@@ -135,3 +135,20 @@ def test_try_append_of_a_large_entry_without_room_stages_nothing(nc_path: Path) 
     assert engine.try_append(var, np.ones(LARGE)) is not None
     np.testing.assert_array_equal(store.x.read()[:, 0, 0], [0.0, 1.0])
     store.close()
+
+
+def test_entries_across_the_small_first_buffer_and_the_full_ones_keep_their_order(
+    nc_path: Path,
+) -> None:
+    store = open_store(nc_path)
+    var = None
+    for i in range(500):  # 43 in the first buffer (one file chunk), then buffers of 344
+        store.x.append(np.full((1000, 3), float(i)))
+        if i == 0:
+            var = store._core.engine.nodes["x"]
+            assert var.open_chunk is not None and len(var.open_chunk.buffer) == 43
+        if i == 250:
+            store.flush()  # written buffers are recycled while appends go on
+    assert var is not None and var.capacity == 344
+    np.testing.assert_array_equal(store.x.read()[:, 999, 2], np.arange(500.0))
+    store.close()

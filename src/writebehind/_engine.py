@@ -47,14 +47,15 @@ logger = logging.getLogger("writebehind")
 
 LINGER_SECONDS = 0.05
 # An append buffer holds whole file chunks (the driver's: about 1 MiB, at most 8192 entries)
-# and about 4 MiB: each buffer costs one wake-up and one write of the writer thread, and
-# the append that opens a buffer waits longer than the others, so fewer is better. An
-# entry over half a chunk has a buffer to itself and is copied outside the lock.
+# and about 8 MiB: the append that opens a buffer (mapping it) and the one that meets the
+# writer's wake-up wait longer than the others, so a buffer should hold a few hundred
+# entries for those to stay under 1% of appends (344 of 24 KB). An entry over half a
+# chunk has a buffer to itself and is copied outside the lock.
 CHUNK_TARGET_BYTES = 1 << 20
-STAGE_TARGET_BYTES = 4 << 20
+STAGE_TARGET_BYTES = 8 << 20
 STAGE_MAX_ENTRIES = 8192
 OBJECT_CHUNK_ENTRIES = 1024
-FREE_BUFFERS_PER_VARIABLE = 4
+FREE_BUFFERS_PER_VARIABLE = 2
 # Staging memory a variable keeps for reuse once written: touching fresh pages costs more
 # than the copy itself (2 us per 4 KiB page on a VM), so written buffers are recycled.
 RECYCLE_BYTES_PER_VARIABLE = 16 << 20
@@ -94,6 +95,7 @@ class VarState:
         "capacity",
         "encode",
         "entry_nbytes",
+        "first_capacity",
         "free_buffers",
         "layout",
         "length",
@@ -132,8 +134,10 @@ class VarState:
             else:
                 chunks = STAGE_TARGET_BYTES // (chunk * entry_nbytes)
                 self.capacity = chunk * max(1, min(STAGE_MAX_ENTRIES // chunk, chunks))
+            # A variable's first buffer holds one file chunk: most variables never fill it.
+            self.first_capacity = min(self.capacity, max(1, chunk))
         else:
-            self.capacity = OBJECT_CHUNK_ENTRIES
+            self.capacity = self.first_capacity = OBJECT_CHUNK_ENTRIES
         buffer_nbytes = max(1, self.capacity * self.entry_nbytes)
         self.max_free_buffers = max(
             FREE_BUFFERS_PER_VARIABLE, RECYCLE_BYTES_PER_VARIABLE // buffer_nbytes
@@ -264,7 +268,7 @@ class _SetMetadata(_Op):
 
 
 class _AppendChunk(_Op):
-    __slots__ = ("buffer", "count", "opened_at", "sealed", "start", "var")
+    __slots__ = ("buffer", "capacity", "count", "opened_at", "sealed", "start", "var")
     name = "append"
 
     def __init__(self, var: VarState, start: int, buffer: Any):
@@ -272,6 +276,7 @@ class _AppendChunk(_Op):
         self.var = var
         self.start = start
         self.buffer = buffer
+        self.capacity = len(buffer) if var.numeric else var.capacity
         self.count = 0
         self.sealed = False
         self.opened_at = time.monotonic()
@@ -284,7 +289,11 @@ class _AppendChunk(_Op):
         if end > engine.lengths_on_disk.get(self.path, 0):
             engine.lengths_on_disk[self.path] = end
             engine.dirty_lengths.add(self.path)
-        if var.numeric and len(var.free_buffers) < var.max_free_buffers:
+        if (
+            var.numeric
+            and len(self.buffer) == var.capacity  # not a first, smaller buffer
+            and len(var.free_buffers) < var.max_free_buffers
+        ):
             var.free_buffers.append(self.buffer)  # list.append is atomic under the GIL
         self.buffer = None
 
@@ -497,7 +506,7 @@ class Engine:
         self._seq += 1
         self._pending_ops += 1
         self._pending_bytes += nbytes
-        if chunk.count == var.capacity:
+        if chunk.count == chunk.capacity:
             chunk.sealed = True
             var.open_chunk = None
             self.cond.notify_all()
@@ -600,19 +609,20 @@ class Engine:
     def _prepare_buffer(self, var: VarState) -> None:
         """Add a fresh buffer to ``var``'s free list, made before taking the lock.
 
-        Mapping it can take a millisecond (see ``_new_buffer``); the lock is not held, so
-        the writer is not kept waiting. (Two threads may both add one: it is recycled.)
+        Only once ``var`` has filled its first buffer (see ``_open_chunk``). Mapping it can
+        take milliseconds (see ``_new_buffer``); the lock is not held, so the writer is
+        not kept waiting. (Two threads may both add one: it is recycled.)
         """
-        streaming = var.length >= var.capacity  # it has filled a buffer before
-        shape = (var.capacity, *var.layout.shape)
-        var.free_buffers.append(_new_buffer(shape, var.layout, populate=streaming))
+        if var.length >= var.first_capacity:
+            var.free_buffers.append(_new_buffer((var.capacity, *var.layout.shape), var.layout))
 
     def _open_chunk(self, var: VarState) -> _AppendChunk:
         if var.numeric:
             if var.free_buffers:
                 buffer: Any = var.free_buffers.pop()
-            else:
-                buffer = np.empty((var.capacity, *var.layout.shape), dtype=var.layout.dtype)
+            else:  # a first buffer, left to fault in as entries arrive
+                rows = var.first_capacity if var.length < var.first_capacity else var.capacity
+                buffer = np.empty((rows, *var.layout.shape), dtype=var.layout.dtype)
         else:
             buffer = []
         chunk = _AppendChunk(var, var.length, buffer)
@@ -871,17 +881,15 @@ class Engine:
 _MAP_POPULATE: int = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
 
 
-def _new_buffer(shape: tuple[int, ...], layout: Layout, populate: bool) -> Any:
-    """A fresh staging buffer; with ``populate``, its pages are mapped in one system call.
+def _new_buffer(shape: tuple[int, ...], layout: Layout) -> Any:
+    """A fresh staging buffer whose pages are mapped in one system call (Linux).
 
     The first touch of a fresh page faults (about 2 us per 4 KiB page on a VM, more than
-    copying a 24 KB entry); mapping a buffer's pages at once with MAP_POPULATE (Linux)
-    costs about half, in one append out of a buffer's worth instead of in every one. Only
-    for a variable that has filled a buffer before: a variable with a few entries is left
-    to fault in only the pages it uses.
+    copying a 24 KB entry); mapping a buffer's pages at once with MAP_POPULATE costs about
+    half, in the one append that opens the buffer instead of in every one.
     """
     count = int(np.prod(shape, dtype=np.int64))
-    if not (populate and _MAP_POPULATE and count):
+    if not (_MAP_POPULATE and count):
         return np.empty(shape, dtype=layout.dtype)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_POPULATE
     region = mmap.mmap(-1, count * layout.dtype.itemsize, flags=flags)
