@@ -43,6 +43,7 @@ _MAGIC = b"WBUNDO1\n"
 _END = b"WBEND\n"
 _B_TREE_K = 32  # HDF5's default "istore K": 2K = 64 chunks a node (netCDF never changes it)
 _OFFSET = 8  # netCDF-4 files use 8-byte addresses; other files are not journaled
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 def journal_path(path: str, inode: int) -> str:
@@ -133,7 +134,7 @@ class IndexJournal:
             self._written = content
             self._durable = False
         if durable and not self._durable:
-            os.fdatasync(self._fd)
+            _fdatasync(self._fd)
             self._durable = True
 
     def _content(self) -> bytes:

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -42,6 +42,11 @@ from ._errors import RecoveryError
 from ._journal import apply_journal, journal_path
 from ._probe import ProbeResult, clear_vlen_rows, probe
 from ._superblock import Superblock, lookup3, read_superblock
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a file in use elsewhere cannot be detected there
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "RecoveryReport",
@@ -385,6 +390,8 @@ class _exclusive:
 
     def __enter__(self) -> int | None:
         self.fd = os.open(self.path, os.O_RDWR)
+        if fcntl is None:
+            return self.fd
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -461,6 +468,9 @@ def keep_rollback_copy(path: str, durable: bool) -> str:
     with open(path, "rb") as source, open(partial, "wb") as copy:
         remaining = os.fstat(source.fileno()).st_size
         offset = 0
+        if not hasattr(os, "copy_file_range"):  # not Linux
+            shutil.copyfileobj(source, copy, 1 << 20)
+            remaining = 0
         while remaining > 0:  # in the kernel; a reflink where the file system can
             done = os.copy_file_range(source.fileno(), copy.fileno(), remaining, offset, offset)
             if done == 0:
