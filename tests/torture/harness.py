@@ -212,7 +212,8 @@ def flush_pwrites(
     workdir: Path, frames: int, flush_every: int, variables: list[str] | None = None
 ) -> list[tuple[int, int]]:
     """Trace one clean run; for each flush, the 1-based numbers of the pwrite64 calls
-    made since the previous acknowledgement, up to its own (``[(first, last), ...]``)."""
+    made since the previous acknowledgement, up to its own (``[(first, last), ...]``); a
+    last range holds the close's, if it made any."""
     path = workdir / "trace.nc"
     log = workdir / "trace.log"
     command = [
@@ -237,6 +238,8 @@ def flush_pwrites(
         elif _ACK.match(line):
             ranges.append((previous + 1, count))
             previous = count
+    if count > previous:
+        ranges.append((previous + 1, count))
     path.unlink()
     log.unlink()
     return ranges
