@@ -490,3 +490,17 @@ def test_closing_a_store_leaves_no_journal_behind(nc_path):
             store.flush()
     leftovers = [p.name for p in nc_path.parent.iterdir() if p.name != nc_path.name]
     assert leftovers == []
+
+
+def test_a_crashed_file_that_may_not_be_written_says_so(nc_path, monkeypatch):
+    _killed_writer(nc_path)
+    real_open = os.open
+
+    def refuse(path, flags, *args):
+        if str(path) == str(nc_path) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(_recovery.os, "open", refuse)
+    with pytest.raises(RecoveryError, match="writebehind recover"):
+        recover(str(nc_path))

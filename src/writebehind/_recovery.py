@@ -389,7 +389,14 @@ class _exclusive:
         self.fd = -1
 
     def __enter__(self) -> int | None:
-        self.fd = os.open(self.path, os.O_RDWR)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR)
+        except PermissionError as exc:
+            raise RecoveryError(
+                f"{self.path!r} was left open by a process that did not close it and must be "
+                f"recovered, which writes to it, but it cannot be opened for writing ({exc}); "
+                "run `writebehind recover` on it as a user who may write it"
+            ) from exc
         if fcntl is None:
             return self.fd
         try:
