@@ -95,6 +95,7 @@ class VarState:
         "capacity",
         "encode",
         "entry_nbytes",
+        "filled",
         "first_capacity",
         "free_buffers",
         "layout",
@@ -144,6 +145,7 @@ class VarState:
         )
         self.open_chunk: _AppendChunk | None = None
         self.free_buffers: list[np.ndarray[Any, Any]] = []
+        self.filled = False  # its last buffer filled up before the writer took it
 
 
 class Handle:
@@ -452,7 +454,9 @@ class Engine:
         return self._seq
 
     def _seal(self, chunk: _AppendChunk) -> None:
+        """Seal ``chunk`` before it is full (the writer takes it, or another operation)."""
         chunk.sealed = True
+        chunk.var.filled = False
         if chunk.var.open_chunk is chunk:
             chunk.var.open_chunk = None
 
@@ -509,6 +513,7 @@ class Engine:
         if chunk.count == chunk.capacity:
             chunk.sealed = True
             var.open_chunk = None
+            var.filled = True
             self.cond.notify_all()
         return Handle(self, self._seq)
 
@@ -609,12 +614,15 @@ class Engine:
     def _prepare_buffer(self, var: VarState) -> None:
         """Add a fresh buffer to ``var``'s free list, made before taking the lock.
 
-        Only once ``var`` has filled its first buffer (see ``_open_chunk``). Mapping it can
-        take milliseconds (see ``_new_buffer``); the lock is not held, so the writer is
-        not kept waiting. (Two threads may both add one: it is recycled.)
+        Only once ``var`` has filled its first buffer (see ``_open_chunk``). When its last
+        buffer filled up, the new one is mapped at once, which can take
+        milliseconds (see ``_new_buffer``), without the lock, so the writer is not kept
+        waiting; when the writer took it first (appends slower than the linger), only the
+        pages used fault in. (Two threads may both add a buffer: it is recycled.)
         """
         if var.length >= var.first_capacity:
-            var.free_buffers.append(_new_buffer((var.capacity, *var.layout.shape), var.layout))
+            shape = (var.capacity, *var.layout.shape)
+            var.free_buffers.append(_new_buffer(shape, var.layout, populate=var.filled))
 
     def _open_chunk(self, var: VarState) -> _AppendChunk:
         if var.numeric:
@@ -881,15 +889,15 @@ class Engine:
 _MAP_POPULATE: int = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
 
 
-def _new_buffer(shape: tuple[int, ...], layout: Layout) -> Any:
-    """A fresh staging buffer whose pages are mapped in one system call (Linux).
+def _new_buffer(shape: tuple[int, ...], layout: Layout, populate: bool) -> Any:
+    """A fresh staging buffer; with ``populate``, its pages are mapped in one system call.
 
     The first touch of a fresh page faults (about 2 us per 4 KiB page on a VM, more than
-    copying a 24 KB entry); mapping a buffer's pages at once with MAP_POPULATE costs about
-    half, in the one append that opens the buffer instead of in every one.
+    copying a 24 KB entry); mapping a buffer's pages at once with MAP_POPULATE (Linux)
+    costs about half, in the one append that opens the buffer instead of in every one.
     """
     count = int(np.prod(shape, dtype=np.int64))
-    if not (_MAP_POPULATE and count):
+    if not (populate and _MAP_POPULATE and count):
         return np.empty(shape, dtype=layout.dtype)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_POPULATE
     region = mmap.mmap(-1, count * layout.dtype.itemsize, flags=flags)
