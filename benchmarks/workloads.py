@@ -240,7 +240,7 @@ def timed(fn: Callable[[], Any]) -> float:
 
 # -- the toy simulation loop -----------------------------------------------------------
 TOY_ATOMS = 1000
-TOY_WORK_ELEMENTS = 15_000
+TOY_WORK_ELEMENTS = 18_000  # 0.71 ms per step on the 2-CPU EPYC VM, idle (the issue: ~0.7)
 
 
 def toy_step(positions: np.ndarray[Any, Any], work: np.ndarray[Any, Any]) -> float:
