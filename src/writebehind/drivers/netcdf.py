@@ -163,7 +163,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         entry_shape = shape[1:] if appendable else shape
         layout = Layout(_storage_of(variable), _dtype_of(variable), entry_shape)
         chunks = variable.chunking()
-        if appendable and layout.storage == "numeric" and chunks != "contiguous":
+        if appendable and layout.storage == "numeric" and isinstance(chunks, list):
+            # (chunking() is "contiguous", or None in a netCDF-3 file, such as AMBER's)
             _small_chunk_cache(variable, tuple(chunks), layout.dtype.itemsize)
         return NodeRecord(path, False, attrs, layout, appendable, shape[0] if appendable else 0)
 
