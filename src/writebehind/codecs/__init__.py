@@ -20,7 +20,7 @@ from .mappings import MappingCodec
 from .quantities import QuantityEncoder, check_units_text, quantity_spec, wrap_quantity
 from .scalars import SCALAR_TYPES, ScalarCodec
 from .sequences import SequenceCodec
-from .strings import BytesCodec, StringCodec
+from .strings import BytesCodec, CharsCodec, StringCodec
 
 __all__ = [
     "ATTR_PREFIX",
@@ -44,8 +44,11 @@ CODECS: dict[str, Codec] = {
         SequenceCodec(),
         ArrayCodec(),
         MappingCodec(),
+        CharsCodec(),
     )
 }
+#: CF packing attributes of a variable written by another program.
+PACKING_ATTRS = ("scale_factor", "add_offset")
 
 
 def _codec_of(value: Any) -> Codec:
@@ -93,6 +96,8 @@ def spec_for(value: Any) -> Spec:
 
 def make_encoder(spec: Spec) -> Encoder:
     """The function that checks a value against ``spec`` and returns its payload."""
+    if spec.extra:
+        return _refuse_packed
     encode = CODECS[spec.codec].encoder(spec)
     if spec.units is not None:
         return QuantityEncoder(spec, encode)
@@ -107,6 +112,8 @@ def decode(raw: Any, spec: Spec, registry: Any, *, entries: bool) -> Any:
         if entries
         else codec.decode_value(raw, spec, registry)
     )
+    if spec.extra:  # packed by another program: CF's unpacked = stored * scale + offset
+        value = value * spec.extra.get("scale_factor", 1) + spec.extra.get("add_offset", 0)
     if spec.units is not None:
         return wrap_quantity(registry, value, spec)
     return value
@@ -127,9 +134,9 @@ def spec_from_attrs(attrs: dict[str, Any], layout: Layout, registry: Any) -> Spe
     codec_name = attrs.get(ATTR_PREFIX + "codec")
     units = attrs.get("units")
     if codec_name is None:
-        return _foreign_spec(layout, units, registry)
-    if not isinstance(codec_name, str) or codec_name not in CODECS:
-        raise FormatError(f"unknown codec {codec_name!r}")
+        return _foreign_spec(layout, attrs, registry)
+    if not isinstance(codec_name, str) or codec_name not in CODECS or codec_name == "chars":
+        raise FormatError(f"unknown codec {codec_name!r}")  # chars: read-only, foreign
     python = str(attrs.get(ATTR_PREFIX + "python", ""))
     logical = str(attrs.get(ATTR_PREFIX + "dtype", ""))
     storage = {"str": "string", "bytes": "bytes", "dict": "bytes"}.get(codec_name, "numeric")
@@ -158,6 +165,13 @@ def spec_from_attrs(attrs: dict[str, Any], layout: Layout, registry: Any) -> Spe
     return Spec(codec_name, python, layout, logical, units if quantity else None)
 
 
+def _refuse_packed(value: Any) -> Any:
+    raise TypeError(
+        "this variable is packed (CF scale_factor/add_offset, written by another program): "
+        "writebehind reads it but does not write to it"
+    )
+
+
 def _check_units(units: str, registry: Any) -> None:
     try:
         registry.parse_units(check_units_text(units))
@@ -165,16 +179,37 @@ def _check_units(units: str, registry: Any) -> None:
         raise FormatError(f"units {units!r} do not parse in pint ({exc})") from exc
 
 
-def _foreign_spec(layout: Layout, units: Any, registry: Any) -> Spec:
+def _foreign_spec(layout: Layout, attrs: dict[str, Any], registry: Any) -> Spec:
+    """The spec that reads a variable another program wrote as faithfully as it can.
+
+    Strings (arrays of them too) read as str, char arrays (``S1``, as AMBER and CF write
+    names) as str along their last axis, numbers as ndarrays, unpacked when the variable
+    has CF ``scale_factor``/``add_offset`` (writebehind does not write packed variables).
+    Fill values are not masked: they read as the numbers stored.
+    """
     if layout.storage == "string":
         return Spec("str", "str", layout)
     if layout.storage == "bytes":
+        if layout.shape:
+            raise FormatError("arrays of variable-length bytes are not supported")
         return Spec("bytes", "bytes", layout)
-    spec = Spec("ndarray", "ndarray", layout, logical_name(layout.dtype))
+    if layout.dtype.kind == "S":
+        return Spec("chars", "str", layout)
+    if layout.dtype.kind not in "biufO":
+        raise FormatError(f"variables of type {layout.dtype} are not supported")
+    packing = {name: attrs[name] for name in PACKING_ATTRS if name in attrs}
+    for name, value in packing.items():
+        if not isinstance(value, int | float | np.integer | np.floating):
+            raise FormatError(f"its {name} attribute is not a number: {value!r}")
+    units = attrs.get("units")
     if isinstance(units, str) and units.strip():
         try:
             registry.parse_units(check_units_text(units))
         except Exception:
-            return spec
-        return Spec("ndarray", "ndarray", layout, spec.logical_dtype, units)
-    return spec
+            units = None
+    else:
+        units = None
+    # Entries of shape () are numbers: they read one by one as numpy scalars and take them.
+    scalar = not layout.shape and layout.dtype.kind in "biuf"
+    codec, python = ("scalar", "numpy") if scalar else ("ndarray", "ndarray")
+    return Spec(codec, python, layout, logical_name(layout.dtype), units, packing)
