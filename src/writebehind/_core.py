@@ -205,6 +205,8 @@ class StoreCore:
             return existing
         if isinstance(existing, GroupState):
             raise AttributeError(f"cannot write to {path!r}: it is a group, not a variable")
+        if self.driver.structure_frozen:
+            raise ValueError(f"cannot create {path!r}: {self.driver.structure_frozen}")
         spec = spec_for(data)  # TypeError/ValueError before anything is enqueued
         engine = self.engine
         with engine.lock:
@@ -328,6 +330,8 @@ class StoreCore:
             engine.check_usable()
             node = self.lookup(path)
             if node is None:
+                if self.driver.structure_frozen:
+                    raise ValueError(f"cannot create {path!r}: {self.driver.structure_frozen}")
                 engine.pending_metadata.setdefault(path, {})[name] = (stored, tag)
                 return None
             if isinstance(node, VarState) and node.spec.units is not None and name == "units":

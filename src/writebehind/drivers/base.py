@@ -50,6 +50,9 @@ class StorageIODriver(ABC):
     #: a library that is process-wide and not thread-safe (each store has its own writer
     #: thread); None when calls on different files may run at once.
     library_lock: Any = None
+    #: Why no group or variable can be created in the open file ("" when they can, the
+    #: default); set by ``open``, for files whose format cannot hold what writebehind makes.
+    structure_frozen: str = ""
 
     def __init__(self, file_name: str, access_mode: str | None = None):
         if access_mode not in (None, "w", "a", "r"):

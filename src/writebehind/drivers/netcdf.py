@@ -117,6 +117,12 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         dataset.set_auto_maskandscale(False)
         dataset.set_always_mask(False)
         self._dataset = dataset
+        if dataset.data_model != "NETCDF4":  # netCDF-3 (AMBER's) or NETCDF4_CLASSIC
+            self.structure_frozen = (
+                f"{self._file_name!r} is a {dataset.data_model} file: writebehind appends to "
+                "and writes its variables and metadata, but creates groups and variables "
+                "only in NETCDF4 files"
+            )
         self._nodes = {"": dataset}
         self._bytes_type = dataset.vltypes.get(_BYTES_TYPE_NAME)
         return dataset
