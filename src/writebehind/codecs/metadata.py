@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import FormatError
+from .._paths import _name_problem
 from ._numeric import check_array_dtype
 from .base import ATTR_PREFIX
 
@@ -30,8 +31,9 @@ def check_attr_name(name: object) -> str:
             f"invalid metadata name {name!r}: names must be non-empty and cannot start with "
             f"'_' (reserved by netCDF) or {ATTR_PREFIX!r} (writebehind's bookkeeping)"
         )
-    if "/" in name or any(ord(c) < 0x20 for c in name):
-        raise ValueError(f"invalid metadata name {name!r}: no '/' or control characters")
+    problem = _name_problem(name)  # netCDF's rules for attribute names are its names' rules
+    if problem:
+        raise ValueError(f"invalid metadata name {name!r}: {problem}")
     return name
 
 
