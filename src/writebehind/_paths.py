@@ -11,7 +11,10 @@ import unicodedata
 
 __all__ = ["MAX_NAME_BYTES", "check_name", "join", "parent", "split"]
 
-MAX_NAME_BYTES = 256  # NC_MAX_NAME
+# NC_MAX_NAME is 256, but netCDF4-python reads a 256-byte name back with bytes after it
+# (garbage, or a UnicodeDecodeError), and a file with a 256-byte group name then fails to
+# open (netCDF4 1.7.5): 255 is the longest name that comes back.
+MAX_NAME_BYTES = 255
 
 
 def check_name(name: object) -> str:

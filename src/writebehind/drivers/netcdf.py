@@ -19,6 +19,7 @@ import functools
 import math
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +46,8 @@ CHUNK_MAX_ENTRIES = 8192
 _BYTES_TYPE_NAME = "writebehind_bytes"
 _LENGTH_ATTR = "writebehind_length"  # the committed length of an appendable variable
 _OBJECT = np.dtype(object)
+#: Longest dimension name made (NC_MAX_NAME is 256 bytes; room is left for a "_n" suffix).
+DIMENSION_NAME_BYTES = 248
 #: netCDF-C and the HDF5 under it are not thread-safe (the wheels' HDF5 is built without
 #: its thread-safe option) and netCDF4-python releases the GIL inside them, so two stores'
 #: writer threads in the library at once can corrupt it and crash the process.
@@ -370,13 +373,26 @@ def _dtype_of(variable: Any) -> np.dtype[Any]:
 
 
 def _new_dimension(group: Any, name: str, size: int | None) -> str:
-    """Create a dimension called ``name`` (or ``name_1``... if taken) and return its name."""
+    """Create a dimension called ``name`` (or ``name_1``... if taken) and return its name.
+
+    A name too long for netCDF (a variable name near NC_MAX_NAME, plus ``_entry``) is cut,
+    with a checksum of the whole appended so that different names stay different.
+    """
+    name = _fit_dimension_name(name)
     candidate, n = name, 0
     while candidate in group.dimensions or candidate in group.variables:
         n += 1
         candidate = f"{name}_{n}"
     group.createDimension(candidate, size)
     return candidate
+
+
+def _fit_dimension_name(name: str) -> str:
+    encoded = name.encode("utf-8")
+    if len(encoded) <= DIMENSION_NAME_BYTES:
+        return name
+    head = encoded[: DIMENSION_NAME_BYTES - 9].decode("utf-8", "ignore").rstrip()
+    return f"{head}_{zlib.crc32(encoded):08x}"
 
 
 def _chunk_shape(layout: Layout) -> tuple[int, ...]:
