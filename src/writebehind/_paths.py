@@ -56,7 +56,7 @@ def _name_problem(name: str) -> str:
             return "'/' separates path components and cannot be part of a name"
         if ord(ch) < 0x20 or ord(ch) == 0x7F:
             return "control characters are not allowed"
-    if name[-1].isspace():
+    if name[-1].isascii() and name[-1].isspace():  # as NC_check_name: ASCII only
         return "a name cannot end with white space"
     return ""
 
