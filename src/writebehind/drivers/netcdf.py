@@ -331,7 +331,12 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if 0 in variable.shape:
             return np.empty(variable.shape, dtype=variable.dtype)
         if variable.ndim == 0:
-            return variable.getValue()
+            value = variable.getValue()
+            if variable.dtype is not str and isinstance(variable.datatype, netCDF4.VLType):
+                # netCDF4 gives a one-element vlen as a 0-d array (b"x" as array(120)),
+                # which bytes() would take for a length.
+                value = np.atleast_1d(value)
+            return value
         return variable[...]
 
     def _refuse_beyond_memory(self, path: str, shape: tuple[int, ...], variable: Any) -> None:
