@@ -36,15 +36,15 @@ class ScalarCodec(Codec):
     name = "scalar"
 
     def spec_for(self, value: Any) -> Spec:
-        if isinstance(value, bool):
+        if isinstance(value, np.bool_ | np.integer | np.floating):  # first: np.float64 is a float
+            python, logical = "numpy", check_array_dtype(value.dtype, "scalar")
+        elif isinstance(value, bool):
             python, logical = "bool", _PYTHON_DTYPES["bool"]
         elif isinstance(value, int):
             python, logical = "int", _PYTHON_DTYPES["int"]
             _check_int_range(value, logical)
         elif isinstance(value, float):
             python, logical = "float", _PYTHON_DTYPES["float"]
-        elif isinstance(value, np.bool_ | np.integer | np.floating):
-            python, logical = "numpy", check_array_dtype(value.dtype, "scalar")
         else:
             raise TypeError(f"not a scalar: {type(value).__name__}")
         return Spec(self.name, python, storage_layout(logical, ()), logical_name(logical))
