@@ -323,6 +323,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if count == 0 or 0 in shape:
             return np.empty((count, *shape), dtype=variable.dtype)
         self._refuse_beyond_memory(path, (count, *shape), variable)
+        if step < 0:  # netCDF4 reads [1:-1:-1] as up to the last entry: nothing
+            lowest = start + (count - 1) * step
+            return variable[lowest : start + 1 : -step][::-1]
         return variable[start:stop:step]
 
     def read_value(self, path: str) -> Any:
