@@ -130,7 +130,9 @@ class StoreCore:
                         f"{record.path!r}: damaged {LENGTH_ATTR} attribute"
                     )
                     continue
-                length = min(length, committed)
+                # Entries of a shape with a 0 in it hold no data and never grow the
+                # dimension: the committed length alone counts them.
+                length = committed if 0 in record.layout.shape else min(length, committed)
             var = VarState(
                 record.path,
                 spec,
