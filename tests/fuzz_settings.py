@@ -27,6 +27,8 @@ settings.register_profile("writebehind-long", max_examples=2000, stateful_step_c
 
 PROFILE = f"writebehind-{os.environ.get('WRITEBEHIND_FUZZ', 'ci')}"
 FUZZ = settings(settings.get_profile(PROFILE))
+#: pytest-timeout for a fuzz test module: the long profile runs for many minutes.
+TIMEOUT_SECONDS = 180 if PROFILE == "writebehind-ci" else 4 * 3600
 
 
 def scaled(fraction: float) -> settings:

@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 import pint
 import pytest
-from fuzz_settings import FUZZ, scaled
+from fuzz_settings import FUZZ, TIMEOUT_SECONDS, scaled
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import writebehind
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(TIMEOUT_SECONDS)
 
 UREG = pint.get_application_registry()
 DTYPES = [
