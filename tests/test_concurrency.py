@@ -218,3 +218,45 @@ def test_several_stores_on_several_files_at_once_in_one_process(tmp_path):
         timeout=55,
     )
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr[-2000:])
+
+
+# -- async tasks and threads at once -----------------------------------------------------
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.mark.anyio
+async def test_many_tasks_and_threads_on_several_stores_at_once(tmp_path):
+    import anyio
+
+    tasks, steps, threads = 40, 150, 4
+    sync_store = StorageInterface(writebehind.NetCDFIODriver(str(tmp_path / "sync.nc"), "w"))
+
+    def thread_producer(k: int) -> None:
+        for i in range(steps * 4):
+            sync_store.log.append(np.array([k, i], dtype=np.int64))
+
+    workers = [threading.Thread(target=thread_producer, args=(k,)) for k in range(threads)]
+    async with writebehind.open_async(tmp_path / "async.nc", "w") as store:
+
+        async def task_producer(task: int) -> None:
+            for i in range(steps):
+                await store.log.append(np.array([task, i], dtype=np.int64))
+                if i % 50 == 49:
+                    await store.flush()
+                elif i % 7 == task % 7:
+                    await anyio.sleep(0)
+
+        for worker in workers:
+            worker.start()
+        async with anyio.create_task_group() as group:
+            for task in range(tasks):
+                group.start_soon(task_producer, task)
+        entries = await store.log.read()
+    for worker in workers:
+        await anyio.to_thread.run_sync(worker.join, 30)
+    sync_store.close()
+    assert_each_producer_complete_and_in_order(entries, tasks, steps)
+    with writebehind.open(tmp_path / "sync.nc", "r") as again:
+        assert_each_producer_complete_and_in_order(again.log.read(), threads, steps * 4)
