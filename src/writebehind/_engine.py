@@ -774,7 +774,14 @@ class Engine:
             if self._error is None:
                 self._sync(seq, durable=False)
         finally:
-            self.driver.close()
+            try:
+                self.driver.close()
+            finally:
+                # A closed store can live on in reference cycles until the cyclic GC runs;
+                # its recycled staging buffers (up to 16 MiB per variable) must not.
+                for node in list(self.nodes.values()):
+                    if isinstance(node, VarState):
+                        node.free_buffers.clear()
 
     # -- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
