@@ -718,8 +718,9 @@ class Engine:
         if self.dirty_lengths:
             # Entries first: when a sync fails (a full disk), HDF5 may drop the entries and
             # still write a length set before it, at close or at exit; the file would then
-            # count rows of zeros as entries.
-            self.driver.sync(False)
+            # count rows of zeros as entries. A durable flush fsyncs them here too, so that
+            # after a power loss no length on disk counts entries the disk does not hold.
+            self.driver.sync(durable)
             for path in sorted(self.dirty_lengths):
                 self.driver.set_attrs(
                     path, {"writebehind_length": np.int64(self.lengths_on_disk[path])}
