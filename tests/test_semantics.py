@@ -309,3 +309,25 @@ def test_a_node_keeps_its_store_open(nc_path, reopen):
     positions.append(1.0)
     positions.append(2.0)
     assert positions.read().tolist() == [1.0, 2.0]
+
+
+def test_a_fixed_variable_is_created_together_with_its_value(nc_path):
+    """The file never holds a fixed variable without a value (no create-then-write gap)."""
+    calls = []
+
+    class Recording(writebehind.NetCDFIODriver):
+        def create_variable(self, path, layout, appendable):
+            calls.append(("create", path))
+            super().create_variable(path, layout, appendable)
+
+        def write_value(self, path, value):
+            calls.append(("write", path))
+            super().write_value(path, value)
+
+    with StorageInterface(Recording(str(nc_path), "w")) as store:
+        before = store.stats().operations_enqueued  # the open's own operation
+        handle = store.x.write(np.arange(3))
+        store.x.write(np.arange(3) + 1)
+        handle.committed()
+        assert store.stats().operations_enqueued - before == 2 + 1  # two writes, the flush
+    assert calls == [("create", "x"), ("write", "x"), ("write", "x")]

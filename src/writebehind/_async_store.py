@@ -182,8 +182,12 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         engine = core.engine
         if at_index is None:
             await self._room_before_binding(data, appendable=False)
-        op, nbytes = core.write_op(self._path, data, at_index)
-        seq = await _enqueue(engine, op, nbytes)
+        prepared = core.write_op(self._path, data, at_index)
+        if prepared.op is not None:
+            seq = await _enqueue(engine, prepared.op, prepared.nbytes)
+        else:
+            assert prepared.seq is not None
+            seq = prepared.seq
         return AsyncHandle(Handle(engine, seq), engine)
 
     async def append(self, data: Any) -> AsyncHandle:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pint
@@ -199,17 +199,25 @@ class StoreCore:
             attrs[TYPES_ATTR] = json.dumps(types)
         return attrs
 
-    def bind_variable(self, path: str, data: Any, appendable: bool) -> VarState:
-        """The variable at ``path``, created from its first value ``data`` if new."""
+    def bind_variable(
+        self, path: str, data: Any, appendable: bool
+    ) -> tuple[VarState, int | None]:
+        """The variable at ``path``, created from its first value ``data`` if new.
+
+        Returns the variable and, when this call created a fixed variable, the sequence
+        number of its creation, which also wrote ``data`` (None otherwise).
+        """
         self.check_writable(path)
         existing = self.lookup(path)
         if isinstance(existing, VarState):
-            return existing
+            return existing, None
         if isinstance(existing, GroupState):
             raise AttributeError(f"cannot write to {path!r}: it is a group, not a variable")
         if self.driver.structure_frozen:
             raise ValueError(f"cannot create {path!r}: {self.driver.structure_frozen}")
         spec = spec_for(data)  # TypeError/ValueError before anything is enqueued
+        encode = make_encoder(spec)
+        value, nbytes = (None, 0) if appendable else _snapshot(spec.layout, encode(data))
         engine = self.engine
         with engine.lock:
             engine.check_usable()
@@ -217,9 +225,9 @@ class StoreCore:
             if existing is not None:  # another thread created it meanwhile
                 if isinstance(existing, GroupState):
                     raise AttributeError(f"cannot write to {path!r}: it is a group")
-                return existing
+                return existing, None
             self._ensure_groups(path)
-            var = VarState(path, spec, spec.layout, appendable, make_encoder(spec))
+            var = VarState(path, spec, spec.layout, appendable, encode, written=not appendable)
             attrs = spec.attrs()
             attrs[KIND_ATTR] = "appendable" if appendable else "fixed"
             attrs.update(self._take_pending_metadata(path))
@@ -227,29 +235,31 @@ class StoreCore:
             assert isinstance(parent, GroupState)
             parent.children.add(path.rpartition("/")[2])
             engine.nodes[path] = var
-            engine.create_variable(var, attrs)
-        return var
+            seq = engine.create_variable(var, attrs, value, nbytes)
+        return var, None if appendable else seq
 
     # -- writes ----------------------------------------------------------------------
     def snapshot(self, var: VarState, payload: Any) -> tuple[Any, int]:
         """A private copy of one value's payload and its size in bytes."""
-        if var.numeric:
-            arr = np.array(payload, dtype=var.layout.dtype, copy=True)
-            return arr, arr.nbytes
-        return payload, len(payload) + _OBJECT_OVERHEAD
+        return _snapshot(var.layout, payload)
 
-    def write_op(self, path: str, data: Any, at_index: int | None) -> tuple[Any, int]:
-        """Check a ``write`` and build its operation (``(op, nbytes)``), enqueued by caller."""
+    def write_op(self, path: str, data: Any, at_index: int | None) -> PreparedWrite:
+        """Check a ``write`` and build its operation, for the caller to enqueue.
+
+        The first write of a new variable is enqueued here already (its creation carries
+        the value): then ``op`` is None and ``seq`` is set.
+        """
         if at_index is None:
-            var = self.bind_variable(path, data, appendable=False)
+            var, created = self.bind_variable(path, data, appendable=False)
+            if created is not None:
+                return PreparedWrite(None, 0, created)
             if var.appendable:
                 raise ValueError(
                     f"{path!r} is an appendable variable: use append(), or write(data, "
                     "at_index=i) to overwrite one entry"
                 )
             payload, nbytes = self.snapshot(var, var.encode(data))
-            var.written = True
-            return _WriteValue(path, payload, nbytes), nbytes
+            return PreparedWrite(_WriteValue(path, payload, nbytes), nbytes, None)
         self.check_writable(path)
         found = self.lookup(path)
         if isinstance(found, GroupState):
@@ -261,10 +271,10 @@ class StoreCore:
             raise ValueError(f"{path!r} is a fixed variable: write(data) without at_index")
         index = _check_index(at_index, var.length)
         payload, nbytes = self.snapshot(var, var.encode(data))
-        return _WriteEntry(path, index, payload, nbytes), nbytes
+        return PreparedWrite(_WriteEntry(path, index, payload, nbytes), nbytes, None)
 
     def append_target(self, path: str, data: Any) -> VarState:
-        var = self.bind_variable(path, data, appendable=True)
+        var, _ = self.bind_variable(path, data, appendable=True)
         if not var.appendable:
             raise ValueError(
                 f"{path!r} holds a fixed value (it was written, not appended): use write()"
@@ -383,6 +393,22 @@ class StoreCore:
         with self.engine.lock:
             paths = [p for p in self.engine.nodes if p]
         return iter(sorted(paths))
+
+
+class PreparedWrite(NamedTuple):
+    """A checked ``write``: the operation to enqueue, or the ``seq`` it was enqueued as."""
+
+    op: Any
+    nbytes: int
+    seq: int | None
+
+
+def _snapshot(layout: Any, payload: Any) -> tuple[Any, int]:
+    """A private copy of one value's payload and its size in bytes."""
+    if layout.storage == "numeric":
+        arr = np.array(payload, dtype=layout.dtype, copy=True)
+        return arr, arr.nbytes
+    return payload, len(payload) + _OBJECT_OVERHEAD
 
 
 def _metadata_op(path: str, name: str, stored: Any, tag: str | None) -> Any:

@@ -211,18 +211,33 @@ class _CreateGroup(_Op):
 
 
 class _CreateVariable(_Op):
-    __slots__ = ("appendable", "attrs", "layout")
+    """Create a variable; a fixed one gets its first value in the same operation, so the
+    file never holds a fixed variable without a value."""
+
+    __slots__ = ("appendable", "attrs", "layout", "value")
     name = "create variable"
 
-    def __init__(self, path: str, layout: Layout, appendable: bool, attrs: dict[str, Any]):
-        super().__init__(path)
+    def __init__(
+        self,
+        path: str,
+        layout: Layout,
+        appendable: bool,
+        attrs: dict[str, Any],
+        value: Any = None,
+        nbytes: int = 0,
+    ):
+        super().__init__(path, nbytes)
         self.layout = layout
         self.appendable = appendable
         self.attrs = attrs
+        self.value = value
 
     def apply(self, engine: Engine) -> None:
         engine.driver.create_variable(self.path, self.layout, self.appendable)
         engine.driver.set_attrs(self.path, self.attrs)
+        if self.value is not None:
+            engine.driver.write_value(self.path, self.value)
+            self.value = None
         if self.appendable:
             engine.lengths_on_disk[self.path] = 0
             engine.dirty_lengths.add(self.path)
@@ -470,9 +485,13 @@ class Engine:
         """Enqueue the creation of group ``path``; call with the lock held."""
         self._push(_CreateGroup(path, attrs))
 
-    def create_variable(self, var: VarState, attrs: dict[str, Any]) -> None:
-        """Enqueue the creation of ``var``; call with the lock held."""
-        self._push(_CreateVariable(var.path, var.layout, var.appendable, attrs))
+    def create_variable(
+        self, var: VarState, attrs: dict[str, Any], value: Any = None, nbytes: int = 0
+    ) -> int:
+        """Enqueue the creation of ``var`` (with the first ``value`` of a fixed one); call
+        with the lock held. Returns the operation's sequence number."""
+        op = _CreateVariable(var.path, var.layout, var.appendable, attrs, value, nbytes)
+        return self._push(op)
 
     def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
         self.enqueue(_SetAttrs(path, attrs))

@@ -207,8 +207,11 @@ class StorageInterfaceDirVar(NodeBase):
             The node is a group.
         """
         core = self._core
-        op, _nbytes = core.write_op(self._path, data, at_index)
-        return Handle(core.engine, core.engine.enqueue(op))
+        prepared = core.write_op(self._path, data, at_index)
+        if prepared.op is not None:
+            return Handle(core.engine, core.engine.enqueue(prepared.op))
+        assert prepared.seq is not None
+        return Handle(core.engine, prepared.seq)
 
     def append(self, data: Any) -> Handle:
         """Add ``data`` as the next entry of the variable (created on the first append).
