@@ -21,6 +21,22 @@ def store(nc_path: Path) -> Iterator[writebehind.StorageInterface]:
     s.close()
 
 
+@pytest.fixture(autouse=True)
+def _application_registry_flags() -> Iterator[None]:
+    """Keep one test's change of the application registry's flags out of the next tests.
+
+    Importing pint_xarray sets ``force_ndarray_like`` on pint's application registry for the
+    rest of the process, after which ``300 * ureg.kelvin`` has a 0-d array as magnitude and
+    ``float32_array * ureg.nm`` a float64 one. A test that needs pint_xarray sets the
+    registry up itself (``pint_xarray.setup_registry``); every other test sees pint's
+    defaults, whatever ran before it.
+    """
+    registry = pint.get_application_registry().get()
+    flags = registry.force_ndarray, registry.force_ndarray_like
+    yield
+    registry.force_ndarray, registry.force_ndarray_like = flags
+
+
 @pytest.fixture
 def ureg() -> pint.UnitRegistry:
     return pint.get_application_registry()  # type: ignore[return-value]

@@ -25,10 +25,12 @@ import io
 import logging
 import re
 import shlex
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pint
 import pytest
 
 from writebehind.cli import main
@@ -162,6 +164,7 @@ def logging_restored() -> Iterator[None]:
 @pytest.mark.parametrize("page", PAGES, ids=shown)
 def test_examples_of_page_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    as_if_freshly_imported("pint_xarray")
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for block in blocks_of(page):
         if block.marker == "skip":
@@ -170,6 +173,16 @@ def test_examples_of_page_run(page: Path, tmp_path: Path, monkeypatch: pytest.Mo
             run_python(block, namespace)
         elif block.language == "console":
             run_console(block)
+
+
+def as_if_freshly_imported(module: str) -> None:
+    """Redo what importing ``module`` does to pint's registry, if an earlier test imported it.
+
+    conftest undoes pint_xarray's change of the application registry after each test; a page
+    that imports pint_xarray must find the registry as a fresh import leaves it.
+    """
+    if module == "pint_xarray" and module in sys.modules:
+        sys.modules[module].setup_registry(pint.get_application_registry())
 
 
 # -- the checker itself ------------------------------------------------------------------------

@@ -68,8 +68,11 @@ def test_values_in_xarray_equal_what_the_store_reads(demo_file: Path) -> None:
 
 
 def test_pint_xarray_quantifies_the_units(demo_file: Path) -> None:
-    pytest.importorskip("pint_xarray")
+    pint_xarray = pytest.importorskip("pint_xarray")
     import pint
+
+    # what importing pint_xarray does, undone by conftest after any earlier test that did it
+    pint_xarray.setup_registry(pint.get_application_registry())
 
     quantified = open_group(demo_file, "energies").pint.quantify()
     temperature = quantified["temperature"].data
