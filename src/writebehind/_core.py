@@ -199,9 +199,7 @@ class StoreCore:
             attrs[TYPES_ATTR] = json.dumps(types)
         return attrs
 
-    def bind_variable(
-        self, path: str, data: Any, appendable: bool
-    ) -> tuple[VarState, int | None]:
+    def bind_variable(self, path: str, data: Any, appendable: bool) -> tuple[VarState, int | None]:
         """The variable at ``path``, created from its first value ``data`` if new.
 
         Returns the variable and, when this call created a fixed variable, the sequence
