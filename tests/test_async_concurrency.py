@@ -8,6 +8,7 @@ the test reaches for certain, not a race it hopes to win.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import anyio
@@ -143,6 +144,25 @@ async def test_write_timed_out_under_backpressure_writes_nothing(nc_path):
         assert scope.cancelled_caught
         driver.gate.set()
         np.testing.assert_array_equal((await store.x.read())[:, 0], [0.0])
+
+
+async def test_backpressure_on_the_async_store_is_counted_and_warned_about(nc_path, caplog):
+    driver = GatedDriver(str(nc_path), "w", block=("write_entries",))
+    store = writebehind.AsyncStorageInterface(driver, max_pending_bytes=1000)
+    caplog.set_level(logging.WARNING, logger="writebehind")
+    async with store:
+        await store.x.append(np.zeros(100))  # 800 bytes pending, held by the shut gate
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.x.append, np.ones(100))  # waits for room
+            await wait_until_entered(driver)
+            with anyio.fail_after(GATE_TIMEOUT):  # the wait for room runs on a worker thread
+                while store.stats().backpressure_waits == 0:
+                    await anyio.sleep(0.001)
+            driver.gate.set()
+        assert len(store.x) == 2
+        assert store.stats().backpressure_waits == 1
+    warnings = [r for r in caplog.records if "backpressure engaged" in r.getMessage()]
+    assert len(warnings) == 1 and "max_pending_bytes=1000" in warnings[0].getMessage()
 
 
 @pytest.mark.parametrize("first", ["write", "append"])

@@ -595,7 +595,7 @@ class Engine:
             if self.has_room(nbytes):
                 return True
             started = time.monotonic()
-            self._backpressure_waits += 1  # counted in stats() as the sync append's waits are
+            self._count_backpressure_wait()  # as the sync append's waits: stats and warning
             self._barriers += 1
             self.cond.notify_all()
             try:
@@ -657,11 +657,8 @@ class Engine:
         var.open_chunk = chunk
         return chunk
 
-    def _wait_for_room(self, nbytes: int) -> None:
-        """Block while the pending payload is over the limit (backpressure). Lock held."""
-        if self._pending_bytes + nbytes <= self.max_pending_bytes or self._pending_bytes == 0:
-            return
-        started = time.monotonic()
+    def _count_backpressure_wait(self) -> None:
+        """Count a caller's wait for room; log a warning at the first one. Lock held."""
         self._backpressure_waits += 1
         if not self._warned_backpressure:
             self._warned_backpressure = True
@@ -676,6 +673,13 @@ class Engine:
                 self._bytes_written,
                 self._rate() / 1e6,
             )
+
+    def _wait_for_room(self, nbytes: int) -> None:
+        """Block while the pending payload is over the limit (backpressure). Lock held."""
+        if self._pending_bytes + nbytes <= self.max_pending_bytes or self._pending_bytes == 0:
+            return
+        started = time.monotonic()
+        self._count_backpressure_wait()
         self._barriers += 1  # the writer takes open chunks at once while we wait
         self.cond.notify_all()
         try:
