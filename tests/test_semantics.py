@@ -331,3 +331,51 @@ def test_a_fixed_variable_is_created_together_with_its_value(nc_path):
         handle.committed()
         assert store.stats().operations_enqueued - before == 2 + 1  # two writes, the flush
     assert calls == [("create", "x"), ("write", "x"), ("write", "x")]
+
+
+class _SyncGatedDriver(writebehind.NetCDFIODriver):
+    """The writer's syncs wait until ``gate`` is set."""
+
+    def __init__(self, file_name, access_mode=None):
+        super().__init__(file_name, access_mode)
+        self.gate = threading.Event()
+
+    def sync(self, durable):
+        assert self.gate.wait(timeout=10), "the test never opened the gate"
+        super().sync(durable)
+
+
+def test_handles_waiting_at_once_share_one_flush(nc_path):
+    """Group commit: committed() joins a queued flush that covers its operation."""
+    driver = _SyncGatedDriver(str(nc_path), "w")
+    with StorageInterface(driver) as store:
+        handles = [store.x.append(float(i)) for i in range(8)]
+        engine = store._core.engine
+        before = store.stats().operations_enqueued
+        plain = {id(engine.synced_future(h.seq, durable=False)) for h in handles}
+        durable = {id(engine.synced_future(h.seq, durable=True)) for h in handles}
+        assert len(plain) == 1 and len(durable) == 1 and plain != durable
+        assert store.stats().operations_enqueued - before == 2  # two flushes, not sixteen
+        threads = [threading.Thread(target=h.committed) for h in handles]
+        for thread in threads:
+            thread.start()
+        driver.gate.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert all(h.is_durable() for h in handles)
+    with writebehind.open(nc_path, "r") as reopened:
+        assert reopened.x.read().tolist() == [float(i) for i in range(8)]
+
+
+def test_a_durable_wait_does_not_join_a_plain_flush(nc_path):
+    driver = _SyncGatedDriver(str(nc_path), "w")
+    with StorageInterface(driver) as store:
+        handle = store.x.append(1.0)
+        engine = store._core.engine
+        plain = engine.synced_future(handle.seq, durable=False)
+        durable = engine.synced_future(handle.seq, durable=True)
+        assert durable is not plain
+        assert engine.synced_future(handle.seq, durable=False) is durable  # covers it too
+        driver.gate.set()
+        handle.durable()
+        assert handle.is_durable()

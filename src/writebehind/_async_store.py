@@ -137,13 +137,15 @@ class AsyncHandle:
 
     async def committed(self) -> None:
         """Return once the operation is written and the file synced."""
-        if not self.sync_handle.is_committed():
-            await _result(self._engine, self._engine.flush_future(durable=False))
+        future = self._engine.synced_future(self.seq, durable=False)
+        if future is not None:
+            await _result(self._engine, future)
 
     async def durable(self) -> None:
         """Return once the operation is written, synced and fsynced."""
-        if not self.sync_handle.is_durable():
-            await _result(self._engine, self._engine.flush_future(durable=True))
+        future = self._engine.synced_future(self.seq, durable=True)
+        if future is not None:
+            await _result(self._engine, future)
 
     def __repr__(self) -> str:
         return f"<writebehind.AsyncHandle seq={self.seq} committed={self.is_committed()}>"

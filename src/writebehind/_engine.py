@@ -413,6 +413,7 @@ class Engine:
         self._backpressure_waits = 0
         self._longest_wait = 0.0
         self._warned_backpressure = False
+        self._last_flush: tuple[int, bool, Future[Any]] | None = None  # (covers, durable, ...)
         self.synced_seq = 0
         self.durable_seq = 0
         # writer-side state (touched only by the writer thread)
@@ -723,18 +724,45 @@ class Engine:
     def flush_future(self, durable: bool) -> Future[Any]:
         with self.cond:
             self.check_usable()
-            seq = self._seq
-            op = _Call("flush", lambda: self._sync(seq, durable), fatal=True)
-            self._push(op)
+            return self._push_flush(durable)
+
+    def _push_flush(self, durable: bool) -> Future[Any]:
+        """Enqueue a flush of everything enqueued so far. Lock held, store usable."""
+        seq = self._seq
+        op = _Call("flush", lambda: self._sync(seq, durable), fatal=True)
+        self._push(op)
+        self._last_flush = (seq, durable, op.future)
         return op.future
 
     def flush(self, durable: bool = False) -> None:
         self.result(self.flush_future(durable))
 
     def wait_synced(self, seq: int, durable: bool) -> None:
+        """Return once operation ``seq`` is synced (and fsynced if ``durable``)."""
+        future = self.synced_future(seq, durable)
+        if future is not None:
+            self.result(future)
+
+    def synced_future(self, seq: int, durable: bool) -> Future[Any] | None:
+        """A flush to wait for so that operation ``seq`` is synced; None if it already is.
+
+        Group commit: a flush already queued that covers ``seq`` (and is durable if
+        ``durable``) is returned instead of queueing another, so many handles waiting at
+        once (threads, async tasks) cost one sync, not one each.
+        """
         if (self.durable_seq if durable else self.synced_seq) >= seq:
-            return
-        self.flush(durable)
+            return None
+        with self.cond:
+            self.check_usable()
+            pending = self._last_flush
+            if (
+                pending is not None
+                and pending[0] >= seq
+                and (pending[1] or not durable)
+                and not pending[2].done()
+            ):
+                return pending[2]
+            return self._push_flush(durable)
 
     def _sync(self, seq: int, durable: bool) -> None:
         """On the writer: sync the entries, then record lengths and sync (and fsync) again."""
