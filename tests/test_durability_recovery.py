@@ -410,6 +410,32 @@ def test_variable_length_rows_past_the_last_flush_are_cut_after_a_crash(nc_path)
         assert [entry["step"] for entry in store.log.read()] == [0, 1, 2, 3, 4, 5]
 
 
+def test_variable_length_rows_of_a_variable_named_like_a_dimension_are_cut(nc_path):
+    # "log_entry" beside the dimension log_entry of "log" is the HDF5 dataset
+    # _nc4_non_coord_log_entry: the cut must shrink it, not the dimension's dataset.
+    with writebehind.open(nc_path, "w") as store:
+        for i in range(5):
+            store.log.append(i)
+            store.log_entry.append({"step": i})
+    with netCDF4.Dataset(str(nc_path), "a") as dataset:  # rows no flush committed
+        rows = np.empty(3, dtype=object)
+        for i in range(3):
+            rows[i] = np.frombuffer(b"xyz", np.uint8)
+        dataset["log_entry"][5:8] = rows
+    _mark_open_for_writing(nc_path)
+    report = recover(str(nc_path))
+    assert report.cut_rows == {"log_entry": 3}
+    with netCDF4.Dataset(str(nc_path)) as dataset:
+        assert dataset["log_entry"].shape == (5,)
+        assert dataset["log"].shape == (5,)
+    with writebehind.open(nc_path) as store:
+        store.log.append(5)
+        store.log_entry.append({"step": 5})
+    with writebehind.open(nc_path, "r") as store:
+        assert [entry["step"] for entry in store.log_entry.read()] == [0, 1, 2, 3, 4, 5]
+        assert store.log.read().tolist() == [0, 1, 2, 3, 4, 5]
+
+
 # -- the undo journal of chunk indexes -------------------------------------------------------
 def _journal_for(nc_path: Path) -> tuple[str, list[tuple[int, bytes]]]:
     from writebehind._journal import IndexJournal, _rightmost_path
@@ -440,6 +466,39 @@ def test_an_interrupted_flush_gets_its_chunk_index_nodes_back(nc_path):
     assert report.index_nodes_restored == len(nodes)
     with writebehind.open(nc_path, "r") as store:
         assert store.traj.positions.read()[:, 0, 0].tolist() == list(range(30))
+
+
+def test_the_journal_restores_a_variable_named_like_another_ones_dimension(nc_path):
+    # netCDF-C stores "x_entry" beside the dimension x_entry of "x" as the HDF5 dataset
+    # _nc4_non_coord_x_entry; the journal must hold that dataset's index, not the
+    # dimension's (which has none: reading it failed with OverflowError).
+    with writebehind.open(nc_path, "w") as store:
+        for i in range(30):
+            store.x.append(np.full(3, i, dtype=np.float32))
+            store.x_entry.append(np.full((50, 3), i, dtype=np.float32))
+    from writebehind._journal import IndexJournal
+
+    code = (  # h5py in its own interpreter: not a second HDF5 library beside netCDF4's
+        "import h5py, sys; f = h5py.File(sys.argv[1], 'r'); "
+        "print(h5py.h5o.get_info(f['_nc4_non_coord_x_entry'].id).addr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(nc_path)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    found = IndexJournal(str(nc_path))
+    found._refresh()
+    assert found._indexes["x_entry"].header == int(done.stdout)
+    _, nodes = _journal_for(nc_path)
+    assert len(nodes) == 2  # the root of each index
+    with open(nc_path, "r+b") as file:
+        for address, node in nodes:
+            file.seek(address)
+            file.write(bytes(len(node)))
+    _mark_open_for_writing(nc_path)
+    report = recover(str(nc_path))
+    assert report.index_nodes_restored == len(nodes)
+    with writebehind.open(nc_path, "r") as store:
+        assert store.x.read()[:, 0].tolist() == list(range(30))
+        assert store.x_entry.read()[:, 0, 0].tolist() == list(range(30))
 
 
 def test_an_incomplete_journal_is_deleted_unused(nc_path):

@@ -17,9 +17,13 @@ their addresses, and an earlier row keeps its bytes when its chunk is rewritten)
 that changes the file's structure voids the journal; the rollback copy guards it instead.
 
 Where the indexes are: a fresh interpreter (``_probe.OBJECT_HEADERS``) asks HDF5 for the
-object header address of every appendable variable; the header's data layout message
-(version 3, chunked) holds the index's root address, and the nodes are read from there.
-Variables stored otherwise (other layout versions, other index types) are not journaled.
+object header address of every appendable variable (under its HDF5 name: netCDF-C stores a
+variable named like one of its group's dimensions as ``_nc4_non_coord_<name>``, and
+``<name>`` is then the dimension's dataset); the header's data layout message (version 3,
+chunked, of the variable's rank) holds the index's root address, and the nodes are read
+from there. An index no chunk was written to yet has no root: it is looked up again at each
+sync until it has one. Variables stored otherwise (other layout versions, other index
+types) are not journaled.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ _MAGIC = b"WBUNDO1\n"
 _END = b"WBEND\n"
 _B_TREE_K = 32  # HDF5's default "istore K": 2K = 64 chunks a node (netCDF never changes it)
 _OFFSET = 8  # netCDF-4 files use 8-byte addresses; other files are not journaled
+_UNDEFINED = (1 << 64) - 1  # HDF5's "undefined address": an index with no chunk yet
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
@@ -53,8 +58,13 @@ def journal_path(path: str, inode: int) -> str:
 
 @dataclass(frozen=True)
 class _Index:
-    root: int  # address of the B-tree's root node
+    header: int  # address of the variable's object header
+    root: int  # address of the B-tree's root node; _UNDEFINED before the first chunk
     key_size: int  # bytes of one key: chunk size, filter mask, one offset per dimension
+
+    @property
+    def rank(self) -> int:
+        return (self.key_size - 8) // 8 - 1
 
     @property
     def node_size(self) -> int:
@@ -114,8 +124,8 @@ class IndexJournal:
         headers = object_header_addresses(self.path)
         indexes = {}
         with open(self.path, "rb") as file:
-            for name, address in headers.items():
-                index = _index_of(file, address)
+            for name, (address, ndim) in headers.items():
+                index = _index_of(file, address, ndim)
                 if index is not None:
                     indexes[name] = index
         self._indexes = indexes
@@ -140,15 +150,15 @@ class IndexJournal:
     def _content(self) -> bytes:
         records = [_MAGIC]
         count = 0
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for index in self._indexes.values():
-                for address, data in _rightmost_path(fd, index):
+        with open(self.path, "rb") as file:
+            for name, index in self._indexes.items():
+                if index.root == _UNDEFINED:  # the last sync may have written a first chunk
+                    index = _index_of(file, index.header, index.rank) or index
+                    self._indexes[name] = index
+                for address, data in _rightmost_path(file.fileno(), index):
                     head = struct.pack("<QI", address, len(data))
                     records.append(head + data + struct.pack("<I", zlib.crc32(head + data)))
                     count += 1
-        finally:
-            os.close(fd)
         records.append(_END + struct.pack("<I", count))
         return b"".join(records)
 
@@ -205,17 +215,20 @@ def _parse(data: bytes) -> list[tuple[int, bytes]] | None:
 
 
 # -- reading the file ------------------------------------------------------------------------
-def _index_of(file: BinaryIO, address: int) -> _Index | None:
+def _index_of(file: BinaryIO, address: int, ndim: int) -> _Index | None:
     """The chunk index named by the data layout message of the object header at
-    ``address``; None if the header or the layout is of a kind this does not read."""
+    ``address``, a dataset of ``ndim`` dimensions; None if the header or the layout is of
+    a kind this does not read, or of another rank (not the variable's dataset)."""
     for kind, body in _messages(file, address):
         if kind != 0x0008:  # data layout
             continue
         if len(body) < 3 + _OFFSET or body[0] != 3 or body[1] != 2:  # version 3, chunked
             return None
-        dimensionality = body[2]
+        dimensionality = body[2]  # the rank, plus one for the element size
+        if dimensionality != ndim + 1:
+            return None
         root = int.from_bytes(body[3 : 3 + _OFFSET], "little")
-        return _Index(root, 8 + 8 * dimensionality)
+        return _Index(address, root, 8 + 8 * dimensionality)
     return None
 
 
@@ -262,6 +275,8 @@ def _rightmost_path(fd: int, index: _Index) -> list[tuple[int, bytes]]:
     nodes = []
     address = index.root
     for _ in range(64):  # a B-tree of 64 levels would index more chunks than exist
+        if address >= 1 << 63:  # undefined (no chunk yet), or not an address os.pread takes
+            break
         node = os.pread(fd, index.node_size, address)
         if node[:4] != b"TREE" or len(node) < 8 + 2 * _OFFSET:
             break

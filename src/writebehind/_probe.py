@@ -121,6 +121,17 @@ h5.H5Eset_auto2(0, None, None)
 h5.H5Fopen.restype = hid
 h5.H5Fopen.argtypes = [ctypes.c_char_p, ctypes.c_uint, hid]
 h5.H5Fclose.argtypes = [hid]
+h5.H5Lexists.argtypes = [hid, ctypes.c_char_p, hid]
+
+def dataset_path(file, path):
+    # The HDF5 path of the netCDF variable at ``path``. netCDF-C stores a variable named
+    # like a dimension of its group (but not that dimension's coordinate variable) as
+    # "_nc4_non_coord_<name>", and "<name>" is then the dimension's own dataset; it strips
+    # the prefix when it reads the file, so the prefixed dataset, where there is one, is
+    # the variable.
+    parent, _, name = ("/" + path).rpartition("/")
+    secret = f"{parent}/_nc4_non_coord_{name}".encode()
+    return secret if h5.H5Lexists(file, secret, 0) > 0 else ("/" + path).encode()
 """
 
 
@@ -154,7 +165,7 @@ if file < 0:
     sys.exit("H5Fopen failed")
 failed = []
 for path, committed in json.loads(sys.argv[2]).items():
-    dataset = h5.H5Dopen2(file, ("/" + path).encode(), 0)
+    dataset = h5.H5Dopen2(file, dataset_path(file, path), 0)
     if dataset < 0:
         failed.append(path)
         continue
@@ -211,12 +222,13 @@ def clear_vlen_rows(path: str, committed: dict[str, int]) -> str:
 
 # -- where the object headers are ------------------------------------------------------------
 # The address of the object header of every appendable variable (first dimension unlimited),
-# from HDF5's H5Oget_info_by_name3: the first 8 bytes of the native token are the address.
+# from HDF5's H5Oget_info_by_name3: the first 8 bytes of the native token are the address;
+# with the variable's number of dimensions, which its dataset's layout must match.
 _OBJECT_HEADERS = (
     _LOAD_HDF5
     + r"""
 h5.H5Oget_info_by_name3.argtypes = [hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint, hid]
-names = []
+names = {}
 with netCDF4.Dataset(sys.argv[1], "r") as ds:
     groups = [("", ds)]
     while groups:
@@ -224,21 +236,22 @@ with netCDF4.Dataset(sys.argv[1], "r") as ds:
         groups.extend((prefix + name + "/", g) for name, g in group.groups.items())
         for name, var in group.variables.items():
             if var.dimensions and var.get_dims()[0].isunlimited():
-                names.append(prefix + name)
+                names[prefix + name] = var.ndim
 file = h5.H5Fopen(sys.argv[1].encode(), 0, 0)  # H5F_ACC_RDONLY, H5P_DEFAULT
 out = {}
 info = ctypes.create_string_buffer(256)  # an H5O_info2_t: fileno, then the 16-byte token
-for name in names:
-    if h5.H5Oget_info_by_name3(file, ("/" + name).encode(), info, 1, 0) >= 0:
-        out[name] = int.from_bytes(info.raw[8:16], "little")
+for name, ndim in names.items():
+    if h5.H5Oget_info_by_name3(file, dataset_path(file, name), info, 1, 0) >= 0:
+        out[name] = [int.from_bytes(info.raw[8:16], "little"), ndim]
 h5.H5Fclose(file)
 print(json.dumps(out))
 """
 )
 
 
-def object_header_addresses(path: str) -> dict[str, int]:
-    """The object header address of each appendable variable of ``path``; {} on failure."""
+def object_header_addresses(path: str) -> dict[str, tuple[int, int]]:
+    """The object header address and the number of dimensions of each appendable variable
+    of ``path``; {} on failure."""
     env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
     try:
         done = subprocess.run(
@@ -253,4 +266,5 @@ def object_header_addresses(path: str) -> dict[str, int]:
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         return {}
-    return {str(name): int(address) for name, address in json.loads(lines[-1]).items()}
+    found = json.loads(lines[-1]).items()
+    return {str(name): (int(address), int(ndim)) for name, (address, ndim) in found}
