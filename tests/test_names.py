@@ -202,22 +202,13 @@ def test_api_names_by_attribute_are_the_api_not_nodes(store):
 
 
 # -- names next to writebehind's own dimensions --------------------------------------------
-CHUNK_JOURNAL_CLASH = pytest.mark.xfail(
-    strict=True,
-    reason="_journal.py (1fa14e8) reads the HDF5 dataset of the dimension, not the variable "
-    "netCDF-C stored as _nc4_non_coord_<name>: OverflowError at the next flush",
-)
-
-
-@pytest.mark.parametrize(
-    "second",
-    [
-        pytest.param("x_entry", marks=CHUNK_JOURNAL_CLASH),
-        pytest.param("x_axis1", marks=CHUNK_JOURNAL_CLASH),
-        "x_axis0",
-        "x_entry_1",
-    ],
-)
+# An appendable variable x has the dimensions x_entry (unlimited) and x_axis1, ... A variable
+# named like a dimension of its group is stored by netCDF-C as the HDF5 dataset
+# _nc4_non_coord_<name> ("<name>" is the dimension's); the chunk-index journal and the
+# recovery must find that dataset, and the chunk cache must not be set on it (netCDF-C then
+# reopens the dimension's dataset in its place). The other order -- the variable first --
+# never clashes: x's dimension is then called x_entry_1.
+@pytest.mark.parametrize("second", ["x_entry", "x_axis1", "x_axis0", "x_entry_1"])
 def test_a_variable_named_like_another_ones_dimension_is_stored(nc_path, second):
     import numpy as np
 
@@ -228,6 +219,76 @@ def test_a_variable_named_like_another_ones_dimension_is_stored(nc_path, second)
     with writebehind.open(nc_path, "r") as store:
         assert store.x.read().tolist() == [[0, 0, 0], [2, 2, 2]]
         assert store[second].read().tolist() == [[1, 1]]
+
+
+@pytest.mark.parametrize("first_named_like_a_dimension", [False, True])
+@pytest.mark.parametrize("second", ["x_entry", "x_axis1", "x_entry_entry"])
+def test_names_like_dimensions_survive_flushes_and_reopening_in_either_order(
+    nc_path, second, first_named_like_a_dimension
+):
+    # Flushes that only append are guarded by the chunk-index journal, which reads the
+    # variables' HDF5 datasets; reopening sets the chunk cache of every appendable variable.
+    import numpy as np
+
+    names = [second, "x"] if first_named_like_a_dimension else ["x", second]
+    shapes = {"x": 3, second: 2}
+    with writebehind.open(nc_path, "w") as store:
+        for name in names:
+            store[name].append(np.zeros(shapes[name]))
+            store.flush()
+        for i in (1, 2):
+            for name in names:
+                store[name].append(np.full(shapes[name], float(i)))
+            store.flush(durable=True)
+    with writebehind.open(nc_path, "a") as store:
+        for name in names:
+            store[name].append(np.full(shapes[name], 3.0))
+            store.flush()
+    with writebehind.open(nc_path, "r") as store:
+        for name in names:
+            assert store[name].read().tolist() == [[float(i)] * shapes[name] for i in range(4)]
+    with netCDF4.Dataset(nc_path) as dataset:  # plain netCDF sees the same
+        for name in names:
+            assert dataset[name][:].tolist() == [[float(i)] * shapes[name] for i in range(4)]
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    names=st.lists(
+        st.sampled_from(
+            ["x", "x_entry", "x_axis1", "x_axis2", "x_entry_entry", "x_entry_1", "x_axis1_entry"]
+        ),
+        min_size=2,
+        max_size=4,
+        unique=True,
+    ),
+    data=st.data(),
+)
+def test_variables_named_like_each_others_dimensions_keep_every_entry(tmp_path, names, data):
+    import numpy as np
+
+    path = tmp_path / "clash.nc"
+    path.unlink(missing_ok=True)
+    shapes = {name: data.draw(st.sampled_from([(), (2,), (2, 2)]), name) for name in names}
+    flushes = data.draw(st.lists(st.booleans(), min_size=3, max_size=3), "flushes")
+    with writebehind.open(path, "w") as store:
+        for step, flush in enumerate(flushes):
+            for name in names:
+                store[name].append(np.full(shapes[name], float(step)))
+            if flush:
+                store.flush()
+    with writebehind.open(path, "a") as store:
+        for name in names:
+            store[name].append(np.full(shapes[name], 3.0))
+    with writebehind.open(path, "r") as store:
+        for name in names:
+            assert np.array_equal(
+                store[name].read(), [np.full(shapes[name], float(i)) for i in range(4)]
+            )
 
 
 # -- any name hypothesis can think of ----------------------------------------------------

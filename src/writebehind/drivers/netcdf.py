@@ -430,8 +430,24 @@ def _small_chunk_cache(variable: Any, chunks: tuple[int, ...], itemsize: int) ->
     where it no longer overlaps with the caller's appends. Reading a whole variable through
     a large cache copies every chunk into fresh cache memory first (2-3x slower here).
     """
+    if _stored_under_another_name(variable):
+        return
     chunk_bytes = int(np.prod(chunks, dtype=np.int64)) * itemsize
     variable.set_var_chunk_cache(size=max(2 * chunk_bytes, CHUNK_TARGET_BYTES))
+
+
+def _stored_under_another_name(variable: Any) -> bool:
+    """Whether netCDF-C stores ``variable`` as the HDF5 dataset ``_nc4_non_coord_<name>``:
+    it does so for a variable named like a dimension of its group that is not that
+    dimension's coordinate variable (``x_entry`` beside the ``x_entry`` dimension of ``x``).
+
+    Setting the chunk cache of such a variable once its dataset exists makes netCDF-C
+    (4.10 and earlier) reopen the dataset by the variable's name -- the dimension's
+    dataset -- and the variable then reads (and writes) that one: "HDF error".
+    """
+    dimensions = variable.dimensions
+    name = variable.name
+    return name in variable.group().dimensions and (not dimensions or dimensions[0] != name)
 
 
 def _object_array(items: Any, variable: Any) -> np.ndarray[Any, Any]:
