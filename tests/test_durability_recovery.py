@@ -501,6 +501,28 @@ def test_the_journal_restores_a_variable_named_like_another_ones_dimension(nc_pa
         assert store.x_entry.read()[:, 0, 0].tolist() == list(range(30))
 
 
+def test_a_variable_whose_entries_hold_no_data_does_not_stop_the_journal(nc_path):
+    # Entries of shape (0,) write no chunk: the variable's index has HDF5's undefined
+    # address as its root, which the journal read as a node (OverflowError, store failed).
+    from writebehind._journal import _UNDEFINED, _parse
+
+    with writebehind.open(nc_path, "w") as store:
+        store.empty.append(np.zeros(0))
+        store.positions.append(np.zeros(3))
+        store.flush()
+        for i in range(1, 4):
+            store.empty.append(np.zeros(0))
+            store.positions.append(np.full(3, float(i)))
+            store.flush()
+        journal = store.storage_driver._index_journal
+        assert journal._indexes["empty"].root == _UNDEFINED
+        records = _parse(Path(journal._target).read_bytes())
+        assert records and journal._indexes["positions"].root in [a for a, _ in records]
+    with writebehind.open(nc_path, "r") as store:
+        assert store.empty.read().shape == (4, 0)
+        assert store.positions.read()[:, 0].tolist() == [0, 1, 2, 3]
+
+
 def test_an_incomplete_journal_is_deleted_unused(nc_path):
     _clean_file(nc_path, frames=30)
     journal, _ = _journal_for(nc_path)
