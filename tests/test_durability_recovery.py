@@ -330,6 +330,36 @@ def test_a_durable_flush_of_a_new_file_fsyncs_its_directory_once(nc_path, monkey
     assert calls == [str(nc_path.parent)]
 
 
+def test_a_rollback_copy_is_fsynced_once_durable_entries_are_at_stake(nc_path, monkeypatch):
+    # A file the store created holds nothing a durable flush acknowledged until its first
+    # durable flush: its rollback copies need not survive a power loss until then. After
+    # it, and in a file opened to continue it, they must.
+    from writebehind.drivers import netcdf
+
+    copies: list[bool] = []
+    real_copy = netcdf.keep_rollback_copy
+
+    def keep_rollback_copy(path: str, durable: bool) -> str:
+        copies.append(durable)
+        return real_copy(path, durable)
+
+    monkeypatch.setattr(netcdf, "keep_rollback_copy", keep_rollback_copy)
+    with writebehind.open(nc_path, "w") as store:
+        store.x.append(1.0)
+        store.flush()
+        store.y.append(1.0)
+        store.flush(durable=True)
+        store.z.append(1.0)
+        store.flush()
+    assert copies == [False, False, True]
+    copies.clear()
+    with writebehind.open(nc_path, "a") as store:
+        store.w.append(1.0)
+        store.flush()
+        assert store.x.read().tolist() == [1.0]
+    assert copies == [True]
+
+
 # -- writebehind recover ----------------------------------------------------------------------
 def test_the_recover_command_reports_a_repaired_superblock(nc_path, capsys):
     from writebehind.cli import main

@@ -231,7 +231,11 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         """Keep a rollback copy of the file before the first structural change since the
         last sync: a kill in the flush that writes it could leave the file unreadable."""
         if self._on_disk_consistent and not self._rollback_kept and self._dataset is not None:
-            keep_rollback_copy(self._file_name, durable=True)
+            # The copy must survive a power loss only if the file holds entries a durable
+            # flush acknowledged: not a file this driver created and has not durably
+            # flushed yet (its directory is then not synced either). There, the fsyncs of
+            # the copy and its directory would be most of the cost of a short run.
+            keep_rollback_copy(self._file_name, durable=self._directory_synced)
             self._rollback_kept = True
             if self._index_journal is not None:  # the copy guards this flush instead
                 self._index_journal.mark_stale()
