@@ -63,3 +63,13 @@ def test_chart_is_drawn(results: dict, tmp_path: Path) -> None:
         sys.path.remove(str(ROOT))
     png = draw(results, tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_read_hugepages_reports_both_settings() -> None:
+    command = [sys.executable, "-m", "benchmarks.read_hugepages", "--reads=2", "--rounds=1"]
+    done = subprocess.run(
+        command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120
+    )
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["huge pages  on", "huge pages off"]
+    assert all("over 40 ms:" in line and line.endswith("of 2") for line in lines)
