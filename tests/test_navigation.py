@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import writebehind
 from writebehind import StorageInterfaceDirVar
 from writebehind._node import RESERVED_NAMES
 
@@ -85,7 +86,27 @@ def test_path_name_predecessor(store):
     assert isinstance(node, StorageInterfaceDirVar)
     assert node.path == "a/b/c" and node.name == "c"
     assert node.predecessor is store.a.b
-    assert store.a.predecessor is not None and store.a.predecessor.path == ""
+    assert store.a.predecessor is None  # a top-level node, as in openmmtools
+
+
+def test_a_node_constructed_as_in_openmmtools_reaches_the_same_variable(store):
+    top = StorageInterfaceDirVar("top", store)
+    leaf = StorageInterfaceDirVar("leaf", store, predecessor=store.group)
+    top.write(3.0)
+    leaf.append(1)
+    assert (top.path, top.predecessor) == ("top", None)
+    assert leaf.path == "group/leaf" and leaf.predecessor is store.group
+    assert store.top.read() == 3.0 and store.group.leaf.read().tolist() == [1]
+
+
+def test_a_node_needs_a_store(store, nc_path):
+    with pytest.raises(TypeError, match="needs a store"):
+        StorageInterfaceDirVar("x", nc_path)
+    with (
+        writebehind.open(nc_path.with_name("other.nc"), "w") as other,
+        pytest.raises(ValueError, match="another store"),
+    ):
+        StorageInterfaceDirVar("x", store, predecessor=other.group)
 
 
 def test_variable_directory_bound_target_before_and_after_binding(store):

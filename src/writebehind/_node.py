@@ -8,13 +8,11 @@ the work goes to the store's core (checks, encoding) and engine (the queue).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from . import _paths
+from ._core import StoreCore
 from ._engine import GroupState, Handle, VarState
-
-if TYPE_CHECKING:
-    from ._core import StoreCore
 
 __all__ = ["RESERVED_NAMES", "GroupInfo", "NodeBase", "StorageInterfaceDirVar", "VariableInfo"]
 
@@ -59,15 +57,32 @@ class NodeBase:
     """Navigation shared by the sync and async nodes."""
 
     __slots__ = ("_children", "_core", "_name", "_path", "_predecessor", "_store", "_var")
+    _core: StoreCore
 
     def __init__(
         self,
         name: str,
-        core: StoreCore,
+        core: Any,
         predecessor: NodeBase | None = None,
         *,
         store: object = None,
     ):
+        """A node at ``name`` under ``predecessor`` (the top level when None).
+
+        ``core`` is the store's StoreCore, or, as in openmmtools'
+        ``StorageInterfaceDirVar(name, storage_interface, predecessor=None)``, the store
+        itself.
+        """
+        if not isinstance(core, StoreCore):
+            store_core = getattr(core, "_core", None)
+            if not isinstance(store_core, StoreCore):
+                raise TypeError(
+                    f"{type(self).__name__}() needs a store (StorageInterface), not "
+                    f"{type(core).__name__}"
+                )
+            core, store = store_core, core
+        if predecessor is not None and predecessor._core is not core:
+            raise ValueError(f"the predecessor of {name!r} belongs to another store")
         self._name = name
         self._core = core
         self._predecessor = predecessor
@@ -139,7 +154,9 @@ class NodeBase:
 
     @property
     def predecessor(self) -> Any:
-        return self._predecessor
+        """The parent node; None for a top-level node, as in openmmtools."""
+        parent = self._predecessor
+        return None if parent is None or not parent._name else parent
 
     @property
     def variable(self) -> VariableInfo | None:
