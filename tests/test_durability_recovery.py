@@ -418,19 +418,25 @@ def _mark_open_for_writing(path: Path) -> None:
         file.write(raw)
 
 
+def _recover_after_uncommitted_rows(nc_path: Path, name: str) -> _recovery.RecoveryReport:
+    """Write 3 variable-length rows to ``name`` past its 5 committed ones, as a writer killed
+    before its flush leaves them, and recover the file."""
+    with netCDF4.Dataset(str(nc_path), "a") as dataset:
+        rows = np.empty(3, dtype=object)
+        for i in range(3):
+            rows[i] = np.frombuffer(b"xyz", np.uint8)
+        dataset[name][5:8] = rows
+    _mark_open_for_writing(nc_path)
+    return recover(str(nc_path))
+
+
 def test_variable_length_rows_past_the_last_flush_are_cut_after_a_crash(nc_path):
     # Such rows may point to heap objects the kill kept from the file, and HDF5 frees the
     # old object when a row is overwritten: left there, they would make the next append fail.
     with writebehind.open(nc_path, "w") as store:
         for i in range(5):
             store.log.append({"step": i})
-    with netCDF4.Dataset(str(nc_path), "a") as dataset:  # rows no flush committed
-        rows = np.empty(3, dtype=object)
-        for i in range(3):
-            rows[i] = np.frombuffer(b"xyz", np.uint8)
-        dataset["log"][5:8] = rows
-    _mark_open_for_writing(nc_path)
-    report = recover(str(nc_path))
+    report = _recover_after_uncommitted_rows(nc_path, "log")
     assert report.cut_rows == {"log": 3}
     with netCDF4.Dataset(str(nc_path)) as dataset:
         assert dataset["log"].shape == (5,)
@@ -447,13 +453,7 @@ def test_variable_length_rows_of_a_variable_named_like_a_dimension_are_cut(nc_pa
         for i in range(5):
             store.log.append(i)
             store.log_entry.append({"step": i})
-    with netCDF4.Dataset(str(nc_path), "a") as dataset:  # rows no flush committed
-        rows = np.empty(3, dtype=object)
-        for i in range(3):
-            rows[i] = np.frombuffer(b"xyz", np.uint8)
-        dataset["log_entry"][5:8] = rows
-    _mark_open_for_writing(nc_path)
-    report = recover(str(nc_path))
+    report = _recover_after_uncommitted_rows(nc_path, "log_entry")
     assert report.cut_rows == {"log_entry": 3}
     with netCDF4.Dataset(str(nc_path)) as dataset:
         assert dataset["log_entry"].shape == (5,)
