@@ -481,12 +481,9 @@ def _journal_for(nc_path: Path) -> tuple[str, list[tuple[int, bytes]]]:
     return journal._target, nodes
 
 
-def test_an_interrupted_flush_gets_its_chunk_index_nodes_back(nc_path):
-    # What a kill in the middle of a chunk-index split leaves: a node rewritten in place
-    # whose new children were never written. Here the root is simply overwritten.
-    _clean_file(nc_path, frames=30)
-    _, nodes = _journal_for(nc_path)
-    assert nodes
+def _zero_nodes_and_recover(nc_path: Path, nodes: list[tuple[int, bytes]]) -> None:
+    """Overwrite the journaled index ``nodes`` with zeros, as a kill in a split leaves them,
+    recover the file and check that recovery put every node back."""
     with open(nc_path, "r+b") as file:
         for address, node in nodes:
             file.seek(address)
@@ -494,6 +491,15 @@ def test_an_interrupted_flush_gets_its_chunk_index_nodes_back(nc_path):
     _mark_open_for_writing(nc_path)
     report = recover(str(nc_path))
     assert report.index_nodes_restored == len(nodes)
+
+
+def test_an_interrupted_flush_gets_its_chunk_index_nodes_back(nc_path):
+    # What a kill in the middle of a chunk-index split leaves: a node rewritten in place
+    # whose new children were never written. Here the root is simply overwritten.
+    _clean_file(nc_path, frames=30)
+    _, nodes = _journal_for(nc_path)
+    assert nodes
+    _zero_nodes_and_recover(nc_path, nodes)
     with writebehind.open(nc_path, "r") as store:
         assert store.traj.positions.read()[:, 0, 0].tolist() == list(range(30))
 
@@ -519,13 +525,7 @@ def test_the_journal_restores_a_variable_named_like_another_ones_dimension(nc_pa
     assert found._indexes["x_entry"].header == int(done.stdout)
     _, nodes = _journal_for(nc_path)
     assert len(nodes) == 2  # the root of each index
-    with open(nc_path, "r+b") as file:
-        for address, node in nodes:
-            file.seek(address)
-            file.write(bytes(len(node)))
-    _mark_open_for_writing(nc_path)
-    report = recover(str(nc_path))
-    assert report.index_nodes_restored == len(nodes)
+    _zero_nodes_and_recover(nc_path, nodes)
     with writebehind.open(nc_path, "r") as store:
         assert store.x.read()[:, 0].tolist() == list(range(30))
         assert store.x_entry.read()[:, 0, 0].tolist() == list(range(30))
