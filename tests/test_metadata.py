@@ -110,3 +110,18 @@ def test_foreign_attributes_read_as_python_values(nc_path, reopen):
         meta = store.read_metadata()
     assert meta["title"] == "from elsewhere" and meta["count"] == 3
     np.testing.assert_array_equal(meta["values"], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [([True, 2], TypeError, "mixes bools"), ([2**53 + 1, 0.5], ValueError, "exactly")],
+)
+def test_a_metadata_list_numpy_would_change_is_refused(store, value, error, match):
+    with pytest.raises(error, match=match):
+        store.add_metadata("bad", value)
+    assert "bad" not in store.read_metadata()
+
+
+def test_metadata_ints_beyond_int64_read_back_as_ints(store):
+    store.add_metadata("seeds", [1, 2**63])
+    assert store.read_metadata()["seeds"] == [1, 2**63]

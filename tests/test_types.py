@@ -229,3 +229,34 @@ def test_non_native_byte_order_is_stored_by_value(store):
 def test_mixed_int_and_float_list_is_stored_as_floats(store):
     store.l.write([1, 2.5])
     assert_same(store.l.read(), [1.0, 2.5])
+
+
+@pytest.mark.parametrize("value", [[True, 2], [1.5, False], [[True], [np.int64(3)]]])
+def test_a_list_mixing_bools_with_numbers_is_refused(store, value):
+    with pytest.raises(TypeError, match="mixes bools"):
+        store.l.write(value)
+    assert "l" not in store
+
+
+def test_an_int_a_float_list_cannot_hold_exactly_is_refused(store):
+    with pytest.raises(ValueError, match="9007199254740993"):
+        store.l.write([2**53 + 1, 0.5])
+    store.m.append([0.5, 1.5])
+    with pytest.raises(ValueError, match="9007199254740993"):
+        store.m.append([2**53 + 1, 1])
+    assert len(store.m) == 1 and "l" not in store
+
+
+def test_ints_beyond_int64_are_stored_as_uint64_not_floats(store, nc_path, reopen):
+    store.l.write([1, 2**63])
+    store.m.append((2**64 - 1, 0))
+    store.m.append((1, 2))  # Python ints of an unsigned variable
+    store.close()
+    with reopen(nc_path) as again:
+        assert_same(again.l.read(), [1, 2**63])
+        assert again.m.read() == [(2**64 - 1, 0), (1, 2)]
+
+
+def test_ints_no_64_bit_int_holds_together_are_refused(store):
+    with pytest.raises(ValueError, match="neither int64 nor uint64"):
+        store.l.write([-1, 2**64 - 1])

@@ -16,6 +16,7 @@ from .._errors import FormatError
 from .._paths import _name_problem
 from ._numeric import check_array_dtype
 from .base import ATTR_PREFIX
+from .sequences import as_number_array
 
 __all__ = ["TYPES_ATTR", "check_attr_name", "decode_attrs", "encode_attr"]
 
@@ -59,7 +60,10 @@ def encode_attr(name: str, value: Any) -> tuple[Any, str | None]:
         check_array_dtype(value.dtype, "scalar")
         return value, "numpy"
     if cls is list or cls is tuple:
-        arr = np.asarray(value)
+        try:  # bools among numbers, ints a float cannot hold: refused, as in variables
+            arr = as_number_array(value) if value else np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"metadata {name!r}: {exc}") from None
         if arr.ndim != 1 or arr.dtype.kind not in "biuf":
             raise TypeError(f"metadata {name!r}: a {cls.__name__} must be a flat list of numbers")
         if arr.dtype.kind == "b":

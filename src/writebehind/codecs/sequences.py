@@ -38,7 +38,62 @@ def as_number_array(value: list[Any] | tuple[Any, ...]) -> np.ndarray[Any, Any]:
             "only rectangular sequences of bool, int and float are stored as sequences"
         )
     check_array_dtype(arr.dtype, f"{type(value).__name__}")
+    if arr.dtype.kind != "b" and arr.size:
+        return _kept_exactly(value, arr)
     return arr
+
+
+def _leaves(value: Any) -> list[Any]:
+    """The numbers of a nested list or tuple, in order."""
+    if not any(type(item) in (list, tuple) for item in value):
+        return list(value)
+    out: list[Any] = []
+    for item in value:
+        out.extend(_leaves(item) if type(item) in (list, tuple) else (item,))
+    return out
+
+
+def _kept_exactly(value: list[Any] | tuple[Any, ...], arr: np.ndarray[Any, Any]) -> Any:
+    """``arr``, once sure numpy's promotion changed no item of ``value``.
+
+    Refuses bools among numbers (they would be stored, and read back, as numbers) and ints
+    that a float array cannot hold exactly. Ints among floats that it holds exactly are
+    stored as floats (``[1, 2.5]`` reads back ``[1.0, 2.5]``); ints alone beyond int64 are
+    stored as uint64, not as floats.
+    """
+    leaves = _leaves(value)
+    kinds = {type(item) for item in leaves}
+    if len(kinds) == 1 and arr.dtype.kind != "f":
+        return arr  # one type, ints or unsigned ints: stored as they are
+    if any(issubclass(kind, bool | np.bool_) for kind in kinds):
+        raise TypeError(
+            f"cannot store a {type(value).__name__} that mixes bools with other numbers: "
+            "they would be stored (and read back) as numbers; convert them explicitly"
+        )
+    if arr.dtype.kind != "f":
+        return arr
+    if all(issubclass(kind, int | np.integer) for kind in kinds):
+        if min(leaves) < 0:
+            raise ValueError(
+                f"cannot store a {type(value).__name__} of ints from {min(leaves)} to "
+                f"{max(leaves)}: neither int64 nor uint64 holds them all"
+            )
+        return np.asarray(value, dtype=np.uint64)  # numpy made floats of ints over int64
+    check_ints_exact_in_float(
+        [item for item in leaves if isinstance(item, int | np.integer)], arr.dtype
+    )
+    return arr
+
+
+def check_ints_exact_in_float(ints: Any, dtype: np.dtype[Any]) -> None:
+    """Raise ValueError unless every int in ``ints`` is exactly a ``dtype`` float."""
+    for item in ints:
+        if int(dtype.type(item)) != int(item):
+            raise ValueError(
+                f"cannot store the int {int(item)} as {dtype} exactly (it would read back "
+                f"as {int(dtype.type(item))}): store such ints in a list of ints, or as an "
+                "int64 array"
+            )
 
 
 def _to_container(arr: np.ndarray[Any, Any], container: type) -> Any:
@@ -77,10 +132,15 @@ class SequenceCodec(Codec):
             arr = as_number_array(value)
             if arr.shape != shape:
                 raise shape_error(arr.shape, shape)
-            # Python ints and floats mix freely in a float variable; anything else must
-            # cast without loss.
-            if arr.dtype != logical and not (logical.kind == "f" and arr.dtype.kind in "iu"):
-                check_castable(arr.dtype, logical)
+            # Python ints and floats mix freely in a float variable, as long as the float
+            # holds each int exactly; anything else must cast without loss.
+            if arr.dtype != logical:
+                if logical.kind == "f" and arr.dtype.kind in "iu":
+                    check_ints_exact_in_float(arr.ravel().tolist(), logical)
+                elif logical.kind == "u" and arr.dtype.kind == "i" and (arr >= 0).all():
+                    arr = arr.astype(logical)  # Python ints of a uint64 variable, all >= 0
+                else:
+                    check_castable(arr.dtype, logical)
             return arr
 
         return encode
