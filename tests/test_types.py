@@ -260,3 +260,27 @@ def test_ints_beyond_int64_are_stored_as_uint64_not_floats(store, nc_path, reope
 def test_ints_no_64_bit_int_holds_together_are_refused(store):
     with pytest.raises(ValueError, match="neither int64 nor uint64"):
         store.l.write([-1, 2**64 - 1])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**53 + 1, np.int64(2**53 + 1), np.array([0, 2**53 + 1]), np.array([2**64 - 1, 0], np.uint64)],
+    ids=["int", "numpy-int64", "int64-array", "uint64-array"],
+)
+def test_an_int_a_float_variable_cannot_hold_exactly_is_refused(store, value):
+    first = np.zeros(np.shape(value)) if np.ndim(value) else 0.5
+    store.x.append(first)
+    with pytest.raises(ValueError, match="exactly"):
+        store.x.append(value)
+    assert len(store.x) == 1
+
+
+def test_ints_a_float_variable_holds_exactly_are_stored(store):
+    store.x.append(np.zeros(3))
+    store.x.append(np.array([1, 2**53, -(2**60)]))  # int64, every value exact in float64
+    store.f.append(np.float32(0.5))
+    store.f.append(2**24)
+    assert store.x.read()[1].tolist() == [1.0, 2.0**53, -(2.0**60)]
+    with pytest.raises(ValueError, match="16777217"):
+        store.f.append(2**24 + 1)
+    assert store.f.read().tolist() == [0.5, 2.0**24]

@@ -66,14 +66,57 @@ def logical_from_name(name: str) -> np.dtype[Any]:
     return _BOOL if name == "bool" else np.dtype(name)
 
 
-def check_castable(src: np.dtype[Any], logical: np.dtype[Any], path_hint: str = "") -> None:
-    """Raise TypeError unless values of dtype ``src`` fit dtype ``logical`` without loss."""
+def check_castable(
+    src: np.dtype[Any], logical: np.dtype[Any], path_hint: str = "", values: Any = None
+) -> None:
+    """Raise TypeError unless values of dtype ``src`` fit dtype ``logical`` without loss.
+
+    numpy calls int64 -> float64 safe, but ints beyond 2**53 change on the way: for such a
+    cast the ``values`` themselves are checked (ValueError for one that would change), and
+    without ``values`` the cast is refused.
+    """
     if src == logical:
         return
     if logical == _BOOL or src == _BOOL or not np.can_cast(src, logical, "safe"):
         raise TypeError(
             f"cannot store {src} values in a variable of dtype {logical_name(logical)} "
             "without loss; convert them explicitly, or store them in another variable"
+        )
+    if src.kind in "iu" and logical.kind == "f" and src.itemsize * 8 > _mantissa_bits(logical):
+        if values is None:
+            raise TypeError(
+                f"cannot store {src} values in a variable of dtype {logical_name(logical)} "
+                f"exactly (ints beyond 2**{_mantissa_bits(logical)} would change); convert "
+                "them explicitly if that is fine, or store them in another variable"
+            )
+        arr = np.asarray(values)
+        limit = 1 << _mantissa_bits(logical)
+        beyond = arr > limit if src.kind == "u" else (arr > limit) | (arr < -limit)
+        for item in arr[beyond].tolist():
+            check_int_exact_in_float(int(item), logical)
+
+
+def _mantissa_bits(dtype: np.dtype[Any]) -> int:
+    return int(np.finfo(dtype).nmant) + 1
+
+
+def check_int_exact_in_float(value: int, logical: np.dtype[Any]) -> None:
+    """Raise ValueError unless the int ``value`` is exactly a ``logical`` float."""
+    limit = 1 << _mantissa_bits(logical)
+    if -limit <= value <= limit:
+        return
+    with np.errstate(over="ignore"):
+        try:
+            as_float = logical.type(value)
+        except OverflowError:
+            as_float = logical.type(np.inf)
+    stored = int(as_float) if np.isfinite(as_float) else None
+    if stored != value:
+        digits = str(value)
+        shown = digits if len(digits) <= 30 else f"{digits[:12]}... ({len(digits)} digits)"
+        raise ValueError(
+            f"cannot store the int {shown} as {logical} exactly (it would read back as "
+            f"{stored if stored is not None else 'inf'}): store such ints in an int variable"
         )
 
 

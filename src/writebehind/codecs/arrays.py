@@ -48,7 +48,7 @@ class ArrayCodec(Codec):
             if value.shape != shape:
                 raise shape_error(value.shape, shape)
             if value.dtype != logical:
-                check_castable(check_array_dtype(value.dtype), logical)
+                check_castable(check_array_dtype(value.dtype), logical, values=value)
             return value
 
         return encode

@@ -9,6 +9,7 @@ import numpy as np
 from ._numeric import (
     check_array_dtype,
     check_castable,
+    check_int_exact_in_float,
     logical_from_name,
     logical_name,
     storage_layout,
@@ -64,7 +65,9 @@ class ScalarCodec(Codec):
             if cls is int:
                 if kind in "iu":
                     _check_int_range(value, logical)
-                elif kind != "f":
+                elif kind == "f":
+                    check_int_exact_in_float(value, logical)
+                else:
                     raise TypeError(
                         f"cannot store an int in a variable of dtype {logical_name(logical)}"
                     )
@@ -74,7 +77,7 @@ class ScalarCodec(Codec):
                     raise TypeError(f"cannot store a bool in a variable of dtype {logical}")
                 return value
             if isinstance(value, np.bool_ | np.integer | np.floating):
-                check_castable(value.dtype, logical)
+                check_castable(value.dtype, logical, values=value)
                 return value
             if isinstance(value, int | float):  # subclasses such as IntEnum
                 return encode(_plain(value))

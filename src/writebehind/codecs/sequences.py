@@ -9,6 +9,7 @@ import numpy as np
 from ._numeric import (
     check_array_dtype,
     check_castable,
+    check_int_exact_in_float,
     logical_from_name,
     logical_name,
     storage_layout,
@@ -88,12 +89,7 @@ def _kept_exactly(value: list[Any] | tuple[Any, ...], arr: np.ndarray[Any, Any])
 def check_ints_exact_in_float(ints: Any, dtype: np.dtype[Any]) -> None:
     """Raise ValueError unless every int in ``ints`` is exactly a ``dtype`` float."""
     for item in ints:
-        if int(dtype.type(item)) != int(item):
-            raise ValueError(
-                f"cannot store the int {int(item)} as {dtype} exactly (it would read back "
-                f"as {int(dtype.type(item))}): store such ints in a list of ints, or as an "
-                "int64 array"
-            )
+        check_int_exact_in_float(int(item), dtype)
 
 
 def _to_container(arr: np.ndarray[Any, Any], container: type) -> Any:
