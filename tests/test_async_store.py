@@ -9,13 +9,14 @@ import pytest
 
 import writebehind
 from writebehind import (
+    AsyncHandle,
     AsyncStorageInterface,
+    AsyncStorageInterfaceDirVar,
     NetCDFIODriver,
     ReadOnlyError,
     StoreClosedError,
     open_async,
 )
-from writebehind._async_store import AsyncHandle, AsyncStorageInterfaceDirVar
 
 pytestmark = pytest.mark.anyio
 

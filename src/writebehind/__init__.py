@@ -12,7 +12,12 @@ The API is openmmtools.storage's::
 
 from __future__ import annotations
 
-from ._async_store import AsyncHandle, AsyncStorageInterface, open_async
+from ._async_store import (
+    AsyncHandle,
+    AsyncStorageInterface,
+    AsyncStorageInterfaceDirVar,
+    open_async,
+)
 from ._engine import EngineStats, Handle
 from ._errors import (
     BackgroundWriteError,
@@ -33,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncHandle",
     "AsyncStorageInterface",
+    "AsyncStorageInterfaceDirVar",
     "BackgroundWriteError",
     "EngineStats",
     "FormatError",
