@@ -164,3 +164,19 @@ def test_stats_after_close_are_final(nc_path: Path) -> None:
     stats = store.stats()
     assert stats.operations_applied == stats.operations_enqueued
     assert stats.bytes_written == 50 * 8
+
+
+def test_the_first_write_of_a_new_fixed_variable_waits_under_backpressure(
+    gated: tuple[StorageInterface, GatedDriver],
+) -> None:
+    """Creating a variable carries its first value: it is held to max_pending_bytes too."""
+    store, driver = gated
+    store.x.append(np.zeros(100))  # 800 bytes pending; max_pending_bytes is 1000
+    writer = threading.Thread(target=store.y.write, args=(np.ones(100),))
+    writer.start()
+    wait_until(lambda: store.stats().backpressure_waits == 1, "the write waits for room")
+    assert writer.is_alive() and "y" not in store
+    driver.gate.set()
+    writer.join(timeout=60)
+    assert not writer.is_alive()
+    assert store.y.read().tolist() == [1.0] * 100

@@ -31,7 +31,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._core import DEFAULT_MAX_PENDING_BYTES, StoreCore
+from ._core import DEFAULT_MAX_PENDING_BYTES, StoreCore, snapshot
 from ._engine import Engine, Handle, VarState
 from ._node import NodeBase
 from ._store import StoreBase, _finalize
@@ -184,7 +184,7 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         engine = core.engine
         if at_index is None:
             await self._room_before_binding(data, appendable=False)
-        prepared = core.write_op(self._path, data, at_index)
+        prepared = core.write_op(self._path, data, at_index, wait=False)
         if prepared.op is not None:
             seq = await _enqueue(engine, prepared.op, prepared.nbytes)
         else:
@@ -236,14 +236,13 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         spec = spec_for(data)  # TypeError/ValueError here, before anything waits
         nbytes = spec.layout.entry_nbytes  # what try_append checks, and a numeric value's size
         if not appendable and spec.layout.storage != "numeric":
-            var = VarState(self._path, spec, spec.layout, False, make_encoder(spec))
-            nbytes = core.snapshot(var, var.encode(data))[1]
+            nbytes = snapshot(spec.layout, make_encoder(spec)(data))[1]
         while not engine.has_room(nbytes):
             await _wait_for_room(engine, nbytes)
 
     async def _append_after_backpressure(self, var: VarState, payload: Any) -> Handle:
         engine = self._core.engine
-        payload, nbytes = self._core.snapshot(var, payload)  # the caller may reuse its array
+        payload, nbytes = snapshot(var.layout, payload)  # the caller may reuse its array
         while True:
             await _wait_for_room(engine, nbytes)
             handle = engine.try_append(var, payload)

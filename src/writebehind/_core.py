@@ -140,7 +140,6 @@ class StoreCore:
                 record.appendable,
                 make_encoder(spec),
                 length=length,
-                written=True,
             )
             engine.nodes[record.path] = var
             if record.appendable:
@@ -199,11 +198,15 @@ class StoreCore:
             attrs[TYPES_ATTR] = json.dumps(types)
         return attrs
 
-    def bind_variable(self, path: str, data: Any, appendable: bool) -> tuple[VarState, int | None]:
+    def bind_variable(
+        self, path: str, data: Any, appendable: bool, wait: bool = True
+    ) -> tuple[VarState, int | None]:
         """The variable at ``path``, created from its first value ``data`` if new.
 
         Returns the variable and, when this call created a fixed variable, the sequence
-        number of its creation, which also wrote ``data`` (None otherwise).
+        number of its creation, which also wrote ``data`` (None otherwise). A fixed
+        variable's creation carries its value, so under backpressure it waits for room
+        first, unless ``wait`` is False (the async store has awaited room already).
         """
         self.check_writable(path)
         existing = self.lookup(path)
@@ -215,17 +218,19 @@ class StoreCore:
             raise ValueError(f"cannot create {path!r}: {self.driver.structure_frozen}")
         spec = spec_for(data)  # TypeError/ValueError before anything is enqueued
         encode = make_encoder(spec)
-        value, nbytes = (None, 0) if appendable else _snapshot(spec.layout, encode(data))
+        value, nbytes = (None, 0) if appendable else snapshot(spec.layout, encode(data))
         engine = self.engine
         with engine.lock:
             engine.check_usable()
+            if wait and nbytes:
+                engine.make_room(nbytes)  # releases the lock while it waits: look again below
             existing = engine.nodes.get(path)
             if existing is not None:  # another thread created it meanwhile
                 if isinstance(existing, GroupState):
                     raise AttributeError(f"cannot write to {path!r}: it is a group")
                 return existing, None
             self._ensure_groups(path)
-            var = VarState(path, spec, spec.layout, appendable, encode, written=not appendable)
+            var = VarState(path, spec, spec.layout, appendable, encode)
             attrs = spec.attrs()
             attrs[KIND_ATTR] = "appendable" if appendable else "fixed"
             attrs.update(self._take_pending_metadata(path))
@@ -237,18 +242,16 @@ class StoreCore:
         return var, None if appendable else seq
 
     # -- writes ----------------------------------------------------------------------
-    def snapshot(self, var: VarState, payload: Any) -> tuple[Any, int]:
-        """A private copy of one value's payload and its size in bytes."""
-        return _snapshot(var.layout, payload)
-
-    def write_op(self, path: str, data: Any, at_index: int | None) -> PreparedWrite:
+    def write_op(
+        self, path: str, data: Any, at_index: int | None, wait: bool = True
+    ) -> PreparedWrite:
         """Check a ``write`` and build its operation, for the caller to enqueue.
 
         The first write of a new variable is enqueued here already (its creation carries
-        the value): then ``op`` is None and ``seq`` is set.
+        the value; see ``bind_variable`` for ``wait``): then ``op`` is None and ``seq`` set.
         """
         if at_index is None:
-            var, created = self.bind_variable(path, data, appendable=False)
+            var, created = self.bind_variable(path, data, appendable=False, wait=wait)
             if created is not None:
                 return PreparedWrite(None, 0, created)
             if var.appendable:
@@ -256,7 +259,7 @@ class StoreCore:
                     f"{path!r} is an appendable variable: use append(), or write(data, "
                     "at_index=i) to overwrite one entry"
                 )
-            payload, nbytes = self.snapshot(var, var.encode(data))
+            payload, nbytes = snapshot(var.layout, var.encode(data))
             return PreparedWrite(_WriteValue(path, payload, nbytes), nbytes, None)
         self.check_writable(path)
         found = self.lookup(path)
@@ -268,7 +271,7 @@ class StoreCore:
         if not var.appendable:
             raise ValueError(f"{path!r} is a fixed variable: write(data) without at_index")
         index = _check_index(at_index, var.length)
-        payload, nbytes = self.snapshot(var, var.encode(data))
+        payload, nbytes = snapshot(var.layout, var.encode(data))
         return PreparedWrite(_WriteEntry(path, index, payload, nbytes), nbytes, None)
 
     def append_target(self, path: str, data: Any) -> VarState:
@@ -401,7 +404,7 @@ class PreparedWrite(NamedTuple):
     seq: int | None
 
 
-def _snapshot(layout: Any, payload: Any) -> tuple[Any, int]:
+def snapshot(layout: Any, payload: Any) -> tuple[Any, int]:
     """A private copy of one value's payload and its size in bytes."""
     if layout.storage == "numeric":
         arr = np.array(payload, dtype=layout.dtype, copy=True)

@@ -105,7 +105,6 @@ class VarState:
         "open_chunk",
         "path",
         "spec",
-        "written",
     )
 
     def __init__(
@@ -116,7 +115,6 @@ class VarState:
         appendable: bool,
         encode: Callable[[Any], Any],
         length: int = 0,
-        written: bool = False,
     ):
         self.path = path
         self.spec = spec
@@ -124,7 +122,6 @@ class VarState:
         self.appendable = appendable
         self.encode = encode
         self.length = length  # entries, pending ones included
-        self.written = written  # a fixed variable holds a value (or one is pending)
         self.numeric = layout.storage == "numeric"
         self.entry_nbytes = layout.entry_nbytes
         if self.numeric:
@@ -479,7 +476,7 @@ class Engine:
     def enqueue(self, op: _Op) -> int:
         with self.cond:
             self.check_usable()
-            self._wait_for_room(op.nbytes)
+            self.make_room(op.nbytes)
             return self._push(op)
 
     def create_group(self, path: str, attrs: dict[str, Any]) -> None:
@@ -510,7 +507,7 @@ class Engine:
             if self._error is not None or self._closing:
                 self.check_usable()
             if self._pending_bytes > self.max_pending_bytes:
-                self._wait_for_room(var.entry_nbytes)
+                self.make_room(var.entry_nbytes)
             return self._stage(var, payload)
 
     def _stage(self, var: VarState, payload: Any) -> Handle:
@@ -554,7 +551,7 @@ class Engine:
                 if not self.has_room(nbytes):
                     return None
             elif self._pending_bytes > self.max_pending_bytes:
-                self._wait_for_room(nbytes)
+                self.make_room(nbytes)
             self._pending_bytes += nbytes
             buffer = var.free_buffers.pop() if var.free_buffers else None
         queued = False
@@ -675,7 +672,7 @@ class Engine:
                 self._rate() / 1e6,
             )
 
-    def _wait_for_room(self, nbytes: int) -> None:
+    def make_room(self, nbytes: int) -> None:
         """Block while the pending payload is over the limit (backpressure). Lock held."""
         if self._pending_bytes + nbytes <= self.max_pending_bytes or self._pending_bytes == 0:
             return
