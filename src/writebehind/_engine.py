@@ -386,7 +386,9 @@ class Engine:
         self.driver = driver
         self.driver_lock = driver.library_lock or contextlib.nullcontext()
         self.max_pending_bytes = int(max_pending_bytes)
-        self.cond = threading.Condition(threading.Lock())
+        # The hot path takes the mutex itself: ``with cond`` adds two Python-level calls.
+        self._mutex = threading.Lock()
+        self.cond = threading.Condition(self._mutex)
         self.lock = self.cond  # ``with engine.lock:`` guards the catalog and the queue
         self.nodes: dict[str, GroupState | VarState] = {"": GroupState("")}
         self.pending_metadata: dict[str, dict[str, Any]] = {}  # of nodes not yet bound
@@ -502,8 +504,7 @@ class Engine:
             return handle
         if var.open_chunk is None and var.numeric and not var.free_buffers:
             self._prepare_buffer(var)
-        cond = self.cond
-        with cond:
+        with self._mutex:  # the condition's lock: make_room and _stage may use the condition
             if self._error is not None or self._closing:
                 self.check_usable()
             if self._pending_bytes > self.max_pending_bytes:
@@ -614,7 +615,7 @@ class Engine:
             return self._append_alone(var, payload, wait=False)
         if var.open_chunk is None and var.numeric and not var.free_buffers:
             self._prepare_buffer(var)
-        with self.cond:
+        with self._mutex:
             self.check_usable()
             if not self.has_room(var.entry_nbytes):
                 return None
