@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import netCDF4
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,3 +76,53 @@ def test_read_hugepages_reports_both_settings() -> None:
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == ["huge pages  on", "huge pages off"]
     assert all("over 40 ms:" in line and line.endswith("of 2") for line in lines)
+
+
+@pytest.fixture
+def floors() -> Any:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import floors
+    finally:
+        sys.path.remove(str(ROOT))
+    return floors
+
+
+def test_the_minimal_scalar_store_of_the_floors_writes_every_value(floors: Any, tmp_path: Path):
+    # The floor is only a floor if the minimal store does the job: all values, in order.
+    path = str(tmp_path / "minimal.nc")
+    floors.minimal_scalar_job(path, 50)
+    with netCDF4.Dataset(path) as dataset:
+        np.testing.assert_array_equal(dataset["x"][:], 0.5 + np.arange(1, 51))
+
+
+def test_the_minimal_large_store_of_the_floors_writes_every_frame(floors: Any, tmp_path: Path):
+    path = str(tmp_path / "minimal.bin")
+    frame = np.arange(12.0).reshape(4, 3)
+    latencies = floors.minimal_large_appends(path, frame, 30)
+    stored = np.fromfile(path).reshape(30, 4, 3)
+    expected = np.repeat(frame[None], 30, axis=0)
+    expected[:, 0, 0] = np.arange(30)  # each frame as it was when appended
+    np.testing.assert_array_equal(stored, expected)
+    assert latencies.shape == (30,)
+
+
+def test_floors_summary_takes_ratios_of_medians(floors: Any):
+    rounds = [
+        {
+            "bulk_s": b,
+            "minimal_whole_s": 2 * b,
+            "writebehind_whole_s": 4 * b,
+            "copy_p50_us": 10.0,
+            "copy_p99_us": 11.0,
+            "minimal_p50_us": 20.0,
+            "minimal_p99_us": 50.0,
+            "writebehind_p50_us": 30.0,
+            "writebehind_p99_us": 90.0,
+        }
+        for b in (1.0, 2.0, 3.0)
+    ]
+    ratios = floors.summarize(rounds)["ratios"]
+    assert ratios["scalar minimal whole / bulk"] == 2.0
+    assert ratios["scalar writebehind whole / bulk"] == 4.0
+    assert ratios["2.4MB writebehind p99 / copy p50"] == 9.0
