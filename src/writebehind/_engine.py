@@ -1,16 +1,20 @@
 """The write-behind engine: one queue, one writer thread, sticky errors.
 
 Callers (any thread) enqueue operations; the writer thread is the only one that calls the
-driver, so netCDF-C, which is not thread-safe, only ever runs on it. All shared state is
-guarded by one lock (``Engine.lock``, the condition's lock).
+driver, and it holds the driver's ``library_lock`` while it does: netCDF-C is not
+thread-safe, and each store has its own writer thread, so the NetCDF driver's lock is one
+process-wide ``LIBRARY_LOCK``. All shared state of the engine is guarded by one lock
+(``Engine.lock``, the condition's lock).
 
-Appends are staged: each appendable variable has an *open chunk*, a preallocated buffer of
-about 1 MiB that sits in the queue at the position of its first entry. An append copies its
-entry straight into that buffer (the copy is the snapshot) and returns; the writer later hands
-the whole buffer to the driver in one call, which releases the GIL while the C library
-writes. A chunk is sealed (no more entries) when it is full, when the writer takes it, or when
-another operation on the same variable is enqueued, so each variable's operations apply in
-the order they were made.
+Appends are staged: each appendable variable has an *open chunk*, a preallocated buffer that
+sits in the queue at the position of its first entry. A numeric variable's first buffer holds
+one file chunk (about 1 MiB of whole entries, at most 8192); once the variable holds that
+many entries, each new buffer holds several whole chunks, up to about 8 MiB
+(``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its entry straight into that
+buffer (the copy is the snapshot) and returns; the writer later hands the whole buffer to the
+driver in one call, which releases the GIL while the C library writes. A chunk is sealed
+(no more entries) when it is full, when the writer takes it, or when another operation on the
+same variable is enqueued, so each variable's operations apply in the order they were made.
 
 The writer takes a young open chunk only when something is waiting for it (a read, flush or
 close behind it, or backpressure) or once it is ``LINGER_SECONDS`` old; that is what batches
