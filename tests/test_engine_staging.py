@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import netCDF4
@@ -151,4 +152,18 @@ def test_entries_across_the_small_first_buffer_and_the_full_ones_keep_their_orde
             store.flush()  # written buffers are recycled while appends go on
     assert var is not None and var.capacity == 344
     np.testing.assert_array_equal(store.x.read()[:, 999, 2], np.arange(500.0))
+    store.close()
+
+
+def test_an_append_to_an_idle_store_is_written_without_a_flush(nc_path: Path) -> None:
+    # The writer sleeps without a timeout when its queue is empty; an append that opens a
+    # chunk must wake it, or the entry waits in memory for the next flush (it did).
+    store = open_store(nc_path)
+    store.x.append(1.0)
+    store.flush()  # the queue is empty: the writer is idle
+    store.x.append(2.0)
+    deadline = time.monotonic() + 30  # a liveness bound, not a timing claim (linger: 50 ms)
+    while store.stats().pending_operations and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.stats().pending_operations == 0
     store.close()

@@ -658,6 +658,9 @@ class Engine:
         chunk = _AppendChunk(var, var.length, buffer)
         self._ops.append(chunk)
         var.open_chunk = chunk
+        # An idle writer waits without a timeout: wake it, so that it takes the chunk once
+        # its linger is up (and at once for a caller already waiting for room).
+        self.cond.notify_all()
         return chunk
 
     def _count_backpressure_wait(self) -> None:
