@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import writebehind
+from writebehind import _engine
 from writebehind._engine import VarState
 from writebehind.codecs.base import Layout
 
@@ -152,6 +153,31 @@ def test_entries_across_the_small_first_buffer_and_the_full_ones_keep_their_orde
             store.flush()  # written buffers are recycled while appends go on
     assert var is not None and var.capacity == 344
     np.testing.assert_array_equal(store.x.read()[:, 999, 2], np.arange(500.0))
+    store.close()
+
+
+def test_a_store_keeps_at_most_its_recycling_budget_in_free_buffers(
+    nc_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written buffers are kept for reuse per variable, but all variables together keep at
+    # most RECYCLE_BYTES_PER_STORE: memory beyond the pending entries must not grow with
+    # the number of variables.
+    store = open_store(nc_path)
+    engine = store._core.engine
+    capacity = VarState("x", None, Layout("numeric", np.dtype("f8"), (1000, 3)), True, id)
+    buffer_nbytes = capacity.capacity * 24_000
+    monkeypatch.setattr(_engine, "RECYCLE_BYTES_PER_STORE", 3 * buffer_nbytes)
+    frame = np.ones((1000, 3))
+    nodes = [store.traj[f"v{i}"] for i in range(6)]
+    for _ in range(3):
+        for _ in range(capacity.capacity):
+            for node in nodes:
+                node.append(frame)
+        store.flush()
+    free = [b for v in engine.nodes.values() if isinstance(v, VarState) for b in v.free_buffers]
+    assert 0 < sum(b.nbytes for b in free) <= 3 * buffer_nbytes
+    assert engine._free_bytes == sum(b.nbytes for b in free)
+    assert all(len(node) == 3 * capacity.capacity for node in nodes)
     store.close()
 
 

@@ -63,6 +63,9 @@ FREE_BUFFERS_PER_VARIABLE = 2
 # Staging memory a variable keeps for reuse once written: touching fresh pages costs more
 # than the copy itself (2 us per 4 KiB page on a VM), so written buffers are recycled.
 RECYCLE_BYTES_PER_VARIABLE = 16 << 20
+# ...and all variables of a store together (memory held beyond the pending entries, which
+# max_pending_bytes bounds): a store with many variables keeps at most this much.
+RECYCLE_BYTES_PER_STORE = 32 << 20
 OBJECT_ENTRY_OVERHEAD = 64
 
 
@@ -307,12 +310,8 @@ class _AppendChunk(_Op):
         if end > engine.lengths_on_disk.get(self.path, 0):
             engine.lengths_on_disk[self.path] = end
             engine.dirty_lengths.add(self.path)
-        if (
-            var.numeric
-            and len(self.buffer) == var.capacity  # not a first, smaller buffer
-            and len(var.free_buffers) < var.max_free_buffers
-        ):
-            var.free_buffers.append(self.buffer)  # list.append is atomic under the GIL
+        if var.numeric and len(self.buffer) == var.capacity:  # not a first, smaller buffer
+            engine.offer_for_reuse(var, self.buffer)
         self.buffer = None
 
 
@@ -402,6 +401,7 @@ class Engine:
         self._seq = 0
         self._pending_ops = 0
         self._pending_bytes = 0
+        self._free_bytes = 0  # in the variables' free_buffers
         self._closing = False
         self._closed = False
         self._error: BaseException | None = None
@@ -558,7 +558,7 @@ class Engine:
             elif self._pending_bytes > self.max_pending_bytes:
                 self.make_room(nbytes)
             self._pending_bytes += nbytes
-            buffer = var.free_buffers.pop() if var.free_buffers else None
+            buffer = self._reuse(var) if var.free_buffers else None
         queued = False
         try:
             if buffer is None:
@@ -644,15 +644,18 @@ class Engine:
         """
         if var.length >= var.first_capacity:
             shape = (var.capacity, *var.layout.shape)
-            var.free_buffers.append(_new_buffer(shape, var.layout, populate=var.filled))
+            buffer = _new_buffer(shape, var.layout, populate=var.filled)
+            with self._mutex:
+                var.free_buffers.append(buffer)
+                self._free_bytes += buffer.nbytes
 
     def _open_chunk(self, var: VarState) -> _AppendChunk:
         if var.numeric:
             if var.free_buffers:
-                buffer: Any = var.free_buffers.pop()
+                buffer: Any = self._reuse(var)
             else:  # a first buffer, left to fault in as entries arrive
                 rows = var.first_capacity if var.length < var.first_capacity else var.capacity
-                buffer = np.empty((rows, *var.layout.shape), dtype=var.layout.dtype)
+                buffer = _new_buffer((rows, *var.layout.shape), var.layout, populate=False)
         else:
             buffer = []
         chunk = _AppendChunk(var, var.length, buffer)
@@ -662,6 +665,23 @@ class Engine:
         # its linger is up (and at once for a caller already waiting for room).
         self.cond.notify_all()
         return chunk
+
+    def _reuse(self, var: VarState) -> Any:
+        """Take a buffer from ``var``'s free list. Lock held, list not empty."""
+        buffer = var.free_buffers.pop()
+        self._free_bytes -= buffer.nbytes
+        return buffer
+
+    def offer_for_reuse(self, var: VarState, buffer: Any) -> None:
+        """Keep a written buffer for ``var``'s next entries, if the limits allow (writer)."""
+        with self._mutex:
+            if (
+                len(var.free_buffers) < var.max_free_buffers
+                and self._free_bytes + buffer.nbytes <= RECYCLE_BYTES_PER_STORE
+                and not self._closed
+            ):
+                var.free_buffers.append(buffer)
+                self._free_bytes += buffer.nbytes
 
     def _count_backpressure_wait(self) -> None:
         """Count a caller's wait for room; log a warning at the first one. Lock held."""
@@ -836,9 +856,11 @@ class Engine:
             finally:
                 # A closed store can live on in reference cycles until the cyclic GC runs;
                 # its recycled staging buffers (up to 16 MiB per variable) must not.
-                for node in list(self.nodes.values()):
-                    if isinstance(node, VarState):
-                        node.free_buffers.clear()
+                with self._mutex:
+                    for node in list(self.nodes.values()):
+                        if isinstance(node, VarState):
+                            node.free_buffers.clear()
+                    self._free_bytes = 0
 
     # -- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
@@ -951,18 +973,33 @@ class Engine:
 
 
 _MAP_POPULATE: int = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
+_MAP_FLAGS: int | None = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    if hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS")
+    else None
+)
+# Buffers from this size on are mappings of their own (see _new_buffer); smaller ones come
+# from the heap, so that many variables do not each cost a mapping (vm.max_map_count).
+MAP_MIN_BYTES = 256 << 10
 
 
 def _new_buffer(shape: tuple[int, ...], layout: Layout, populate: bool) -> Any:
-    """A fresh staging buffer; with ``populate``, its pages are mapped in one system call.
+    """A fresh staging buffer: a private anonymous mapping, or from the heap if small.
+
+    A mapping goes back to the system when the buffer is dropped. From the heap, glibc
+    raises its mmap threshold to the size of the largest block freed, and then serves and
+    keeps buffers of that size in the heap, where a freed one stays in the process (a
+    store with 30 variables of 24 KB frames held 66 MiB after its close that way).
 
     The first touch of a fresh page faults (about 2 us per 4 KiB page on a VM, more than
-    copying a 24 KB entry); mapping a buffer's pages at once with MAP_POPULATE (Linux)
-    costs about half, in the one append that opens the buffer instead of in every one.
+    copying a 24 KB entry); with ``populate``, the pages are mapped in the one system call
+    (MAP_POPULATE, Linux) at about half that cost, in the one append that opens the buffer
+    instead of in every one.
     """
     count = int(np.prod(shape, dtype=np.int64))
-    if not (populate and _MAP_POPULATE and count):
+    nbytes = count * layout.dtype.itemsize
+    if _MAP_FLAGS is None or nbytes < MAP_MIN_BYTES:
         return np.empty(shape, dtype=layout.dtype)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_POPULATE
-    region = mmap.mmap(-1, count * layout.dtype.itemsize, flags=flags)
+    flags = _MAP_FLAGS | (_MAP_POPULATE if populate else 0)
+    region = mmap.mmap(-1, nbytes, flags=flags)
     return np.frombuffer(region, dtype=layout.dtype, count=count).reshape(shape)
