@@ -351,9 +351,10 @@ def _aside_name(path: str) -> str:
 
 def _in_use(path: str) -> RecoveryError:
     return RecoveryError(
-        f"{path!r} was not closed cleanly but another process has it open (a running "
-        "simulation?); writebehind does not touch a file in use. Close it there, or wait "
-        "for that process to end, and open it again."
+        f"{path!r} is open for writing elsewhere (a running simulation, or another store in "
+        "this process): HDF5 locks a file while it is written, and writebehind does not "
+        "touch a file in use. Read it through the store that writes it, or open it once "
+        "that store is closed (the guide: 'Reading a file while it is written')."
     )
 
 
