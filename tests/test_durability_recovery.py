@@ -385,7 +385,21 @@ def test_the_recover_command_fails_on_a_file_that_is_not_netcdf(tmp_path, capsys
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     assert main(["recover", str(path)]) == 1
-    assert "not an HDF5 file" in capsys.readouterr().out
+    assert "not an HDF5 file, and netCDF4 cannot read it" in capsys.readouterr().out
+
+
+def test_the_recover_command_leaves_a_netcdf3_file_alone_and_succeeds(tmp_path, capsys):
+    # netCDF-3 (AMBER's format) has nothing a killed writer leaves for recovery to repair.
+    from writebehind.cli import main
+
+    path = tmp_path / "classic.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET") as dataset:
+        dataset.createDimension("frame", None)
+        dataset.createVariable("time", "f4", ("frame",))[:] = [1.0, 2.0]
+    before = path.read_bytes()
+    assert main(["recover", str(path)]) == 0
+    assert "netCDF-3 file), nothing to recover" in capsys.readouterr().out
+    assert path.read_bytes() == before
 
 
 def test_a_durable_flush_fsyncs_the_entries_before_writing_their_length(nc_path, monkeypatch):

@@ -115,9 +115,14 @@ class RecoveryReport:
 
     def describe(self) -> str:
         """A few lines for people (the log and ``writebehind recover``)."""
-        if self.clean and self.superblock_version is None:
-            lines = [f"{self.path}:"]
-        elif self.clean:
+        if self.superblock_version is None:
+            if self.readable_after is False:
+                return (
+                    f"{self.path}: not an HDF5 file, and netCDF4 cannot read it: {self.probe_error}"
+                )
+            reads = " (netCDF4 reads it: a netCDF-3 file)" if self.readable_after else ""
+            return f"{self.path}: not an HDF5 file{reads}, nothing to recover"
+        if self.clean:
             lines = [f"{self.path}: closed cleanly"]
         else:
             lines = [f"{self.path}: left open by a process that did not close it (a crash?)"]
@@ -156,8 +161,6 @@ class RecoveryReport:
             lines.append("  netCDF4 cannot read it")
         if len(lines) == 1 and self.clean:
             lines[0] += ", nothing to recover"
-        elif self.superblock_version is None:
-            lines = [lines[0] + lines[1][1:]]
         return "\n".join(lines)
 
 
@@ -212,11 +215,12 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
                     raise _in_use(path) from exc
                 return _roll_back(path, report, str(exc))
         raise
-    if superblock is None:  # not HDF5: the open reports what it is
+    if superblock is None:  # not HDF5 (netCDF-3, or not NetCDF): nothing a crash leaves
         report = RecoveryReport(path, clean=True, file_size=size)
         if force:
-            report.readable_after = False
-            report.probe_error = "not an HDF5 file (no HDF5 signature)"
+            result = probe(path)
+            report.readable_before = report.readable_after = result.ok
+            report.probe_error = "" if result.ok else result.error
         return report
     clean = superblock.flags == 0 and superblock.eof_in_file == size
     report = RecoveryReport(

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="writebehind",
         description="Write-behind NetCDF storage for simulation output: run the demo, "
-        "look inside a file, read a variable.",
+        "look inside a file, read a variable, recover a file a crash left.",
     )
     parser.add_argument("--version", action="version", version=f"writebehind {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
