@@ -260,3 +260,33 @@ async def test_many_tasks_and_threads_on_several_stores_at_once(tmp_path):
     assert_each_producer_complete_and_in_order(entries, tasks, steps)
     with writebehind.open(tmp_path / "sync.nc", "r") as again:
         assert_each_producer_complete_and_in_order(again.log.read(), threads, steps * 4)
+
+
+GC_ON_A_WRITER = textwrap.dedent(
+    """
+    import gc, sys
+    import writebehind
+
+    directory = sys.argv[1]
+    a = writebehind.open(directory + "/a.nc", "w")
+    a.x.write(1)
+    gc.disable()
+    b = writebehind.open(directory + "/b.nc", "w")
+    b.x.append(2)
+    cycle = [b]
+    cycle.append(cycle)
+    del b, cycle  # b is left to the cyclic garbage collector, and to its finalizer
+    # The collection runs on a's writer thread, which holds netCDF's library lock: b's
+    # finalizer must not wait there for b's writer, which needs that lock.
+    a._core.engine.run("collect garbage", gc.collect)
+    a.close()
+    """
+)
+
+
+def test_store_collected_on_another_stores_writer_thread_is_closed_without_deadlock(
+    tmp_path, reopen
+):
+    subprocess.run([sys.executable, "-c", GC_ON_A_WRITER, str(tmp_path)], check=True, timeout=30)
+    with reopen(tmp_path / "b.nc") as store:
+        assert store.x.read().tolist() == [2]

@@ -49,6 +49,20 @@ __all__ = ["Engine", "EngineStats", "GroupState", "Handle", "VarState"]
 
 logger = logging.getLogger("writebehind")
 
+#: ``active`` is set on writebehind's writer threads (see :func:`on_writer_thread`).
+_WRITER_THREAD = threading.local()
+
+
+def on_writer_thread() -> bool:
+    """Whether the calling thread is a store's writer thread.
+
+    A writer holds netCDF's process-wide library lock while it applies an operation, and
+    the garbage collector may run a finalizer on it then: such code must not wait for
+    another store's writer, which needs that lock.
+    """
+    return getattr(_WRITER_THREAD, "active", False)
+
+
 LINGER_SECONDS = 0.05
 # An append buffer holds whole file chunks (the driver's: about 1 MiB, at most 8192 entries)
 # and about 8 MiB: the append that opens a buffer (mapping it) and the one that meets the
@@ -864,6 +878,7 @@ class Engine:
 
     # -- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
+        _WRITER_THREAD.active = True
         try:
             while not self._closed:
                 for op in self._take_batch():

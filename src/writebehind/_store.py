@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._core import DEFAULT_MAX_PENDING_BYTES, StoreCore
-from ._engine import EngineStats
+from ._engine import EngineStats, on_writer_thread
 from ._node import NodeBase, StorageInterfaceDirVar
 from .drivers.base import StorageIODriver
 from .drivers.netcdf import NetCDFIODriver
@@ -20,6 +21,14 @@ NodeT = TypeVar("NodeT", bound=NodeBase)
 
 
 def _finalize(core: StoreCore) -> None:
+    if on_writer_thread():
+        # Collected on another store's writer thread, which holds the library lock that
+        # this store's writer needs to close: closing here would deadlock. Close on a
+        # thread of its own (not a daemon: the interpreter waits for it at exit).
+        threading.Thread(
+            target=_finalize, args=(core,), name="writebehind-finalizer", daemon=False
+        ).start()
+        return
     core.materialize_pending_metadata()
     core.engine.close_quietly()
 
