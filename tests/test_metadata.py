@@ -62,11 +62,54 @@ def test_metadata_on_unbound_variable_is_written_with_it(store, nc_path):
         assert ds["x"].getncattr("note") == "first"
 
 
-def test_metadata_on_node_never_bound_becomes_a_group_at_close(store, nc_path, reopen):
+def test_metadata_on_node_never_bound_is_kept_at_close(store, nc_path, reopen):
     store.lonely.add_metadata("kept", 1)
     store.close()
     with reopen(nc_path) as again:
         assert again.lonely.read_metadata() == {"kept": 1}
+
+
+def test_a_node_never_bound_stays_unbound_in_the_file(store, nc_path):
+    # Not a group: netCDF cannot turn a group into a variable later (openmmtools code that
+    # sets metadata first and writes in a later session failed with AttributeError).
+    store.lonely.add_metadata("kept", 1)
+    store.close()
+    with netCDF4.Dataset(nc_path) as ds:
+        assert "lonely" not in ds.groups and "lonely" not in ds.variables
+
+
+@pytest.mark.parametrize("first_write", ["append", "write", "child"])
+def test_a_node_with_metadata_from_an_earlier_session_can_be_written(
+    store, nc_path, reopen, first_write
+):
+    store.g.energy.add_metadata("note", "kJ/mol")
+    store.g.energy.add_metadata("scale", np.float32(0.5))
+    store.close()
+    with reopen(nc_path, "a") as again:
+        node = again.g.energy
+        {"append": lambda: node.append(1.5), "write": lambda: node.write(1.5)}.get(
+            first_write, lambda: node.child.write(1)
+        )()
+    with reopen(nc_path) as again:
+        assert_meta_equal(
+            again.g.energy.read_metadata(), {"note": "kJ/mol", "scale": np.float32(0.5)}
+        )
+        if first_write == "child":
+            assert again.g.energy.child.read() == 1
+        else:
+            assert again.g.energy.read(0 if first_write == "append" else None) == 1.5
+
+
+def test_damaged_metadata_of_unbound_nodes_is_ignored_with_a_warning(
+    store, nc_path, reopen, caplog
+):
+    store.lonely.add_metadata("kept", 1)
+    store.close()
+    with netCDF4.Dataset(nc_path, "a") as ds:
+        ds.setncattr("writebehind_unbound_metadata", "{not json")
+    with reopen(nc_path) as again:
+        assert again.lonely.read_metadata() == {}
+    assert "damaged attribute writebehind_unbound_metadata" in caplog.text
 
 
 def test_metadata_overwrites_previous_value_and_type(store):

@@ -5,6 +5,8 @@ that happens on the caller's side. Nothing here waits on the writer except throu
 
 from __future__ import annotations
 
+import json
+import logging
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -29,8 +31,13 @@ from .drivers.base import NodeRecord, StorageIODriver
 __all__ = ["DEFAULT_MAX_PENDING_BYTES", "StoreCore"]
 
 DEFAULT_MAX_PENDING_BYTES = 256 * 2**20
+logger = logging.getLogger("writebehind")
+
 LENGTH_ATTR = ATTR_PREFIX + "length"
 KIND_ATTR = ATTR_PREFIX + "kind"
+# On a group: the metadata of its children that were never written (JSON), kept there so
+# that such a child can still become a variable in a later session.
+UNBOUND_ATTR = ATTR_PREFIX + "unbound_metadata"
 _OBJECT_OVERHEAD = 64
 
 
@@ -89,22 +96,24 @@ class StoreCore:
         if opening is None:
             return
         try:
-            records = self.engine.result(opening)
+            records, root_attrs = self.engine.result(opening)
         except BaseException:
             self.engine.close_quietly()
             raise
-        self._load_catalog(records)
+        self._load_catalog(records, root_attrs)
         self.opening = None
 
     # -- catalog ---------------------------------------------------------------------
-    def _load_catalog(self, records: list[NodeRecord]) -> None:
+    def _load_catalog(self, records: list[NodeRecord], root_attrs: dict[str, Any]) -> None:
         engine = self.engine
+        self._restore_unbound("", root_attrs)
         for record in records:
             parent = engine.nodes.get(_paths.parent(record.path))
             if isinstance(parent, GroupState):
                 parent.children.add(record.path.rpartition("/")[2])
             if record.is_group:
                 engine.nodes[record.path] = GroupState(record.path)
+                self._restore_unbound(record.path, record.attrs)
                 continue
             assert record.layout is not None
             kind = record.attrs.get(KIND_ATTR)
@@ -144,6 +153,29 @@ class StoreCore:
             engine.nodes[record.path] = var
             if record.appendable:
                 engine.lengths_on_disk[record.path] = length
+        for path in list(engine.pending_metadata):  # written in a later session meanwhile
+            if path in engine.nodes or path in self.broken:
+                del engine.pending_metadata[path]
+
+    def _restore_unbound(self, parent: str, attrs: dict[str, Any]) -> None:
+        """Take back the metadata of ``parent``'s never-written children (see close)."""
+        raw = attrs.get(UNBOUND_ATTR)
+        if raw is None:
+            return
+        try:
+            children = unbound_from_json(str(raw))
+        except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+            logger.warning(
+                "writebehind: ignoring the damaged attribute %s of %r in %r (%s)",
+                UNBOUND_ATTR,
+                parent or "/",
+                self.driver.file_name,
+                exc,
+            )
+            return
+        for child, metadata in children.items():
+            path = _paths.join(parent, child)
+            self.engine.pending_metadata.setdefault(path, {}).update(metadata)
 
     def lookup(self, path: str) -> GroupState | VarState | None:
         broken = self.broken.get(path)
@@ -374,20 +406,33 @@ class StoreCore:
         return future, lambda attrs: _with_path(path, lambda: decode_attrs(attrs, hide))
 
     def materialize_pending_metadata(self) -> None:
-        """Create a group for each node that only ever got metadata (called at close)."""
+        """Keep the metadata of nodes never written, on their parent groups (at close).
+
+        openmmtools dropped it. Making each such node a group would keep it too, but then
+        the node could never become a variable (netCDF cannot turn a group into one), and
+        code that writes it in a later session would fail there. So the parent keeps it, in
+        ``UNBOUND_ATTR``, and the next open hands it to the node when it is first written
+        (an entry left there for a node written since is ignored).
+        """
         engine = self.engine
         if self.read_only:
             return
         with engine.lock:
             if engine.closed or engine.failed:
                 return
+            by_parent: dict[str, dict[str, Any]] = {}
             for path in sorted(engine.pending_metadata):
                 if path in engine.nodes:
                     continue
                 try:
-                    self._ensure_groups(path + "/_")
-                except AttributeError:
+                    self._ensure_groups(path)
+                except AttributeError:  # a variable where a group should be: nowhere to go
                     continue
+                parent, _, child = path.rpartition("/")
+                by_parent.setdefault(parent, {})[child] = engine.pending_metadata[path]
+            for parent, children in sorted(by_parent.items()):
+                if isinstance(engine.nodes.get(parent), GroupState):
+                    engine.set_attrs_locked(parent, {UNBOUND_ATTR: unbound_to_json(children)})
 
     # -- iteration -------------------------------------------------------------------
     def iter_paths(self) -> Iterator[str]:
@@ -442,6 +487,41 @@ def _with_path(path: str, fn: Any) -> Any:
         raise FormatError(f"{path or '/'!r}: {exc}") from exc
 
 
-def _open_and_scan(driver: StorageIODriver) -> list[NodeRecord]:
+def _open_and_scan(driver: StorageIODriver) -> tuple[list[NodeRecord], dict[str, Any]]:
     driver.open()
-    return list(driver.scan())
+    return list(driver.scan()), driver.root_attrs()
+
+
+def unbound_to_json(children: dict[str, dict[str, tuple[Any, str | None]]]) -> str:
+    """``{child: {name: (stored, tag)}}`` as JSON: each stored value with its dtype."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for child, metadata in children.items():
+        entries = out[child] = {}
+        for name, (stored, tag) in metadata.items():
+            if isinstance(stored, str):
+                entries[name] = ["str", stored, tag]
+            else:
+                value = np.asarray(stored)
+                entries[name] = [value.dtype.str, value.tolist(), tag]
+    return json.dumps(out, sort_keys=True)
+
+
+def unbound_from_json(text: str) -> dict[str, dict[str, tuple[Any, str | None]]]:
+    """The inverse of ``unbound_to_json`` (ValueError and friends on damaged input)."""
+    children = json.loads(text)
+    out: dict[str, dict[str, tuple[Any, str | None]]] = {}
+    for child, metadata in children.items():
+        _paths.check_name(child)
+        entries = out[child] = {}
+        for name, (kind, value, tag) in metadata.items():
+            check_attr_name(name)
+            if tag is not None and not isinstance(tag, str):
+                raise TypeError(f"a type tag must be a str, not {tag!r}")
+            if kind == "str":
+                if not isinstance(value, str):
+                    raise TypeError(f"metadata {name!r} of {child!r} is not a str")
+                entries[name] = (value, tag)
+            else:
+                array = np.asarray(value, dtype=np.dtype(kind))
+                entries[name] = (array if array.ndim else array[()], tag)
+    return out

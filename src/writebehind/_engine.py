@@ -514,6 +514,10 @@ class Engine:
     def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
         self.enqueue(_SetAttrs(path, attrs))
 
+    def set_attrs_locked(self, path: str, attrs: dict[str, Any]) -> None:
+        """Enqueue attributes without waiting for room (bookkeeping); lock held."""
+        self._push(_SetAttrs(path, attrs))
+
     def append(self, var: VarState, payload: Any) -> Handle:
         """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
         if var.capacity == 1 and var.numeric:

@@ -106,6 +106,10 @@ class StorageIODriver(ABC):
     def get_attrs(self, path: str) -> dict[str, Any]:
         """All attributes of the node at ``path``."""
 
+    def root_attrs(self) -> dict[str, Any]:
+        """The root group's attributes, read after ``open`` ({} while there is no file)."""
+        return self.get_attrs("")
+
     # -- data ------------------------------------------------------------------------
     @abstractmethod
     def write_entries(self, path: str, start: int, entries: Any) -> None:

@@ -291,6 +291,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
     def get_attrs(self, path: str) -> dict[str, Any]:
         return _attrs(self._node(path))
 
+    def root_attrs(self) -> dict[str, Any]:
+        return {} if self._dataset is None else _attrs(self._dataset)  # None: created later
+
     def dimension_names(self, path: str) -> tuple[str, ...]:
         """The netCDF dimension names of the variable at ``path`` (for xarray interop)."""
         return tuple(self._node(path).dimensions)
