@@ -53,6 +53,7 @@ class Soak:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.directory = Path(args.dir or tempfile.mkdtemp(prefix="writebehind-soak-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.frame_shape = (args.atoms, 3)
         self.stop = threading.Event()
         self.rotate = threading.Event()
@@ -210,6 +211,19 @@ class Soak:
         slope = 0.0
         if len(steady) > 2:
             slope = statistics.linear_regression(times, rss).slope * 60  # bytes per minute
+        # The median RSS of each minute, and the slope of those medians after the first
+        # two minutes: a regression over all samples mixes in the warm-up (allocator
+        # arenas, HDF5's per-file caches) and the spikes of closing, checking and opening
+        # a segment, and would be the wrong figure to extrapolate to a week.
+        minutes: dict[int, list[int]] = {}
+        for sample in steady:
+            minutes.setdefault(int(sample["t"] // 60), []).append(sample["rss_bytes"])
+        per_minute = [statistics.median(v) for _, v in sorted(minutes.items())]
+        settled = list(enumerate(per_minute))[2:]
+        slope_settled = 0.0
+        if len(settled) > 2:
+            x, y = zip(*settled, strict=True)
+            slope_settled = statistics.linear_regression(x, y).slope
         bound = self.args.max_pending_bytes + RSS_CONSTANT_BYTES
         max_pending = max((s["pending_bytes"] for s in self.samples), default=0)
         growth = max(rss) - baseline
@@ -231,6 +245,8 @@ class Soak:
                 "max": round(max(rss) / 2**20, 1),
                 "growth": round(growth / 2**20, 1),
                 "slope_per_minute": round(slope / 2**20, 2),
+                "median_per_minute": [round(v / 2**20, 1) for v in per_minute],
+                "slope_per_minute_after_2_minutes": round(slope_settled / 2**20, 2),
                 "bound": round(bound / 2**20, 1),
             },
             "max_pending_mib": round(max_pending / 2**20, 1),
