@@ -18,6 +18,7 @@ import json
 import os
 import random
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ack-before-flush", action="store_true")
+    parser.add_argument(
+        "--ack-delay",
+        type=float,
+        default=0.0,
+        help="with --ack-before-flush: seconds between the early acknowledgement and the flush",
+    )
     parser.add_argument("--durable", action="store_true")
     parser.add_argument("--max-frames", type=int, default=10**9)
     parser.add_argument("--flush-every", type=int, default=0, help="fixed interval (0: random)")
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             frames += 1
         if args.ack_before_flush:
             _say("ACK " + json.dumps(next_index))
+            time.sleep(args.ack_delay)
         store.flush(durable=args.durable)
         if not args.ack_before_flush:
             _say("ACK " + json.dumps(next_index))

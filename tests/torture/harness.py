@@ -163,6 +163,12 @@ def random_kills(
     rng = random.Random(seed)
     plans = [[rng.random() for _ in range(3)] for _ in range(trials)]
     extra = ["--durable"] if durable else []
+    if ack_before_flush and kill_on_ack:
+        # The negative control's window between the early acknowledgement and the flush:
+        # without it, the child's flush (quick when the writer has already written the
+        # entries, 50 ms after they were appended) can finish before the kill lands, and
+        # the control then loses nothing and proves nothing.
+        extra += ["--ack-delay", "0.5"]
     if variables:
         extra += ["--variables", ",".join(variables)]
 
