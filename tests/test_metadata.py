@@ -100,13 +100,27 @@ def test_a_node_with_metadata_from_an_earlier_session_can_be_written(
             assert again.g.energy.read(0 if first_write == "append" else None) == 1.5
 
 
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        "{not json",
+        "5",
+        "[1, 2]",
+        '{"lonely": 5}',
+        '{"lonely": {"kept": 3}}',
+        '{"lonely": {"kept": ["no-such-dtype", 1, null]}}',
+        '{"lonely": {"kept": ["<i8", "text", null]}}',
+        '{"lonely": {"kept": ["str", 1, null]}}',
+        '{"a/b": {"kept": ["<i8", 1, null]}}',
+    ],
+)
 def test_damaged_metadata_of_unbound_nodes_is_ignored_with_a_warning(
-    store, nc_path, reopen, caplog
+    store, nc_path, reopen, caplog, damaged
 ):
     store.lonely.add_metadata("kept", 1)
     store.close()
     with netCDF4.Dataset(nc_path, "a") as ds:
-        ds.setncattr("writebehind_unbound_metadata", "{not json")
+        ds.setncattr("writebehind_unbound_metadata", damaged)
     with reopen(nc_path) as again:
         assert again.lonely.read_metadata() == {}
     assert "damaged attribute writebehind_unbound_metadata" in caplog.text

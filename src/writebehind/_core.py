@@ -509,9 +509,13 @@ def unbound_to_json(children: dict[str, dict[str, tuple[Any, str | None]]]) -> s
 def unbound_from_json(text: str) -> dict[str, dict[str, tuple[Any, str | None]]]:
     """The inverse of ``unbound_to_json`` (ValueError and friends on damaged input)."""
     children = json.loads(text)
+    if not isinstance(children, dict):
+        raise ValueError("not a JSON object")
     out: dict[str, dict[str, tuple[Any, str | None]]] = {}
     for child, metadata in children.items():
         _paths.check_name(child)
+        if not isinstance(metadata, dict):
+            raise ValueError(f"the metadata of {child!r} is not a JSON object")
         entries = out[child] = {}
         for name, (kind, value, tag) in metadata.items():
             check_attr_name(name)
