@@ -324,7 +324,7 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(f"next: writebehind inspect {file_name}")
     print(f"      writebehind read {file_name} energies/temperature --index -1")
-    print(f"      xarray.open_dataset({file_name!r}, group='trajectory')  (with xarray)")
+    print(f"      xarray.load_dataset({file_name!r}, group='trajectory')  (with xarray)")
     return 0
 
 
