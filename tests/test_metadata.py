@@ -5,6 +5,12 @@ from __future__ import annotations
 import netCDF4
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from writebehind._core import unbound_from_json, unbound_to_json
+from writebehind.codecs.metadata import encode_attr
 
 VALUES = {
     "s": "langevin",
@@ -112,6 +118,17 @@ def test_a_node_with_metadata_from_an_earlier_session_can_be_written(
         '{"lonely": {"kept": ["<i8", "text", null]}}',
         '{"lonely": {"kept": ["str", 1, null]}}',
         '{"a/b": {"kept": ["<i8", 1, null]}}',
+        # a value its dtype cannot hold (OverflowError), or what encode_attr never stores:
+        # other dtypes, 2-D values, a NUL in a str, an unknown type tag
+        '{"lonely": {"kept": ["<i1", 1000, null]}}',
+        '{"lonely": {"kept": ["<u8", -1, null]}}',
+        '{"lonely": {"kept": ["|O", {"x": 1}, null]}}',
+        '{"lonely": {"kept": ["<M8[s]", 5, null]}}',
+        '{"lonely": {"kept": ["<c16", 1, null]}}',
+        '{"lonely": {"kept": ["<U3", "abc", null]}}',
+        '{"lonely": {"kept": ["<f8", [[1, 2], [3, 4]], null]}}',
+        '{"lonely": {"kept": ["str", "a\\u0000b", null]}}',
+        '{"lonely": {"kept": ["<i8", 1, "bogus"]}}',
     ],
 )
 def test_damaged_metadata_of_unbound_nodes_is_ignored_with_a_warning(
@@ -121,9 +138,13 @@ def test_damaged_metadata_of_unbound_nodes_is_ignored_with_a_warning(
     store.close()
     with netCDF4.Dataset(nc_path, "a") as ds:
         ds.setncattr("writebehind_unbound_metadata", damaged)
-    with reopen(nc_path) as again:
+    with reopen(nc_path, "a") as again:
         assert again.lonely.read_metadata() == {}
+        again.lonely.write(1)  # nothing from the damaged attribute reaches the file
     assert "damaged attribute writebehind_unbound_metadata" in caplog.text
+    with reopen(nc_path) as again:
+        assert again.lonely.read() == 1
+        assert again.lonely.read_metadata() == {}
 
 
 def test_metadata_overwrites_previous_value_and_type(store):
@@ -182,3 +203,36 @@ def test_a_metadata_list_numpy_would_change_is_refused(store, value, error, matc
 def test_metadata_ints_beyond_int64_read_back_as_ints(store):
     store.add_metadata("seeds", [1, 2**63])
     assert store.read_metadata()["seeds"] == [1, 2**63]
+
+
+_NUMBER_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint64", "float32", "float64"]
+_METADATA_VALUES = st.one_of(
+    st.text().filter(lambda s: "\x00" not in s),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(),
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=4),
+    st.lists(st.floats(), max_size=4).map(tuple),
+    st.lists(st.booleans(), max_size=4),
+    st.sampled_from(_NUMBER_DTYPES).flatmap(
+        lambda dt: (
+            hnp.arrays(np.dtype(dt), st.integers(0, 4))
+            | hnp.from_dtype(np.dtype(dt)).map(lambda v: np.dtype(dt).type(v))
+        )
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=_METADATA_VALUES)
+def test_unbound_metadata_json_round_trips_every_value_encode_attr_allows(value):
+    stored, tag = encode_attr("a", value)
+    back, back_tag = unbound_from_json(unbound_to_json({"c": {"a": (stored, tag)}}))["c"]["a"]
+    assert back_tag == tag and type(back) is type(stored)
+    want, got = np.asarray(stored), np.asarray(back)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    # Bit for bit (-0.0, ints beyond a float's precision), except that JSON has one NaN:
+    # its sign and payload are not kept.
+    nan = np.isnan(want) if want.dtype.kind == "f" else np.zeros(want.shape, bool)
+    assert np.array_equal(np.isnan(got) if got.dtype.kind == "f" else nan, nan)
+    assert got[~nan].tobytes() == want[~nan].tobytes()

@@ -25,6 +25,7 @@ from ._engine import (
 )
 from ._errors import FormatError, ReadOnlyError
 from .codecs import ATTR_PREFIX, decode, make_encoder, spec_for, spec_from_attrs
+from .codecs._numeric import check_array_dtype
 from .codecs.metadata import TYPES_ATTR, check_attr_name, decode_attrs, encode_attr
 from .drivers.base import NodeRecord, StorageIODriver
 
@@ -522,10 +523,23 @@ def unbound_from_json(text: str) -> dict[str, dict[str, tuple[Any, str | None]]]
             if tag is not None and not isinstance(tag, str):
                 raise TypeError(f"a type tag must be a str, not {tag!r}")
             if kind == "str":
-                if not isinstance(value, str):
-                    raise TypeError(f"metadata {name!r} of {child!r} is not a str")
+                if not isinstance(value, str) or "\x00" in value:
+                    raise TypeError(f"metadata {name!r} of {child!r} is not a str without NUL")
                 entries[name] = (value, tag)
-            else:
+                continue
+            # Only what encode_attr stores: numbers of a supported dtype, at most 1-D (an
+            # object, date or complex value would fail the store when the node is written).
+            dtype = check_array_dtype(np.dtype(kind), "attribute")
+            if dtype.kind not in "iuf":
+                raise TypeError(f"metadata {name!r} of {child!r}: dtype {kind!r}")
+            try:
                 array = np.asarray(value, dtype=np.dtype(kind))
-                entries[name] = (array if array.ndim else array[()], tag)
+            except OverflowError as exc:  # 1000 as int8: not a ValueError
+                raise ValueError(f"metadata {name!r} of {child!r}: {exc}") from None
+            if array.ndim > 1:
+                raise ValueError(f"metadata {name!r} of {child!r} has shape {array.shape}")
+            entries[name] = (array if array.ndim else array[()], tag)
+        types = {name: tag for name, (_stored, tag) in entries.items() if tag is not None}
+        attrs = {name: stored for name, (stored, _tag) in entries.items()}
+        decode_attrs({**attrs, TYPES_ATTR: json.dumps(types)})  # FormatError: a bad tag
     return out
