@@ -193,3 +193,41 @@ def test_an_append_to_an_idle_store_is_written_without_a_flush(nc_path: Path) ->
         time.sleep(0.01)
     assert store.stats().pending_operations == 0
     store.close()
+
+
+def test_a_store_closed_under_another_stores_lock_does_not_deadlock(tmp_path: Path) -> None:
+    # The cyclic GC runs a store's finalizer on whatever thread allocates, for example a
+    # caller inside another store's append, holding that store's lock. The finalizer
+    # closes its store, whose writer needs netCDF's process-wide library lock; so no
+    # writer may wait for its own store's lock while it holds the library lock.
+    from writebehind._store import _finalize
+
+    a, b = open_store(tmp_path / "a.nc"), open_store(tmp_path / "b.nc")
+    for store in (a, b):
+        store._finalizer.detach()  # a deadlock must not also hang the interpreter's exit
+    b.x.append(1.0)
+    inside, go_on = threading.Event(), threading.Event()
+    driver = a._core.driver
+    write_entries = driver.write_entries
+
+    def held_write_entries(*args: object) -> None:
+        inside.set()
+        go_on.wait()
+        write_entries(*args)
+
+    driver.write_entries = held_write_entries  # type: ignore[method-assign]
+    a.big.append(np.zeros(LARGE))  # a buffer to itself, recycled once written
+    assert inside.wait(60)  # A's writer is in write_entries, holding the library lock
+    closed = threading.Event()
+
+    def caller_in_a_lock() -> None:
+        with a._core.engine._mutex:  # as in A's append, where the GC ran B's finalizer
+            go_on.set()
+            _finalize(b._core)
+        closed.set()
+
+    threading.Thread(target=caller_in_a_lock, daemon=True).start()
+    assert closed.wait(60), "closing B under A's lock deadlocked with A's writer"
+    a.close()
+    with netCDF4.Dataset(tmp_path / "b.nc") as ds:
+        assert ds["x"][:].tolist() == [1.0]

@@ -303,7 +303,7 @@ class _SetMetadata(_Op):
 
 
 class _AppendChunk(_Op):
-    __slots__ = ("buffer", "capacity", "count", "opened_at", "sealed", "start", "var")
+    __slots__ = ("buffer", "capacity", "count", "opened_at", "reusable", "sealed", "start", "var")
     name = "append"
 
     def __init__(self, var: VarState, start: int, buffer: Any):
@@ -315,6 +315,7 @@ class _AppendChunk(_Op):
         self.count = 0
         self.sealed = False
         self.opened_at = time.monotonic()
+        self.reusable: Any = None  # the written buffer, for Engine._apply to recycle
 
     def apply(self, engine: Engine) -> None:
         var = self.var
@@ -325,7 +326,7 @@ class _AppendChunk(_Op):
             engine.lengths_on_disk[self.path] = end
             engine.dirty_lengths.add(self.path)
         if var.numeric and len(self.buffer) == var.capacity:  # not a first, smaller buffer
-            engine.offer_for_reuse(var, self.buffer)
+            self.reusable = self.buffer  # not offered here: the library lock is held
         self.buffer = None
 
 
@@ -690,16 +691,27 @@ class Engine:
         self._free_bytes -= buffer.nbytes
         return buffer
 
-    def offer_for_reuse(self, var: VarState, buffer: Any) -> None:
-        """Keep a written buffer for ``var``'s next entries, if the limits allow (writer)."""
-        with self._mutex:
-            if (
-                len(var.free_buffers) < var.max_free_buffers
-                and self._free_bytes + buffer.nbytes <= RECYCLE_BYTES_PER_STORE
-                and not self._closed
-            ):
-                var.free_buffers.append(buffer)
-                self._free_bytes += buffer.nbytes
+    def _offer_for_reuse(self, var: VarState, buffer: Any) -> None:
+        """Keep a written buffer for ``var``'s next entries, if the limits allow.
+
+        Writer, lock held, library lock not held (see ``_apply``).
+        """
+        if (
+            len(var.free_buffers) < var.max_free_buffers
+            and self._free_bytes + buffer.nbytes <= RECYCLE_BYTES_PER_STORE
+            and not self._closed
+        ):
+            var.free_buffers.append(buffer)
+            self._free_bytes += buffer.nbytes
+
+    def _drop_free_buffers(self) -> None:
+        """Let go of the recycled staging buffers (at close). Lock held."""
+        # A closed store can live on in reference cycles until the cyclic GC runs; its
+        # recycled staging buffers (up to 16 MiB per variable) must not.
+        for node in list(self.nodes.values()):
+            if isinstance(node, VarState):
+                node.free_buffers.clear()
+        self._free_bytes = 0
 
     def _count_backpressure_wait(self) -> None:
         """Count a caller's wait for room; log a warning at the first one. Lock held."""
@@ -869,16 +881,7 @@ class Engine:
             if self._error is None:
                 self._sync(seq, durable=False)
         finally:
-            try:
-                self.driver.close()
-            finally:
-                # A closed store can live on in reference cycles until the cyclic GC runs;
-                # its recycled staging buffers (up to 16 MiB per variable) must not.
-                with self._mutex:
-                    for node in list(self.nodes.values()):
-                        if isinstance(node, VarState):
-                            node.free_buffers.clear()
-                    self._free_bytes = 0
+            self.driver.close()  # the staging buffers are dropped by _apply, lock held
 
     # -- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
@@ -949,12 +952,19 @@ class Engine:
             op.fail(self._background_error())
             with self.cond:
                 self._unwritten += count
+        # The engine's lock only once the library lock is released: a caller holding it
+        # may wait for the library lock (the GC can run another store's finalizer, which
+        # closes that store, inside this store's append).
         with self.cond:
             self._pending_ops -= count
             self._pending_bytes -= op.nbytes
             self._applied += count
+            if isinstance(op, _AppendChunk) and op.reusable is not None:
+                self._offer_for_reuse(op.var, op.reusable)
+                op.reusable = None
             if isinstance(op, _Call) and op.name == "close":
                 self._closed = True
+                self._drop_free_buffers()
             self.cond.notify_all()
         if isinstance(op, _Call) and not op.future.done():
             op.finish(error)
