@@ -236,3 +236,39 @@ def test_unbound_metadata_json_round_trips_every_value_encode_attr_allows(value)
     nan = np.isnan(want) if want.dtype.kind == "f" else np.zeros(want.shape, bool)
     assert np.array_equal(np.isnan(got) if got.dtype.kind == "f" else nan, nan)
     assert got[~nan].tobytes() == want[~nan].tobytes()
+
+
+def test_a_session_that_writes_nothing_leaves_unbound_metadata_as_it_was(
+    store, nc_path, reopen, monkeypatch
+):
+    # Rewriting the same attribute at close would change the file (a structural flush,
+    # its rollback copy) for a session that only read it.
+    from writebehind import _engine
+
+    store.lonely.add_metadata("kept", 1)
+    store.close()
+    written: list[dict] = []
+    real = _engine.Engine.set_attrs_locked
+    monkeypatch.setattr(
+        _engine.Engine,
+        "set_attrs_locked",
+        lambda self, path, attrs: (written.append(attrs), real(self, path, attrs)),
+    )
+    with reopen(nc_path, "a") as again:
+        assert again.lonely.read_metadata() == {"kept": 1}
+    assert written == []
+    with reopen(nc_path, "a") as again:
+        again.lonely.add_metadata("more", 2)
+    assert [list(attrs) for attrs in written] == [["writebehind_unbound_metadata"]]
+
+
+def test_a_store_closes_even_if_keeping_unbound_metadata_fails(store, monkeypatch):
+    store.lonely.add_metadata("kept", 1)
+
+    def fail() -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(store._core, "materialize_pending_metadata", fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        store.close()
+    assert store._core.engine.closed

@@ -427,7 +427,11 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
             except Exception:
                 return  # the open failed and closed the engine: nothing was ever written
         self._finalizer.detach()
-        core.materialize_pending_metadata()
+        try:
+            core.materialize_pending_metadata()
+        except BaseException:
+            engine.close_quietly()  # the store closes even if that fails (and raises it)
+            raise
         future = engine.close_future()
         if future is None:
             # Closed already; unless an aclose was cancelled before it saw the close end.

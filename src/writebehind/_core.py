@@ -76,6 +76,7 @@ class StoreCore:
         )
         self.read_only = storage_driver.read_only
         self.broken: dict[str, FormatError] = {}
+        self.unbound_on_disk: dict[str, str] = {}  # UNBOUND_ATTR of each group, as stored
         engine = Engine(storage_driver, max_pending_bytes)
         self.engine = engine
         storage_driver._owner = weakref.ref(engine)  # type: ignore[attr-defined]
@@ -163,6 +164,7 @@ class StoreCore:
         raw = attrs.get(UNBOUND_ATTR)
         if raw is None:
             return
+        self.unbound_on_disk[parent] = str(raw)
         try:
             children = unbound_from_json(str(raw))
         except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
@@ -432,8 +434,12 @@ class StoreCore:
                 parent, _, child = path.rpartition("/")
                 by_parent.setdefault(parent, {})[child] = engine.pending_metadata[path]
             for parent, children in sorted(by_parent.items()):
+                text = unbound_to_json(children)
+                if text == self.unbound_on_disk.get(parent):
+                    continue  # as the file has it: a session that wrote nothing changes nothing
                 if isinstance(engine.nodes.get(parent), GroupState):
-                    engine.set_attrs_locked(parent, {UNBOUND_ATTR: unbound_to_json(children)})
+                    engine.set_attrs_locked(parent, {UNBOUND_ATTR: text})
+                    self.unbound_on_disk[parent] = text
 
     # -- iteration -------------------------------------------------------------------
     def iter_paths(self) -> Iterator[str]:

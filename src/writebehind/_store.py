@@ -29,8 +29,10 @@ def _finalize(core: StoreCore) -> None:
             target=_finalize, args=(core,), name="writebehind-finalizer", daemon=False
         ).start()
         return
-    core.materialize_pending_metadata()
-    core.engine.close_quietly()
+    try:
+        core.materialize_pending_metadata()
+    finally:
+        core.engine.close_quietly()
 
 
 class StoreBase(Generic[NodeT]):
@@ -160,9 +162,11 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
         if self._core.engine.closed:
             self._core.engine.close()
             return
-        self._core.materialize_pending_metadata()
-        self._finalizer.detach()
-        self._core.engine.close()
+        try:
+            self._core.materialize_pending_metadata()
+        finally:  # the store closes even if that fails (and then raises it)
+            self._finalizer.detach()
+            self._core.engine.close()
 
     def __enter__(self) -> StorageInterface:
         return self

@@ -252,9 +252,11 @@ class LegacyDriverMixin:
                 self._stop_truncating()
                 return True
         core = self._open_owner_core()
-        if core is not None:
-            core.materialize_pending_metadata()  # as StorageInterface.close does
-        engine.close()  # drains everything enqueued, closes the file on the writer
+        try:
+            if core is not None:
+                core.materialize_pending_metadata()  # as StorageInterface.close does
+        finally:
+            engine.close()  # drains everything enqueued, closes the file on the writer
         return True
 
     def _drain(self) -> None:
