@@ -117,6 +117,8 @@ class StorageIODriver(ABC):
 
         ``entries`` is an ndarray of shape ``(n, *layout.shape)`` for numeric layouts and a
         sequence of ``str`` or ``bytes`` otherwise. Writing past the end grows the variable.
+        A numeric ``entries`` is a view of the engine's staging buffer, which is reused for
+        later appends once this returns: a driver that keeps the data must copy it.
         """
 
     @abstractmethod
