@@ -222,16 +222,7 @@ class StoreCore:
             prefix = child
 
     def _take_pending_metadata(self, path: str) -> dict[str, Any]:
-        pending = self.engine.pending_metadata.pop(path, None)
-        if not pending:
-            return {}
-        attrs = {name: stored for name, (stored, _tag) in pending.items()}
-        types = {name: tag for name, (_stored, tag) in pending.items() if tag is not None}
-        if types:
-            import json
-
-            attrs[TYPES_ATTR] = json.dumps(types)
-        return attrs
+        return pending_attrs(self.engine.pending_metadata.pop(path, {}))
 
     def bind_variable(
         self, path: str, data: Any, appendable: bool, wait: bool = True
@@ -392,13 +383,7 @@ class StoreCore:
         if node is None:
             with self.engine.lock:
                 pending = dict(self.engine.pending_metadata.get(path, {}))
-            attrs = {name: stored for name, (stored, _tag) in pending.items()}
-            types = {name: tag for name, (_stored, tag) in pending.items() if tag}
-            if types:
-                import json
-
-                attrs[TYPES_ATTR] = json.dumps(types)
-            return None, decode_attrs(attrs)
+            return None, decode_attrs(pending_attrs(pending))
         hide = (
             frozenset({"units"})
             if isinstance(node, VarState) and node.spec.units
@@ -539,13 +524,20 @@ def unbound_from_json(text: str) -> dict[str, dict[str, tuple[Any, str | None]]]
             if dtype.kind not in "iuf":
                 raise TypeError(f"metadata {name!r} of {child!r}: dtype {kind!r}")
             try:
-                array = np.asarray(value, dtype=np.dtype(kind))
+                array = np.asarray(value, dtype=dtype)
             except OverflowError as exc:  # 1000 as int8: not a ValueError
                 raise ValueError(f"metadata {name!r} of {child!r}: {exc}") from None
             if array.ndim > 1:
                 raise ValueError(f"metadata {name!r} of {child!r} has shape {array.shape}")
             entries[name] = (array if array.ndim else array[()], tag)
-        types = {name: tag for name, (_stored, tag) in entries.items() if tag is not None}
-        attrs = {name: stored for name, (stored, _tag) in entries.items()}
-        decode_attrs({**attrs, TYPES_ATTR: json.dumps(types)})  # FormatError: a bad tag
+        decode_attrs(pending_attrs(entries))  # FormatError: a tag that does not fit
     return out
+
+
+def pending_attrs(pending: dict[str, tuple[Any, str | None]]) -> dict[str, Any]:
+    """Attributes for metadata ``{name: (stored, tag)}``, with the JSON record of the tags."""
+    attrs = {name: stored for name, (stored, _tag) in pending.items()}
+    types = {name: tag for name, (_stored, tag) in pending.items() if tag is not None}
+    if types:
+        attrs[TYPES_ATTR] = json.dumps(types)
+    return attrs

@@ -707,7 +707,7 @@ class Engine:
     def _drop_free_buffers(self) -> None:
         """Let go of the recycled staging buffers (at close). Lock held."""
         # A closed store can live on in reference cycles until the cyclic GC runs; its
-        # recycled staging buffers (up to 16 MiB per variable) must not.
+        # recycled staging buffers (up to RECYCLE_BYTES_PER_STORE) must not.
         for node in list(self.nodes.values()):
             if isinstance(node, VarState):
                 node.free_buffers.clear()
