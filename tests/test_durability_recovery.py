@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import RecoveryError, _recovery
+from writebehind import RecoveryError, RecoveryNeededError, _recovery
 from writebehind._recovery import lookup3, read_superblock, recover
+from writebehind._sidefiles import FILE_ID_ATTR, FileIdentity
 
 # Appends 12 frames, flushes after 10, then kills itself: entries 0..9 are acknowledged.
 _KILLED_WRITER = """
@@ -48,6 +49,13 @@ def _write_superblock_eof(path: Path, eof: int) -> None:
     assert superblock is not None
     with open(path, "r+b") as file:
         file.write(superblock.with_eof(eof))
+
+
+def _identity(path: Path) -> FileIdentity:
+    with netCDF4.Dataset(str(path)) as dataset:
+        file_id = str(dataset.__dict__.get(FILE_ID_ATTR, ""))
+    with open(path, "rb") as file:
+        return FileIdentity.of(file.fileno(), file_id)
 
 
 def _clean_file(path: Path, frames: int = 10) -> None:
@@ -128,9 +136,9 @@ def test_a_killed_writer_leaves_the_open_for_writing_flag_set(nc_path):
     assert _recovery.needs_recovery(str(nc_path))
 
 
-def test_opening_a_killed_writers_file_recovers_every_flushed_entry(nc_path):
+def test_opening_a_killed_writers_file_to_append_recovers_every_flushed_entry(nc_path):
     _killed_writer(nc_path)
-    with writebehind.open(nc_path, "r") as store:
+    with writebehind.open(nc_path, "a") as store:
         frames = store.traj.positions.read()
         report = store.storage_driver.recovery
     assert frames[:, 0, 0].tolist() == list(range(10))
@@ -138,9 +146,22 @@ def test_opening_a_killed_writers_file_recovers_every_flushed_entry(nc_path):
     assert report.recovered
 
 
+def test_opening_a_killed_writers_file_read_only_reads_it_and_changes_no_byte(nc_path):
+    _killed_writer(nc_path)
+    before = nc_path.read_bytes()
+    names = sorted(p.name for p in nc_path.parent.iterdir())
+    with writebehind.open(nc_path, "r") as store:
+        frames = store.traj.positions.read()
+        report = store.storage_driver.recovery
+    assert frames[:, 0, 0].tolist() == list(range(10))
+    assert not report.clean and not report.superblock_repaired
+    assert nc_path.read_bytes() == before
+    assert sorted(p.name for p in nc_path.parent.iterdir()) == names
+
+
 def test_recovery_leaves_a_file_that_plain_netcdf4_opens_and_is_clean(nc_path):
     _killed_writer(nc_path)
-    writebehind.open(nc_path, "r").close()
+    writebehind.open(nc_path, "a").close()
     assert _plain_netcdf4_opens(nc_path)
     assert not _recovery.needs_recovery(str(nc_path))
 
@@ -165,6 +186,7 @@ def test_an_eof_address_short_of_the_metadata_is_repaired(nc_path):
     # that point past the recorded end of allocation, so plain netCDF4 cannot open the file.
     _clean_file(nc_path)
     _write_superblock_eof(nc_path, 4096)
+    _mark_open_for_writing(nc_path)
     assert not _plain_netcdf4_opens(nc_path)
     report = recover(str(nc_path))
     assert report.superblock_repaired
@@ -176,6 +198,7 @@ def test_an_eof_address_short_of_the_metadata_is_repaired(nc_path):
 def test_the_report_keeps_the_superblock_bytes_it_replaced(nc_path):
     _clean_file(nc_path)
     _write_superblock_eof(nc_path, 4096)
+    _mark_open_for_writing(nc_path)
     original = nc_path.read_bytes()[:48]
     report = recover(str(nc_path))
     assert report.original_superblock == original
@@ -211,11 +234,20 @@ def _wreck(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def test_an_unrecoverable_file_is_moved_aside_unchanged(nc_path):
+def test_an_unrecoverable_file_opened_read_only_stays_where_it_is_unchanged(nc_path):
+    _clean_file(nc_path)
+    wrecked = _wreck(nc_path)
+    with pytest.raises(RecoveryNeededError, match="writebehind recover"):
+        writebehind.open(nc_path, "r")
+    assert nc_path.read_bytes() == wrecked
+    assert [p.name for p in nc_path.parent.iterdir()] == [nc_path.name]
+
+
+def test_an_unrecoverable_file_opened_to_append_is_moved_aside_unchanged(nc_path):
     _clean_file(nc_path)
     wrecked = _wreck(nc_path)
     with pytest.raises(RecoveryError) as caught:
-        writebehind.open(nc_path, "r")
+        writebehind.open(nc_path, "a")
     aside = caught.value.report.moved_to
     assert aside is not None
     assert aside in str(caught.value)
@@ -250,7 +282,7 @@ def test_a_file_in_use_by_another_writer_is_not_touched(nc_path):
 def test_a_rollback_copy_replaces_a_file_its_flush_left_unreadable(nc_path):
     _clean_file(nc_path)
     good = nc_path.read_bytes()
-    _recovery.keep_rollback_copy(str(nc_path), durable=False)
+    _recovery.keep_rollback_copy(str(nc_path), False, _identity(nc_path))
     _wreck(nc_path)
     report = recover(str(nc_path))
     assert report.rolled_back
@@ -339,9 +371,9 @@ def test_a_rollback_copy_is_fsynced_once_durable_entries_are_at_stake(nc_path, m
     copies: list[bool] = []
     real_copy = netcdf.keep_rollback_copy
 
-    def keep_rollback_copy(path: str, durable: bool) -> str:
+    def keep_rollback_copy(path: str, durable: bool, identity: object) -> str:
         copies.append(durable)
-        return real_copy(path, durable)
+        return real_copy(path, durable, identity)
 
     monkeypatch.setattr(netcdf, "keep_rollback_copy", keep_rollback_copy)
     with writebehind.open(nc_path, "w") as store:
@@ -484,7 +516,7 @@ def test_variable_length_rows_of_a_variable_named_like_a_dimension_are_cut(nc_pa
 def _journal_for(nc_path: Path) -> tuple[str, list[tuple[int, bytes]]]:
     from writebehind._journal import IndexJournal, _rightmost_path
 
-    journal = IndexJournal(str(nc_path))
+    journal = IndexJournal(str(nc_path), _identity(nc_path))
     journal.before_sync(durable=False)
     fd = os.open(nc_path, os.O_RDONLY)
     try:
@@ -534,7 +566,7 @@ def test_the_journal_restores_a_variable_named_like_another_ones_dimension(nc_pa
     )
     done = subprocess.run([sys.executable, "-c", code, str(nc_path)], capture_output=True)
     assert done.returncode == 0, done.stderr
-    found = IndexJournal(str(nc_path))
+    found = IndexJournal(str(nc_path), _identity(nc_path))
     found._refresh()
     assert found._indexes["x_entry"].header == int(done.stdout)
     _, nodes = _journal_for(nc_path)
@@ -548,7 +580,7 @@ def test_the_journal_restores_a_variable_named_like_another_ones_dimension(nc_pa
 def test_a_variable_whose_entries_hold_no_data_does_not_stop_the_journal(nc_path):
     # Entries of shape (0,) write no chunk: the variable's index has HDF5's undefined
     # address as its root, which the journal read as a node (OverflowError, store failed).
-    from writebehind._journal import _UNDEFINED, _parse
+    from writebehind._journal import _UNDEFINED, load_journal
 
     with writebehind.open(nc_path, "w") as store:
         store.empty.append(np.zeros(0))
@@ -560,8 +592,9 @@ def test_a_variable_whose_entries_hold_no_data_does_not_stop_the_journal(nc_path
             store.flush()
         journal = store.storage_driver._index_journal
         assert journal._indexes["empty"].root == _UNDEFINED
-        records = _parse(Path(journal._target).read_bytes())
-        assert records and journal._indexes["positions"].root in [a for a, _ in records]
+        loaded = load_journal(str(nc_path))
+        assert loaded is not None
+        assert journal._indexes["positions"].root in [a for a, _ in loaded[1]]
     with writebehind.open(nc_path, "r") as store:
         assert store.empty.read().shape == (4, 0)
         assert store.positions.read()[:, 0].tolist() == [0, 1, 2, 3]
@@ -580,27 +613,78 @@ def test_an_incomplete_journal_is_deleted_unused(nc_path):
     assert nc_path.read_bytes()[48:] == before[48:]
 
 
-def test_a_journal_of_another_file_of_that_name_is_ignored(nc_path):
+def _journal_of_another_file(nc_path: Path, same_inode: bool) -> tuple[str, bytes]:
+    """A complete journal of an earlier file at ``nc_path``, beside a new file there (of
+    the same inode number if ``same_inode``, as a file system that reuses it leaves it),
+    whose nodes differ from the new file's; returns the journal's path and the new file's
+    bytes."""
+    from writebehind._journal import _MAGIC
+
     _clean_file(nc_path, frames=30)
     journal, _ = _journal_for(nc_path)
-    _clean_file(nc_path, frames=5)  # a new file (a new inode) under the same name
+    kept = Path(journal).read_bytes()
+    nc_path.unlink()
+    _clean_file(nc_path, frames=5)  # "w" removes the side files of the path
+    assert not Path(journal).exists()
+    new = _identity(nc_path)
+    if same_inode:  # the identity the old journal would hold had the inode been reused
+        old = FileIdentity.unpack(kept[len(_MAGIC) :])
+        assert old is not None and old.file_id != new.file_id
+        old = FileIdentity(new.device, new.inode, old.generation, old.file_id)
+        kept = kept[: len(_MAGIC)] + old.pack() + kept[len(_MAGIC) + FileIdentity.SIZE :]
+    Path(journal).write_bytes(kept)  # left by the killed run
     _mark_open_for_writing(nc_path)
+    return journal, nc_path.read_bytes()
+
+
+@pytest.mark.parametrize("same_inode", [False, True], ids=["new-inode", "reused-inode"])
+def test_a_journal_of_another_file_of_that_name_is_ignored_and_removed(nc_path, same_inode):
+    journal, before = _journal_of_another_file(nc_path, same_inode)
     report = recover(str(nc_path))
     assert report.index_nodes_restored == 0
-    assert Path(journal).exists()
+    assert not Path(journal).exists()
+    assert nc_path.read_bytes()[48:] == before[48:]  # only the superblock was repaired
+    with writebehind.open(nc_path, "r") as store:
+        assert store.traj.positions.read()[:, 0, 0].tolist() == list(range(5))
+
+
+def test_a_journal_whose_generation_differs_is_ignored_even_with_the_same_file_id(nc_path):
+    # The inode's generation alone disproves a journal of an inode since reused.
+    journal, _ = _journal_of_another_file(nc_path, same_inode=True)
+    with open(nc_path, "rb") as file:
+        if FileIdentity.of(file.fileno(), "").generation is None:
+            pytest.skip("this file system has no inode generations")
+    from writebehind._journal import _MAGIC
+
+    data = Path(journal).read_bytes()
+    old = FileIdentity.unpack(data[len(_MAGIC) :])
+    assert old is not None
+    forged = FileIdentity(old.device, old.inode, old.generation, _identity(nc_path).file_id)
+    Path(journal).write_bytes(data[: len(_MAGIC)] + forged.pack() + data[len(_MAGIC) + 40 :])
+    report = recover(str(nc_path))
+    assert report.index_nodes_restored == 0
+
+
+def test_creating_a_file_removes_the_side_files_a_killed_run_left(nc_path):
+    _clean_file(nc_path)
+    for suffix in (".writebehind-undo", ".writebehind-undo-1234", ".writebehind-rollback"):
+        Path(str(nc_path) + suffix).write_bytes(b"left by a killed run")
+    _clean_file(nc_path)
+    assert [p.name for p in nc_path.parent.iterdir()] == [nc_path.name]
 
 
 def test_the_journal_holds_the_index_as_the_last_flush_left_it(nc_path):
-    from writebehind._journal import _parse
+    from writebehind._journal import load_journal
 
     _clean_file(nc_path, frames=3)
     with writebehind.open(nc_path) as store:
         for i in range(3, 6):
             store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
             store.flush()
-        journal = store.storage_driver._index_journal
-        records = _parse(Path(journal._target).read_bytes())
-        assert records
+        loaded = load_journal(str(nc_path))
+        assert loaded is not None and loaded[1]
+        identity, records = loaded
+        assert identity == _identity(nc_path)
         with open(nc_path, "rb") as file:
             for address, node in records:
                 file.seek(address)

@@ -24,7 +24,9 @@ from ._errors import (
     FormatError,
     ReadOnlyError,
     RecoveryError,
+    RecoveryNeededError,
     StoreClosedError,
+    TruncatedFileError,
     WriteBehindError,
 )
 from ._node import StorageInterfaceDirVar
@@ -46,11 +48,13 @@ __all__ = [
     "NetCDFIODriver",
     "ReadOnlyError",
     "RecoveryError",
+    "RecoveryNeededError",
     "RecoveryReport",
     "StorageIODriver",
     "StorageInterface",
     "StorageInterfaceDirVar",
     "StoreClosedError",
+    "TruncatedFileError",
     "WriteBehindError",
     "__version__",
     "open",

@@ -464,11 +464,13 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
 
 def open_async(
-    file_name: str | os.PathLike[str], mode: str | None = None, **options: Any
+    file_name: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    mode: str | None = None,
+    **options: Any,
 ) -> AsyncStorageInterface:
     """``AsyncStorageInterface(NetCDFIODriver(file_name, mode), **options)``.
 
     Not a coroutine: use ``async with open_async("run.nc") as store:`` (or
     ``store = await open_async("run.nc")`` and ``await store.aclose()``).
     """
-    return AsyncStorageInterface(NetCDFIODriver(os.fspath(file_name), mode), **options)
+    return AsyncStorageInterface(NetCDFIODriver(os.fsdecode(file_name), mode), **options)

@@ -10,7 +10,11 @@ The tree::
           ├── FormatError (+ValueError)        the file holds something that cannot be
           │                                    decoded (damaged or edited bookkeeping)
           ├── RecoveryError (+OSError)         a file left by a crash could not be
-          │                                    recovered (it was moved aside) or is in use
+          │    │                               recovered (it was moved aside) or is in use
+          │    ├── RecoveryNeededError         a file left by a crash, opened read-only,
+          │    │                               cannot be read until it is recovered
+          │    └── TruncatedFileError          the file is shorter than its own superblock
+          │                                    says (a cut copy): nothing is changed
           └── ReadOnlyError (+PermissionError) a write through a store opened with ``'r'``
 
 Errors of the caller's own making are raised as the built-in types users already catch:
@@ -26,7 +30,9 @@ __all__ = [
     "FormatError",
     "ReadOnlyError",
     "RecoveryError",
+    "RecoveryNeededError",
     "StoreClosedError",
+    "TruncatedFileError",
     "WriteBehindError",
 ]
 
@@ -76,3 +82,22 @@ class RecoveryError(WriteBehindError, OSError):
     def __init__(self, message: str, *, report: object = None):
         super().__init__(message)
         self.report = report
+
+
+class RecoveryNeededError(RecoveryError):
+    """A file a killed writer left cannot be read as it is, and it was opened read-only.
+
+    Reading never writes, so nothing was changed: run ``writebehind recover FILE``, or open
+    the file to append (``"a"``), which recovers it first.
+    """
+
+
+class TruncatedFileError(RecoveryError):
+    """The file ends before the end its own superblock records: it was cut short (an
+    interrupted copy or download, a full disk), not left by a crash. Nothing is changed;
+    ``size`` is where it ends and ``expected_size`` where it should."""
+
+    def __init__(self, message: str, *, size: int, expected_size: int, report: object = None):
+        super().__init__(message, report=report)
+        self.size = size
+        self.expected_size = expected_size

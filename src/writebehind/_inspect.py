@@ -101,7 +101,7 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
     OSError
         The file is not a NetCDF file.
     """
-    path = os.fspath(file_name)
+    path = os.fsdecode(file_name)
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory, not a NetCDF file")
     driver = NetCDFIODriver(path, "r")

@@ -37,13 +37,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ._probe import object_header_addresses
+from ._sidefiles import UNDO_SUFFIX, FileIdentity, create_exclusive
 
-__all__ = ["IndexJournal", "apply_journal", "journal_path"]
+__all__ = ["IndexJournal", "journal_path", "load_journal", "nodes_differ", "write_back"]
 
 logger = logging.getLogger("writebehind")
 
-JOURNAL_SUFFIX = ".writebehind-undo"
-_MAGIC = b"WBUNDO1\n"
+_MAGIC = b"WBUNDO2\n"
 _END = b"WBEND\n"
 _B_TREE_K = 32  # HDF5's default "istore K": 2K = 64 chunks a node (netCDF never changes it)
 _OFFSET = 8  # netCDF-4 files use 8-byte addresses; other files are not journaled
@@ -51,9 +51,9 @@ _UNDEFINED = (1 << 64) - 1  # HDF5's "undefined address": an index with no chunk
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
-def journal_path(path: str, inode: int) -> str:
-    """The journal of the file at ``path`` whose inode is ``inode``."""
-    return f"{path}{JOURNAL_SUFFIX}-{inode}"
+def journal_path(path: str) -> str:
+    """Where the journal of the file at ``path`` is kept."""
+    return path + UNDO_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ class IndexJournal:
     rewrites them, and a stale journal must never outlive a durable flush.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, identity: FileIdentity):
         self.path = path
+        self._identity = identity
         self._indexes: dict[str, _Index] = {}
         self._stale = True  # the variables changed: find the indexes again
         self._fd = -1  # the journal, open for as long as the store
@@ -137,8 +138,8 @@ class IndexJournal:
         content = self._content()
         if content != self._written:
             if self._fd < 0:
-                self._target = journal_path(self.path, os.stat(self.path).st_ino)
-                self._fd = os.open(self._target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                self._target = journal_path(self.path)
+                self._fd = create_exclusive(self._target)
             os.pwrite(self._fd, content, 0)
             os.ftruncate(self._fd, len(content))
             self._written = content
@@ -148,7 +149,7 @@ class IndexJournal:
             self._durable = True
 
     def _content(self) -> bytes:
-        records = [_MAGIC]
+        records = [_MAGIC, self._identity.pack()]
         count = 0
         with open(self.path, "rb") as file:
             for name, index in self._indexes.items():
@@ -163,20 +164,31 @@ class IndexJournal:
         return b"".join(records)
 
 
-def apply_journal(path: str, fd: int) -> int:
-    """Write back the nodes a complete journal of ``path`` holds; the number written.
-
-    An incomplete or voided journal is deleted unused. Journals of another file that had
-    the same name are ignored.
-    """
-    target = journal_path(path, os.fstat(fd).st_ino)
+def load_journal(path: str) -> tuple[FileIdentity, list[tuple[int, bytes]]] | None:
+    """The identity and the records of the complete, intact journal of ``path``; None if
+    there is none, or it is incomplete (a kill while it was written) or voided."""
     try:
-        with open(target, "rb") as journal:
+        with open(journal_path(path), "rb") as journal:
             data = journal.read()
     except FileNotFoundError:
-        return 0
-    records = _parse(data)
-    for address, node in records or []:
+        return None
+    if not data.startswith(_MAGIC):
+        return None
+    identity = FileIdentity.unpack(data[len(_MAGIC) : len(_MAGIC) + FileIdentity.SIZE])
+    records = _parse(data, len(_MAGIC) + FileIdentity.SIZE)
+    if identity is None or records is None:
+        return None
+    return identity, records
+
+
+def nodes_differ(fd: int, records: list[tuple[int, bytes]]) -> bool:
+    """Whether the file open as ``fd`` holds other bytes than the journal's nodes."""
+    return any(os.pread(fd, len(node), address) != node for address, node in records)
+
+
+def write_back(path: str, fd: int, records: list[tuple[int, bytes]]) -> int:
+    """Write the journal's nodes back into the file open as ``fd``; the number written."""
+    for address, node in records:
         os.pwrite(fd, node, address)
     if records:
         os.fsync(fd)
@@ -184,18 +196,14 @@ def apply_journal(path: str, fd: int) -> int:
             "writebehind: %s: a flush was interrupted; %d chunk-index node(s) restored from %s",
             path,
             len(records),
-            target,
+            journal_path(path),
         )
-    os.unlink(target)
-    return len(records or [])
+    return len(records)
 
 
-def _parse(data: bytes) -> list[tuple[int, bytes]] | None:
-    """The records of a complete, intact journal; None otherwise."""
-    if not data.startswith(_MAGIC):
-        return None
+def _parse(data: bytes, at: int) -> list[tuple[int, bytes]] | None:
+    """The records of a complete, intact journal from offset ``at``; None otherwise."""
     records = []
-    at = len(_MAGIC)
     while data[at : at + len(_END)] != _END:
         if at + 12 > len(data):
             return None

@@ -27,9 +27,10 @@ PROBE_TIMEOUT_SECONDS = 60.0
 _PROBE = r"""
 import json, sys
 import netCDF4
-out = {"ok": False, "error": "", "uncommitted": {}, "vlen_committed": {}}
+out = {"ok": False, "error": "", "uncommitted": {}, "vlen_committed": {}, "file_id": None}
 try:
     with netCDF4.Dataset(sys.argv[1], "r") as ds:
+        out["file_id"] = str(ds.__dict__.get("writebehind_file_id", ""))
         groups = [("", ds)]
         while groups:
             prefix, group = groups.pop()
@@ -64,6 +65,7 @@ class ProbeResult:
     error: str
     uncommitted_rows: dict[str, int]
     vlen_committed: dict[str, int] = field(default_factory=dict)
+    file_id: str | None = None  # the file's writebehind_file_id ("" none); None: not read
 
 
 def probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
@@ -89,6 +91,7 @@ def probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
         str(result["error"]),
         dict(result["uncommitted"]),
         dict(result["vlen_committed"]),
+        result["file_id"],
     )
 
 

@@ -35,12 +35,22 @@ import datetime
 import logging
 import os
 import shutil
+import struct
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ._errors import RecoveryError
-from ._journal import apply_journal, journal_path
+from ._errors import RecoveryError, RecoveryNeededError, TruncatedFileError
+from ._journal import journal_path, load_journal, nodes_differ, write_back
 from ._probe import ProbeResult, clear_vlen_rows, probe
+from ._sidefiles import (
+    FILE_ID_ATTR,
+    NEW_SUFFIX,
+    ROLLBACK_SUFFIX,
+    FileIdentity,
+    create_exclusive,
+    new_file_id,
+    remove_side_files,
+)
 from ._superblock import Superblock, lookup3, read_superblock
 
 try:
@@ -165,6 +175,12 @@ class RecoveryReport:
 
 
 # -- recovery ------------------------------------------------------------------------------
+#: How far short of its end of allocation a file a killed writer left may end: HDF5 reserves
+#: space in blocks (metadata and small-data aggregators, 2 KiB each by default) that it may
+#: not have written when it was killed. A file shorter than that was cut, not killed.
+ALLOCATION_SLACK = 1 << 20
+
+
 def needs_recovery(path: str) -> bool:
     """Whether the HDF5 file at ``path`` was left open for writing (cheap: no HDF5 call)."""
     try:
@@ -173,47 +189,58 @@ def needs_recovery(path: str) -> bool:
         return True
     if superblock is None:
         return False
-    return superblock.flags != 0 or superblock.eof_in_file != os.path.getsize(path)
+    return superblock.flags != 0
 
 
-def recover(path: str, *, force: bool = False) -> RecoveryReport:
+def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryReport:
     """Make the file a killed writer left at ``path`` readable again, if it needs it.
 
-    A cleanly closed file is left alone (only its superblock is read) unless ``force``, which
-    also probes it. Otherwise the file is probed with netCDF4 in a subprocess, its superblock
-    repaired if its flags are set or its end of allocation differs from the file's size,
-    and probed again.
+    Recovery acts only on proof. A file whose superblock says it was closed cleanly is never
+    changed (only its superblock is read, unless ``force``, which also probes it); one that
+    ends before its own superblock says it should was cut short, and is refused. A file
+    left open for writing by a process that no longer runs is probed with netCDF4 in a
+    subprocess and, with ``write``, repaired: its superblock rewritten (flags cleared, end
+    of allocation raised to the file's size), the chunk-index nodes of its undo journal put
+    back, or the copy taken before an interrupted structural flush put back, each only when
+    the side file proves to belong to this very file (``_sidefiles``).
+
+    Without ``write`` (a read-only open) nothing is written, created, renamed or removed:
+    a crashed file that netCDF4 reads as it is, with no sign that a flush was interrupted
+    halfway, is reported and read; any other raises :class:`RecoveryNeededError`.
 
     Returns
     -------
     RecoveryReport
-        Also logged (INFO when something was recovered) on the ``writebehind`` logger.
+        Also logged (WARNING when something was recovered) on the ``writebehind`` logger.
 
     Raises
     ------
     FileNotFoundError
         No file at ``path``.
+    TruncatedFileError
+        The file ends before its end of allocation: a cut copy. Nothing was changed.
+    RecoveryNeededError
+        Without ``write``: the file must be recovered before it can be read.
     RecoveryError
-        The file is still unreadable: it was moved aside (``moved_to``) and the message says
-        where; or it is in use by another process, or its superblock is damaged (which a
-        kill cannot do), and it was not touched.
+        The file is still unreadable: with ``write`` it was moved aside (``moved_to``) and
+        the message says where; or it is in use by another process, or its superblock is
+        damaged (which a kill cannot do), and it was not touched.
     """
     path = os.fspath(path)
     size = os.path.getsize(path)  # FileNotFoundError as promised
-    rollback = rollback_path(path)
-    has_rollback = os.path.exists(rollback)
     try:
         superblock = read_superblock(path)
     except RecoveryError as exc:
         # A flush writes the superblock in one small write, so a kill cannot leave a bad
-        # checksum: this damage has another cause. Roll back if a copy was taken before an
-        # interrupted flush; otherwise leave the file as it is and say why it cannot open.
-        if has_rollback:
+        # checksum: this damage has another cause. Roll back if a copy taken before an
+        # interrupted flush proves to be this file's; otherwise leave the file as it is.
+        if write and os.path.exists(rollback_path(path)):
             report = RecoveryReport(path, clean=False, file_size=size, probe_error=str(exc))
             with _exclusive(path) as fd:
                 if fd is None:
                     raise _in_use(path) from exc
-                return _roll_back(path, report, str(exc))
+                if _rollback_identity(path, fd, None):
+                    return _roll_back(path, report, str(exc))
         raise
     if superblock is None:  # not HDF5 (netCDF-3, or not NetCDF): nothing a crash leaves
         report = RecoveryReport(path, clean=True, file_size=size)
@@ -222,7 +249,7 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
             report.readable_before = report.readable_after = result.ok
             report.probe_error = "" if result.ok else result.error
         return report
-    clean = superblock.flags == 0 and superblock.eof_in_file == size
+    clean = superblock.flags == 0
     report = RecoveryReport(
         path,
         clean=clean,
@@ -231,47 +258,126 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
         old_eof=superblock.eof_in_file,
         new_eof=superblock.eof_in_file,
     )
-    if clean and not force:
-        if has_rollback:  # closed cleanly after the flush it guarded: stale
-            drop_rollback_copy(path)
-        with contextlib.suppress(FileNotFoundError):  # stale too
-            os.unlink(journal_path(path, os.stat(path).st_ino))
+    short = superblock.eof_in_file - size
+    if short > (0 if clean else ALLOCATION_SLACK):
+        raise TruncatedFileError(
+            f"{path!r} is truncated: it ends at byte {size}, but its HDF5 superblock says it "
+            f"ends at byte {superblock.eof_in_file} ({short} bytes are missing). It was "
+            f"{'closed cleanly' if clean else 'left open by a writer'} and then cut short "
+            "(an interrupted copy or download, a full disk?). Nothing was changed: copy it "
+            "again from its source.",
+            size=size,
+            expected_size=superblock.eof_in_file,
+            report=report,
+        )
+    if clean:
+        if write:  # a clean close removes every side file: these are stale
+            remove_side_files(path, "left beside a file that was closed cleanly")
+        if force:
+            result = probe(path)
+            report.readable_before = report.readable_after = result.ok
+            report.probe_error = "" if result.ok else result.error
         return report
+    if not write:
+        return _check_readable_as_is(path, superblock, size, report)
     with _exclusive(path) as fd:
         if fd is None:
-            if clean:
-                return report  # closed cleanly and open elsewhere now: nothing to do
             raise _in_use(path)
-        # A file left by a crash is repaired whatever a first probe would say, so the open
-        # path probes once, after the repair; ``force`` (the CLI) also probes before.
-        after = before = probe(path) if force else None
-        if before is not None:
-            report.readable_before = before.ok
-            report.probe_error = before.error
-        if not clean:
-            # an interrupted flush: put back the chunk-index nodes it may have rewritten
-            report.index_nodes_restored = apply_journal(path, fd)
-            _repair_superblock(fd, superblock, size, report)
+        return _recover_locked(path, fd, superblock, size, report, force)
+
+
+def _recover_locked(
+    path: str, fd: int, superblock: Superblock, size: int, report: RecoveryReport, force: bool
+) -> RecoveryReport:
+    """Recovery of a file left open for writing, under its exclusive lock."""
+    if force:
+        before = probe(path)
+        report.readable_before = before.ok
+        report.probe_error = before.error
+    # The superblock first: netCDF4 reads the file's id only once its end of allocation
+    # covers what the file holds, and the id proves which side files are the file's.
+    _repair_superblock(fd, superblock, size, report)
+    after = probe(path)
+    journal = load_journal(path)
+    if journal is not None and journal[0].proves(fd, after.file_id):
+        records = journal[1]
+        if nodes_differ(fd, records):
+            report.index_nodes_restored = write_back(path, fd, records)
             after = probe(path)
-        assert after is not None
-        report.readable_after = after.ok
-        report.uncommitted_rows = after.uncommitted_rows
-        report.probe_error = report.probe_error or after.error
-        if after.ok and after.vlen_committed and (force or not clean):
-            _cut_vlen_rows(path, after, report)
-        if not after.ok:
-            if report.superblock_repaired:
-                _restore(fd, superblock, size)
-                report.superblock_repaired = False
-            if clean:  # not left by a crash: the open reports what is wrong with it
-                return report
-            if has_rollback:
-                return _roll_back(path, report, after.error)
-            _give_up(path, report, after.error)
+    elif os.path.exists(journal_path(path)):
+        logger.warning(
+            "writebehind: %s: ignored %s: %s",
+            path,
+            journal_path(path),
+            "it does not belong to this file" if journal else "it is incomplete or voided",
+        )
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(journal_path(path))
+    report.readable_after = after.ok
+    report.uncommitted_rows = after.uncommitted_rows
+    report.probe_error = report.probe_error or after.error
+    if after.ok and after.vlen_committed:
+        _cut_vlen_rows(path, after, report)
+    has_rollback = os.path.exists(rollback_path(path))
+    if not after.ok:
+        _restore(fd, superblock, size)
+        report.superblock_repaired = False
+        if has_rollback and _rollback_identity(path, fd, after.file_id):
+            return _roll_back(path, report, after.error)
+        _give_up(path, report, after.error)
     if has_rollback:  # the flush it guarded did not break the file: not needed
         drop_rollback_copy(path)
-    if not clean:
-        logger.warning("writebehind: %s", report.describe())
+    remove_side_files(path, "recovery no longer needs them")
+    logger.warning("writebehind: %s", report.describe())
+    return report
+
+
+def _check_readable_as_is(
+    path: str, superblock: Superblock, size: int, report: RecoveryReport
+) -> RecoveryReport:
+    """A read-only open of a file a killed writer left: read it as it is, or refuse.
+
+    It reads as it is when the last flush completed: the superblock's end of allocation
+    within the file, no copy of an interrupted structural flush, no chunk-index node
+    other than its journal's, and netCDF4 reads it (in a subprocess). Writes nothing.
+    """
+    with open(path, "rb") as file:
+        fd = file.fileno()
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _in_use(path) from None
+        reasons = []
+        if superblock.eof_in_file > size:
+            reasons.append(f"it ends at byte {size}, before its end of allocation")
+        rollback = _rollback_identity_of(path)
+        if rollback is not None and not rollback.disproves(fd):
+            reasons.append("a flush that was changing its structure was interrupted")
+        journal = load_journal(path)
+        if journal is not None and not journal[0].disproves(fd) and nodes_differ(fd, journal[1]):
+            # Whether the journal is this file's cannot be proven without reading the
+            # file's id; either way, its indexes are not as the last flush left them.
+            reasons.append("a flush was interrupted while it rewrote a chunk index")
+        result = probe(path) if not reasons else None
+    if result is not None and not result.ok:
+        reasons.append(f"netCDF4 cannot read it as it is ({result.error})")
+    if reasons:
+        raise RecoveryNeededError(
+            f"{path!r} was left open by a writer that did not close it (a crash?) and "
+            f"cannot be read as it is: {'; '.join(reasons)}. It was opened read-only, so "
+            f"nothing was changed: run `writebehind recover {path}` or open it to append "
+            "('a'), which recovers it first.",
+            report=report,
+        )
+    assert result is not None
+    report.readable_before = report.readable_after = True
+    report.uncommitted_rows = result.uncommitted_rows
+    logger.warning(
+        "writebehind: %s: left open by a writer that did not close it (a crash?); read as it "
+        "is, not repaired (opened read-only): every flushed entry is readable",
+        path,
+    )
     return report
 
 
@@ -326,7 +432,9 @@ def _roll_back(path: str, report: RecoveryReport, error: str) -> RecoveryReport:
     """Put the rollback copy in place of the broken file (kept aside) and recover that."""
     aside = _aside_name(path)
     os.link(path, aside)  # the broken bytes stay, under a new name
-    os.replace(rollback_path(path), path)
+    copy = rollback_path(path)
+    os.truncate(copy, os.path.getsize(copy) - _ROLLBACK_TRAILER)  # the file's bytes only
+    os.replace(copy, path)
     fsync_directory(os.path.dirname(os.path.abspath(path)))
     logger.warning(
         "writebehind: %s: the flush that was changing its structure was interrupted and left "
@@ -418,16 +526,18 @@ class _exclusive:
 
 
 # -- creating a file ---------------------------------------------------------------------
-NEW_SUFFIX = ".writebehind-new"
-
-
 def create_atomically(path: str) -> Any:
     """Create a NetCDF-4 file at ``path`` that is valid from the moment it has that name.
 
     netCDF4 creates it under a temporary name, syncs it and renames it over ``path``: a kill
     during the creation leaves at most a stray ``path + NEW_SUFFIX``, never a half-written
     file under the user's name (which recovery could only move aside), and an existing file
-    at ``path`` stays intact until the rename. Returns the open ``netCDF4.Dataset``.
+    at ``path`` stays intact until the rename. Every side file left for ``path`` is removed
+    first (a new file must not inherit a killed run's journal), the temporary file is
+    created exclusively (never through a link planted at its name), and the new file gets
+    a random id (the root attribute ``writebehind_file_id``) that its side files record.
+    ``path`` must not be a link (the driver resolves it). Returns the open
+    ``netCDF4.Dataset``.
 
     Raises
     ------
@@ -443,9 +553,12 @@ def create_atomically(path: str) -> Any:
                     f"cannot create {path!r}: the file there is open in another process (or "
                     "still open in this one); close it first"
                 )
+    remove_side_files(path, "a new file is created")
     partial = path + NEW_SUFFIX
-    dataset = netCDF4.Dataset(partial, "w", format="NETCDF4")
+    # clobber=False: HDF5 creates it with O_EXCL, which fails on a link planted since
+    dataset = netCDF4.Dataset(partial, "w", clobber=False, format="NETCDF4")
     try:
+        dataset.setncattr(FILE_ID_ATTR, new_file_id())
         dataset.sync()
         os.replace(partial, path)
     except BaseException:
@@ -457,7 +570,10 @@ def create_atomically(path: str) -> Any:
 
 
 # -- the rollback copy ---------------------------------------------------------------------
-ROLLBACK_SUFFIX = ".writebehind-rollback"
+#: The copy ends with the identity of the file it was taken from, the copy's own length and
+#: this marker; a copy without it (incomplete, or of an older version) is never applied.
+_ROLLBACK_MAGIC = b"WBROLL1\n"
+_ROLLBACK_TRAILER = FileIdentity.SIZE + 8 + len(_ROLLBACK_MAGIC)
 
 
 def rollback_path(path: str) -> str:
@@ -465,20 +581,22 @@ def rollback_path(path: str) -> str:
     return path + ROLLBACK_SUFFIX
 
 
-def keep_rollback_copy(path: str, durable: bool) -> str:
+def keep_rollback_copy(path: str, durable: bool, identity: FileIdentity) -> str:
     """Copy the file as it is on disk to its rollback copy; returns the copy's path.
 
     Called before a flush that creates groups or variables or changes attributes: HDF5
     rewrites the parent's object header in place and writes the new objects after it, so a
     kill in between leaves a link to an object that is not there and the whole file
-    unreadable. The copy is written under a temporary name and renamed, so it exists only
+    unreadable. The copy ends with the ``identity`` of the file (see ``_sidefiles``); it is
+    written under a temporary name, created exclusively, and renamed, so it exists only
     when complete; with ``durable`` it is fsynced (with its directory) before the flush
     starts changing the file.
     """
     target = rollback_path(path)
     partial = target + ".partial"
-    with open(path, "rb") as source, open(partial, "wb") as copy:
-        remaining = os.fstat(source.fileno()).st_size
+    fd = create_exclusive(partial)
+    with open(path, "rb") as source, open(fd, "wb") as copy:
+        length = remaining = os.fstat(source.fileno()).st_size
         offset = 0
         if not hasattr(os, "copy_file_range"):  # not Linux
             shutil.copyfileobj(source, copy, 1 << 20)
@@ -489,12 +607,48 @@ def keep_rollback_copy(path: str, durable: bool) -> str:
                 break
             offset += done
             remaining -= done
+        copy.seek(length)
+        copy.write(identity.pack() + struct.pack("<Q", length) + _ROLLBACK_MAGIC)
+        copy.flush()
         if durable:
             os.fsync(copy.fileno())
     os.replace(partial, target)
     if durable:
         fsync_directory(os.path.dirname(os.path.abspath(path)))
     return target
+
+
+def _rollback_identity_of(path: str) -> FileIdentity | None:
+    """The identity the rollback copy of ``path`` records; None if there is no complete one."""
+    try:
+        with open(rollback_path(path), "rb") as copy:
+            size = os.fstat(copy.fileno()).st_size
+            if size < _ROLLBACK_TRAILER:
+                return None
+            copy.seek(size - _ROLLBACK_TRAILER)
+            trailer = copy.read()
+    except FileNotFoundError:
+        return None
+    (length,) = struct.unpack_from("<Q", trailer, FileIdentity.SIZE)
+    if not trailer.endswith(_ROLLBACK_MAGIC) or length != size - _ROLLBACK_TRAILER:
+        return None
+    return FileIdentity.unpack(trailer)
+
+
+def _rollback_identity(path: str, fd: int, file_id: str | None) -> bool:
+    """Whether the rollback copy of ``path`` proves to be a copy of the file open as ``fd``;
+    one that does not is removed (and logged)."""
+    identity = _rollback_identity_of(path)
+    if identity is not None and identity.proves(fd, file_id):
+        return True
+    logger.warning(
+        "writebehind: %s: ignored and removed %s: %s",
+        path,
+        rollback_path(path),
+        "it is incomplete" if identity is None else "it is a copy of another file",
+    )
+    drop_rollback_copy(path)
+    return False
 
 
 def drop_rollback_copy(path: str) -> None:

@@ -188,7 +188,9 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
 
 
 def open(
-    file_name: str | os.PathLike[str], mode: str | None = None, **options: Any
+    file_name: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    mode: str | None = None,
+    **options: Any,
 ) -> StorageInterface:
     """``StorageInterface(NetCDFIODriver(file_name, mode), **options)``."""
-    return StorageInterface(NetCDFIODriver(os.fspath(file_name), mode), **options)
+    return StorageInterface(NetCDFIODriver(os.fsdecode(file_name), mode), **options)

@@ -11,6 +11,7 @@ Paths are ``"a/b/c"`` relative to the root group, whose path is ``""``.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,10 +55,10 @@ class StorageIODriver(ABC):
     #: default); set by ``open``, for files whose format cannot hold what writebehind makes.
     structure_frozen: str = ""
 
-    def __init__(self, file_name: str, access_mode: str | None = None):
+    def __init__(self, file_name: str | bytes | os.PathLike[Any], access_mode: str | None = None):
         if access_mode not in (None, "w", "a", "r"):
             raise ValueError(f"access_mode must be None, 'w', 'a' or 'r', not {access_mode!r}")
-        self._file_name = str(file_name)
+        self._file_name = os.fsdecode(file_name)  # str, bytes or os.PathLike
         self._access_mode = access_mode
 
     @property

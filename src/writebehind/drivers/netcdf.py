@@ -18,6 +18,7 @@ import errno
 import functools
 import math
 import os
+import stat
 import threading
 import zlib
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from .._recovery import (
     keep_rollback_copy,
     recover,
 )
+from .._sidefiles import FILE_ID_ATTR, FileIdentity
 from ..codecs.base import Layout
 from ._legacy import LegacyDriverMixin
 from .base import NodeRecord, StorageIODriver
@@ -67,7 +69,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
 
     library_lock = LIBRARY_LOCK
 
-    def __init__(self, file_name: str, access_mode: str | None = None):
+    def __init__(self, file_name: str | bytes | os.PathLike[Any], access_mode: str | None = None):
         super().__init__(file_name, access_mode)
         self._dataset: netCDF4.Dataset | None = None
         self._nodes: dict[str, Any] = {}  # path -> netCDF4 Group or Variable
@@ -83,30 +85,35 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         self._rollback_kept = False
         self._index_journal: IndexJournal | None = None  # see _journal: chunk-index undo
         self._entries_written = False  # since the last sync: only then can an index change
+        self._identity: FileIdentity | None = None  # of the open file, for its side files
+        #: The file's path with every link resolved, once, at open: the data lands in a
+        #: link's target and the link stays a link. Side files sit beside the target.
+        self._path = self._file_name
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
         if self._dataset is not None:
             return
-        _close_left_open(self._file_name)
+        self._path = resolve_file_path(self._file_name)
+        _close_left_open(self._path)
         mode = self._access_mode
-        exists = os.path.exists(self._file_name)
+        exists = os.path.exists(self._path)
         if mode in ("a", "r") and not exists:
             raise FileNotFoundError(f"No such NetCDF file: {self._file_name!r}")
         if mode is None and not exists:
             return  # created on the first write: a read never makes an empty file
-        if mode != "w":
-            self.recovery = recover(self._file_name)  # a file left by a crash: see _recovery
+        if mode != "w":  # a file left by a crash (see _recovery); reading never writes
+            self.recovery = recover(self._path, write=mode != "r")
         self._open_dataset("w" if mode == "w" else ("r" if mode == "r" else "a"))
 
     def _open_dataset(self, mode: Any) -> netCDF4.Dataset:
         try:
             if mode == "w":  # valid under its name from the start: see create_atomically
-                dataset = create_atomically(self._file_name)
+                dataset = create_atomically(self._path)
             else:
-                dataset = netCDF4.Dataset(self._file_name, mode, format="NETCDF4")
+                dataset = netCDF4.Dataset(self._path, mode, format="NETCDF4")
         except OSError as exc:
-            if mode != "w" and os.path.exists(self._file_name):
+            if mode != "w" and os.path.exists(self._path):
                 raise OSError(
                     exc.errno,
                     f"{self._file_name!r} is not a NetCDF-4 file writebehind can open "
@@ -116,7 +123,11 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if mode == "w":
             self._directory_synced = False
         self._on_disk_consistent = True
-        self._index_journal = IndexJournal(self._file_name) if mode != "r" else None
+        if mode != "r":
+            file_id = str(dataset.__dict__.get(FILE_ID_ATTR, ""))
+            with open(self._path, "rb") as file:
+                self._identity = FileIdentity.of(file.fileno(), file_id)
+            self._index_journal = IndexJournal(self._path, self._identity)
         dataset.set_auto_maskandscale(False)
         dataset.set_always_mask(False)
         self._dataset = dataset
@@ -192,13 +203,13 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if journal is not None:
             journal.after_sync(durable)
         if durable:
-            _fsync_path(self._file_name)
+            _fsync_path(self._path)
             if not self._directory_synced:  # a new file's name survives a power loss too
-                fsync_directory(os.path.dirname(os.path.abspath(self._file_name)))
+                fsync_directory(os.path.dirname(self._path))
                 self._directory_synced = True
         self._on_disk_consistent = True
         if self._rollback_kept:
-            drop_rollback_copy(self._file_name)
+            drop_rollback_copy(self._path)
             self._rollback_kept = False
 
     def close(self) -> None:
@@ -210,10 +221,10 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             try:
                 dataset.close()
             except RuntimeError:
-                _LEFT_OPEN[os.path.realpath(self._file_name)] = dataset
+                _LEFT_OPEN[self._path] = dataset
                 raise
         if self._rollback_kept:  # closing flushed the change the copy guarded
-            drop_rollback_copy(self._file_name)
+            drop_rollback_copy(self._path)
             self._rollback_kept = False
         if self._index_journal is not None:
             self._index_journal.close()
@@ -235,7 +246,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             # flush acknowledged: not a file this driver created and has not durably
             # flushed yet (its directory is then not synced either). There, the fsyncs of
             # the copy and its directory would be most of the cost of a short run.
-            keep_rollback_copy(self._file_name, durable=self._directory_synced)
+            assert self._identity is not None  # set when the file was opened for writing
+            keep_rollback_copy(self._path, self._directory_synced, self._identity)
             self._rollback_kept = True
             if self._index_journal is not None:  # the copy guards this flush instead
                 self._index_journal.mark_stale()
@@ -359,6 +371,55 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
                 f"reading {path!r} of {self._file_name!r} needs {nbytes} bytes, more than "
                 f"this machine's memory: read it in slices (read(slice(start, stop)))"
             )
+
+
+def resolve_file_path(file_name: str) -> str:
+    """``file_name`` with every link resolved, checked for what writebehind may open there.
+
+    Raises
+    ------
+    FileNotFoundError
+        Its directory does not exist (the message names the directory).
+    IsADirectoryError
+        It is a directory.
+    OSError
+        It is something other than a regular file (a FIFO, a device, a socket): a NetCDF
+        file cannot live there, and ``'w'`` must not replace it.
+    """
+    path = os.path.realpath(file_name)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        given = os.path.dirname(os.path.abspath(file_name))
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"cannot open {file_name!r}: its directory {given!r} does not exist",
+            given,
+        )
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return path
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(
+            errno.EISDIR, f"{file_name!r} is a directory, not a NetCDF file", file_name
+        )
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
+        raise OSError(
+            errno.EINVAL,
+            f"{file_name!r} is {kind}: writebehind stores NetCDF files only in regular "
+            "files, and leaves it as it is",
+            file_name,
+        )
+    return path
 
 
 def _physical_memory() -> int:
@@ -487,7 +548,7 @@ DISK_FULL_BYTES = CHUNK_TARGET_BYTES
 
 def _close_left_open(file_name: str) -> None:
     """Close the dataset an earlier failed close left open on ``file_name``, if any."""
-    key = os.path.realpath(file_name)
+    key = file_name  # resolved by the caller
     dataset = _LEFT_OPEN.pop(key, None)
     if dataset is None or not dataset.isopen():
         return
