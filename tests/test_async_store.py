@@ -255,6 +255,21 @@ async def test_exception_in_async_with_propagates_and_the_store_closes(nc_path):
         assert sync_store.x.read().tolist() == [1]
 
 
+async def test_close_is_aclose_under_the_sync_stores_name(nc_path):
+    store = await open_async(nc_path, "w")
+    await store.x.append(1)
+    await store.close()
+    assert store.closed
+    with writebehind.open(nc_path, "r") as sync_store:
+        assert sync_store.x.read().tolist() == [1]
+
+
+async def test_a_node_named_close_is_reached_by_item_access(astore):
+    await astore["close"].append(1)
+    assert (await astore["close"].read()).tolist() == [1]
+    assert not astore.closed
+
+
 async def test_a_store_never_entered_closes_cleanly(nc_path):
     store = open_async(nc_path, "w")
     await store.aclose()

@@ -321,7 +321,7 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
     ``async with store`` (or ``store = await store``) waits for the open without blocking the
     loop. Navigating an un-entered store raises ``RuntimeError``. Everything else is the sync
     :class:`~writebehind.StorageInterface` with coroutines where that one blocks, and
-    ``aclose`` for ``close``.
+    ``aclose`` for ``close`` (``await store.close()`` is accepted too).
 
     Parameters
     ----------
@@ -443,6 +443,20 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
         self._close_future = None
         future.result()
         _raise_if_failed(engine)
+
+    async def close(self) -> None:
+        """``aclose()`` under the sync store's name: ``await store.close()`` is the same call.
+
+        Without it, ``store.close`` would be a node named ``close`` (attribute access makes
+        one), and ``await store.close()`` would fail with a confusing ``TypeError``. A node
+        named ``close`` is reached as ``store["close"]``, as on the sync store.
+
+        Raises
+        ------
+        BackgroundWriteError
+            An operation failed on the writer (the file is closed all the same).
+        """
+        await self.aclose()
 
     async def __aenter__(self) -> AsyncStorageInterface:
         return await self._open()
