@@ -179,6 +179,22 @@ def test_units_metadata_of_a_quantity_is_refused(store, ureg):
         store.x.add_metadata("units", "meter")
 
 
+def test_a_memmap_metadata_value_reads_back_as_a_plain_array(store, tmp_path):
+    value = np.memmap(tmp_path / "m.dat", dtype=np.int16, mode="w+", shape=(3,))
+    value[:] = [1, 2, 3]
+    store.add_metadata("arr", value)
+    assert_meta_equal(store.read_metadata(), {"arr": np.array([1, 2, 3], dtype=np.int16)})
+
+
+def test_a_metadata_value_of_an_unknown_ndarray_subclass_is_refused(store):
+    class Tagged(np.ndarray):
+        pass
+
+    with pytest.raises(TypeError, match="Tagged"):
+        store.add_metadata("arr", np.zeros(2).view(Tagged))
+    assert store.read_metadata() == {}
+
+
 def test_foreign_attributes_read_as_python_values(nc_path, reopen):
     with netCDF4.Dataset(nc_path, "w") as ds:
         ds.title = "from elsewhere"

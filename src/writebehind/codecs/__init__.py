@@ -65,6 +65,8 @@ def _codec_of(value: Any) -> Codec:
         return CODECS["ndarray"]
     if cls is dict:
         return CODECS["dict"]
+    if isinstance(value, np.ndarray):  # a subclass: the codec stores it plain or refuses it
+        return CODECS["ndarray"]
     raise TypeError(
         f"cannot store a {cls.__name__}: writebehind stores bool, int, float, str, bytes, "
         "rectangular lists and tuples of numbers, numpy arrays (bool, int, uint, float), "

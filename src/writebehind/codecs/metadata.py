@@ -14,7 +14,7 @@ import numpy as np
 
 from .._errors import FormatError
 from .._paths import _name_problem
-from ._numeric import check_array_dtype
+from ._numeric import as_plain_array, check_array_dtype
 from .base import ATTR_PREFIX
 from .sequences import as_number_array
 
@@ -76,6 +76,12 @@ def encode_attr(name: str, value: Any) -> tuple[Any, str | None]:
         if value.dtype == bool:
             return value.astype(np.int8), "ndarray:bool"
         return value.copy(), "ndarray"
+    if isinstance(value, np.ndarray):  # a subclass: stored as a plain array, or refused
+        try:
+            plain = as_plain_array(value)
+        except TypeError as exc:
+            raise TypeError(f"metadata {name!r}: {exc}") from None
+        return encode_attr(name, plain)
     raise TypeError(
         f"metadata {name!r}: cannot store a {cls.__name__} (metadata may be str, int, float, "
         "bool, a list of numbers or a 1-D array)"
