@@ -179,6 +179,16 @@ def test_units_metadata_of_a_quantity_is_refused(store, ureg):
         store.x.add_metadata("units", "meter")
 
 
+@pytest.mark.parametrize("target", ["root", "unwritten node", "variable"])
+def test_big_endian_metadata_arrays_read_back_native(store, target):
+    store.v.write(1)
+    node = {"root": store, "unwritten node": store.later, "variable": store.v}[target]
+    node.add_metadata("arr", np.arange(3, dtype=">f8"))
+    got = node.read_metadata()["arr"]
+    assert got.dtype == np.dtype("float64") and got.dtype.isnative
+    np.testing.assert_array_equal(got, [0.0, 1.0, 2.0])
+
+
 def test_a_memmap_metadata_value_reads_back_as_a_plain_array(store, tmp_path):
     value = np.memmap(tmp_path / "m.dat", dtype=np.int16, mode="w+", shape=(3,))
     value[:] = [1, 2, 3]

@@ -226,6 +226,19 @@ def test_non_native_byte_order_is_stored_by_value(store):
     assert got.dtype == np.dtype("int32")
 
 
+def test_entries_of_either_byte_order_append_to_one_variable_read_native(store):
+    store.x.append(np.arange(3, dtype=">f8"))
+    store.x.append(np.arange(3, dtype="<f8"))
+    got = store.x.read()
+    assert got.dtype == np.dtype("float64") and got.dtype.isnative
+    np.testing.assert_array_equal(got, [[0, 1, 2], [0, 1, 2]])
+
+
+def test_a_big_endian_array_in_a_dict_reads_back_native(store):
+    store.d.write({"x": np.arange(3, dtype=">i4")})
+    assert_same(store.d.read()["x"], np.arange(3, dtype=np.int32))
+
+
 # -- ndarray subclasses ------------------------------------------------------------------
 class Tagged(np.ndarray):
     """An ndarray subclass writebehind cannot know holds only its numbers (as astropy's)."""

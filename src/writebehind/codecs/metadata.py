@@ -72,10 +72,11 @@ def encode_attr(name: str, value: Any) -> tuple[Any, str | None]:
     if cls is np.ndarray:
         if value.ndim != 1:
             raise TypeError(f"metadata {name!r}: arrays must be 1-D (got shape {value.shape})")
-        check_array_dtype(value.dtype)
-        if value.dtype == bool:
+        native = check_array_dtype(value.dtype)
+        if native.kind == "b":
             return value.astype(np.int8), "ndarray:bool"
-        return value.copy(), "ndarray"
+        # A copy in native byte order: what the file gives back, so what every read returns.
+        return value.astype(native), "ndarray"
     if isinstance(value, np.ndarray):  # a subclass: stored as a plain array, or refused
         try:
             plain = as_plain_array(value)
