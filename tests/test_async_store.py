@@ -180,6 +180,13 @@ async def test_metadata_of_an_unbound_node_is_kept_until_the_node_exists(nc_path
         assert await store.traj.read_metadata() == {"integrator": "langevin"}
 
 
+async def test_units_metadata_of_a_variable_is_refused_at_the_call(astore):
+    await astore.x.append(1.0)
+    with pytest.raises(ValueError, match="the value owns its units"):
+        await astore.x.add_metadata("units", "meter")
+    assert await astore.x.read_metadata() == {}
+
+
 async def test_stats_count_the_operations_applied_after_flush(astore):
     for i in range(10):
         await astore.x.append(i)

@@ -276,7 +276,9 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         Raises
         ------
         TypeError, ValueError
-            The name or value cannot be stored as an attribute.
+            The name or value cannot be stored as an attribute. ``ValueError`` also for
+            ``units``, ``scale_factor`` and ``add_offset`` on a variable or a node not
+            written yet: a variable's value owns them (a quantity its units).
         BackgroundWriteError, StoreClosedError, ReadOnlyError
             The store failed, is closed, or is read-only.
         """

@@ -15,7 +15,7 @@ import pint
 from .._errors import FormatError
 from ._numeric import SUPPORTED_DTYPES, logical_name
 from .arrays import ArrayCodec
-from .base import ATTR_PREFIX, Codec, Encoder, Layout, Spec
+from .base import ATTR_PREFIX, PACKING_ATTRS, Codec, Encoder, Layout, Spec
 from .mappings import MappingCodec
 from .quantities import QuantityEncoder, check_units_text, quantity_spec, wrap_quantity
 from .scalars import SCALAR_TYPES, ScalarCodec
@@ -47,8 +47,6 @@ CODECS: dict[str, Codec] = {
         CharsCodec(),
     )
 }
-#: CF packing attributes of a variable written by another program.
-PACKING_ATTRS = ("scale_factor", "add_offset")
 
 
 def _codec_of(value: Any) -> Codec:
