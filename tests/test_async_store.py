@@ -180,6 +180,13 @@ async def test_metadata_of_an_unbound_node_is_kept_until_the_node_exists(nc_path
         assert await store.traj.read_metadata() == {"integrator": "langevin"}
 
 
+async def test_units_metadata_of_a_variable_is_refused_at_the_call(astore):
+    await astore.x.append(1.0)
+    with pytest.raises(ValueError, match="the value owns its units"):
+        await astore.x.add_metadata("units", "meter")
+    assert await astore.x.read_metadata() == {}
+
+
 async def test_stats_count_the_operations_applied_after_flush(astore):
     for i in range(10):
         await astore.x.append(i)
@@ -253,6 +260,21 @@ async def test_exception_in_async_with_propagates_and_the_store_closes(nc_path):
     assert store.closed
     with writebehind.open(nc_path, "r") as sync_store:
         assert sync_store.x.read().tolist() == [1]
+
+
+async def test_close_is_aclose_under_the_sync_stores_name(nc_path):
+    store = await open_async(nc_path, "w")
+    await store.x.append(1)
+    await store.close()
+    assert store.closed
+    with writebehind.open(nc_path, "r") as sync_store:
+        assert sync_store.x.read().tolist() == [1]
+
+
+async def test_a_node_named_close_is_reached_by_item_access(astore):
+    await astore["close"].append(1)
+    assert (await astore["close"].read()).tolist() == [1]
+    assert not astore.closed
 
 
 async def test_a_store_never_entered_closes_cleanly(nc_path):

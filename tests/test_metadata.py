@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netCDF4
 import numpy as np
+import pint
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,8 @@ from hypothesis.extra import numpy as hnp
 
 from writebehind._core import unbound_from_json, unbound_to_json
 from writebehind.codecs.metadata import encode_attr
+
+UREG = pint.get_application_registry()
 
 VALUES = {
     "s": "langevin",
@@ -173,10 +176,106 @@ def test_unsupported_metadata_values_raise_type_error(store, value):
         store.x.add_metadata("a", value)
 
 
-def test_units_metadata_of_a_quantity_is_refused(store, ureg):
-    store.x.write(1.0 * ureg.kelvin)
-    with pytest.raises(ValueError, match="units"):
-        store.x.add_metadata("units", "meter")
+# -- attributes the value owns -------------------------------------------------------------
+UNITS_REFUSED = (
+    r"cannot set the attribute 'units' of 'traj/energy' with add_metadata: the value owns "
+    r"its units: append a quantity in the units you want"
+)
+
+
+def test_units_metadata_of_a_variable_not_written_yet_is_refused(store):
+    with pytest.raises(ValueError, match=UNITS_REFUSED):
+        store.traj.energy.add_metadata("units", "kilocalorie/mole")
+
+
+@pytest.mark.parametrize(
+    "first_value",
+    [1.5 * UREG.kilojoule / UREG.mole, np.zeros(3), "text"],
+    ids=["quantity", "array", "str"],
+)
+def test_units_metadata_of_a_written_variable_is_refused_the_same_way(store, first_value):
+    store.traj.energy.append(first_value)
+    with pytest.raises(ValueError, match=UNITS_REFUSED):
+        store.traj.energy.add_metadata("units", "kilocalorie/mole")
+
+
+def test_refused_units_metadata_leaves_the_data_in_its_own_units(store, nc_path, reopen):
+    with pytest.raises(ValueError):
+        store.energy.add_metadata("units", "kilocalorie/mole")
+    store.energy.append(1.5 * UREG.kilojoule / UREG.mole)
+    store.close()
+    with reopen(nc_path) as again:
+        assert again.energy.read()[0] == 1.5 * UREG.kilojoule / UREG.mole
+
+
+def test_refused_units_metadata_enqueues_nothing_and_keeps_nothing(store):
+    store.traj.energy.append(1.0)
+    before = store.stats().operations_enqueued
+    for node in (store.traj.energy, store.traj.later):
+        with pytest.raises(ValueError):
+            node.add_metadata("units", "meter")
+    assert store.stats().operations_enqueued == before
+    assert store.traj.energy.read_metadata() == store.traj.later.read_metadata() == {}
+
+
+@pytest.mark.parametrize("name", ["scale_factor", "add_offset"])
+@pytest.mark.parametrize("written", [False, True], ids=["not written yet", "written"])
+def test_cf_packing_metadata_of_a_variable_is_refused(store, name, written):
+    if written:
+        store.x.append(1.0)
+    with pytest.raises(ValueError, match=f"attribute '{name}' of 'x'.*unpacked"):
+        store.x.add_metadata(name, 2.0)
+
+
+@pytest.mark.parametrize("target", ["root", "group"])
+def test_units_metadata_of_a_group_is_ordinary_metadata(store, nc_path, reopen, target):
+    store.traj.energy.append(1.0)
+    node = store if target == "root" else store.traj
+    node.add_metadata("units", "SI")
+    store.close()
+    with reopen(nc_path) as again:
+        node = again if target == "root" else again.traj
+        assert node.read_metadata() == {"units": "SI"}
+
+
+def test_units_left_for_a_node_by_an_older_session_yield_to_its_values(nc_path, reopen, caplog):
+    with netCDF4.Dataset(nc_path, "w") as ds:  # as writebehind kept them before refusing
+        ds.setncattr(
+            "writebehind_unbound_metadata",
+            unbound_to_json({"energy": {"units": ("kilocalorie/mole", None), "note": ("n", None)}}),
+        )
+    with reopen(nc_path, "a") as store:
+        store.energy.append(1.5 * UREG.kilojoule / UREG.mole)
+    assert "ignoring the metadata units" in caplog.text
+    with reopen(nc_path) as again:
+        assert again.energy.read()[0] == 1.5 * UREG.kilojoule / UREG.mole
+        assert again.energy.read_metadata() == {"note": "n"}
+
+
+@pytest.mark.parametrize("target", ["root", "unwritten node", "variable"])
+def test_big_endian_metadata_arrays_read_back_native(store, target):
+    store.v.write(1)
+    node = {"root": store, "unwritten node": store.later, "variable": store.v}[target]
+    node.add_metadata("arr", np.arange(3, dtype=">f8"))
+    got = node.read_metadata()["arr"]
+    assert got.dtype == np.dtype("float64") and got.dtype.isnative
+    np.testing.assert_array_equal(got, [0.0, 1.0, 2.0])
+
+
+def test_a_memmap_metadata_value_reads_back_as_a_plain_array(store, tmp_path):
+    value = np.memmap(tmp_path / "m.dat", dtype=np.int16, mode="w+", shape=(3,))
+    value[:] = [1, 2, 3]
+    store.add_metadata("arr", value)
+    assert_meta_equal(store.read_metadata(), {"arr": np.array([1, 2, 3], dtype=np.int16)})
+
+
+def test_a_metadata_value_of_an_unknown_ndarray_subclass_is_refused(store):
+    class Tagged(np.ndarray):
+        pass
+
+    with pytest.raises(TypeError, match="Tagged"):
+        store.add_metadata("arr", np.zeros(2).view(Tagged))
+    assert store.read_metadata() == {}
 
 
 def test_foreign_attributes_read_as_python_values(nc_path, reopen):

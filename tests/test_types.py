@@ -226,6 +226,104 @@ def test_non_native_byte_order_is_stored_by_value(store):
     assert got.dtype == np.dtype("int32")
 
 
+def test_entries_of_either_byte_order_append_to_one_variable_read_native(store):
+    store.x.append(np.arange(3, dtype=">f8"))
+    store.x.append(np.arange(3, dtype="<f8"))
+    got = store.x.read()
+    assert got.dtype == np.dtype("float64") and got.dtype.isnative
+    np.testing.assert_array_equal(got, [[0, 1, 2], [0, 1, 2]])
+
+
+def test_a_big_endian_array_in_a_dict_reads_back_native(store):
+    store.d.write({"x": np.arange(3, dtype=">i4")})
+    assert_same(store.d.read()["x"], np.arange(3, dtype=np.int32))
+
+
+# -- ndarray subclasses ------------------------------------------------------------------
+class Tagged(np.ndarray):
+    """An ndarray subclass writebehind cannot know holds only its numbers (as astropy's)."""
+
+
+def tagged(values):
+    return np.asarray(values, dtype=np.float64).view(Tagged)
+
+
+@pytest.fixture
+def memmap(tmp_path):
+    array = np.memmap(tmp_path / "frame.dat", dtype=np.float32, mode="w+", shape=(2, 3))
+    array[:] = np.arange(6).reshape(2, 3)
+    return array
+
+
+def test_a_memmap_written_reads_back_as_a_plain_array(store, nc_path, reopen, memmap):
+    store.x.write(memmap)
+    assert_same(store.x.read(), np.arange(6, dtype=np.float32).reshape(2, 3))
+    store.close()
+    with reopen(nc_path) as again:
+        assert_same(again.x.read(), np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_memmaps_append_to_a_variable_of_plain_arrays(store, memmap):
+    store.x.append(np.zeros((2, 3), dtype=np.float32))
+    store.x.append(memmap)
+    store.x.append(memmap[:, :])  # slicing a memmap gives a memmap
+    got = store.x.read()
+    assert type(got) is np.ndarray and got.dtype == np.float32
+    np.testing.assert_array_equal(got[1:], [memmap, memmap])
+
+
+def test_a_memmap_is_snapshot_at_the_call(store, memmap):
+    store.x.append(memmap)
+    memmap[:] = -1
+    np.testing.assert_array_equal(store.x.read()[0], np.arange(6).reshape(2, 3))
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_a_matrix_is_stored_as_a_plain_2d_array(store):
+    store.m.write(np.matrix([[1, 2], [3, 4]]))
+    assert_same(store.m.read(), np.array([[1, 2], [3, 4]]))
+
+
+def test_a_memmap_inside_a_dict_reads_back_as_a_plain_array(store, memmap):
+    store.d.write({"frame": memmap})
+    assert_same(store.d.read()["frame"], np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_a_quantity_of_a_memmap_reads_back_with_a_plain_magnitude(store, memmap):
+    store.q.append(UREG.Quantity(memmap, "nanometer"))
+    got = store.q.read()
+    assert type(got.magnitude) is np.ndarray and got.units == UREG.nanometer
+    np.testing.assert_array_equal(got.magnitude, [memmap])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.x.write(tagged([1.0])),
+        lambda s: s.x.append(tagged([1.0])),
+        lambda s: s.d.write({"a": tagged([1.0])}),
+    ],
+    ids=["write", "first append", "in a dict"],
+)
+def test_an_ndarray_subclass_that_may_hold_more_than_numbers_is_refused(store, call):
+    with pytest.raises(TypeError, match=r"Tagged.*np\.asarray\(value\)"):
+        call(store)
+    assert list(store) == []
+
+
+def test_a_later_value_of_an_unknown_ndarray_subclass_is_refused(store):
+    store.x.append(np.zeros(1))
+    with pytest.raises(TypeError, match="Tagged"):
+        store.x.append(tagged([1.0]))
+    assert len(store.x) == 1
+
+
+def test_a_masked_array_is_refused_naming_its_mask(store):
+    with pytest.raises(TypeError, match="mask"):
+        store.x.write(np.ma.masked_array([1.0, 2.0], mask=[0, 1]))
+    assert "x" not in store
+
+
 def test_mixed_int_and_float_list_is_stored_as_floats(store):
     store.l.write([1, 2.5])
     assert_same(store.l.read(), [1.0, 2.5])

@@ -276,7 +276,9 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         Raises
         ------
         TypeError, ValueError
-            The name or value cannot be stored as an attribute.
+            The name or value cannot be stored as an attribute. ``ValueError`` also for
+            ``units``, ``scale_factor`` and ``add_offset`` on a variable or a node not
+            written yet: a variable's value owns them (a quantity its units).
         BackgroundWriteError, StoreClosedError, ReadOnlyError
             The store failed, is closed, or is read-only.
         """
@@ -321,7 +323,7 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
     ``async with store`` (or ``store = await store``) waits for the open without blocking the
     loop. Navigating an un-entered store raises ``RuntimeError``. Everything else is the sync
     :class:`~writebehind.StorageInterface` with coroutines where that one blocks, and
-    ``aclose`` for ``close``.
+    ``aclose`` for ``close`` (``await store.close()`` is accepted too).
 
     Parameters
     ----------
@@ -443,6 +445,20 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
         self._close_future = None
         future.result()
         _raise_if_failed(engine)
+
+    async def close(self) -> None:
+        """``aclose()`` under the sync store's name: ``await store.close()`` is the same call.
+
+        Without it, ``store.close`` would be a node named ``close`` (attribute access makes
+        one), and ``await store.close()`` would fail with a confusing ``TypeError``. A node
+        named ``close`` is reached as ``store["close"]``, as on the sync store.
+
+        Raises
+        ------
+        BackgroundWriteError
+            An operation failed on the writer (the file is closed all the same).
+        """
+        await self.aclose()
 
     async def __aenter__(self) -> AsyncStorageInterface:
         return await self._open()

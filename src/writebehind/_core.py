@@ -26,7 +26,14 @@ from ._engine import (
 from ._errors import FormatError, ReadOnlyError
 from .codecs import ATTR_PREFIX, decode, make_encoder, spec_for, spec_from_attrs
 from .codecs._numeric import check_array_dtype
-from .codecs.metadata import TYPES_ATTR, check_attr_name, decode_attrs, encode_attr
+from .codecs.metadata import (
+    TYPES_ATTR,
+    VALUE_ATTRS,
+    check_attr_name,
+    check_variable_attr_name,
+    decode_attrs,
+    encode_attr,
+)
 from .drivers.base import NodeRecord, StorageIODriver
 
 __all__ = ["DEFAULT_MAX_PENDING_BYTES", "StoreCore"]
@@ -221,8 +228,22 @@ class StoreCore:
                 raise AttributeError(f"cannot use {child!r} as a group: it is a variable")
             prefix = child
 
-    def _take_pending_metadata(self, path: str) -> dict[str, Any]:
-        return pending_attrs(self.engine.pending_metadata.pop(path, {}))
+    def _take_pending_metadata(self, path: str, *, variable: bool = False) -> dict[str, Any]:
+        """The attributes kept for ``path`` until it existed; it is a ``variable`` or a group."""
+        pending = self.engine.pending_metadata.pop(path, {})
+        owned = sorted(pending.keys() & VALUE_ATTRS.keys()) if variable else []
+        if owned:
+            # Only an older session could keep these (add_metadata refuses them now): the
+            # first value decides, or they would relabel it.
+            logger.warning(
+                "writebehind: %r in %r: ignoring the metadata %s an earlier session kept for "
+                "it: its value owns them",
+                path,
+                self.driver.file_name,
+                ", ".join(owned),
+            )
+            pending = {name: item for name, item in pending.items() if name not in VALUE_ATTRS}
+        return pending_attrs(pending)
 
     def bind_variable(
         self, path: str, data: Any, appendable: bool, wait: bool = True
@@ -259,7 +280,7 @@ class StoreCore:
             var = VarState(path, spec, spec.layout, appendable, encode)
             attrs = spec.attrs()
             attrs[KIND_ATTR] = "appendable" if appendable else "fixed"
-            attrs.update(self._take_pending_metadata(path))
+            attrs.update(self._take_pending_metadata(path, variable=True))
             parent = engine.nodes[_paths.parent(path)]
             assert isinstance(parent, GroupState)
             parent.children.add(path.rpartition("/")[2])
@@ -368,13 +389,13 @@ class StoreCore:
         with engine.lock:
             engine.check_usable()
             node = self.lookup(path)
+            if not isinstance(node, GroupState):  # a variable, or a node that may become one
+                check_variable_attr_name(name, path)
             if node is None:
                 if self.driver.structure_frozen:
                     raise ValueError(f"cannot create {path!r}: {self.driver.structure_frozen}")
                 engine.pending_metadata.setdefault(path, {})[name] = (stored, tag)
                 return None
-            if isinstance(node, VarState) and node.spec.units is not None and name == "units":
-                raise ValueError(f"{path!r} is a quantity: its 'units' are set by its values")
         return _metadata_op(path, name, stored, tag)
 
     def read_metadata_call(self, path: str) -> tuple[Future[Any] | None, Any]:

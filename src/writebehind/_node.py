@@ -261,7 +261,17 @@ class StorageInterfaceDirVar(NodeBase):
         return decode(self._core.engine.result(future))
 
     def add_metadata(self, name: str, value: Any) -> None:
-        """Set the attribute ``name``; buffered until the node exists in the file."""
+        """Set the attribute ``name``; buffered until the node exists in the file.
+
+        Raises
+        ------
+        TypeError, ValueError
+            The name or value cannot be stored as an attribute. ``ValueError`` also for
+            ``units``, ``scale_factor`` and ``add_offset`` on a variable or a node not
+            written yet: a variable's value owns them (a quantity its units).
+        BackgroundWriteError, StoreClosedError, ReadOnlyError
+            The store failed, is closed, or is read-only.
+        """
         self._core.add_metadata(self._path, name, value)
 
     def read_metadata(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pint
 from .._errors import FormatError
 from ._numeric import SUPPORTED_DTYPES, logical_name
 from .arrays import ArrayCodec
-from .base import ATTR_PREFIX, Codec, Encoder, Layout, Spec
+from .base import ATTR_PREFIX, PACKING_ATTRS, Codec, Encoder, Layout, Spec
 from .mappings import MappingCodec
 from .quantities import QuantityEncoder, check_units_text, quantity_spec, wrap_quantity
 from .scalars import SCALAR_TYPES, ScalarCodec
@@ -47,8 +47,6 @@ CODECS: dict[str, Codec] = {
         CharsCodec(),
     )
 }
-#: CF packing attributes of a variable written by another program.
-PACKING_ATTRS = ("scale_factor", "add_offset")
 
 
 def _codec_of(value: Any) -> Codec:
@@ -65,6 +63,8 @@ def _codec_of(value: Any) -> Codec:
         return CODECS["ndarray"]
     if cls is dict:
         return CODECS["dict"]
+    if isinstance(value, np.ndarray):  # a subclass: the codec stores it plain or refuses it
+        return CODECS["ndarray"]
     raise TypeError(
         f"cannot store a {cls.__name__}: writebehind stores bool, int, float, str, bytes, "
         "rectangular lists and tuples of numbers, numpy arrays (bool, int, uint, float), "

@@ -9,7 +9,9 @@ import numpy as np
 from .base import Layout
 
 __all__ = [
+    "PLAIN_ARRAY_SUBCLASSES",
     "SUPPORTED_DTYPES",
+    "as_plain_array",
     "check_array_dtype",
     "check_castable",
     "logical_to_storage",
@@ -36,6 +38,33 @@ SUPPORTED_DTYPES = frozenset(
 )
 _BOOL = np.dtype(bool)
 _BOOL_STORAGE = np.dtype(np.int8)
+#: The ndarray subclasses known to hold nothing but their numbers: stored as plain arrays.
+#: Any other subclass may hold more (a masked array's mask, astropy's or unyt's units) that
+#: a plain array would silently drop, so it is refused.
+PLAIN_ARRAY_SUBCLASSES: tuple[type, ...] = (np.memmap, np.matrix)
+
+
+def as_plain_array(value: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The ndarray subclass ``value`` as a plain ndarray (a view, not a copy).
+
+    Raises TypeError unless ``value``'s type is one of ``PLAIN_ARRAY_SUBCLASSES``. Callers
+    test ``type(value) is np.ndarray`` first, so plain arrays never come here.
+    """
+    cls = type(value)
+    if cls in PLAIN_ARRAY_SUBCLASSES:
+        return np.asarray(value)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"cannot store a {name}: its mask would be lost; store value.filled(fill_value), "
+            "or its data and its mask (value.mask) as two arrays"
+        )
+    raise TypeError(
+        f"cannot store a {name}: an ndarray subclass may hold more than its numbers (units, "
+        "a mask...), which a plain array would drop; writebehind stores plain numpy arrays, "
+        "np.memmap and np.matrix (as plain arrays): store np.asarray(value) if its numbers "
+        "are all it holds"
+    )
 
 
 def check_array_dtype(dtype: np.dtype[Any], what: str = "array") -> np.dtype[Any]:

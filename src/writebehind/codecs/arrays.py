@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._numeric import (
+    as_plain_array,
     check_array_dtype,
     check_castable,
     logical_from_name,
@@ -29,8 +30,10 @@ class ArrayCodec(Codec):
     name = "ndarray"
 
     def spec_for(self, value: Any) -> Spec:
-        if not isinstance(value, np.ndarray) or isinstance(value, np.ma.MaskedArray):
-            raise TypeError(f"not a plain ndarray: {type(value).__name__}")
+        if type(value) is not np.ndarray:
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"not an ndarray: {type(value).__name__}")
+            value = as_plain_array(value)
         logical = check_array_dtype(value.dtype)
         return Spec(
             self.name, "ndarray", storage_layout(logical, value.shape), logical_name(logical)
@@ -41,10 +44,12 @@ class ArrayCodec(Codec):
         shape = spec.layout.shape
 
         def encode(value: Any) -> Any:
-            if type(value) is not np.ndarray and (
-                isinstance(value, np.ma.MaskedArray) or not isinstance(value, np.ndarray)
-            ):
-                raise TypeError(f"cannot store a {type(value).__name__} in a variable of arrays")
+            if type(value) is not np.ndarray:  # the slow path: plain arrays skip it
+                if not isinstance(value, np.ndarray):
+                    raise TypeError(
+                        f"cannot store a {type(value).__name__} in a variable of arrays"
+                    )
+                value = as_plain_array(value)
             if value.shape != shape:
                 raise shape_error(value.shape, shape)
             if value.dtype != logical:

@@ -22,10 +22,13 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-__all__ = ["ATTR_PREFIX", "Codec", "Layout", "Spec"]
+__all__ = ["ATTR_PREFIX", "PACKING_ATTRS", "Codec", "Layout", "Spec"]
 
 #: Every bookkeeping attribute writebehind puts on a node starts with this prefix.
 ATTR_PREFIX = "writebehind_"
+#: CF packing attributes (unpacked = stored * scale_factor + add_offset): writebehind never
+#: writes them, and unpacks a variable another program wrote with them.
+PACKING_ATTRS = ("scale_factor", "add_offset")
 
 Encoder = Callable[[Any], Any]
 

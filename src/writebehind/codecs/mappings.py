@@ -18,7 +18,7 @@ import numpy as np
 import pint
 
 from .._errors import FormatError
-from ._numeric import SUPPORTED_DTYPES, check_array_dtype
+from ._numeric import SUPPORTED_DTYPES, as_plain_array, check_array_dtype
 from .base import Codec, Encoder, Layout, Spec
 from .quantities import check_units_text, units_string
 
@@ -83,6 +83,12 @@ def _tree(obj: Any, where: str, depth: int = 0) -> Any:
                 ]
             ),
         )
+    if isinstance(obj, np.ndarray):  # a subclass: stored as a plain array, or refused
+        try:
+            plain = as_plain_array(obj)
+        except TypeError as exc:
+            raise TypeError(f"{where}: {exc}") from None
+        return _tree(plain, where, depth)
     raise TypeError(
         f"{where}: cannot store a {cls.__name__} inside a dict (dict values may be None, "
         "bool, int, float, str, bytes, list, tuple, dict, numpy arrays and scalars, and "

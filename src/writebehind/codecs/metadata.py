@@ -14,13 +14,30 @@ import numpy as np
 
 from .._errors import FormatError
 from .._paths import _name_problem
-from ._numeric import check_array_dtype
-from .base import ATTR_PREFIX
+from ._numeric import as_plain_array, check_array_dtype
+from .base import ATTR_PREFIX, PACKING_ATTRS
 from .sequences import as_number_array
 
-__all__ = ["TYPES_ATTR", "check_attr_name", "decode_attrs", "encode_attr"]
+__all__ = [
+    "TYPES_ATTR",
+    "VALUE_ATTRS",
+    "check_attr_name",
+    "check_variable_attr_name",
+    "decode_attrs",
+    "encode_attr",
+]
 
 TYPES_ATTR = ATTR_PREFIX + "metadata_types"
+_UNPACKED = (
+    "writebehind stores values unpacked, and CF readers (xarray) would unpack them again: "
+    "append the values themselves"
+)
+#: The attributes a variable's value owns, with why: set as metadata, they would change
+#: what its stored numbers mean, in writebehind's reads (``units``) or any CF reader's.
+VALUE_ATTRS = {
+    "units": "the value owns its units: append a quantity in the units you want",
+    **{name: _UNPACKED for name in PACKING_ATTRS},
+}
 
 
 def check_attr_name(name: object) -> str:
@@ -36,6 +53,20 @@ def check_attr_name(name: object) -> str:
     if problem:
         raise ValueError(f"invalid metadata name {name!r}: {problem}")
     return name
+
+
+def check_variable_attr_name(name: str, path: str) -> None:
+    """Raise ValueError if ``name`` is an attribute that the value of variable ``path`` owns.
+
+    A node not written yet is checked too (its first value may make it a variable), so the
+    same call is refused before and after the first value; a group takes any such name.
+    """
+    reason = VALUE_ATTRS.get(name)
+    if reason is not None:
+        raise ValueError(
+            f"cannot set the attribute {name!r} of {path!r} with add_metadata: {reason} "
+            f"(a group, once it exists, takes {name!r} as ordinary metadata)"
+        )
 
 
 def encode_attr(name: str, value: Any) -> tuple[Any, str | None]:
@@ -72,10 +103,17 @@ def encode_attr(name: str, value: Any) -> tuple[Any, str | None]:
     if cls is np.ndarray:
         if value.ndim != 1:
             raise TypeError(f"metadata {name!r}: arrays must be 1-D (got shape {value.shape})")
-        check_array_dtype(value.dtype)
-        if value.dtype == bool:
+        native = check_array_dtype(value.dtype)
+        if native.kind == "b":
             return value.astype(np.int8), "ndarray:bool"
-        return value.copy(), "ndarray"
+        # A copy in native byte order: what the file gives back, so what every read returns.
+        return value.astype(native), "ndarray"
+    if isinstance(value, np.ndarray):  # a subclass: stored as a plain array, or refused
+        try:
+            plain = as_plain_array(value)
+        except TypeError as exc:
+            raise TypeError(f"metadata {name!r}: {exc}") from None
+        return encode_attr(name, plain)
     raise TypeError(
         f"metadata {name!r}: cannot store a {cls.__name__} (metadata may be str, int, float, "
         "bool, a list of numbers or a 1-D array)"

@@ -369,6 +369,9 @@ class LegacyDriverMixin:
         KeyError
             Nothing is known at ``path``: create it first with ``get_directory`` or
             ``create_storage_variable`` (as in openmmtools).
+        ValueError
+            ``name`` is ``units``, ``scale_factor`` or ``add_offset`` and ``path`` is a
+            variable: its value owns them (see ``StorageInterfaceDirVar.add_metadata``).
         """
         path = _normalize(path)
         core = self._legacy_core()
