@@ -198,6 +198,18 @@ def test_inspect_reads_a_netcdf3_classic_file(
     assert "level" in out and "int32" in out
 
 
+def test_inspect_shows_a_file_without_variables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "empty-groups.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.title = "nothing yet"
+        ds.createGroup("runs")
+    status, out, _ = run(capsys, "inspect", str(path))
+    assert status == 0
+    assert out.splitlines()[1:] == ["/", "│   title = 'nothing yet'", "└── runs/"]
+
+
 @pytest.mark.parametrize("command", ["inspect", "read"])
 def test_missing_file_is_one_line_and_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str

@@ -232,7 +232,8 @@ def render_tree(summary: FileSummary) -> str:
     add_metadata(summary.root, "")
     walk(summary.root, "")
     table = [columns for _, columns in lines if columns is not None]
-    label_width = max(len(label) for label, columns in lines if columns is not None)
+    # A file of groups and metadata alone has no variable lines, so no columns to align.
+    label_width = max((len(label) for label, columns in lines if columns is not None), default=0)
     widths = [max(len(row[i]) for row in [_HEADER, *table]) for i in range(len(_HEADER))]
     out = [f"{summary.file_name} ({origin}, {_size(summary.size_bytes)})"]
     if table:
