@@ -210,6 +210,46 @@ def test_inspect_shows_a_file_without_variables(
     assert out.splitlines()[1:] == ["/", "│   title = 'nothing yet'", "└── runs/"]
 
 
+@pytest.fixture
+def metadata_only(tmp_path: Path) -> Path:
+    """A store that was given metadata and closed before anything was written."""
+    path = tmp_path / "metadata-only.nc"
+    with writebehind.open(path, "w") as store:
+        store.add_metadata("a", 1)
+        store.grp.add_metadata("b", 2)
+    return path
+
+
+def test_inspect_shows_metadata_of_a_node_never_written(
+    metadata_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "inspect", str(metadata_only))
+    assert status == 0
+    assert out.splitlines()[1:] == [
+        "/",
+        "│   a = 1",
+        "└── grp (metadata only, nothing written yet)",
+        "        b = 2",
+    ]
+
+
+def test_inspect_json_shows_metadata_of_a_node_never_written(
+    metadata_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "inspect", str(metadata_only), "--json")
+    assert status == 0
+    root = json.loads(out)["root"]
+    assert root["metadata"] == {"a": 1}
+    assert root["children"] == [{"path": "grp", "type": "unbound", "metadata": {"b": 2}}]
+
+
+def test_inspect_knows_a_metadata_only_file_is_written_by_writebehind(
+    metadata_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run(capsys, "inspect", str(metadata_only), "--json")[1]
+    assert json.loads(out)["written_by_writebehind"] is True
+
+
 @pytest.mark.parametrize("command", ["inspect", "read"])
 def test_missing_file_is_one_line_and_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
@@ -286,6 +326,14 @@ def test_read_of_a_group_lists_its_children(
     status, _, err = run(capsys, "read", str(demo_file), "energies")
     assert status == 1
     assert "'energies' is a group" in err and "temperature" in err
+
+
+def test_read_of_a_node_never_written_says_it_holds_only_metadata(
+    metadata_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "read", str(metadata_only), "grp")
+    assert (status, out) == (1, "")
+    assert err == "writebehind: error: nothing was written to 'grp': it holds only metadata (b)\n"
 
 
 def test_read_index_beyond_the_entries_is_an_error(

@@ -5,7 +5,9 @@ The file is read through :class:`~writebehind.NetCDFIODriver` on the calling thr
 exactly what a store would see: kind, entries, entry shape, dtype and units of each
 variable as writebehind interprets them, and the user's metadata without writebehind's
 bookkeeping attributes. Files written by other programs are shown as a store reads them
-(an unlimited first dimension makes a variable appendable).
+(an unlimited first dimension makes a variable appendable). A node that was given metadata
+but never written is shown too: its parent group keeps that metadata (in writebehind's
+``writebehind_unbound_metadata`` attribute) until a later session writes the node.
 """
 
 from __future__ import annotations
@@ -17,13 +19,22 @@ from typing import Any
 import numpy as np
 import pint
 
-from ._core import LENGTH_ATTR
+from ._core import LENGTH_ATTR, UNBOUND_ATTR, pending_attrs, unbound_from_json
+from ._paths import join
 from .codecs import ATTR_PREFIX, spec_from_attrs
 from .codecs.base import Layout
 from .codecs.metadata import decode_attrs
 from .drivers.netcdf import NetCDFIODriver
 
-__all__ = ["FileSummary", "GroupSummary", "VariableSummary", "inspect_file", "render_tree"]
+__all__ = [
+    "FileSummary",
+    "GroupSummary",
+    "NodeSummary",
+    "UnboundSummary",
+    "VariableSummary",
+    "inspect_file",
+    "render_tree",
+]
 
 
 @dataclass
@@ -51,12 +62,31 @@ class GroupSummary:
 
     path: str
     metadata: dict[str, Any]
-    children: list[GroupSummary | VariableSummary] = field(default_factory=list)
+    children: list[NodeSummary] = field(default_factory=list)
     problem: str | None = None
 
     @property
     def name(self) -> str:
         return self.path.rpartition("/")[2]
+
+
+@dataclass
+class UnboundSummary:
+    """A node given metadata but never written: not yet a group or a variable.
+
+    A store's repr calls it unbound; its first write makes it one or the other.
+    """
+
+    path: str
+    metadata: dict[str, Any]
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+
+NodeSummary = GroupSummary | VariableSummary | UnboundSummary
 
 
 @dataclass
@@ -68,10 +98,10 @@ class FileSummary:
     written_by_writebehind: bool
     root: GroupSummary
 
-    def nodes(self) -> list[GroupSummary | VariableSummary]:
-        """Every group and variable below the root, parents first."""
-        out: list[GroupSummary | VariableSummary] = []
-        stack: list[GroupSummary | VariableSummary] = list(reversed(self.root.children))
+    def nodes(self) -> list[NodeSummary]:
+        """Every node below the root, parents first."""
+        out: list[NodeSummary] = []
+        stack: list[NodeSummary] = list(reversed(self.root.children))
         while stack:
             node = stack.pop()
             out.append(node)
@@ -107,11 +137,13 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
     driver = NetCDFIODriver(path, "r")
     driver.open()
     try:
-        root = _group("", driver.get_attrs(""))
+        root_attrs = driver.get_attrs("")
+        root = _group("", root_attrs)
         groups = {"": root}
         registry = pint.get_application_registry()
-        ours = False
+        ours = _has_bookkeeping(root_attrs)
         for record in driver.scan():
+            ours = ours or _has_bookkeeping(record.attrs)
             parent = groups[record.path.rpartition("/")[0]]
             if record.is_group:
                 group = _group(record.path, record.attrs)
@@ -119,7 +151,6 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
                 parent.children.append(group)
                 continue
             assert record.layout is not None
-            ours = ours or any(name.startswith(ATTR_PREFIX) for name in record.attrs)
             parent.children.append(
                 _variable(
                     record.path,
@@ -133,13 +164,36 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
     finally:
         driver.close()
     for group in groups.values():
+        # A store ignores what the parent kept for a node written since; so does the tree.
+        written = {node.name for node in group.children if not isinstance(node, UnboundSummary)}
+        group.children = [
+            node
+            for node in group.children
+            if not (isinstance(node, UnboundSummary) and node.name in written)
+        ]
         group.children.sort(key=lambda node: node.name)
     return FileSummary(path, os.path.getsize(path), ours, root)
 
 
+def _has_bookkeeping(attrs: dict[str, Any]) -> bool:
+    return any(name.startswith(ATTR_PREFIX) for name in attrs)
+
+
 def _group(path: str, attrs: dict[str, Any]) -> GroupSummary:
     metadata, problem = _metadata(attrs, frozenset())
-    return GroupSummary(path, metadata, problem=problem)
+    group = GroupSummary(path, metadata, problem=problem)
+    raw = attrs.get(UNBOUND_ATTR)
+    if raw is None:
+        return group
+    try:
+        unbound = unbound_from_json(str(raw))
+    except Exception as exc:  # damaged: a store ignores it (with a warning), so show why
+        group.problem = group.problem or f"damaged {UNBOUND_ATTR} attribute: {exc}"
+        return group
+    for child, pending in unbound.items():
+        child_metadata, child_problem = _metadata(pending_attrs(pending), frozenset())
+        group.children.append(UnboundSummary(join(path, child), child_metadata, child_problem))
+    return group
 
 
 def _variable(
@@ -203,6 +257,7 @@ def _metadata(attrs: dict[str, Any], hide: frozenset[str]) -> tuple[dict[str, An
 
 # -- rendering ---------------------------------------------------------------------------
 _HEADER = ("kind", "entries", "entry shape", "dtype", "units")
+_UNBOUND_NOTE = " (metadata only, nothing written yet)"
 
 
 def render_tree(summary: FileSummary) -> str:
@@ -210,7 +265,7 @@ def render_tree(summary: FileSummary) -> str:
     origin = "written by writebehind" if summary.written_by_writebehind else "NetCDF"
     lines: list[tuple[str, tuple[str, ...] | None]] = []  # (tree label, columns or None)
 
-    def add_metadata(node: GroupSummary | VariableSummary, prefix: str) -> None:
+    def add_metadata(node: NodeSummary, prefix: str) -> None:
         items = [f"{k} = {_short(v)}" for k, v in node.metadata.items()]
         if node.problem:
             items.append(f"! {node.problem}")
@@ -222,6 +277,8 @@ def render_tree(summary: FileSummary) -> str:
             branch, inner = ("└── ", "    ") if i == len(group.children) - 1 else ("├── ", "│   ")
             if isinstance(node, GroupSummary):
                 lines.append((prefix + branch + node.name + "/", None))
+            elif isinstance(node, UnboundSummary):
+                lines.append((prefix + branch + node.name + _UNBOUND_NOTE, None))
             else:
                 lines.append((prefix + branch + node.name, _columns(node)))
             add_metadata(node, prefix + inner)
@@ -253,7 +310,7 @@ def _row(columns: tuple[str, ...], widths: list[int]) -> str:
     )
 
 
-def _has_children(node: GroupSummary | VariableSummary) -> bool:
+def _has_children(node: NodeSummary) -> bool:
     return isinstance(node, GroupSummary) and bool(node.children)
 
 
@@ -287,7 +344,7 @@ def _short(value: Any, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _node_json(node: GroupSummary | VariableSummary) -> dict[str, Any]:
+def _node_json(node: NodeSummary) -> dict[str, Any]:
     if isinstance(node, GroupSummary):
         out: dict[str, Any] = {
             "path": node.path,
@@ -295,6 +352,8 @@ def _node_json(node: GroupSummary | VariableSummary) -> dict[str, Any]:
             "metadata": _plain(node.metadata),
             "children": [_node_json(child) for child in node.children],
         }
+    elif isinstance(node, UnboundSummary):
+        out = {"path": node.path, "type": "unbound", "metadata": _plain(node.metadata)}
     else:
         out = {
             "path": node.path,

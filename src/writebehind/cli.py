@@ -22,7 +22,14 @@ import pint
 from . import __version__
 from ._engine import EngineStats
 from ._errors import WriteBehindError
-from ._inspect import FileSummary, GroupSummary, VariableSummary, inspect_file, render_tree
+from ._inspect import (
+    FileSummary,
+    GroupSummary,
+    UnboundSummary,
+    VariableSummary,
+    inspect_file,
+    render_tree,
+)
 
 __all__ = ["main"]
 
@@ -185,6 +192,9 @@ def _read(args: argparse.Namespace) -> int:
     if isinstance(node, GroupSummary):
         children = ", ".join(child.name for child in node.children) or "nothing"
         raise CommandError(f"{path!r} is a group, not a variable; it holds: {children}")
+    if isinstance(node, UnboundSummary):
+        names = ", ".join(node.metadata) or "nothing"
+        raise CommandError(f"nothing was written to {path!r}: it holds only metadata ({names})")
     try:
         with StorageInterface(NetCDFIODriver(args.file, "r")) as store:
             value = store[path].read(args.index)
