@@ -55,6 +55,19 @@ def classic_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def enormous(tmp_path: Path) -> Path:
+    """Variables that declare terabytes and store next to nothing (HDF5 chunks are sparse)."""
+    path = tmp_path / "enormous.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("atom", 10)
+        ds.createDimension("huge", 2**40)
+        ds.createVariable("fixed", "f8", ("huge",), chunksizes=(1024,))
+        ds.createVariable("sparse", "f8", ("time", "atom"))[2**36] = np.ones(10)
+    return path
+
+
+@pytest.fixture
 def not_netcdf(tmp_path: Path) -> Path:
     path = tmp_path / "notes.txt"
     path.write_text("this is not a NetCDF file\n")
@@ -350,6 +363,36 @@ def test_read_index_of_a_fixed_variable_is_an_error(
     status, _, err = run(capsys, "read", str(demo_file), "parameters/seed", "--index", "0")
     assert status == 1
     assert "fixed variable" in err
+
+
+def test_read_of_a_variable_larger_than_memory_says_to_use_index(
+    enormous: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "read", str(enormous), "sparse")
+    assert (status, out) == (1, "")
+    assert err == (
+        "writebehind: error: 'sparse' is too large to read at once (68719476737 entries, "
+        "5.5 TB): read fewer entries at a time with --index START:STOP\n"
+    )
+
+
+def test_read_of_a_fixed_variable_larger_than_memory_is_one_line(
+    enormous: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(capsys, "read", str(enormous), "fixed")
+    assert status == 1
+    assert err == (
+        "writebehind: error: 'fixed' is too large to read at once (8.8 TB), and a fixed "
+        "variable is read whole: read parts of it with netCDF4\n"
+    )
+
+
+def test_read_of_some_entries_of_a_variable_larger_than_memory_works(
+    enormous: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "read", str(enormous), "sparse", "--index=-1")
+    assert status == 0
+    assert out.strip() == "[1. 1. 1. 1. 1. 1. 1. 1. 1. 1.]"
 
 
 def test_read_rejects_a_malformed_index(

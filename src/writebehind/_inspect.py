@@ -12,6 +12,7 @@ but never written is shown too: its parent group keeps that metadata (in writebe
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,9 @@ class VariableSummary:
     units: str | None
     metadata: dict[str, Any]
     problem: str | None = None  # why writebehind cannot decode it, if it cannot
+    # What reading it whole asks of memory, counted as the driver's check counts it
+    # (8 bytes a str, bytes or dict entry); not in to_json().
+    nbytes: int = 0
 
     @property
     def name(self) -> str:
@@ -226,16 +230,19 @@ def _variable(
             units = spec.units
             hide = frozenset({"units"})
     metadata, meta_problem = _metadata(attrs, hide)
+    entry_shape = tuple(int(n) for n in layout.shape)
+    itemsize = max(1, layout.dtype.itemsize) if layout.storage == "numeric" else 8
     return VariableSummary(
         path,
         "appendable" if appendable else "fixed",
         entries,
-        tuple(int(n) for n in layout.shape),
+        entry_shape,
         dtype,
         python_type,
         units,
         metadata,
         problem or meta_problem,
+        nbytes=(1 if entries is None else entries) * math.prod(entry_shape) * itemsize,
     )
 
 

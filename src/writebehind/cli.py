@@ -198,6 +198,8 @@ def _read(args: argparse.Namespace) -> int:
     try:
         with StorageInterface(NetCDFIODriver(args.file, "r")) as store:
             value = store[path].read(args.index)
+    except MemoryError:  # the driver refuses a read larger than the machine's memory
+        raise CommandError(_too_large(node)) from None
     except _USER_ERRORS as exc:
         raise CommandError(f"cannot read {path!r}: {_reason(exc)}") from None
     options: dict[str, Any] = {"threshold": sys.maxsize} if args.full else {}
@@ -207,6 +209,19 @@ def _read(args: argparse.Namespace) -> int:
     with np.printoptions(**options):
         print(format_value(value, labels=labels))
     return 0
+
+
+def _too_large(node: VariableSummary) -> str:
+    message = f"{node.path!r} is too large to read at once"
+    if node.entries is None:
+        return (
+            f"{message} ({_bytes(node.nbytes)}), and a fixed variable is read whole: "
+            "read parts of it with netCDF4"
+        )
+    return (
+        f"{message} ({node.entries} entries, {_bytes(node.nbytes)}): "
+        "read fewer entries at a time with --index START:STOP"
+    )
 
 
 def _missing(path: str, file_name: str, paths: dict[str, Any]) -> str:
@@ -367,9 +382,9 @@ def format_stats(stats: EngineStats) -> str:
 def _bytes(n: float) -> str:
     if n < 1000:
         return f"{n:.0f} bytes"
-    for unit in ("kB", "MB", "GB"):
+    for unit in ("kB", "MB", "GB", "TB"):
         n /= 1000
-        if n < 1000 or unit == "GB":
+        if n < 1000 or unit == "TB":
             break
     return f"{n:.1f} {unit}"
 
