@@ -313,6 +313,25 @@ def test_read_prints_a_slice(demo_file: Path, capsys: pytest.CaptureFixture[str]
     assert out.strip() == "[3 4 5]"
 
 
+@pytest.mark.parametrize(
+    ("index", "printed"), [("-3:", "[28 29 30]"), ("-5:-2", "[26 27 28]"), ("-6::2", "[25 27 29]")]
+)
+def test_read_takes_a_negative_slice_after_a_space(
+    demo_file: Path, capsys: pytest.CaptureFixture[str], index: str, printed: str
+) -> None:
+    status, out, err = run(capsys, "read", str(demo_file), "trajectory/step", "--index", index)
+    assert (status, err) == (0, "")
+    assert out.strip() == printed
+
+
+def test_read_takes_a_negative_slice_after_an_abbreviated_option(
+    demo_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "read", str(demo_file), "trajectory/step", "--ind", "-2:")
+    assert status == 0
+    assert out.strip() == "[29 30]"
+
+
 def test_read_prints_a_checkpoint_dict_key_by_key(
     demo_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from ._inspect import (
 __all__ = ["main"]
 
 _USER_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, WriteBehindError)
+_NEGATIVE_INDEX = re.compile(r"-[\d:][\d:-]*")  # -1, -3:, -5:-2, -6::2
 
 
 class CommandError(Exception):
@@ -43,7 +45,7 @@ class CommandError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_index(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.run(args))
     except CommandError as exc:
@@ -132,6 +134,30 @@ def _parser() -> argparse.ArgumentParser:
     recover.add_argument("--json", action="store_true", help="print the report as JSON")
     recover.set_defaults(run=_recover)
     return parser
+
+
+def _join_negative_index(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--index -3:`` written ``--index=-3:``.
+
+    argparse takes a word that starts with ``-`` for an option, so it refuses ``-3:`` as the
+    value of ``--index`` ("expected one argument"); joined with ``=``, any value is taken.
+    """
+    args = list(argv)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":  # the words after it are not options
+            out.extend(args[i:])
+            break
+        is_index = len(word) >= 3 and "--index".startswith(word)  # argparse allows --ind
+        if is_index and i + 1 < len(args) and _NEGATIVE_INDEX.fullmatch(args[i + 1]):
+            out.append(f"{word}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
 
 
 def _positive(text: str) -> int:
