@@ -431,6 +431,17 @@ def test_read_works_on_a_foreign_file(
     assert out.strip() == "[1. 2. 3. 4.] m"
 
 
+# -- the command line itself ---------------------------------------------------------
+def test_no_command_lists_the_commands_on_stderr_with_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = run(capsys)
+    assert (status, out) == (2, "")
+    assert err.startswith("usage: writebehind ")
+    for command in ("demo", "inspect", "read", "recover"):
+        assert f"\n    {command} " in err
+
+
 # -- the process: python -m, console script, no traceback -------------------------------
 def test_python_dash_m_runs_the_command_line() -> None:
     result = subprocess.run(

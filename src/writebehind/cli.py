@@ -1,8 +1,9 @@
 """The ``writebehind`` command line: ``demo``, ``inspect``, ``read`` and ``recover``.
 
 Exit status: 0 on success, 1 when the file or path cannot be used (a missing file, a file
-that is not NetCDF, a path that holds nothing), 2 for a command line argparse rejects.
-Errors are one line on stderr, never a traceback.
+that is not NetCDF, a path that holds nothing), 2 for a command line argparse rejects and
+for no command at all (the help, listing the commands, goes to stderr then). Errors are one
+line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(_join_negative_index(sys.argv[1:] if argv is None else argv))
+    if getattr(args, "run", None) is None:  # no command: a usage error that lists them
+        parser.print_help(sys.stderr)
+        return 2
     try:
         return int(args.run(args))
     except CommandError as exc:
@@ -67,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "look inside a file, read a variable, recover a file a crash left.",
     )
     parser.add_argument("--version", action="version", version=f"writebehind {__version__}")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo",
