@@ -431,6 +431,15 @@ def test_read_works_on_a_foreign_file(
     assert out.strip() == "[1. 2. 3. 4.] m"
 
 
+# -- recover ---------------------------------------------------------------------------
+def test_recover_of_a_directory_is_one_line_and_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "recover", str(tmp_path))
+    assert (status, out) == (1, "")
+    assert err == f"writebehind: error: cannot recover {str(tmp_path)!r}: Is a directory\n"
+
+
 # -- the command line itself ---------------------------------------------------------
 def test_no_command_lists_the_commands_on_stderr_with_status_2(
     capsys: pytest.CaptureFixture[str],

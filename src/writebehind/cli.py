@@ -326,6 +326,8 @@ def _recover(args: argparse.Namespace) -> int:
         report = recover(args.file, force=True)
     except WriteBehindError as exc:  # RecoveryError: moved aside, in use, damaged superblock
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # a directory, a file it may not read
+        raise CommandError(f"cannot recover {args.file!r}: {_reason(exc)}") from None
     print(json.dumps(report.summary(), indent=2) if args.json else report.describe())
     return 0 if report.readable_after else 1
 
