@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import writebehind
+from writebehind import NetCDFIODriver
 from writebehind.cli import ProgressBar, format_stats, format_value, main
 
 SMALL_DEMO = ["--steps", "30", "--atoms", "5", "--checkpoint-every", "10"]
@@ -137,6 +139,32 @@ def test_demo_overwrites_its_own_earlier_file(
     assert run(capsys, "demo", str(path), "--steps", "12", "--atoms", "2")[0] == 0
     with writebehind.open(path, "r") as store:
         assert len(store.trajectory.positions) == 12
+
+
+def test_demo_that_cannot_write_is_one_line_and_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(self: NetCDFIODriver, *args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", self.file_name)
+
+    monkeypatch.setattr(NetCDFIODriver, "write_entries", disk_full)
+    status, _, err = run(capsys, "demo", str(tmp_path / "full.nc"), *SMALL_DEMO)
+    assert status == 1
+    # (the writebehind logger, which pytest captures here, also logs the failure on stderr)
+    assert err.startswith("writebehind: error: the demo stopped: writing ")
+    assert "No space left on device" in err and err.count("\n") == 1
+
+
+def test_demo_into_a_missing_directory_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "no-such-dir" / "demo.nc"
+    status, out, err = run(capsys, "demo", str(target), *SMALL_DEMO)
+    assert (status, out) == (1, "")
+    assert err == (
+        f"writebehind: error: cannot create {str(target)!r}: "
+        f"no such directory {str(target.parent)!r}\n"
+    )
 
 
 def test_demo_rejects_zero_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

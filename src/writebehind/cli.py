@@ -344,28 +344,35 @@ def _demo(args: argparse.Namespace) -> int:
             f"{file_name!r} exists and was not written by the demo; "
             "choose another FILE or pass --overwrite"
         )
+    directory = os.path.dirname(os.path.abspath(file_name))
+    if not os.path.isdir(directory):  # netCDF4 would say "Permission denied"
+        raise CommandError(f"cannot create {file_name!r}: no such directory {directory!r}")
     parameters = DemoParameters(
         n_atoms=args.atoms,
         n_steps=args.steps,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
+    try:
+        store = StorageInterface(NetCDFIODriver(file_name, "w"))
+    except OSError as exc:
+        raise CommandError(f"cannot create {file_name!r}: {_reason(exc)}") from None
     print(
         f"writebehind demo: Langevin dynamics of {parameters.n_atoms} atoms, "
         f"{parameters.n_steps} steps, every step stored in {file_name}"
     )
     progress = ProgressBar(parameters.n_steps, sys.stderr)
     try:
-        store = StorageInterface(NetCDFIODriver(file_name, "w"))
-    except OSError as exc:
-        raise CommandError(f"cannot create {file_name!r}: {_reason(exc)}") from None
-    with store:
-        timings = run_demo(store, parameters, progress)
+        with store:
+            timings = run_demo(store, parameters, progress)
+            progress.close()
+            flush_started = time.perf_counter()
+            store.flush()
+            flushed = time.perf_counter() - flush_started
+            stats = store.stats()
+    except (WriteBehindError, OSError) as exc:  # BackgroundWriteError: a full disk, say
         progress.close()
-        flush_started = time.perf_counter()
-        store.flush()
-        flushed = time.perf_counter() - flush_started
-        stats = store.stats()
+        raise CommandError(f"the demo stopped: {exc}") from None
     per_call = 1e6 * timings.store_seconds / max(1, timings.store_calls)
     print(f"simulated {parameters.n_steps} steps in {timings.loop_seconds:.2f} s")
     print(
