@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import NetCDFIODriver
+from writebehind import NetCDFIODriver, cli
 from writebehind.cli import ProgressBar, format_stats, format_value, main
 
 SMALL_DEMO = ["--steps", "30", "--atoms", "5", "--checkpoint-every", "10"]
@@ -317,6 +317,18 @@ def test_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     status, _, err = run(capsys, "inspect", str(tmp_path))
     assert status == 1
     assert "is a directory" in err
+
+
+def test_unreadable_file_is_not_called_not_netcdf(
+    demo_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(file_name: str) -> None:  # as for a file without read permission
+        raise PermissionError(errno.EACCES, "Permission denied", file_name)
+
+    monkeypatch.setattr(cli, "inspect_file", refused)
+    status, _, err = run(capsys, "inspect", str(demo_file))
+    assert status == 1
+    assert err == f"writebehind: error: cannot open {str(demo_file)!r}: Permission denied\n"
 
 
 # -- read ------------------------------------------------------------------------------

@@ -196,6 +196,8 @@ def _summary(file_name: str) -> FileSummary:
         if isinstance(exc, IsADirectoryError | WriteBehindError):  # such as RecoveryError
             raise CommandError(str(exc)) from None
         reason = _reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
+        if isinstance(exc, PermissionError):
+            raise CommandError(f"cannot open {file_name!r}: {reason}") from None
         raise CommandError(f"{file_name!r} is not a NetCDF file ({reason})") from None
 
 
