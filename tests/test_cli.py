@@ -511,6 +511,37 @@ def test_user_error_exits_1_without_traceback_in_a_real_process(tmp_path: Path) 
     assert result.stderr.startswith("writebehind: error: no such file")
 
 
+def test_unexpected_error_is_one_line_that_says_it_is_a_bug(
+    demo_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(file_name: str) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "inspect_file", broken)
+    status, _, err = run(capsys, "inspect", str(demo_file))
+    assert status == 1
+    assert err == (
+        "writebehind: error: unexpected RuntimeError: boom (a bug in writebehind: please "
+        "report it; python -X dev -m writebehind ... shows the traceback)\n"
+    )
+
+
+def test_unexpected_error_shows_its_traceback_in_python_dev_mode(demo_file: Path) -> None:
+    code = (
+        "import sys, writebehind.cli as cli\n"
+        "def broken(file_name): raise RuntimeError('boom')\n"
+        "cli.inspect_file = broken\n"
+        "raise SystemExit(cli.main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", code, "inspect", str(demo_file)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "RuntimeError: boom" in result.stderr
+
+
 def test_console_script_is_declared() -> None:
     scripts = entry_points(group="console_scripts")
     assert any(ep.name == "writebehind" and ep.value == "writebehind.cli:main" for ep in scripts)

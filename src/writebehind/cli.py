@@ -3,7 +3,8 @@
 Exit status: 0 on success, 1 when the file or path cannot be used (a missing file, a file
 that is not NetCDF, a path that holds nothing), 2 for a command line argparse rejects and
 for no command at all (the help, listing the commands, goes to stderr then). Errors are one
-line on stderr, never a traceback.
+line on stderr, never a traceback; an unexpected one (a bug) shows its traceback only under
+``python -X dev``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("writebehind: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line still, and the traceback when asked for
+        if sys.flags.dev_mode:
+            raise
+        print(
+            f"writebehind: error: unexpected {type(exc).__name__}: {exc} (a bug in writebehind: "
+            "please report it; python -X dev -m writebehind ... shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
