@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import writebehind
+from writebehind import NetCDFIODriver, cli
 from writebehind.cli import ProgressBar, format_stats, format_value, main
 
 SMALL_DEMO = ["--steps", "30", "--atoms", "5", "--checkpoint-every", "10"]
@@ -51,6 +53,19 @@ def classic_file(tmp_path: Path) -> Path:
     with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as ds:
         ds.createDimension("x", 3)
         ds.createVariable("level", "i4", ("x",))[:] = [7, 8, 9]
+    return path
+
+
+@pytest.fixture
+def enormous(tmp_path: Path) -> Path:
+    """Variables that declare terabytes and store next to nothing (HDF5 chunks are sparse)."""
+    path = tmp_path / "enormous.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("atom", 10)
+        ds.createDimension("huge", 2**40)
+        ds.createVariable("fixed", "f8", ("huge",), chunksizes=(1024,))
+        ds.createVariable("sparse", "f8", ("time", "atom"))[2**36] = np.ones(10)
     return path
 
 
@@ -126,6 +141,32 @@ def test_demo_overwrites_its_own_earlier_file(
         assert len(store.trajectory.positions) == 12
 
 
+def test_demo_that_cannot_write_is_one_line_and_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(self: NetCDFIODriver, *args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", self.file_name)
+
+    monkeypatch.setattr(NetCDFIODriver, "write_entries", disk_full)
+    status, _, err = run(capsys, "demo", str(tmp_path / "full.nc"), *SMALL_DEMO)
+    assert status == 1
+    # (the writebehind logger, which pytest captures here, also logs the failure on stderr)
+    assert err.startswith("writebehind: error: the demo stopped: writing ")
+    assert "No space left on device" in err and err.count("\n") == 1
+
+
+def test_demo_into_a_missing_directory_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "no-such-dir" / "demo.nc"
+    status, out, err = run(capsys, "demo", str(target), *SMALL_DEMO)
+    assert (status, out) == (1, "")
+    assert err == (
+        f"writebehind: error: cannot create {str(target)!r}: "
+        f"no such directory {str(target.parent)!r}\n"
+    )
+
+
 def test_demo_rejects_zero_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", str(tmp_path / "x.nc"), "--steps", "0"])
@@ -198,6 +239,58 @@ def test_inspect_reads_a_netcdf3_classic_file(
     assert "level" in out and "int32" in out
 
 
+def test_inspect_shows_a_file_without_variables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "empty-groups.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.title = "nothing yet"
+        ds.createGroup("runs")
+    status, out, _ = run(capsys, "inspect", str(path))
+    assert status == 0
+    assert out.splitlines()[1:] == ["/", "│   title = 'nothing yet'", "└── runs/"]
+
+
+@pytest.fixture
+def metadata_only(tmp_path: Path) -> Path:
+    """A store that was given metadata and closed before anything was written."""
+    path = tmp_path / "metadata-only.nc"
+    with writebehind.open(path, "w") as store:
+        store.add_metadata("a", 1)
+        store.grp.add_metadata("b", 2)
+    return path
+
+
+def test_inspect_shows_metadata_of_a_node_never_written(
+    metadata_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "inspect", str(metadata_only))
+    assert status == 0
+    assert out.splitlines()[1:] == [
+        "/",
+        "│   a = 1",
+        "└── grp (metadata only, nothing written yet)",
+        "        b = 2",
+    ]
+
+
+def test_inspect_json_shows_metadata_of_a_node_never_written(
+    metadata_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "inspect", str(metadata_only), "--json")
+    assert status == 0
+    root = json.loads(out)["root"]
+    assert root["metadata"] == {"a": 1}
+    assert root["children"] == [{"path": "grp", "type": "unbound", "metadata": {"b": 2}}]
+
+
+def test_inspect_knows_a_metadata_only_file_is_written_by_writebehind(
+    metadata_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run(capsys, "inspect", str(metadata_only), "--json")[1]
+    assert json.loads(out)["written_by_writebehind"] is True
+
+
 @pytest.mark.parametrize("command", ["inspect", "read"])
 def test_missing_file_is_one_line_and_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
@@ -226,6 +319,18 @@ def test_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "is a directory" in err
 
 
+def test_unreadable_file_is_not_called_not_netcdf(
+    demo_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(file_name: str) -> None:  # as for a file without read permission
+        raise PermissionError(errno.EACCES, "Permission denied", file_name)
+
+    monkeypatch.setattr(cli, "inspect_file", refused)
+    status, _, err = run(capsys, "inspect", str(demo_file))
+    assert status == 1
+    assert err == f"writebehind: error: cannot open {str(demo_file)!r}: Permission denied\n"
+
+
 # -- read ------------------------------------------------------------------------------
 def test_read_prints_a_whole_variable(demo_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "read", str(demo_file), "trajectory/step")
@@ -246,6 +351,25 @@ def test_read_prints_a_slice(demo_file: Path, capsys: pytest.CaptureFixture[str]
     status, out, _ = run(capsys, "read", str(demo_file), "trajectory/step", "--index", "2:5")
     assert status == 0
     assert out.strip() == "[3 4 5]"
+
+
+@pytest.mark.parametrize(
+    ("index", "printed"), [("-3:", "[28 29 30]"), ("-5:-2", "[26 27 28]"), ("-6::2", "[25 27 29]")]
+)
+def test_read_takes_a_negative_slice_after_a_space(
+    demo_file: Path, capsys: pytest.CaptureFixture[str], index: str, printed: str
+) -> None:
+    status, out, err = run(capsys, "read", str(demo_file), "trajectory/step", "--index", index)
+    assert (status, err) == (0, "")
+    assert out.strip() == printed
+
+
+def test_read_takes_a_negative_slice_after_an_abbreviated_option(
+    demo_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "read", str(demo_file), "trajectory/step", "--ind", "-2:")
+    assert status == 0
+    assert out.strip() == "[29 30]"
 
 
 def test_read_prints_a_checkpoint_dict_key_by_key(
@@ -276,6 +400,14 @@ def test_read_of_a_group_lists_its_children(
     assert "'energies' is a group" in err and "temperature" in err
 
 
+def test_read_of_a_node_never_written_says_it_holds_only_metadata(
+    metadata_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "read", str(metadata_only), "grp")
+    assert (status, out) == (1, "")
+    assert err == "writebehind: error: nothing was written to 'grp': it holds only metadata (b)\n"
+
+
 def test_read_index_beyond_the_entries_is_an_error(
     demo_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -290,6 +422,36 @@ def test_read_index_of_a_fixed_variable_is_an_error(
     status, _, err = run(capsys, "read", str(demo_file), "parameters/seed", "--index", "0")
     assert status == 1
     assert "fixed variable" in err
+
+
+def test_read_of_a_variable_larger_than_memory_says_to_use_index(
+    enormous: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "read", str(enormous), "sparse")
+    assert (status, out) == (1, "")
+    assert err == (
+        "writebehind: error: 'sparse' is too large to read at once (68719476737 entries, "
+        "5.5 TB): read fewer entries at a time with --index START:STOP\n"
+    )
+
+
+def test_read_of_a_fixed_variable_larger_than_memory_is_one_line(
+    enormous: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(capsys, "read", str(enormous), "fixed")
+    assert status == 1
+    assert err == (
+        "writebehind: error: 'fixed' is too large to read at once (8.8 TB), and a fixed "
+        "variable is read whole: read parts of it with netCDF4\n"
+    )
+
+
+def test_read_of_some_entries_of_a_variable_larger_than_memory_works(
+    enormous: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "read", str(enormous), "sparse", "--index=-1")
+    assert status == 0
+    assert out.strip() == "[1. 1. 1. 1. 1. 1. 1. 1. 1. 1.]"
 
 
 def test_read_rejects_a_malformed_index(
@@ -307,6 +469,26 @@ def test_read_works_on_a_foreign_file(
     status, out, _ = run(capsys, "read", str(foreign_file), "obs/height")
     assert status == 0
     assert out.strip() == "[1. 2. 3. 4.] m"
+
+
+# -- recover ---------------------------------------------------------------------------
+def test_recover_of_a_directory_is_one_line_and_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "recover", str(tmp_path))
+    assert (status, out) == (1, "")
+    assert err == f"writebehind: error: cannot recover {str(tmp_path)!r}: Is a directory\n"
+
+
+# -- the command line itself ---------------------------------------------------------
+def test_no_command_lists_the_commands_on_stderr_with_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = run(capsys)
+    assert (status, out) == (2, "")
+    assert err.startswith("usage: writebehind ")
+    for command in ("demo", "inspect", "read", "recover"):
+        assert f"\n    {command} " in err
 
 
 # -- the process: python -m, console script, no traceback -------------------------------
@@ -327,6 +509,37 @@ def test_user_error_exits_1_without_traceback_in_a_real_process(tmp_path: Path) 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("writebehind: error: no such file")
+
+
+def test_unexpected_error_is_one_line_that_says_it_is_a_bug(
+    demo_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(file_name: str) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "inspect_file", broken)
+    status, _, err = run(capsys, "inspect", str(demo_file))
+    assert status == 1
+    assert err == (
+        "writebehind: error: unexpected RuntimeError: boom (a bug in writebehind: please "
+        "report it; python -X dev -m writebehind ... shows the traceback)\n"
+    )
+
+
+def test_unexpected_error_shows_its_traceback_in_python_dev_mode(demo_file: Path) -> None:
+    code = (
+        "import sys, writebehind.cli as cli\n"
+        "def broken(file_name): raise RuntimeError('boom')\n"
+        "cli.inspect_file = broken\n"
+        "raise SystemExit(cli.main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", code, "inspect", str(demo_file)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "RuntimeError: boom" in result.stderr
 
 
 def test_console_script_is_declared() -> None:

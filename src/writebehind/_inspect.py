@@ -5,11 +5,14 @@ The file is read through :class:`~writebehind.NetCDFIODriver` on the calling thr
 exactly what a store would see: kind, entries, entry shape, dtype and units of each
 variable as writebehind interprets them, and the user's metadata without writebehind's
 bookkeeping attributes. Files written by other programs are shown as a store reads them
-(an unlimited first dimension makes a variable appendable).
+(an unlimited first dimension makes a variable appendable). A node that was given metadata
+but never written is shown too: its parent group keeps that metadata (in writebehind's
+``writebehind_unbound_metadata`` attribute) until a later session writes the node.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,13 +20,22 @@ from typing import Any
 import numpy as np
 import pint
 
-from ._core import LENGTH_ATTR
+from ._core import LENGTH_ATTR, UNBOUND_ATTR, pending_attrs, unbound_from_json
+from ._paths import join
 from .codecs import ATTR_PREFIX, spec_from_attrs
 from .codecs.base import Layout
 from .codecs.metadata import decode_attrs
 from .drivers.netcdf import NetCDFIODriver
 
-__all__ = ["FileSummary", "GroupSummary", "VariableSummary", "inspect_file", "render_tree"]
+__all__ = [
+    "FileSummary",
+    "GroupSummary",
+    "NodeSummary",
+    "UnboundSummary",
+    "VariableSummary",
+    "inspect_file",
+    "render_tree",
+]
 
 
 @dataclass
@@ -39,6 +51,9 @@ class VariableSummary:
     units: str | None
     metadata: dict[str, Any]
     problem: str | None = None  # why writebehind cannot decode it, if it cannot
+    # What reading it whole asks of memory, counted as the driver's check counts it
+    # (8 bytes a str, bytes or dict entry); not in to_json().
+    nbytes: int = 0
 
     @property
     def name(self) -> str:
@@ -51,12 +66,31 @@ class GroupSummary:
 
     path: str
     metadata: dict[str, Any]
-    children: list[GroupSummary | VariableSummary] = field(default_factory=list)
+    children: list[NodeSummary] = field(default_factory=list)
     problem: str | None = None
 
     @property
     def name(self) -> str:
         return self.path.rpartition("/")[2]
+
+
+@dataclass
+class UnboundSummary:
+    """A node given metadata but never written: not yet a group or a variable.
+
+    A store's repr calls it unbound; its first write makes it one or the other.
+    """
+
+    path: str
+    metadata: dict[str, Any]
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+
+NodeSummary = GroupSummary | VariableSummary | UnboundSummary
 
 
 @dataclass
@@ -68,10 +102,10 @@ class FileSummary:
     written_by_writebehind: bool
     root: GroupSummary
 
-    def nodes(self) -> list[GroupSummary | VariableSummary]:
-        """Every group and variable below the root, parents first."""
-        out: list[GroupSummary | VariableSummary] = []
-        stack: list[GroupSummary | VariableSummary] = list(reversed(self.root.children))
+    def nodes(self) -> list[NodeSummary]:
+        """Every node below the root, parents first."""
+        out: list[NodeSummary] = []
+        stack: list[NodeSummary] = list(reversed(self.root.children))
         while stack:
             node = stack.pop()
             out.append(node)
@@ -107,11 +141,13 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
     driver = NetCDFIODriver(path, "r")
     driver.open()
     try:
-        root = _group("", driver.get_attrs(""))
+        root_attrs = driver.get_attrs("")
+        root = _group("", root_attrs)
         groups = {"": root}
         registry = pint.get_application_registry()
-        ours = False
+        ours = _has_bookkeeping(root_attrs)
         for record in driver.scan():
+            ours = ours or _has_bookkeeping(record.attrs)
             parent = groups[record.path.rpartition("/")[0]]
             if record.is_group:
                 group = _group(record.path, record.attrs)
@@ -119,7 +155,6 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
                 parent.children.append(group)
                 continue
             assert record.layout is not None
-            ours = ours or any(name.startswith(ATTR_PREFIX) for name in record.attrs)
             parent.children.append(
                 _variable(
                     record.path,
@@ -133,13 +168,36 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
     finally:
         driver.close()
     for group in groups.values():
+        # A store ignores what the parent kept for a node written since; so does the tree.
+        written = {node.name for node in group.children if not isinstance(node, UnboundSummary)}
+        group.children = [
+            node
+            for node in group.children
+            if not (isinstance(node, UnboundSummary) and node.name in written)
+        ]
         group.children.sort(key=lambda node: node.name)
     return FileSummary(path, os.path.getsize(path), ours, root)
 
 
+def _has_bookkeeping(attrs: dict[str, Any]) -> bool:
+    return any(name.startswith(ATTR_PREFIX) for name in attrs)
+
+
 def _group(path: str, attrs: dict[str, Any]) -> GroupSummary:
     metadata, problem = _metadata(attrs, frozenset())
-    return GroupSummary(path, metadata, problem=problem)
+    group = GroupSummary(path, metadata, problem=problem)
+    raw = attrs.get(UNBOUND_ATTR)
+    if raw is None:
+        return group
+    try:
+        unbound = unbound_from_json(str(raw))
+    except Exception as exc:  # damaged: a store ignores it (with a warning), so show why
+        group.problem = group.problem or f"damaged {UNBOUND_ATTR} attribute: {exc}"
+        return group
+    for child, pending in unbound.items():
+        child_metadata, child_problem = _metadata(pending_attrs(pending), frozenset())
+        group.children.append(UnboundSummary(join(path, child), child_metadata, child_problem))
+    return group
 
 
 def _variable(
@@ -172,16 +230,19 @@ def _variable(
             units = spec.units
             hide = frozenset({"units"})
     metadata, meta_problem = _metadata(attrs, hide)
+    entry_shape = tuple(int(n) for n in layout.shape)
+    itemsize = max(1, layout.dtype.itemsize) if layout.storage == "numeric" else 8
     return VariableSummary(
         path,
         "appendable" if appendable else "fixed",
         entries,
-        tuple(int(n) for n in layout.shape),
+        entry_shape,
         dtype,
         python_type,
         units,
         metadata,
         problem or meta_problem,
+        nbytes=(1 if entries is None else entries) * math.prod(entry_shape) * itemsize,
     )
 
 
@@ -203,6 +264,7 @@ def _metadata(attrs: dict[str, Any], hide: frozenset[str]) -> tuple[dict[str, An
 
 # -- rendering ---------------------------------------------------------------------------
 _HEADER = ("kind", "entries", "entry shape", "dtype", "units")
+_UNBOUND_NOTE = " (metadata only, nothing written yet)"
 
 
 def render_tree(summary: FileSummary) -> str:
@@ -210,7 +272,7 @@ def render_tree(summary: FileSummary) -> str:
     origin = "written by writebehind" if summary.written_by_writebehind else "NetCDF"
     lines: list[tuple[str, tuple[str, ...] | None]] = []  # (tree label, columns or None)
 
-    def add_metadata(node: GroupSummary | VariableSummary, prefix: str) -> None:
+    def add_metadata(node: NodeSummary, prefix: str) -> None:
         items = [f"{k} = {_short(v)}" for k, v in node.metadata.items()]
         if node.problem:
             items.append(f"! {node.problem}")
@@ -222,6 +284,8 @@ def render_tree(summary: FileSummary) -> str:
             branch, inner = ("└── ", "    ") if i == len(group.children) - 1 else ("├── ", "│   ")
             if isinstance(node, GroupSummary):
                 lines.append((prefix + branch + node.name + "/", None))
+            elif isinstance(node, UnboundSummary):
+                lines.append((prefix + branch + node.name + _UNBOUND_NOTE, None))
             else:
                 lines.append((prefix + branch + node.name, _columns(node)))
             add_metadata(node, prefix + inner)
@@ -232,7 +296,8 @@ def render_tree(summary: FileSummary) -> str:
     add_metadata(summary.root, "")
     walk(summary.root, "")
     table = [columns for _, columns in lines if columns is not None]
-    label_width = max(len(label) for label, columns in lines if columns is not None)
+    # A file of groups and metadata alone has no variable lines, so no columns to align.
+    label_width = max((len(label) for label, columns in lines if columns is not None), default=0)
     widths = [max(len(row[i]) for row in [_HEADER, *table]) for i in range(len(_HEADER))]
     out = [f"{summary.file_name} ({origin}, {_size(summary.size_bytes)})"]
     if table:
@@ -252,7 +317,7 @@ def _row(columns: tuple[str, ...], widths: list[int]) -> str:
     )
 
 
-def _has_children(node: GroupSummary | VariableSummary) -> bool:
+def _has_children(node: NodeSummary) -> bool:
     return isinstance(node, GroupSummary) and bool(node.children)
 
 
@@ -286,7 +351,7 @@ def _short(value: Any, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _node_json(node: GroupSummary | VariableSummary) -> dict[str, Any]:
+def _node_json(node: NodeSummary) -> dict[str, Any]:
     if isinstance(node, GroupSummary):
         out: dict[str, Any] = {
             "path": node.path,
@@ -294,6 +359,8 @@ def _node_json(node: GroupSummary | VariableSummary) -> dict[str, Any]:
             "metadata": _plain(node.metadata),
             "children": [_node_json(child) for child in node.children],
         }
+    elif isinstance(node, UnboundSummary):
+        out = {"path": node.path, "type": "unbound", "metadata": _plain(node.metadata)}
     else:
         out = {
             "path": node.path,

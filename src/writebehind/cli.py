@@ -1,8 +1,10 @@
 """The ``writebehind`` command line: ``demo``, ``inspect``, ``read`` and ``recover``.
 
 Exit status: 0 on success, 1 when the file or path cannot be used (a missing file, a file
-that is not NetCDF, a path that holds nothing), 2 for a command line argparse rejects.
-Errors are one line on stderr, never a traceback.
+that is not NetCDF, a path that holds nothing), 2 for a command line argparse rejects and
+for no command at all (the help, listing the commands, goes to stderr then). Errors are one
+line on stderr, never a traceback; an unexpected one (a bug) shows its traceback only under
+``python -X dev``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -22,11 +25,19 @@ import pint
 from . import __version__
 from ._engine import EngineStats
 from ._errors import WriteBehindError
-from ._inspect import FileSummary, GroupSummary, VariableSummary, inspect_file, render_tree
+from ._inspect import (
+    FileSummary,
+    GroupSummary,
+    UnboundSummary,
+    VariableSummary,
+    inspect_file,
+    render_tree,
+)
 
 __all__ = ["main"]
 
 _USER_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, WriteBehindError)
+_NEGATIVE_INDEX = re.compile(r"-[\d:][\d:-]*")  # -1, -3:, -5:-2, -6::2
 
 
 class CommandError(Exception):
@@ -36,7 +47,10 @@ class CommandError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_index(sys.argv[1:] if argv is None else argv))
+    if getattr(args, "run", None) is None:  # no command: a usage error that lists them
+        parser.print_help(sys.stderr)
+        return 2
     try:
         return int(args.run(args))
     except CommandError as exc:
@@ -49,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("writebehind: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line still, and the traceback when asked for
+        if sys.flags.dev_mode:
+            raise
+        print(
+            f"writebehind: error: unexpected {type(exc).__name__}: {exc} (a bug in writebehind: "
+            "please report it; python -X dev -m writebehind ... shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "look inside a file, read a variable, recover a file a crash left.",
     )
     parser.add_argument("--version", action="version", version=f"writebehind {__version__}")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo",
@@ -127,6 +150,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_negative_index(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--index -3:`` written ``--index=-3:``.
+
+    argparse takes a word that starts with ``-`` for an option, so it refuses ``-3:`` as the
+    value of ``--index`` ("expected one argument"); joined with ``=``, any value is taken.
+    """
+    args = list(argv)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":  # the words after it are not options
+            out.extend(args[i:])
+            break
+        is_index = len(word) >= 3 and "--index".startswith(word)  # argparse allows --ind
+        if is_index and i + 1 < len(args) and _NEGATIVE_INDEX.fullmatch(args[i + 1]):
+            out.append(f"{word}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -159,6 +206,8 @@ def _summary(file_name: str) -> FileSummary:
         if isinstance(exc, IsADirectoryError | WriteBehindError):  # such as RecoveryError
             raise CommandError(str(exc)) from None
         reason = _reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
+        if isinstance(exc, PermissionError):
+            raise CommandError(f"cannot open {file_name!r}: {reason}") from None
         raise CommandError(f"{file_name!r} is not a NetCDF file ({reason})") from None
 
 
@@ -185,9 +234,14 @@ def _read(args: argparse.Namespace) -> int:
     if isinstance(node, GroupSummary):
         children = ", ".join(child.name for child in node.children) or "nothing"
         raise CommandError(f"{path!r} is a group, not a variable; it holds: {children}")
+    if isinstance(node, UnboundSummary):
+        names = ", ".join(node.metadata) or "nothing"
+        raise CommandError(f"nothing was written to {path!r}: it holds only metadata ({names})")
     try:
         with StorageInterface(NetCDFIODriver(args.file, "r")) as store:
             value = store[path].read(args.index)
+    except MemoryError:  # the driver refuses a read larger than the machine's memory
+        raise CommandError(_too_large(node)) from None
     except _USER_ERRORS as exc:
         raise CommandError(f"cannot read {path!r}: {_reason(exc)}") from None
     options: dict[str, Any] = {"threshold": sys.maxsize} if args.full else {}
@@ -197,6 +251,19 @@ def _read(args: argparse.Namespace) -> int:
     with np.printoptions(**options):
         print(format_value(value, labels=labels))
     return 0
+
+
+def _too_large(node: VariableSummary) -> str:
+    message = f"{node.path!r} is too large to read at once"
+    if node.entries is None:
+        return (
+            f"{message} ({_bytes(node.nbytes)}), and a fixed variable is read whole: "
+            "read parts of it with netCDF4"
+        )
+    return (
+        f"{message} ({node.entries} entries, {_bytes(node.nbytes)}): "
+        "read fewer entries at a time with --index START:STOP"
+    )
 
 
 def _missing(path: str, file_name: str, paths: dict[str, Any]) -> str:
@@ -271,6 +338,8 @@ def _recover(args: argparse.Namespace) -> int:
         report = recover(args.file, force=True)
     except WriteBehindError as exc:  # RecoveryError: moved aside, in use, damaged superblock
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # a directory, a file it may not read
+        raise CommandError(f"cannot recover {args.file!r}: {_reason(exc)}") from None
     print(json.dumps(report.summary(), indent=2) if args.json else report.describe())
     return 0 if report.readable_after else 1
 
@@ -287,28 +356,35 @@ def _demo(args: argparse.Namespace) -> int:
             f"{file_name!r} exists and was not written by the demo; "
             "choose another FILE or pass --overwrite"
         )
+    directory = os.path.dirname(os.path.abspath(file_name))
+    if not os.path.isdir(directory):  # netCDF4 would say "Permission denied"
+        raise CommandError(f"cannot create {file_name!r}: no such directory {directory!r}")
     parameters = DemoParameters(
         n_atoms=args.atoms,
         n_steps=args.steps,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
+    try:
+        store = StorageInterface(NetCDFIODriver(file_name, "w"))
+    except OSError as exc:
+        raise CommandError(f"cannot create {file_name!r}: {_reason(exc)}") from None
     print(
         f"writebehind demo: Langevin dynamics of {parameters.n_atoms} atoms, "
         f"{parameters.n_steps} steps, every step stored in {file_name}"
     )
     progress = ProgressBar(parameters.n_steps, sys.stderr)
     try:
-        store = StorageInterface(NetCDFIODriver(file_name, "w"))
-    except OSError as exc:
-        raise CommandError(f"cannot create {file_name!r}: {_reason(exc)}") from None
-    with store:
-        timings = run_demo(store, parameters, progress)
+        with store:
+            timings = run_demo(store, parameters, progress)
+            progress.close()
+            flush_started = time.perf_counter()
+            store.flush()
+            flushed = time.perf_counter() - flush_started
+            stats = store.stats()
+    except (WriteBehindError, OSError) as exc:  # BackgroundWriteError: a full disk, say
         progress.close()
-        flush_started = time.perf_counter()
-        store.flush()
-        flushed = time.perf_counter() - flush_started
-        stats = store.stats()
+        raise CommandError(f"the demo stopped: {exc}") from None
     per_call = 1e6 * timings.store_seconds / max(1, timings.store_calls)
     print(f"simulated {parameters.n_steps} steps in {timings.loop_seconds:.2f} s")
     print(
@@ -357,9 +433,9 @@ def format_stats(stats: EngineStats) -> str:
 def _bytes(n: float) -> str:
     if n < 1000:
         return f"{n:.0f} bytes"
-    for unit in ("kB", "MB", "GB"):
+    for unit in ("kB", "MB", "GB", "TB"):
         n /= 1000
-        if n < 1000 or unit == "GB":
+        if n < 1000 or unit == "TB":
             break
     return f"{n:.1f} {unit}"
 
