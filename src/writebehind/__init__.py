@@ -21,6 +21,7 @@ from ._async_store import (
 from ._engine import EngineStats, Handle
 from ._errors import (
     BackgroundWriteError,
+    ForkedStoreError,
     FormatError,
     ReadOnlyError,
     RecoveryError,
@@ -43,6 +44,7 @@ __all__ = [
     "AsyncStorageInterfaceDirVar",
     "BackgroundWriteError",
     "EngineStats",
+    "ForkedStoreError",
     "FormatError",
     "Handle",
     "NetCDFIODriver",

@@ -70,6 +70,7 @@ async def _until_done(future: Future[Any]) -> None:
 
 async def _result(engine: Engine, future: Future[Any]) -> Any:
     """The result of an engine future (raising what ``Engine.result`` raises), awaited."""
+    engine.check_not_forked()  # no writer would ever complete it
     await _until_done(future)
     return engine.result(future)
 
@@ -344,7 +345,8 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
     Entering it raises ``FileNotFoundError`` (mode ``'a'`` or ``'r'`` and no file) or
     ``OSError`` (not a NetCDF-4 file). A store that is never closed is flushed and closed when
-    it is garbage-collected and at interpreter exit.
+    it is garbage-collected and at interpreter exit. In a process forked from the one that
+    opened it, every call raises ``ForkedStoreError`` (the parent keeps the store).
     """
 
     def __init__(
@@ -375,6 +377,7 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
     async def _open(self) -> AsyncStorageInterface:
         core = self._core
+        core.engine.check_not_forked()  # before waiting for the open (no writer here)
         if core.opening is not None:
             await _until_done(core.opening)
             core.finish_open()  # the future is done: this does not block
@@ -422,6 +425,7 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
         """
         core = self._core
         engine = core.engine
+        engine.check_not_forked()  # before waiting for anything (no writer here)
         if core.opening is not None:
             await _until_done(core.opening)
             try:

@@ -71,6 +71,7 @@ class StoreCore:
         owner = getattr(storage_driver, "_owner", None)
         previous = owner() if owner is not None else None
         if previous is not None:
+            previous.check_not_forked()  # a forked child's copy is closing, never closed
             if not previous.closed:
                 raise ValueError(
                     f"the driver of {storage_driver.file_name!r} is already used by an open store"

@@ -23,6 +23,9 @@ appends into few large writes.
 A failed operation makes the engine *failed*: it stops applying data operations (they are
 counted as unwritten), and every later call raises :class:`BackgroundWriteError` with the
 original exception as its cause.
+
+A process made by ``fork()`` has a copy of every engine but none of their writer threads:
+there, every call on an engine raises :class:`ForkedStoreError` (see ``_fork``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import contextlib
 import json
 import logging
 import mmap
+import os
 import threading
 import time
 from collections import deque
@@ -40,7 +44,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._errors import BackgroundWriteError, StoreClosedError
+from . import _fork
+from ._errors import BackgroundWriteError, ForkedStoreError, StoreClosedError
 from .codecs.base import Layout
 from .codecs.metadata import TYPES_ATTR
 from .drivers.base import StorageIODriver
@@ -420,6 +425,8 @@ class Engine:
         self._closing = False
         self._closed = False
         self._error: BaseException | None = None
+        self.owner_pid = os.getpid()  # the process whose writer thread owns the file
+        self.forked = False  # this process is a fork of that one (see _forked_in_child)
         self._failed_op = ""
         self._failed_path = ""
         self._unwritten = 0
@@ -440,6 +447,7 @@ class Engine:
         self._thread = threading.Thread(
             target=self._run, name=f"writebehind-writer({driver.file_name})", daemon=True
         )
+        _fork.register(self)
         self._thread.start()
 
     # -- state checks --------------------------------------------------------------
@@ -452,11 +460,39 @@ class Engine:
         return self._error is not None
 
     def check_usable(self) -> None:
-        """Raise if the store is closed or failed. Call with or without the lock."""
-        if self._error is not None:
-            raise self._background_error()
-        if self._closing or self._closed:
+        """Raise if the store is closed, failed or forked. Call with or without the lock."""
+        # A forked engine is also closing: the hot path's check of _closing sends it here.
+        if self._error is not None or self._closing or self._closed:
+            self.check_not_forked()
+            if self._error is not None:
+                raise self._background_error()
             raise StoreClosedError(f"the store of {self.driver.file_name!r} is closed")
+
+    def check_not_forked(self) -> None:
+        """Raise ForkedStoreError in a forked child (before anything that would wait)."""
+        if self.forked:
+            raise ForkedStoreError(
+                f"the store of {self.driver.file_name!r} was opened in process "
+                f"{self.owner_pid}, and this process ({os.getpid()}) is a fork of it: the "
+                "store's writer thread is not here, and the file is the parent's. Open "
+                "stores after forking, each process on a file of its own (or start "
+                "processes with the 'spawn' or 'forkserver' method)"
+            )
+
+    def _forked_in_child(self) -> None:
+        """Make this copy of the engine, in a forked child, refuse every call at once.
+
+        Runs in the child's fork hook (see ``_fork``), which must take no lock: a thread of
+        the parent may have held one at the fork, so the engine gets new ones. A store closed
+        before the fork stays closed (``StoreClosedError``, and closing it again is allowed);
+        any other is forked, and also closing, which the append path already checks.
+        """
+        self._mutex = threading.Lock()
+        self.cond = threading.Condition(self._mutex)
+        self.lock = self.cond
+        if not self._closed:
+            self.forked = True
+            self._closing = True
 
     def _background_error(self) -> BackgroundWriteError:
         error = BackgroundWriteError(
@@ -765,6 +801,7 @@ class Engine:
         return self.result(self.call(name, fn, path))
 
     def result(self, future: Future[Any]) -> Any:
+        self.check_not_forked()  # no writer would ever complete it
         try:
             return future.result()
         except BackgroundWriteError:
@@ -839,6 +876,7 @@ class Engine:
 
     def close_future(self) -> Future[Any] | None:
         """Enqueue the final flush and close; None if already closed."""
+        self.check_not_forked()
         with self.cond:
             if self._closing or self._closed:
                 return None
@@ -870,7 +908,12 @@ class Engine:
             self._thread.join()
 
     def close_quietly(self) -> None:
-        """Close, logging instead of raising (for finalizers and failed opens)."""
+        """Close, logging instead of raising (for finalizers and failed opens).
+
+        Does nothing in a forked child: the parent closes the file.
+        """
+        if self.forked:
+            return
         try:
             self.close()
         except Exception:

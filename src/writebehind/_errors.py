@@ -7,6 +7,8 @@ The tree::
           ├── BackgroundWriteError         a queued operation failed on the writer thread;
           │                                the original exception is its ``__cause__``
           ├── StoreClosedError (+ValueError)   a call on a closed store
+          ├── ForkedStoreError (+RuntimeError) a call, in a forked child, on a store the
+          │                                    parent opened
           ├── FormatError (+ValueError)        the file holds something that cannot be
           │                                    decoded (damaged or edited bookkeeping)
           ├── RecoveryError (+OSError)         a file left by a crash could not be
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackgroundWriteError",
+    "ForkedStoreError",
     "FormatError",
     "ReadOnlyError",
     "RecoveryError",
@@ -59,6 +62,16 @@ class BackgroundWriteError(WriteBehindError):
 
 class StoreClosedError(WriteBehindError, ValueError):
     """The store (or its driver) was closed; open the file again to use it."""
+
+
+class ForkedStoreError(WriteBehindError, RuntimeError):
+    """A call, in a process made by ``fork()``, on a store that its parent opened.
+
+    The store's writer thread, which owns the file, stays in the parent: the child has
+    none, and must not write the file the parent is writing. Open stores after forking (in
+    each process that uses one, on a file of its own), or start processes with the
+    ``'spawn'`` or ``'forkserver'`` method. The message names the file and both processes.
+    """
 
 
 class ReadOnlyError(WriteBehindError, PermissionError):

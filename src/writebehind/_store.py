@@ -21,6 +21,10 @@ NodeT = TypeVar("NodeT", bound=NodeBase)
 
 
 def _finalize(core: StoreCore) -> None:
+    if core.engine.forked:
+        # A forked child (at its exit, or collecting the store): the store is the parent's,
+        # which flushes and closes it; this process has no writer to wait for.
+        return
     if on_writer_thread():
         # Collected on another store's writer thread, which holds the library lock that
         # this store's writer needs to close: closing here would deadlock. Close on a
@@ -62,7 +66,8 @@ class StoreBase(Generic[NodeT]):
         return sorted({*object.__dir__(self), *self._core.children("")})
 
     def __repr__(self) -> str:
-        state = "closed" if self._core.engine.closed else "open"
+        engine = self._core.engine
+        state = "forked" if engine.forked else "closed" if engine.closed else "open"
         return f"<{type(self).__name__} {self.file_name!r} ({state})>"
 
     # -- properties ---------------------------------------------------------------------
@@ -107,7 +112,8 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
         The file exists but is not a NetCDF-4 file.
 
     A store that is never closed is flushed and closed when it is garbage-collected and at
-    interpreter exit.
+    interpreter exit. In a process forked from the one that opened it, every call raises
+    ``ForkedStoreError`` (the parent keeps the store; the child exits without touching it).
     """
 
     def __init__(

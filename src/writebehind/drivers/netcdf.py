@@ -27,6 +27,7 @@ from typing import Any
 import netCDF4
 import numpy as np
 
+from .._fork import register_library
 from .._journal import IndexJournal
 from .._recovery import (
     RecoveryReport,
@@ -38,6 +39,7 @@ from .._recovery import (
 )
 from .._sidefiles import FILE_ID_ATTR, FileIdentity
 from ..codecs.base import Layout
+from ._descriptors import OpenFiles
 from ._legacy import LegacyDriverMixin
 from .base import NodeRecord, StorageIODriver
 
@@ -54,6 +56,10 @@ DIMENSION_NAME_BYTES = 248
 #: its thread-safe option) and netCDF4-python releases the GIL inside them, so two stores'
 #: writer threads in the library at once can corrupt it and crash the process.
 LIBRARY_LOCK = threading.RLock()
+#: The files netCDF has open for this process's drivers: a forked child writes none of them
+#: (and a fork waits for the writers to leave the library: see writebehind._fork).
+_OPEN_FILES = OpenFiles()
+register_library(LIBRARY_LOCK, _OPEN_FILES.after_fork_in_child)
 
 
 class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
@@ -103,6 +109,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if mode is None and not exists:
             return  # created on the first write: a read never makes an empty file
         if mode != "w":  # a file left by a crash (see _recovery); reading never writes
+            _OPEN_FILES.check_not_inherited(self._path)  # a fork's stale copy of it
             self.recovery = recover(self._path, write=mode != "r")
         self._open_dataset("w" if mode == "w" else ("r" if mode == "r" else "a"))
 
@@ -120,6 +127,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
                     f"({exc.strerror or exc})",
                 ) from exc
             raise
+        _OPEN_FILES.add(dataset, self._path)
         if mode == "w":
             self._directory_synced = False
         self._on_disk_consistent = True
@@ -223,6 +231,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             except RuntimeError:
                 _LEFT_OPEN[self._path] = dataset
                 raise
+        if dataset is not None:
+            _OPEN_FILES.discard(dataset)
         if self._rollback_kept:  # closing flushed the change the copy guarded
             drop_rollback_copy(self._path)
             self._rollback_kept = False
@@ -557,6 +567,7 @@ def _close_left_open(file_name: str) -> None:
     except RuntimeError as exc:
         _LEFT_OPEN[key] = dataset
         raise _library_error(exc, file_name, "closing (after an earlier failed close)", "") from exc
+    _OPEN_FILES.discard(dataset)
 
 
 def _library_error(exc: RuntimeError, file_name: str, operation: str, path: str) -> OSError:
