@@ -32,6 +32,7 @@ def _no_failures(trials: list[harness.Trial]) -> None:
     assert summary["lost_entries"] == 0, harness.failures(trials)
     assert summary["torn_entries"] == 0, harness.failures(trials)
     assert summary["unreadable_after_recovery"] == 0, harness.failures(trials)
+    assert summary["read_only_opens_that_wrote"] == 0, harness.failures(trials)
     # a child that continues a recovered file must be able to (it once could not append to
     # variable-length rows a kill left past the committed length)
     assert summary["child_errors"] == 0, harness.failures(trials)

@@ -21,6 +21,7 @@ from ._async_store import (
 from ._engine import EngineStats, Handle
 from ._errors import (
     BackgroundWriteError,
+    DamagedDataError,
     ForkedStoreError,
     FormatError,
     ReadOnlyError,
@@ -43,6 +44,7 @@ __all__ = [
     "AsyncStorageInterface",
     "AsyncStorageInterfaceDirVar",
     "BackgroundWriteError",
+    "DamagedDataError",
     "EngineStats",
     "ForkedStoreError",
     "FormatError",

@@ -9,6 +9,8 @@ The tree::
           ├── StoreClosedError (+ValueError)   a call on a closed store
           ├── ForkedStoreError (+RuntimeError) a call, in a forked child, on a store the
           │                                    parent opened
+          ├── DamagedDataError (+OSError)      entries whose bytes in the file are not
+          │                                    the ones written (a checksum mismatch)
           ├── FormatError (+ValueError)        the file holds something that cannot be
           │                                    decoded (damaged or edited bookkeeping)
           ├── RecoveryError (+OSError)         a file left by a crash could not be
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackgroundWriteError",
+    "DamagedDataError",
     "ForkedStoreError",
     "FormatError",
     "ReadOnlyError",
@@ -114,3 +117,15 @@ class TruncatedFileError(RecoveryError):
         super().__init__(message, report=report)
         self.size = size
         self.expected_size = expected_size
+
+
+class DamagedDataError(WriteBehindError, OSError):
+    """Entries whose bytes in the file are not the ones written: their chunk fails its
+    checksum (a damaged disk or copy, a file cut short and extended). Never returned as
+    values; ``path`` names the variable and ``entries`` the ``(start, stop)`` ranges hit.
+    """
+
+    def __init__(self, message: str, *, path: str, entries: list[tuple[int, int]]):
+        super().__init__(message)
+        self.path = path
+        self.entries = entries

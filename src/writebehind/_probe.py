@@ -16,6 +16,7 @@ __all__ = [
     "clear_vlen_rows",
     "object_header_addresses",
     "probe",
+    "reseal_chunks",
 ]
 
 PROBE_TIMEOUT_SECONDS = 60.0
@@ -221,6 +222,136 @@ def clear_vlen_rows(path: str, committed: dict[str, int]) -> str:
         return f"shrinking it failed: {tail[0]}"
     failed = json.loads(lines[-1])["failed"]
     return f"failed: {', '.join(failed)}" if failed else ""
+
+
+# -- resealing the chunks a killed flush may have been rewriting -----------------------------
+# A numeric appendable variable's chunks carry HDF5's Fletcher32 checksum. A flush rewrites
+# the chunk holding the first row past the committed length in place, and a kill in that
+# write (the kernel stops a large write between pages on SIGKILL) leaves old and new bytes
+# in it: the rows below the committed length have the same bytes in both, but the checksum
+# fits neither, so they would be unreadable, and the next append (which reads the chunk to
+# merge into it) would fail. So, in a file a killed writer left, every chunk from that one
+# on is read, and one that fails its checksum is read again without the check and written
+# back: HDF5 computes its checksum anew, in place (a chunk of the same size keeps its
+# address). Chunks below it were complete before the last flush and are never rewritten:
+# their checksums still catch damage.
+_RESEAL = (
+    _LOAD_HDF5
+    + r"""
+h5.H5Dopen2.restype = hid
+h5.H5Dopen2.argtypes = [hid, ctypes.c_char_p, hid]
+for name in ("H5Dget_space", "H5Dget_type", "H5Dget_create_plist"):
+    getattr(h5, name).restype = hid
+    getattr(h5, name).argtypes = [hid]
+h5.H5Sget_simple_extent_dims.argtypes = [hid, ctypes.POINTER(size), ctypes.POINTER(size)]
+h5.H5Pget_chunk.argtypes = [hid, ctypes.c_int, ctypes.POINTER(size)]
+h5.H5Tget_size.restype = ctypes.c_size_t
+h5.H5Tget_size.argtypes = [hid]
+h5.H5Screate_simple.restype = hid
+h5.H5Screate_simple.argtypes = [ctypes.c_int, ctypes.POINTER(size), ctypes.POINTER(size)]
+h5.H5Sselect_hyperslab.argtypes = [hid, ctypes.c_int, ctypes.POINTER(size),
+                                   ctypes.POINTER(size), ctypes.POINTER(size), ctypes.POINTER(size)]
+for name in ("H5Dread", "H5Dwrite"):
+    getattr(h5, name).argtypes = [hid, hid, hid, hid, hid, ctypes.c_void_p]
+h5.H5Pcreate.restype = hid
+h5.H5Pcreate.argtypes = [hid]
+h5.H5Pset_edc_check.argtypes = [hid, ctypes.c_int]
+h5.H5Dget_chunk_info_by_coord.argtypes = [hid, ctypes.POINTER(size), ctypes.POINTER(ctypes.c_uint),
+                                          ctypes.POINTER(size), ctypes.POINTER(size)]
+for name in ("H5Sclose", "H5Dclose", "H5Tclose", "H5Pclose"):
+    getattr(h5, name).argtypes = [hid]
+committed = {}  # the checksummed appendable variables, and their committed rows
+try:
+    with netCDF4.Dataset(sys.argv[1], "r") as ds:
+        groups = [("", ds)]
+        while groups:
+            prefix, group = groups.pop()
+            groups.extend((prefix + name + "/", g) for name, g in group.groups.items())
+            for name, var in group.variables.items():
+                if "writebehind_length" in var.ncattrs() and var.filters().get("fletcher32"):
+                    committed[prefix + name] = int(var.getncattr("writebehind_length"))
+except Exception as exc:  # the probe says what is wrong with such a file
+    print(json.dumps({"resealed": {}, "failed": [], "skipped": repr(exc)}))
+    sys.exit(0)
+no_check = h5.H5Pcreate(ctypes.c_int64.in_dll(h5, "H5P_CLS_DATASET_XFER_ID_g"))
+h5.H5Pset_edc_check(no_check, 0)  # H5Z_DISABLE_EDC: read a chunk whatever its checksum
+file = h5.H5Fopen(sys.argv[1].encode(), 1, 0)  # H5F_ACC_RDWR, H5P_DEFAULT
+if file < 0:
+    sys.exit("H5Fopen failed")
+resealed, failed = {}, []
+for path, length in committed.items():
+    dataset = h5.H5Dopen2(file, dataset_path(file, path), 0)
+    if dataset < 0:
+        failed.append(path)
+        continue
+    space = h5.H5Dget_space(dataset)
+    dims, maxdims = (size * 32)(), (size * 32)()
+    rank = h5.H5Sget_simple_extent_dims(space, dims, maxdims)
+    plist = h5.H5Dget_create_plist(dataset)
+    chunk = (size * 32)()
+    h5.H5Pget_chunk(plist, 32, chunk)
+    h5.H5Pclose(plist)
+    dtype = h5.H5Dget_type(dataset)
+    row_bytes = h5.H5Tget_size(dtype)
+    for axis in range(1, rank):
+        row_bytes *= dims[axis]
+    rows = max(1, chunk[0])
+    first = length // rows * rows
+    while first < dims[0]:
+        offset = (size * 32)(*([first] + [0] * (rank - 1)))
+        address, mask, nbytes = size(), ctypes.c_uint(), size()
+        if h5.H5Dget_chunk_info_by_coord(dataset, offset, ctypes.byref(mask),
+                                         ctypes.byref(address), ctypes.byref(nbytes)) < 0:
+            failed.append(path)
+            break
+        if address.value == (1 << 64) - 1:  # never written: nothing to reseal
+            first += rows
+            continue
+        count = (size * 32)(*([min(rows, dims[0] - first)] + list(dims[1:rank])))
+        memory = h5.H5Screate_simple(rank, count, None)
+        h5.H5Sselect_hyperslab(space, 0, offset, None, count, None)  # H5S_SELECT_SET
+        buffer = ctypes.create_string_buffer(max(1, count[0] * row_bytes))
+        if h5.H5Dread(dataset, dtype, memory, space, 0, buffer) < 0:
+            if (h5.H5Dread(dataset, dtype, memory, space, no_check, buffer) < 0
+                    or h5.H5Dwrite(dataset, dtype, memory, space, no_check, buffer) < 0):
+                failed.append(path)
+            else:
+                resealed[path] = resealed.get(path, 0) + 1
+        h5.H5Sclose(memory)
+        first += rows
+    h5.H5Tclose(dtype)
+    h5.H5Sclose(space)
+    h5.H5Dclose(dataset)
+h5.H5Pclose(no_check)
+if h5.H5Fclose(file) < 0:
+    failed.append("(closing the file)")
+print(json.dumps({"resealed": resealed, "failed": failed}))
+"""
+)
+
+
+def reseal_chunks(path: str) -> tuple[dict[str, int], str]:
+    """Reseal the chunks past the committed length of every checksummed variable of
+    ``path`` (see _RESEAL); the chunks resealed per variable, and what failed ('' if
+    nothing)."""
+    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _RESEAL, path],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {}, "HDF5 hung resealing it"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return {}, f"resealing failed: {tail[0]}"
+    result = json.loads(lines[-1])
+    failed = result["failed"]
+    return dict(result["resealed"]), f"failed: {', '.join(failed)}" if failed else ""
 
 
 # -- where the object headers are ------------------------------------------------------------

@@ -41,7 +41,7 @@ from typing import Any, NoReturn
 
 from ._errors import RecoveryError, RecoveryNeededError, TruncatedFileError
 from ._journal import journal_path, load_journal, nodes_differ, write_back
-from ._probe import ProbeResult, clear_vlen_rows, probe
+from ._probe import ProbeResult, clear_vlen_rows, probe, reseal_chunks
 from ._sidefiles import (
     FILE_ID_ATTR,
     NEW_SUFFIX,
@@ -95,6 +95,8 @@ class RecoveryReport:
     cut_rows: dict[str, int] = field(default_factory=dict)  # variable-length rows removed
     cut_error: str = ""  # why they could not be removed
     index_nodes_restored: int = 0  # chunk-index nodes put back from the undo journal
+    resealed_chunks: dict[str, int] = field(default_factory=dict)  # torn by a killed flush
+    reseal_error: str = ""  # why chunks could not be resealed
 
     @property
     def recovered(self) -> bool:
@@ -121,6 +123,8 @@ class RecoveryReport:
             "cut_rows": dict(self.cut_rows),
             "cut_error": self.cut_error,
             "index_nodes_restored": self.index_nodes_restored,
+            "resealed_chunks": dict(self.resealed_chunks),
+            "reseal_error": self.reseal_error,
         }
 
     def describe(self) -> str:
@@ -149,6 +153,13 @@ class RecoveryReport:
                 f"{self.old_eof} -> {self.new_eof} (file size {self.file_size}), open-for-"
                 f"writing flags cleared; original bytes {self.original_superblock.hex()}"
             )
+        for path, chunks in sorted(self.resealed_chunks.items()):
+            lines.append(
+                f"  {path}: {chunks} chunk(s) an interrupted flush was rewriting resealed "
+                "(their checksum written anew; the flushed rows in them are unchanged)"
+            )
+        if self.reseal_error:
+            lines.append(f"  could not reseal chunks past the last flush ({self.reseal_error})")
         for path, rows in sorted(self.uncommitted_rows.items()):
             lines.append(f"  {path}: {rows} row(s) past the last flush ignored")
         for path, rows in sorted(self.cut_rows.items()):
@@ -298,12 +309,13 @@ def _recover_locked(
     # covers what the file holds, and the id proves which side files are the file's.
     _repair_superblock(fd, superblock, size, report)
     after = probe(path)
+    changed = False
     journal = load_journal(path)
     if journal is not None and journal[0].proves(fd, after.file_id):
         records = journal[1]
         if nodes_differ(fd, records):
             report.index_nodes_restored = write_back(path, fd, records)
-            after = probe(path)
+            changed = True
     elif os.path.exists(journal_path(path)):
         logger.warning(
             "writebehind: %s: ignored %s: %s",
@@ -313,6 +325,9 @@ def _recover_locked(
         )
     with contextlib.suppress(FileNotFoundError):
         os.unlink(journal_path(path))
+    report.resealed_chunks, report.reseal_error = reseal_chunks(path)
+    if changed or report.resealed_chunks:
+        after = probe(path)
     report.readable_after = after.ok
     report.uncommitted_rows = after.uncommitted_rows
     report.probe_error = report.probe_error or after.error

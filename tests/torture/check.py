@@ -4,7 +4,10 @@ Usage: ``python check.py PATH ACKED_JSON`` (``{"path": entries acknowledged, ...
 
 1. ``plain_before``: whether plain netCDF4 (no writebehind) opens the file as the crash
    left it and reads every variable's committed rows;
-2. opens it with writebehind read-only (which recovers it), reads every variable and
+2. opens it with writebehind read-only, which must change no byte of it (``read_only_wrote``
+   otherwise) and either reads it as it is or refuses (``read_only_refused``); after a
+   refusal, recovers it (``writebehind.recover``) and opens it read-only; reads every
+   variable and
    compares each entry bit for bit with :func:`workload.entry`: acknowledged entries that are
    missing or differ are *lost*; unacknowledged entries that are present but differ are
    *torn* (a half-written or fill-value row: must never happen either);
@@ -13,6 +16,7 @@ Usage: ``python check.py PATH ACKED_JSON`` (``{"path": entries acknowledged, ...
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -57,21 +61,43 @@ def plain_readable_in_subprocess(path: str) -> str:
     return str(json.loads(done.stdout)["error"])
 
 
+def _snapshot(path: str) -> dict[str, str]:
+    """The digest of the file and of each file beside it that belongs to it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    out = {}
+    for entry in sorted(os.listdir(directory)):
+        if entry == name or entry.startswith(name + "."):
+            with open(os.path.join(directory, entry), "rb") as file:
+                out[entry] = hashlib.sha256(file.read()).hexdigest()
+    return out
+
+
 def check(path: str, acked_by_path: dict[str, int]) -> dict[str, Any]:
     result: dict[str, Any] = {"lost": 0, "torn": 0, "lengths": {}}
     import writebehind  # here: the plain check in its own process does without it
 
     exists = os.path.exists(path)
     result["plain_before"] = plain_readable_in_subprocess(path) if exists else "missing"
+    before = _snapshot(path)
     try:
-        store = writebehind.open(path, "r")
+        try:
+            store = writebehind.open(path, "r")
+        except writebehind.RecoveryNeededError:
+            result["read_only_refused"] = True
+            result["read_only_wrote"] = _snapshot(path) != before
+            result["recovery"] = writebehind.recover(path).summary()
+            store = writebehind.open(path, "r")
+        else:
+            result["read_only_wrote"] = _snapshot(path) != before
     except Exception as exc:
         result["open_error"] = repr(exc)[:500]
         result["lost"] = sum(acked_by_path.values())
         return result
     try:
-        recovery = store.storage_driver.recovery  # type: ignore[attr-defined]
-        result["recovery"] = recovery.summary() if recovery is not None else None
+        if "recovery" not in result:
+            recovery = store.storage_driver.recovery  # type: ignore[attr-defined]
+            result["recovery"] = recovery.summary() if recovery is not None else None
         for path_ in VARIABLES:
             acked = acked_by_path.get(path_, 0)
             try:

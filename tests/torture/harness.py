@@ -74,6 +74,11 @@ class Trial:
         return bool(self.check.get("plain_after")) or "open_error" in self.check
 
     @property
+    def read_only_wrote(self) -> bool:
+        """A read-only open changed the file or its side files (it must never)."""
+        return bool(self.check.get("read_only_wrote"))
+
+    @property
     def moved_aside(self) -> bool:
         return "moved aside" in str(self.check.get("open_error", ""))
 
@@ -312,6 +317,8 @@ def summarize(trials: list[Trial]) -> dict[str, Any]:
         "superblock_repairs": sum(t.superblock_repaired for t in trials),
         "child_errors": sum(bool(t.child_error) for t in trials),
         "moved_aside": sum(t.moved_aside for t in trials),
+        "read_only_opens_that_wrote": sum(t.read_only_wrote for t in trials),
+        "read_only_opens_refused": sum(bool(t.check.get("read_only_refused")) for t in trials),
         "killed_before_the_file_existed": sum(t.never_created for t in trials),
     }
 
@@ -322,5 +329,9 @@ def failures(trials: list[Trial]) -> list[str]:
     return [
         f"{t.name}: acked={t.acked} {json.dumps(t.check)} {t.child_error}"
         for t in trials
-        if t.lost or t.torn or (t.unreadable_after and t.acknowledged) or t.child_error
+        if t.lost
+        or t.torn
+        or (t.unreadable_after and t.acknowledged)
+        or t.child_error
+        or t.read_only_wrote
     ]

@@ -27,6 +27,7 @@ from typing import Any
 import netCDF4
 import numpy as np
 
+from .._errors import DamagedDataError
 from .._fork import register_library
 from .._journal import IndexJournal
 from .._recovery import (
@@ -75,8 +76,17 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
 
     library_lock = LIBRARY_LOCK
 
-    def __init__(self, file_name: str | bytes | os.PathLike[Any], access_mode: str | None = None):
+    def __init__(
+        self,
+        file_name: str | bytes | os.PathLike[Any],
+        access_mode: str | None = None,
+        *,
+        checksums: bool = True,
+    ):
         super().__init__(file_name, access_mode)
+        #: Whether the numeric appendable variables this driver creates carry HDF5's
+        #: Fletcher32 checksum per chunk, verified on every read (see _read_damage).
+        self.checksums = checksums
         self._dataset: netCDF4.Dataset | None = None
         self._nodes: dict[str, Any] = {}  # path -> netCDF4 Group or Variable
         self._bytes_type: Any = None
@@ -282,7 +292,13 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             dims.append(_new_dimension(group, f"{name}_axis{axis}", size))
         chunks = _chunk_shape(layout) if appendable else None
         variable = group.createVariable(
-            name, self._datatype(layout), tuple(dims), chunksizes=chunks, fill_value=False
+            name,
+            self._datatype(layout),
+            tuple(dims),
+            chunksizes=chunks,
+            fill_value=False,
+            # a chunk's bytes are checked on read: damage is an error, never wrong values
+            fletcher32=self.checksums and chunks is not None and layout.storage == "numeric",
         )
         variable.set_auto_maskandscale(False)
         variable.set_always_mask(False)
@@ -352,10 +368,24 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if count == 0 or 0 in shape:
             return np.empty((count, *shape), dtype=variable.dtype)
         self._refuse_beyond_memory(path, (count, *shape), variable)
-        if step < 0:  # netCDF4 reads [1:-1:-1] as up to the last entry: nothing
-            lowest = start + (count - 1) * step
-            return variable[lowest : start + 1 : -step][::-1]
-        return variable[start:stop:step]
+        try:
+            if step < 0:  # netCDF4 reads [1:-1:-1] as up to the last entry: nothing
+                lowest = start + (count - 1) * step
+                return variable[lowest : start + 1 : -step][::-1]
+            return variable[start:stop:step]
+        except RuntimeError as exc:
+            lowest, highest = sorted((start, start + (count - 1) * step))
+            damaged = _damaged_entries(variable, lowest, highest + 1)
+            if not damaged:
+                raise
+            raise DamagedDataError(
+                f"entries {_ranges(damaged)} of {path!r} in {self._file_name!r} are damaged: "
+                "the bytes in the file are not the ones written (their checksum does not "
+                "match). Other entries read correctly; restore the file from a copy to get "
+                "these back",
+                path=path,
+                entries=damaged,
+            ) from exc
 
     def read_value(self, path: str) -> Any:
         variable = self._node(path)
@@ -381,6 +411,30 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
                 f"reading {path!r} of {self._file_name!r} needs {nbytes} bytes, more than "
                 f"this machine's memory: read it in slices (read(slice(start, stop)))"
             )
+
+
+def _damaged_entries(variable: Any, start: int, stop: int) -> list[tuple[int, int]]:
+    """The entry ranges of ``variable`` in [start, stop) whose chunks fail their checksum
+    (HDF5's Fletcher32 filter); [] if it has none or every chunk reads."""
+    if not variable.filters().get("fletcher32"):
+        return []
+    chunking = variable.chunking()
+    rows = chunking[0] if isinstance(chunking, list) and chunking else 1
+    damaged: list[tuple[int, int]] = []
+    for first in range(start - start % rows, stop, rows):
+        low, high = max(first, start), min(first + rows, stop)
+        try:
+            variable[low:high]
+        except RuntimeError:
+            if damaged and damaged[-1][1] == low:
+                damaged[-1] = (damaged[-1][0], high)
+            else:
+                damaged.append((low, high))
+    return damaged
+
+
+def _ranges(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{a}" if b == a + 1 else f"{a}-{b - 1}" for a, b in ranges)
 
 
 def resolve_file_path(file_name: str) -> str:
