@@ -17,8 +17,10 @@ What a crash leaves, and what is done about it (docs/durability.md tells the who
 - Rows of variable-length variables past the committed length are cleared (they can point
   to heap objects the kill kept from the file, which would make the next append fail).
 - A flush that changes the file's structure (a new group, variable or attribute) can leave
-  it unreadable; the driver keeps a *rollback copy* from before such a change until the
-  next sync completes, and recovery puts it back.
+  it unreadable; the driver keeps the pre-images of the file's metadata from before such a
+  change until the next sync completes (``_metajournal``), and recovery writes them back;
+  where that journal would be too large, a whole *rollback copy*, which recovery puts back
+  if the file is unreadable.
 - Whether a file is readable is decided by opening it with netCDF4 in a *subprocess* with a
   timeout, because a damaged HDF5 file can hang or crash the library (``_probe``).
 - A file that stays unreadable is moved aside under a new name (never overwritten, never
@@ -38,6 +40,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from . import _metajournal
 from ._errors import RecoveryError
 from ._journal import apply_journal, journal_path
 from ._probe import ProbeResult, clear_vlen_rows, probe
@@ -85,6 +88,7 @@ class RecoveryReport:
     cut_rows: dict[str, int] = field(default_factory=dict)  # variable-length rows removed
     cut_error: str = ""  # why they could not be removed
     index_nodes_restored: int = 0  # chunk-index nodes put back from the undo journal
+    metadata_restored: int = 0  # metadata ranges put back from the metadata journal
 
     @property
     def recovered(self) -> bool:
@@ -111,6 +115,7 @@ class RecoveryReport:
             "cut_rows": dict(self.cut_rows),
             "cut_error": self.cut_error,
             "index_nodes_restored": self.index_nodes_restored,
+            "metadata_restored": self.metadata_restored,
         }
 
     def describe(self) -> str:
@@ -128,6 +133,11 @@ class RecoveryReport:
             lines = [f"{self.path}: left open by a process that did not close it (a crash?)"]
         if self.probe_error:
             lines.append(f"  netCDF4 could not read it: {self.probe_error}")
+        if self.metadata_restored:
+            lines.append(
+                "  a flush changing its structure was interrupted: its metadata was restored "
+                f"as the last completed flush left it ({self.metadata_restored} ranges)"
+            )
         if self.index_nodes_restored:
             lines.append(
                 f"  {self.index_nodes_restored} chunk-index node(s) an interrupted flush may "
@@ -205,6 +215,15 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
     try:
         superblock = read_superblock(path)
     except RecoveryError as exc:
+        if _metajournal.exists(path):  # the superblock's pre-image is in the journal
+            with _exclusive(path) as fd:
+                if fd is None:
+                    raise _in_use(path) from exc
+                restored = _metajournal.apply(path, fd)
+            if restored:
+                report = recover(path, force=force)
+                report.metadata_restored = restored
+                return report
         # A flush writes the superblock in one small write, so a kill cannot leave a bad
         # checksum: this damage has another cause. Roll back if a copy was taken before an
         # interrupted flush; otherwise leave the file as it is and say why it cannot open.
@@ -236,6 +255,7 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
             drop_rollback_copy(path)
         with contextlib.suppress(FileNotFoundError):  # stale too
             os.unlink(journal_path(path, os.stat(path).st_ino))
+        _metajournal.discard(path)  # stale too: the close completed the flush it guarded
         return report
     with _exclusive(path) as fd:
         if fd is None:
@@ -249,6 +269,11 @@ def recover(path: str, *, force: bool = False) -> RecoveryReport:
             report.readable_before = before.ok
             report.probe_error = before.error
         if not clean:
+            # an interrupted flush that changed the structure: put back its metadata
+            report.metadata_restored = _metajournal.apply(path, fd)
+            if report.metadata_restored:
+                superblock = read_superblock(path) or superblock  # its pre-image now
+                report.old_eof = report.new_eof = superblock.eof_in_file
             # an interrupted flush: put back the chunk-index nodes it may have rewritten
             report.index_nodes_restored = apply_journal(path, fd)
             _repair_superblock(fd, superblock, size, report)
