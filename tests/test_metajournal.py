@@ -290,3 +290,57 @@ def test_closing_deletes_the_side_file(nc_path):
     finally:
         dataset.close()
     assert not list(nc_path.parent.glob("*.writebehind-meta-*"))
+
+
+# -- in the store ------------------------------------------------------------------------------
+# Flushes 10 entries, then kills itself in the next flush, which creates a group and a
+# variable, once that flush's sync wrote everything and before it voided the journal.
+_KILLED_IN_A_STRUCTURAL_FLUSH = """
+import os, signal, sys
+import numpy as np
+import writebehind
+from writebehind import _metajournal
+store = writebehind.open(sys.argv[1])
+for i in range(10):
+    store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
+store.flush()
+def void(self, durable):
+    os.kill(os.getpid(), signal.SIGKILL)
+_metajournal.MetadataJournal.void = void
+for i in range(10, 12):
+    store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
+store.checkpoints.state.append(np.arange(4))
+store.attrs["title"] = "a run"
+store.flush()
+"""
+
+
+def test_a_store_killed_in_a_structural_flush_gets_its_last_flush_back(nc_path):
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_IN_A_STRUCTURAL_FLUSH, str(nc_path)], timeout=120
+    )
+    assert done.returncode == -9
+    assert not list(nc_path.parent.glob("*.writebehind-rollback*"))  # the journal guarded it
+    import writebehind
+
+    with writebehind.open(nc_path, "r") as store:
+        report = store.storage_driver.recovery
+        assert report is not None and report.metadata_restored > 0
+        assert "checkpoints" not in store
+        assert store.traj.positions.read()[:, 0, 0].tolist() == list(range(10))
+    assert not list(nc_path.parent.glob("*.writebehind-meta-*"))
+
+
+def test_a_structural_flush_in_the_store_keeps_a_journal_not_a_copy(nc_path):
+    import writebehind
+
+    with writebehind.open(nc_path, "w") as store:
+        store.x.append(1.0)
+        store.flush()
+        driver = store.storage_driver
+        store.y.append(2.0)
+        store.flush()
+        assert driver._metadata_journal.last_size > 0
+        assert not driver._rollback_kept and not driver._metadata_saved
+        assert list(nc_path.parent.glob("*.writebehind-meta-*"))  # kept open, voided
+    assert not list(nc_path.parent.glob("*.writebehind-*"))
