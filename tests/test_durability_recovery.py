@@ -362,20 +362,36 @@ def test_a_durable_flush_of_a_new_file_fsyncs_its_directory_once(nc_path, monkey
     assert calls == [str(nc_path.parent)]
 
 
-def test_a_rollback_copy_is_fsynced_once_durable_entries_are_at_stake(nc_path, monkeypatch):
+@pytest.mark.parametrize("guard", ["metadata journal", "rollback copy"])
+def test_the_structure_guard_is_fsynced_once_durable_entries_are_at_stake(
+    nc_path, monkeypatch, guard
+):
     # A file the store created holds nothing a durable flush acknowledged until its first
-    # durable flush: its rollback copies need not survive a power loss until then. After
-    # it, and in a file opened to continue it, they must.
+    # durable flush: what guards its structural flushes (the metadata journal, or the
+    # rollback copy where the journal would be too large) need not survive a power loss
+    # until then. After it, and in a file opened to continue it, it must.
+    from writebehind import _metajournal
     from writebehind.drivers import netcdf
 
-    copies: list[bool] = []
+    saves: list[tuple[str, bool]] = []
     real_copy = netcdf.keep_rollback_copy
+    real_save = _metajournal.MetadataJournal.save
 
     def keep_rollback_copy(path: str, durable: bool, identity: object) -> str:
-        copies.append(durable)
+        saves.append(("copy", durable))
         return real_copy(path, durable, identity)
 
+    def save(self: _metajournal.MetadataJournal, durable: bool) -> bool:
+        saved = real_save(self, durable)
+        if saved:
+            saves.append(("journal", durable))
+        return saved
+
     monkeypatch.setattr(netcdf, "keep_rollback_copy", keep_rollback_copy)
+    monkeypatch.setattr(_metajournal.MetadataJournal, "save", save)
+    if guard == "rollback copy":
+        monkeypatch.setattr(_metajournal, "JOURNAL_LIMIT_BYTES", 0)
+    kind = "journal" if guard == "metadata journal" else "copy"
     with writebehind.open(nc_path, "w") as store:
         store.x.append(1.0)
         store.flush()
@@ -383,13 +399,14 @@ def test_a_rollback_copy_is_fsynced_once_durable_entries_are_at_stake(nc_path, m
         store.flush(durable=True)
         store.z.append(1.0)
         store.flush()
-    assert copies == [False, False, True]
-    copies.clear()
+    assert saves == [(kind, False), (kind, False), (kind, True)]
+    saves.clear()
     with writebehind.open(nc_path, "a") as store:
         store.w.append(1.0)
         store.flush()
         assert store.x.read().tolist() == [1.0]
-    assert copies == [True]
+    assert saves == [(kind, True)]
+    assert not list(nc_path.parent.glob("*.writebehind-*"))  # none left after the close
 
 
 # -- writebehind recover ----------------------------------------------------------------------

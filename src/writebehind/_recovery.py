@@ -17,8 +17,10 @@ What a crash leaves, and what is done about it (docs/durability.md tells the who
 - Rows of variable-length variables past the committed length are cleared (they can point
   to heap objects the kill kept from the file, which would make the next append fail).
 - A flush that changes the file's structure (a new group, variable or attribute) can leave
-  it unreadable; the driver keeps a *rollback copy* from before such a change until the
-  next sync completes, and recovery puts it back.
+  it unreadable; the driver keeps the pre-images of the file's metadata from before such a
+  change until the next sync completes (``_metajournal``), and recovery writes them back;
+  where that journal would be too large, a whole *rollback copy*, which recovery puts back
+  if the file is unreadable.
 - Whether a file is readable is decided by opening it with netCDF4 in a *subprocess* with a
   timeout, because a damaged HDF5 file can hang or crash the library (``_probe``).
 - A file that stays unreadable is moved aside under a new name (never overwritten, never
@@ -39,6 +41,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from . import _metajournal
 from ._errors import RecoveryError, RecoveryNeededError, TruncatedFileError
 from ._journal import journal_path, load_journal, nodes_differ, write_back
 from ._probe import ProbeResult, clear_vlen_rows, probe, reseal_chunks
@@ -95,6 +98,7 @@ class RecoveryReport:
     cut_rows: dict[str, int] = field(default_factory=dict)  # variable-length rows removed
     cut_error: str = ""  # why they could not be removed
     index_nodes_restored: int = 0  # chunk-index nodes put back from the undo journal
+    metadata_restored: int = 0  # metadata ranges put back from the metadata journal
     resealed_chunks: dict[str, int] = field(default_factory=dict)  # torn by a killed flush
     reseal_error: str = ""  # why chunks could not be resealed
 
@@ -123,6 +127,7 @@ class RecoveryReport:
             "cut_rows": dict(self.cut_rows),
             "cut_error": self.cut_error,
             "index_nodes_restored": self.index_nodes_restored,
+            "metadata_restored": self.metadata_restored,
             "resealed_chunks": dict(self.resealed_chunks),
             "reseal_error": self.reseal_error,
         }
@@ -142,6 +147,16 @@ class RecoveryReport:
             lines = [f"{self.path}: left open by a process that did not close it (a crash?)"]
         if self.probe_error:
             lines.append(f"  netCDF4 could not read it: {self.probe_error}")
+        if self.metadata_restored:
+            lines.append(
+                "  a flush changing its structure was interrupted: its metadata was restored "
+                f"as the last completed flush left it ({self.metadata_restored} ranges)"
+            )
+        if self.metadata_restored:
+            lines.append(
+                "  a flush changing its structure was interrupted: its metadata was restored "
+                f"as the last completed flush left it ({self.metadata_restored} ranges)"
+            )
         if self.index_nodes_restored:
             lines.append(
                 f"  {self.index_nodes_restored} chunk-index node(s) an interrupted flush may "
@@ -245,11 +260,19 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
         # A flush writes the superblock in one small write, so a kill cannot leave a bad
         # checksum: this damage has another cause. Roll back if a copy taken before an
         # interrupted flush proves to be this file's; otherwise leave the file as it is.
-        if write and os.path.exists(rollback_path(path)):
+        meta = _metajournal.load(path) if write else None
+        if write and (meta is not None or os.path.exists(rollback_path(path))):
             report = RecoveryReport(path, clean=False, file_size=size, probe_error=str(exc))
             with _exclusive(path) as fd:
                 if fd is None:
                     raise _in_use(path) from exc
+                if meta is not None and meta[0].proves(fd, None):
+                    # the superblock's pre-image is in the journal
+                    restored = _metajournal.write_back(path, fd, meta[1])
+                    os.unlink(_metajournal.journal_path(path))
+                    report = recover(path, force=force)
+                    report.metadata_restored = restored
+                    return report
                 if _rollback_identity(path, fd, None):
                     return _roll_back(path, report, str(exc))
         raise
@@ -305,11 +328,27 @@ def _recover_locked(
         before = probe(path)
         report.readable_before = before.ok
         report.probe_error = before.error
-    # The superblock first: netCDF4 reads the file's id only once its end of allocation
+    # A structural flush that was interrupted: put its metadata back first, when the inode
+    # proves the journal is this file's (the file's id may not be readable before).
+    meta = _metajournal.load(path)
+    if meta is not None and meta[0].proves(fd, None):
+        superblock = _restore_metadata(path, fd, meta[1], report) or superblock
+        meta = None
+    # Then the superblock: netCDF4 reads the file's id only once its end of allocation
     # covers what the file holds, and the id proves which side files are the file's.
-    _repair_superblock(fd, superblock, size, report)
+    _repair_superblock(fd, superblock, os.fstat(fd).st_size, report)
     after = probe(path)
-    changed = False
+    changed = bool(report.metadata_restored)
+    if meta is not None and meta[0].proves(fd, after.file_id):
+        superblock = _restore_metadata(path, fd, meta[1], report) or superblock
+        _repair_superblock(fd, superblock, os.fstat(fd).st_size, report)
+        changed = True
+    elif meta is not None:
+        logger.warning(
+            "writebehind: %s: ignored %s: it does not belong to this file",
+            path,
+            _metajournal.journal_path(path),
+        )
     journal = load_journal(path)
     if journal is not None and journal[0].proves(fd, after.file_id):
         records = journal[1]
@@ -347,6 +386,20 @@ def _recover_locked(
     return report
 
 
+def _restore_metadata(
+    path: str, fd: int, records: list[tuple[int, bytes]], report: RecoveryReport
+) -> Superblock | None:
+    """Write the metadata journal's pre-images back; the superblock they hold (the last
+    completed flush's, which the caller then repairs)."""
+    report.metadata_restored = _metajournal.write_back(path, fd, records)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_metajournal.journal_path(path))
+    superblock = read_superblock(path)
+    if superblock is not None:
+        report.old_eof = superblock.eof_in_file
+    return superblock
+
+
 def _check_readable_as_is(
     path: str, superblock: Superblock, size: int, report: RecoveryReport
 ) -> RecoveryReport:
@@ -367,7 +420,10 @@ def _check_readable_as_is(
         if superblock.eof_in_file > size:
             reasons.append(f"it ends at byte {size}, before its end of allocation")
         rollback = _rollback_identity_of(path)
-        if rollback is not None and not rollback.disproves(fd):
+        meta = _metajournal.load(path)
+        if (rollback is not None and not rollback.disproves(fd)) or (
+            meta is not None and not meta[0].disproves(fd)
+        ):
             reasons.append("a flush that was changing its structure was interrupted")
         journal = load_journal(path)
         if journal is not None and not journal[0].disproves(fd) and nodes_differ(fd, journal[1]):
@@ -403,7 +459,7 @@ def _repair_superblock(fd: int, superblock: Superblock, size: int, report: Recov
     os.pwrite(fd, superblock.with_eof(new_eof), superblock.offset)
     os.fsync(fd)
     report.superblock_repaired = True
-    report.original_superblock = superblock.raw
+    report.original_superblock = report.original_superblock or superblock.raw
     report.new_eof = new_eof
     logger.info(
         "writebehind: %s: repairing the superblock (end of allocation %d -> %d, flags %d -> "

@@ -30,6 +30,7 @@ import numpy as np
 from .._errors import DamagedDataError
 from .._fork import register_library
 from .._journal import IndexJournal
+from .._metajournal import MetadataJournal
 from .._recovery import (
     RecoveryReport,
     create_atomically,
@@ -102,6 +103,10 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         self._index_journal: IndexJournal | None = None  # see _journal: chunk-index undo
         self._entries_written = False  # since the last sync: only then can an index change
         self._identity: FileIdentity | None = None  # of the open file, for its side files
+        # The pre-images of the metadata, kept before the first change of structure after a
+        # sync in place of the rollback copy when they are small enough (see _metajournal).
+        self._metadata_journal: MetadataJournal | None = None
+        self._metadata_saved = False
         #: The file's path with every link resolved, once, at open: the data lands in a
         #: link's target and the link stays a link. Side files sit beside the target.
         self._path = self._file_name
@@ -146,6 +151,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             with open(self._path, "rb") as file:
                 self._identity = FileIdentity.of(file.fileno(), file_id)
             self._index_journal = IndexJournal(self._path, self._identity)
+            self._metadata_journal = MetadataJournal(self._path, self._identity)
         dataset.set_auto_maskandscale(False)
         dataset.set_always_mask(False)
         self._dataset = dataset
@@ -211,9 +217,11 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             return
         if self._dataset is None:
             return
-        # A flush that changes the structure is guarded by the rollback copy; any other by
-        # an undo journal of the chunk-index nodes it may rewrite in place.
-        journal = None if self._rollback_kept or not self._entries_written else self._index_journal
+        # A flush that changes the structure is guarded by the metadata journal (or the
+        # rollback copy); any other by an undo journal of the chunk-index nodes it may
+        # rewrite in place.
+        guarded = self._rollback_kept or self._metadata_saved
+        journal = None if guarded or not self._entries_written else self._index_journal
         self._entries_written = False
         if journal is not None:
             journal.before_sync(durable)
@@ -225,6 +233,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             if not self._directory_synced:  # a new file's name survives a power loss too
                 fsync_directory(os.path.dirname(self._path))
                 self._directory_synced = True
+        if self._metadata_journal is not None:  # after the fsync: the file is moved on
+            self._metadata_journal.void(durable)
+            self._metadata_saved = False
         self._on_disk_consistent = True
         if self._rollback_kept:
             drop_rollback_copy(self._path)
@@ -248,6 +259,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             self._rollback_kept = False
         if self._index_journal is not None:
             self._index_journal.close()
+        if self._metadata_journal is not None:  # closing flushed the change it guarded
+            self._metadata_journal.close()
+            self._metadata_saved = False
 
     # -- structure -------------------------------------------------------------------
     def _node(self, path: str) -> Any:
@@ -259,16 +273,23 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             raise KeyError(f"No group or variable at {path!r}") from None
 
     def _before_structure_change(self) -> None:
-        """Keep a rollback copy of the file before the first structural change since the
-        last sync: a kill in the flush that writes it could leave the file unreadable."""
-        if self._on_disk_consistent and not self._rollback_kept and self._dataset is not None:
-            # The copy must survive a power loss only if the file holds entries a durable
-            # flush acknowledged: not a file this driver created and has not durably
-            # flushed yet (its directory is then not synced either). There, the fsyncs of
-            # the copy and its directory would be most of the cost of a short run.
-            assert self._identity is not None  # set when the file was opened for writing
-            keep_rollback_copy(self._path, self._directory_synced, self._identity)
-            self._rollback_kept = True
+        """Keep the metadata's pre-images (or, if too large, a rollback copy of the file)
+        before the first structural change since the last sync: a kill in the flush that
+        writes it could leave the file unreadable."""
+        guarded = self._rollback_kept or self._metadata_saved
+        if self._on_disk_consistent and not guarded and self._dataset is not None:
+            # The journal (or copy) must survive a power loss only if the file holds entries
+            # a durable flush acknowledged: not a file this driver created and has not
+            # durably flushed yet (its directory is then not synced either). There, the
+            # fsyncs would be most of the cost of a short run.
+            durable = self._directory_synced
+            metadata = self._metadata_journal
+            if metadata is not None and metadata.save(durable):
+                self._metadata_saved = True
+            else:  # too much metadata to journal, or HDF5 cannot say where the raw data is
+                assert self._identity is not None  # set when the file was opened to write
+                keep_rollback_copy(self._path, durable, self._identity)
+                self._rollback_kept = True
             if self._index_journal is not None:  # the copy guards this flush instead
                 self._index_journal.mark_stale()
 

@@ -1,0 +1,433 @@
+"""An undo journal of the HDF5 metadata a structural flush may rewrite in place.
+
+Creating a group or a variable, or adding an attribute, makes HDF5 rewrite object headers,
+B-tree nodes, heaps and the superblock in place, and write the new objects they point to
+elsewhere; a kill in between leaves the file unreadable (docs/durability.md). Before the
+first such change after a sync, :meth:`MetadataJournal.save` keeps the *pre-image* of every
+byte of the file below the end of allocation (EOA) of the last sync that is not raw data of
+an unfiltered dataset -- the superblock, object headers, B-tree nodes, local and global
+heaps, free and leaked space -- in ``FILE.writebehind-meta``; the next completed
+sync voids it. Recovery of a file left open for writing writes a complete journal back
+(:func:`apply`).
+
+Why that restores every acknowledged entry (the crash-safety argument):
+
+- Everything the last completed sync's structures consist of lies below its EOA (the EOA
+  is written last, in the superblock). After :func:`apply`, every byte below it that is not
+  raw data is exactly as that sync left it, whatever the interrupted flush wrote there:
+  object headers, indexes and heaps are the old ones, and they point only below the EOA.
+  Bytes past the EOA are garbage nothing refers to (recovery then raises the EOA over them).
+- Raw data is not journaled, so the argument rests on what a flush does to it. A chunk of
+  an *unfiltered* dataset has a fixed address for the life of the dataset: HDF5 rewrites it
+  in place, and never frees it -- writebehind never shrinks or deletes a dataset in a flush
+  (only recovery shrinks variable-length variables, outside any flush). So no new object
+  lands on it, and a rewrite leaves its rows below the committed length with the bytes they
+  had (the engine only appends; the rows it rewrites are past the committed length, which
+  recovery does not trust). New chunks go to space past the old EOA or to space that was
+  free, and free space below the EOA is journaled. The same holds for contiguous storage.
+  (A fixed variable whose value a flush rewrites can be left half old, half new, as before:
+  that is not an acknowledged entry until the flush returns.)
+- Chunks of *filtered* (compressed) datasets move when rewritten and their old space is
+  freed and reused within the same session: they are journaled like metadata. A file whose
+  journal would exceed :data:`JOURNAL_LIMIT_BYTES` is not journaled; the driver falls back
+  to the whole-file rollback copy then.
+- Which ranges are raw data is asked of HDF5 itself, in this process: the library netCDF4
+  loaded, through ctypes, opening the file read-only a second time (HDF5 shares the file
+  netCDF already has open, its caches included, and closing our identifier leaves netCDF's
+  alone), visiting every dataset and listing its chunks (``H5Dchunk_iter``) or its
+  contiguous storage. It must run on the writer thread, under the library lock. What HDF5
+  knows in memory may be newer than the disk (chunks allocated since the sync): such chunks
+  lie past the old EOA or in space that was free at the sync, which the old structures do
+  not reference, so not keeping their old bytes loses nothing.
+
+- A dataset whose only filter is Fletcher32 (the checksum writebehind gives numeric
+  variables) keeps its chunks' size, so HDF5 rewrites them in place too: it counts as
+  unfiltered.
+
+Format: a header (magic, a random 8-byte nonce, the EOA, a CRC32), the identity of the file
+(``_sidefiles``: recovery applies the journal only to the file it proves to be), then one
+record per range (address, length, the bytes, a CRC32 seeded with the nonce, so records of an
+earlier journal in the same file never pass for this one's), then an end marker with the
+count. A journal that is incomplete or corrupt is ignored and deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import logging
+import os
+import struct
+import zlib
+from typing import Any
+
+from ._sidefiles import FileIdentity, create_exclusive
+from ._superblock import read_superblock
+
+__all__ = [
+    "JOURNAL_LIMIT_BYTES",
+    "MetadataJournal",
+    "apply",
+    "journal_path",
+    "load",
+    "metadata_ranges",
+    "raw_extents",
+]
+
+logger = logging.getLogger("writebehind")
+
+JOURNAL_SUFFIX = ".writebehind-meta"
+#: A journal larger than this is not written: the driver copies the whole file instead.
+JOURNAL_LIMIT_BYTES = 64 << 20
+_MAGIC = b"WBMETA2\n"
+_HEADER = struct.Struct("<8sQQ")  # magic, nonce, EOA; then a CRC32 of these, the identity
+_RECORD = struct.Struct("<QQ")  # address, length; then the bytes and a CRC32
+_END = b"WBMEND\n\0"
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
+def journal_path(path: str) -> str:
+    """Where the metadata journal of the file at ``path`` is kept."""
+    return path + JOURNAL_SUFFIX
+
+
+# -- writing ------------------------------------------------------------------------------
+class MetadataJournal:
+    """Keeps the pre-images of a file's metadata in ``FILE.writebehind-meta`` for
+    the length of a flush that changes its structure (on the writer thread, under the
+    library lock: it calls HDF5).
+
+    The side file stays open for as long as the store and is voided in place, so that a
+    structural flush costs no file creation and no directory fsync after the first. A voided
+    journal is fdatasynced before the next durable flush returns: a complete journal must
+    never reappear after a power loss once later flushes have moved the file on.
+    """
+
+    def __init__(self, path: str, identity: FileIdentity):
+        self.path = path
+        self._identity = identity
+        self._fd = -1
+        self._target = ""
+        self._valid = False  # the side file holds a complete journal
+        self._settled = True  # what the side file holds (valid or void) is on disk
+        self.last_size = 0  # bytes of the last journal written (for the benchmarks)
+
+    def save(self, durable: bool) -> bool:
+        """Write the pre-images of the metadata as the last sync left it; False, writing
+        nothing, when that is larger than :data:`JOURNAL_LIMIT_BYTES` or HDF5 cannot say
+        where the raw data is (the caller then keeps a rollback copy instead).
+
+        With ``durable`` the journal (and, the first time, its directory entry) is on stable
+        storage when this returns, before the flush changes anything.
+        """
+        superblock = read_superblock(self.path)
+        extents = raw_extents(self.path)
+        if superblock is None or extents is None:
+            return False
+        eoa = superblock.eof_in_file
+        ranges = metadata_ranges(extents, eoa)
+        if sum(length for _, length in ranges) > JOURNAL_LIMIT_BYTES:
+            return False
+        with open(self.path, "rb") as file:
+            source = file.fileno()
+            content = _encode(self._identity, eoa, source, ranges)
+        created = self._fd < 0
+        if created:
+            self._target = journal_path(self.path)
+            self._fd = create_exclusive(self._target)
+        os.pwrite(self._fd, content, 0)
+        os.ftruncate(self._fd, len(content))
+        self._valid, self._settled = True, False
+        self.last_size = len(content)
+        if durable:
+            _fdatasync(self._fd)
+            self._settled = True
+            if created:
+                from ._recovery import fsync_directory  # (a cycle at import time)
+
+                fsync_directory(os.path.dirname(os.path.abspath(self.path)))
+        return True
+
+    def void(self, durable: bool) -> None:
+        """The sync the journal guarded completed: void it (on disk too if ``durable``)."""
+        if self._valid:
+            os.pwrite(self._fd, bytes(len(_MAGIC)), 0)
+            self._valid, self._settled = False, False
+        if durable and not self._settled:
+            _fdatasync(self._fd)
+            self._settled = True
+
+    def close(self) -> None:
+        """Delete the side file (the file was closed: nothing left to undo)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._target)
+        self._valid = False
+
+
+def metadata_ranges(raw: list[tuple[int, int]], eoa: int) -> list[tuple[int, int]]:
+    """The (address, length) ranges of ``[0, eoa)`` that no ``raw`` extent covers."""
+    ranges = []
+    at = 0
+    for address, length in sorted(raw):
+        if address > at:
+            ranges.append((at, min(address, eoa) - at))
+        at = max(at, address + length)
+        if at >= eoa:
+            break
+    if at < eoa:
+        ranges.append((at, eoa - at))
+    return [(address, length) for address, length in ranges if length > 0]
+
+
+def _encode(identity: FileIdentity, eoa: int, fd: int, ranges: list[tuple[int, int]]) -> bytes:
+    nonce = os.urandom(8)
+    seed = zlib.crc32(nonce)
+    head = _HEADER.pack(_MAGIC, int.from_bytes(nonce, "little"), eoa)
+    parts = [head, struct.pack("<I", zlib.crc32(head)), identity.pack()]
+    count = 0
+    for address, length in ranges:
+        data = os.pread(fd, length, address)
+        if not data:
+            continue  # the file is shorter than its EOA: nothing there to keep
+        record = _RECORD.pack(address, len(data)) + data
+        parts += [record, struct.pack("<I", zlib.crc32(record, seed))]
+        count += 1
+    tail = _END + struct.pack("<Q", count)
+    parts += [tail, struct.pack("<I", zlib.crc32(tail, seed))]
+    return b"".join(parts)
+
+
+# -- reading and applying -----------------------------------------------------------------
+def parse(data: bytes) -> tuple[FileIdentity, list[tuple[int, bytes]]] | None:
+    """The identity and the records of a complete, intact journal; else None."""
+    end = _HEADER.size
+    if len(data) < end + 4 + FileIdentity.SIZE or not data.startswith(_MAGIC):
+        return None
+    if zlib.crc32(data[:end]) != struct.unpack_from("<I", data, end)[0]:
+        return None
+    _, nonce, _ = _HEADER.unpack_from(data)
+    identity = FileIdentity.unpack(data[end + 4 : end + 4 + FileIdentity.SIZE])
+    if identity is None:
+        return None
+    seed = zlib.crc32(nonce.to_bytes(8, "little"))
+    records = []
+    at = end + 4 + FileIdentity.SIZE
+    while data[at : at + len(_END)] != _END:
+        if at + _RECORD.size > len(data):
+            return None
+        address, length = _RECORD.unpack_from(data, at)
+        stop = at + _RECORD.size + length
+        if (
+            stop + 4 > len(data)
+            or zlib.crc32(data[at:stop], seed) != struct.unpack_from("<I", data, stop)[0]
+        ):
+            return None
+        records.append((address, data[at + _RECORD.size : stop]))
+        at = stop + 4
+    tail = data[at : at + len(_END) + 8]
+    crc = data[at + len(_END) + 8 : at + len(_END) + 12]
+    if len(crc) != 4 or zlib.crc32(tail, seed) != struct.unpack("<I", crc)[0]:
+        return None
+    if struct.unpack_from("<Q", tail, len(_END))[0] != len(records):
+        return None
+    return identity, records
+
+
+def load(path: str) -> tuple[FileIdentity, list[tuple[int, bytes]]] | None:
+    """The identity and records of the complete metadata journal of ``path``; None if there
+    is none, or it is incomplete, corrupt or voided."""
+    try:
+        with open(journal_path(path), "rb") as journal:
+            return parse(journal.read())
+    except FileNotFoundError:
+        return None
+
+
+def apply(path: str, fd: int, file_id: str | None = None) -> int:
+    """Write back the journal of ``path`` into the file open as ``fd`` if it proves to be
+    this file's (``FileIdentity.proves`` with the file's id, None if unknown), then delete
+    it; the number of ranges written (0: none, incomplete, voided or another file's)."""
+    loaded = load(path)
+    count = 0
+    if loaded is not None and loaded[0].proves(fd, file_id):
+        count = write_back(path, fd, loaded[1])
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(journal_path(path))
+    return count
+
+
+def write_back(path: str, fd: int, records: list[tuple[int, bytes]]) -> int:
+    """Write the pre-images ``records`` back into the file open as ``fd`` and fsync it;
+    the number of ranges written (the caller removes the journal after this returns, so a
+    kill during it leaves the journal to apply again)."""
+    for address, before in records:
+        os.pwrite(fd, before, address)
+    if records:
+        os.fsync(fd)
+        logger.warning(
+            "writebehind: %s: a flush changing its structure was interrupted; its metadata "
+            "(%d ranges, %d bytes) restored from %s",
+            path,
+            len(records),
+            sum(len(before) for _, before in records),
+            journal_path(path),
+        )
+    return len(records)
+
+
+# -- where the raw data is: HDF5, in this process -------------------------------------------
+_hid = ctypes.c_int64
+_hsize = ctypes.c_uint64
+_VISIT = ctypes.CFUNCTYPE(ctypes.c_int, _hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
+_CHUNK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(_hsize), ctypes.c_uint, ctypes.c_uint64, _hsize, ctypes.c_void_p
+)
+_UNDEFINED = (1 << 64) - 1  # HADDR_UNDEF: storage not allocated yet
+_H5O_TYPE_DATASET = 1
+_H5O_TYPE_OFFSET = 24  # in H5O_info2_t: fileno (8), token (16), then the type
+_H5D_CONTIGUOUS, _H5D_CHUNKED = 1, 2
+_HDF5: Any = None
+
+
+def _hdf5() -> Any:
+    """The HDF5 library netCDF4 loaded (the same one, so that files open in netCDF are
+    shared), with the prototypes used here; None if it cannot be found."""
+    global _HDF5
+    if _HDF5 is not None:
+        return _HDF5 or None
+    import netCDF4  # loads the library
+
+    candidates = []
+    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+        for line in maps:
+            name = os.path.basename(line.split()[-1])
+            if name.startswith("libhdf5") and "_hl" not in name:
+                candidates.append(line.split()[-1])
+    here = os.path.dirname(netCDF4.__file__)
+    for pattern in ("../netcdf4.libs/libhdf5-*", "../netCDF4.libs/libhdf5-*", ".dylibs/libhdf5*"):
+        candidates += [p for p in sorted(glob.glob(os.path.join(here, pattern))) if "_hl" not in p]
+    for candidate in candidates:
+        try:
+            h5 = ctypes.CDLL(candidate)
+            h5.H5Dchunk_iter  # noqa: B018 (HDF5 1.14 and later)
+        except (OSError, AttributeError):
+            continue
+        _declare(h5)
+        _HDF5 = h5
+        return h5
+    _HDF5 = False
+    return None
+
+
+def _declare(h5: Any) -> None:
+    h5.H5Fopen.restype = _hid
+    h5.H5Fopen.argtypes = [ctypes.c_char_p, ctypes.c_uint, _hid]
+    h5.H5Ovisit3.argtypes = [
+        _hid,
+        ctypes.c_int,
+        ctypes.c_int,
+        _VISIT,
+        ctypes.c_void_p,
+        ctypes.c_uint,
+    ]
+    h5.H5Dopen2.restype = _hid
+    h5.H5Dopen2.argtypes = [_hid, ctypes.c_char_p, _hid]
+    h5.H5Dget_create_plist.restype = _hid
+    h5.H5Pget_layout.restype = ctypes.c_int
+    h5.H5Pget_nfilters.restype = ctypes.c_int
+    h5.H5Dchunk_iter.argtypes = [_hid, _hid, _CHUNK, ctypes.c_void_p]
+    h5.H5Dget_offset.restype = ctypes.c_uint64
+    h5.H5Dget_storage_size.restype = _hsize
+    h5.H5Pget_filter2.restype = ctypes.c_int
+    h5.H5Pget_filter2.argtypes = [
+        _hid,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_size_t,
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_uint),
+    ]
+    for name in ("H5Fclose", "H5Dclose", "H5Pclose", "H5Dget_create_plist", "H5Pget_layout"):
+        getattr(h5, name).argtypes = [_hid]
+    for name in ("H5Pget_nfilters", "H5Dget_offset", "H5Dget_storage_size"):
+        getattr(h5, name).argtypes = [_hid]
+
+
+def raw_extents(path: str) -> list[tuple[int, int]] | None:
+    """The (address, size) of every chunk of an unfiltered dataset and every contiguous
+    dataset's storage in the HDF5 file at ``path``, as the HDF5 library of this process
+    knows them (the file may be open in netCDF4 for writing); None if HDF5 cannot tell.
+    Call it under the library lock."""
+    h5 = _hdf5()
+    if h5 is None:
+        return None
+    file = h5.H5Fopen(os.fsencode(path), 0, 0)  # H5F_ACC_RDONLY, H5P_DEFAULT
+    if file < 0:
+        return None
+    try:
+        names: list[bytes] = []
+
+        @_VISIT
+        def visit(obj: int, name: bytes, info: int, data: Any) -> int:
+            if ctypes.c_int.from_address(info + _H5O_TYPE_OFFSET).value == _H5O_TYPE_DATASET:
+                names.append(name)
+            return 0
+
+        if h5.H5Ovisit3(file, 0, 0, visit, None, 1) < 0:  # by name, increasing; H5O_INFO_BASIC
+            return None
+        extents: list[tuple[int, int]] = []
+
+        @_CHUNK
+        def chunk(offset: Any, mask: int, address: int, size: int, data: Any) -> int:
+            extents.append((address, size))
+            return 0
+
+        for name in names:
+            if not _dataset_extents(h5, file, name, chunk, extents):
+                return None
+        return [(a, n) for a, n in extents if a != _UNDEFINED and n > 0]
+    finally:
+        h5.H5Fclose(file)
+
+
+def _dataset_extents(h5: Any, file: int, name: bytes, chunk: Any, extents: list[Any]) -> bool:
+    dataset = h5.H5Dopen2(file, name, 0)
+    if dataset < 0:
+        return False
+    try:
+        plist = h5.H5Dget_create_plist(dataset)
+        if plist < 0:
+            return False
+        layout, filters = h5.H5Pget_layout(plist), h5.H5Pget_nfilters(plist)
+        moving = filters > 0 and not _only_fletcher32(h5, plist, filters)
+        h5.H5Pclose(plist)
+        if layout == _H5D_CHUNKED:
+            # Chunks that change size when rewritten move: left out here, they are
+            # journaled. A checksum alone keeps the size, and the address.
+            return moving or h5.H5Dchunk_iter(dataset, 0, chunk, None) >= 0
+        if layout == _H5D_CONTIGUOUS:
+            extents.append((h5.H5Dget_offset(dataset), h5.H5Dget_storage_size(dataset)))
+        return True  # compact: the data is in the object header
+    finally:
+        h5.H5Dclose(dataset)
+
+
+_H5Z_FILTER_FLETCHER32 = 3
+
+
+def _only_fletcher32(h5: Any, plist: int, filters: int) -> bool:
+    """Whether the dataset creation property list ``plist`` has no filter but Fletcher32."""
+    if filters != 1:
+        return False
+    flags, elements = ctypes.c_uint(), ctypes.c_size_t(0)
+    config = ctypes.c_uint()
+    kind = h5.H5Pget_filter2(
+        plist, 0, ctypes.byref(flags), ctypes.byref(elements), None, 0, None, ctypes.byref(config)
+    )
+    return int(kind) == _H5Z_FILTER_FLETCHER32
