@@ -730,3 +730,23 @@ def test_a_crashed_file_that_may_not_be_written_says_so(nc_path, monkeypatch):
     monkeypatch.setattr(_recovery.os, "open", refuse)
     with pytest.raises(RecoveryError, match="writebehind recover"):
         recover(str(nc_path))
+
+
+def test_a_store_finds_its_chunk_indexes_without_a_subprocess(nc_path, monkeypatch):
+    # A flush after a structural change used to start a Python subprocess to find the
+    # chunk indexes (150-200 ms, a stall the caller saw); the open store asks HDF5 here.
+    from writebehind import _journal
+
+    def no_subprocess(path: str) -> dict[str, tuple[int, int]]:
+        raise AssertionError("a subprocess was started to find the chunk indexes")
+
+    monkeypatch.setattr(_journal, "object_header_addresses", no_subprocess)
+    with writebehind.open(nc_path, "w") as store:
+        for i in range(30):
+            store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))
+        store.flush()
+        store.traj.positions.append(np.full((50, 3), 30, dtype=np.float32))
+        store.flush()  # entries after the structural flush: the journal finds the index
+        journal = store.storage_driver._index_journal
+        assert "traj/positions" in journal._indexes
+        assert _journal.load_journal(str(nc_path)) is not None

@@ -14,12 +14,15 @@ nodes, as the last completed sync left them on disk, in ``FILE.writebehind-undo-
 file is closed. Recovery writes a complete journal back: the indexes are then exactly as
 the last completed sync left them, which is what the committed lengths count (chunks keep
 their addresses, and an earlier row keeps its bytes when its chunk is rewritten). A flush
-that changes the file's structure voids the journal; the rollback copy guards it instead.
+that changes the file's structure voids the journal; the metadata journal (``_metajournal``)
+guards it instead.
 
-Where the indexes are: a fresh interpreter (``_probe.OBJECT_HEADERS``) asks HDF5 for the
-object header address of every appendable variable (under its HDF5 name: netCDF-C stores a
-variable named like one of its group's dimensions as ``_nc4_non_coord_<name>``, and
-``<name>`` is then the dimension's dataset); the header's data layout message (version 3,
+Where the indexes are: HDF5 is asked for the object header address of every appendable
+variable (in this process, through the library netCDF4 loaded, ``_hdf5.header_addresses``;
+in a fresh interpreter, ``_probe.object_header_addresses``, where that is not possible),
+under its HDF5 name (netCDF-C stores a variable named like one of its group's dimensions
+as ``_nc4_non_coord_<name>``, and ``<name>`` is then the dimension's dataset); the header's
+data layout message (version 3,
 chunked, of the variable's rank) holds the index's root address, and the nodes are read
 from there. An index no chunk was written to yet has no root: it is looked up again at each
 sync until it has one. Variables stored otherwise (other layout versions, other index
@@ -33,9 +36,11 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ._hdf5 import header_addresses
 from ._probe import object_header_addresses
 from ._sidefiles import UNDO_SUFFIX, FileIdentity, create_exclusive
 
@@ -83,9 +88,17 @@ class IndexJournal:
     rewrites them, and a stale journal must never outlive a durable flush.
     """
 
-    def __init__(self, path: str, identity: FileIdentity):
+    def __init__(
+        self,
+        path: str,
+        identity: FileIdentity,
+        variables: Callable[[], dict[str, int]] | None = None,
+    ):
         self.path = path
         self._identity = identity
+        #: The appendable variables of the open file (path -> dimensions), when the caller
+        #: has the file open in this process: their indexes are then found here.
+        self._variables = variables
         self._indexes: dict[str, _Index] = {}
         self._stale = True  # the variables changed: find the indexes again
         self._fd = -1  # the journal, open for as long as the store
@@ -121,8 +134,13 @@ class IndexJournal:
                 os.unlink(self._target)
 
     def _refresh(self) -> None:
-        """Find the index of every appendable variable (a subprocess: about 0.2 s)."""
-        headers = object_header_addresses(self.path)
+        """Find the index of every appendable variable: in this process when the file is
+        open in it (under the library lock), else in a subprocess (about 0.2 s)."""
+        headers = None
+        if self._variables is not None:
+            headers = header_addresses(self.path, self._variables())
+        if headers is None:
+            headers = object_header_addresses(self.path)
         indexes = {}
         with open(self.path, "rb") as file:
             for name, (address, ndim) in headers.items():

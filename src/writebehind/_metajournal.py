@@ -55,13 +55,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import glob
 import logging
 import os
 import struct
 import zlib
 from typing import Any
 
+from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, library
 from ._sidefiles import FileIdentity, create_exclusive
 from ._superblock import read_superblock
 
@@ -280,83 +280,10 @@ def write_back(path: str, fd: int, records: list[tuple[int, bytes]]) -> int:
 
 
 # -- where the raw data is: HDF5, in this process -------------------------------------------
-_hid = ctypes.c_int64
-_hsize = ctypes.c_uint64
-_VISIT = ctypes.CFUNCTYPE(ctypes.c_int, _hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
-_CHUNK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(_hsize), ctypes.c_uint, ctypes.c_uint64, _hsize, ctypes.c_void_p
-)
 _UNDEFINED = (1 << 64) - 1  # HADDR_UNDEF: storage not allocated yet
 _H5O_TYPE_DATASET = 1
 _H5O_TYPE_OFFSET = 24  # in H5O_info2_t: fileno (8), token (16), then the type
 _H5D_CONTIGUOUS, _H5D_CHUNKED = 1, 2
-_HDF5: Any = None
-
-
-def _hdf5() -> Any:
-    """The HDF5 library netCDF4 loaded (the same one, so that files open in netCDF are
-    shared), with the prototypes used here; None if it cannot be found."""
-    global _HDF5
-    if _HDF5 is not None:
-        return _HDF5 or None
-    import netCDF4  # loads the library
-
-    candidates = []
-    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
-        for line in maps:
-            name = os.path.basename(line.split()[-1])
-            if name.startswith("libhdf5") and "_hl" not in name:
-                candidates.append(line.split()[-1])
-    here = os.path.dirname(netCDF4.__file__)
-    for pattern in ("../netcdf4.libs/libhdf5-*", "../netCDF4.libs/libhdf5-*", ".dylibs/libhdf5*"):
-        candidates += [p for p in sorted(glob.glob(os.path.join(here, pattern))) if "_hl" not in p]
-    for candidate in candidates:
-        try:
-            h5 = ctypes.CDLL(candidate)
-            h5.H5Dchunk_iter  # noqa: B018 (HDF5 1.14 and later)
-        except (OSError, AttributeError):
-            continue
-        _declare(h5)
-        _HDF5 = h5
-        return h5
-    _HDF5 = False
-    return None
-
-
-def _declare(h5: Any) -> None:
-    h5.H5Fopen.restype = _hid
-    h5.H5Fopen.argtypes = [ctypes.c_char_p, ctypes.c_uint, _hid]
-    h5.H5Ovisit3.argtypes = [
-        _hid,
-        ctypes.c_int,
-        ctypes.c_int,
-        _VISIT,
-        ctypes.c_void_p,
-        ctypes.c_uint,
-    ]
-    h5.H5Dopen2.restype = _hid
-    h5.H5Dopen2.argtypes = [_hid, ctypes.c_char_p, _hid]
-    h5.H5Dget_create_plist.restype = _hid
-    h5.H5Pget_layout.restype = ctypes.c_int
-    h5.H5Pget_nfilters.restype = ctypes.c_int
-    h5.H5Dchunk_iter.argtypes = [_hid, _hid, _CHUNK, ctypes.c_void_p]
-    h5.H5Dget_offset.restype = ctypes.c_uint64
-    h5.H5Dget_storage_size.restype = _hsize
-    h5.H5Pget_filter2.restype = ctypes.c_int
-    h5.H5Pget_filter2.argtypes = [
-        _hid,
-        ctypes.c_uint,
-        ctypes.POINTER(ctypes.c_uint),
-        ctypes.POINTER(ctypes.c_size_t),
-        ctypes.POINTER(ctypes.c_uint),
-        ctypes.c_size_t,
-        ctypes.c_char_p,
-        ctypes.POINTER(ctypes.c_uint),
-    ]
-    for name in ("H5Fclose", "H5Dclose", "H5Pclose", "H5Dget_create_plist", "H5Pget_layout"):
-        getattr(h5, name).argtypes = [_hid]
-    for name in ("H5Pget_nfilters", "H5Dget_offset", "H5Dget_storage_size"):
-        getattr(h5, name).argtypes = [_hid]
 
 
 def raw_extents(path: str) -> list[tuple[int, int]] | None:
@@ -364,7 +291,7 @@ def raw_extents(path: str) -> list[tuple[int, int]] | None:
     dataset's storage in the HDF5 file at ``path``, as the HDF5 library of this process
     knows them (the file may be open in netCDF4 for writing); None if HDF5 cannot tell.
     Call it under the library lock."""
-    h5 = _hdf5()
+    h5 = library()
     if h5 is None:
         return None
     file = h5.H5Fopen(os.fsencode(path), 0, 0)  # H5F_ACC_RDONLY, H5P_DEFAULT
@@ -373,7 +300,7 @@ def raw_extents(path: str) -> list[tuple[int, int]] | None:
     try:
         names: list[bytes] = []
 
-        @_VISIT
+        @VISIT_CALLBACK
         def visit(obj: int, name: bytes, info: int, data: Any) -> int:
             if ctypes.c_int.from_address(info + _H5O_TYPE_OFFSET).value == _H5O_TYPE_DATASET:
                 names.append(name)
@@ -383,7 +310,7 @@ def raw_extents(path: str) -> list[tuple[int, int]] | None:
             return None
         extents: list[tuple[int, int]] = []
 
-        @_CHUNK
+        @CHUNK_CALLBACK
         def chunk(offset: Any, mask: int, address: int, size: int, data: Any) -> int:
             extents.append((address, size))
             return 0

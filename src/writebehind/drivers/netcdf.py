@@ -150,7 +150,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             file_id = str(dataset.__dict__.get(FILE_ID_ATTR, ""))
             with open(self._path, "rb") as file:
                 self._identity = FileIdentity.of(file.fileno(), file_id)
-            self._index_journal = IndexJournal(self._path, self._identity)
+            self._index_journal = IndexJournal(
+                self._path, self._identity, self._appendable_variables
+            )
             self._metadata_journal = MetadataJournal(self._path, self._identity)
         dataset.set_auto_maskandscale(False)
         dataset.set_always_mask(False)
@@ -164,6 +166,20 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         self._nodes = {"": dataset}
         self._bytes_type = dataset.vltypes.get(_BYTES_TYPE_NAME)
         return dataset
+
+    def _appendable_variables(self) -> dict[str, int]:
+        """Every variable of the open file that grows along an unlimited first dimension
+        (path -> number of dimensions), for the chunk-index journal."""
+        found: dict[str, int] = {}
+        groups: list[tuple[str, Any]] = [("", self._dataset)] if self._dataset else []
+        while groups:
+            prefix, group = groups.pop()
+            groups.extend((f"{prefix}{name}/", child) for name, child in group.groups.items())
+            for name, variable in group.variables.items():
+                dims = variable.get_dims()
+                if dims and dims[0].isunlimited():
+                    found[prefix + name] = variable.ndim
+        return found
 
     @property
     def is_open(self) -> bool:

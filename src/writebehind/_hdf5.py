@@ -1,0 +1,123 @@
+"""The HDF5 library netCDF4 loaded, called in this process through ctypes.
+
+The same library, so that a file netCDF has open is shared (``H5Fopen`` of it a second time,
+read-only, sees netCDF's caches, and closing that identifier leaves netCDF's alone). Every
+call must be made under the driver's library lock (netCDF-C and HDF5 are not thread-safe),
+which the writer thread holds around every driver call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+from typing import Any
+
+__all__ = ["CHUNK_CALLBACK", "VISIT_CALLBACK", "header_addresses", "library"]
+
+hid = ctypes.c_int64
+hsize = ctypes.c_uint64
+VISIT_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p
+)
+CHUNK_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(hsize), ctypes.c_uint, ctypes.c_uint64, hsize, ctypes.c_void_p
+)
+_LIBRARY: Any = None
+
+
+def library() -> Any:
+    """The HDF5 library netCDF4 loaded, with the prototypes writebehind uses; None if it
+    cannot be found (or is older than 1.14, which added ``H5Dchunk_iter``)."""
+    global _LIBRARY
+    if _LIBRARY is not None:
+        return _LIBRARY or None
+    import netCDF4  # loads the library
+
+    candidates = []
+    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+        for line in maps:
+            name = os.path.basename(line.split()[-1])
+            if name.startswith("libhdf5") and "_hl" not in name:
+                candidates.append(line.split()[-1])
+    here = os.path.dirname(netCDF4.__file__)
+    for pattern in ("../netcdf4.libs/libhdf5-*", "../netCDF4.libs/libhdf5-*", ".dylibs/libhdf5*"):
+        candidates += [p for p in sorted(glob.glob(os.path.join(here, pattern))) if "_hl" not in p]
+    for candidate in candidates:
+        try:
+            h5 = ctypes.CDLL(candidate)
+            h5.H5Dchunk_iter  # noqa: B018 (HDF5 1.14 and later)
+        except (OSError, AttributeError):
+            continue
+        _declare(h5)
+        _LIBRARY = h5
+        return h5
+    _LIBRARY = False
+    return None
+
+
+def header_addresses(path: str, variables: dict[str, int]) -> dict[str, tuple[int, int]] | None:
+    """The object header address of each of ``variables`` (path -> number of dimensions) in
+    the HDF5 file at ``path``, with that number; None if HDF5 cannot tell. Under the lock.
+
+    netCDF-C stores a variable named like a dimension of its group (but not that
+    dimension's coordinate variable) as ``_nc4_non_coord_<name>``, and ``<name>`` is then
+    the dimension's own dataset: the prefixed dataset, where there is one, is the variable.
+    """
+    h5 = library()
+    if h5 is None:
+        return None
+    file = h5.H5Fopen(os.fsencode(path), 0, 0)  # H5F_ACC_RDONLY, H5P_DEFAULT
+    if file < 0:
+        return None
+    try:
+        out = {}
+        info = ctypes.create_string_buffer(256)  # an H5O_info2_t: fileno, the 16-byte token
+        for name, ndim in variables.items():
+            parent, _, leaf = ("/" + name).rpartition("/")
+            secret = f"{parent}/_nc4_non_coord_{leaf}".encode()
+            target = secret if h5.H5Lexists(file, secret, 0) > 0 else ("/" + name).encode()
+            if h5.H5Oget_info_by_name3(file, target, info, 1, 0) >= 0:  # H5O_INFO_BASIC
+                out[name] = (int.from_bytes(info.raw[8:16], "little"), ndim)
+        return out
+    finally:
+        h5.H5Fclose(file)
+
+
+def _declare(h5: Any) -> None:
+    h5.H5Fopen.restype = hid
+    h5.H5Fopen.argtypes = [ctypes.c_char_p, ctypes.c_uint, hid]
+    h5.H5Ovisit3.argtypes = [
+        hid,
+        ctypes.c_int,
+        ctypes.c_int,
+        VISIT_CALLBACK,
+        ctypes.c_void_p,
+        ctypes.c_uint,
+    ]
+    h5.H5Dopen2.restype = hid
+    h5.H5Dopen2.argtypes = [hid, ctypes.c_char_p, hid]
+    h5.H5Dget_create_plist.restype = hid
+    h5.H5Pget_layout.restype = ctypes.c_int
+    h5.H5Pget_nfilters.restype = ctypes.c_int
+    h5.H5Dchunk_iter.argtypes = [hid, hid, CHUNK_CALLBACK, ctypes.c_void_p]
+    h5.H5Dget_offset.restype = ctypes.c_uint64
+    h5.H5Dget_storage_size.restype = hsize
+    h5.H5Pget_filter2.restype = ctypes.c_int
+    h5.H5Pget_filter2.argtypes = [
+        hid,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_size_t,
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_uint),
+    ]
+    for name in ("H5Fclose", "H5Dclose", "H5Pclose", "H5Dget_create_plist", "H5Pget_layout"):
+        getattr(h5, name).argtypes = [hid]
+    for name in ("H5Pget_nfilters", "H5Dget_offset", "H5Dget_storage_size"):
+        getattr(h5, name).argtypes = [hid]
+    h5.H5Lexists.argtypes = [hid, ctypes.c_char_p, hid]
+    h5.H5Oget_info_by_name3.argtypes = [hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint, hid]
