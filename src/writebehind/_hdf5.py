@@ -12,9 +12,10 @@ import contextlib
 import ctypes
 import glob
 import os
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["CHUNK_CALLBACK", "VISIT_CALLBACK", "header_addresses", "library"]
+__all__ = ["CHUNK_CALLBACK", "VISIT_CALLBACK", "header_addresses", "library", "read_only"]
 
 hid = ctypes.c_int64
 hsize = ctypes.c_uint64
@@ -65,13 +66,10 @@ def header_addresses(path: str, variables: dict[str, int]) -> dict[str, tuple[in
     dimension's coordinate variable) as ``_nc4_non_coord_<name>``, and ``<name>`` is then
     the dimension's own dataset: the prefixed dataset, where there is one, is the variable.
     """
-    h5 = library()
-    if h5 is None:
-        return None
-    file = h5.H5Fopen(os.fsencode(path), 0, 0)  # H5F_ACC_RDONLY, H5P_DEFAULT
-    if file < 0:
-        return None
-    try:
+    with read_only(path) as opened:
+        if opened is None:
+            return None
+        h5, file = opened
         out = {}
         info = ctypes.create_string_buffer(256)  # an H5O_info2_t: fileno, the 16-byte token
         for name, ndim in variables.items():
@@ -81,6 +79,19 @@ def header_addresses(path: str, variables: dict[str, int]) -> dict[str, tuple[in
             if h5.H5Oget_info_by_name3(file, target, info, 1, 0) >= 0:  # H5O_INFO_BASIC
                 out[name] = (int.from_bytes(info.raw[8:16], "little"), ndim)
         return out
+
+
+@contextlib.contextmanager
+def read_only(path: str) -> Iterator[tuple[Any, int] | None]:
+    """The library and an identifier of the file at ``path`` opened read-only (netCDF's
+    open file shared), closed on exit; None if HDF5 cannot be reached or open it."""
+    h5 = library()
+    file = -1 if h5 is None else h5.H5Fopen(os.fsencode(path), 0, 0)  # RDONLY, H5P_DEFAULT
+    if file < 0:
+        yield None
+        return
+    try:
+        yield h5, file
     finally:
         h5.H5Fclose(file)
 

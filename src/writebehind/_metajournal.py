@@ -61,7 +61,7 @@ import struct
 import zlib
 from typing import Any
 
-from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, library
+from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, read_only
 from ._sidefiles import FileIdentity, create_exclusive
 from ._superblock import read_superblock
 
@@ -291,13 +291,10 @@ def raw_extents(path: str) -> list[tuple[int, int]] | None:
     dataset's storage in the HDF5 file at ``path``, as the HDF5 library of this process
     knows them (the file may be open in netCDF4 for writing); None if HDF5 cannot tell.
     Call it under the library lock."""
-    h5 = library()
-    if h5 is None:
-        return None
-    file = h5.H5Fopen(os.fsencode(path), 0, 0)  # H5F_ACC_RDONLY, H5P_DEFAULT
-    if file < 0:
-        return None
-    try:
+    with read_only(path) as opened:
+        if opened is None:
+            return None
+        h5, file = opened
         names: list[bytes] = []
 
         @VISIT_CALLBACK
@@ -319,8 +316,6 @@ def raw_extents(path: str) -> list[tuple[int, int]] | None:
             if not _dataset_extents(h5, file, name, chunk, extents):
                 return None
         return [(a, n) for a, n in extents if a != _UNDEFINED and n > 0]
-    finally:
-        h5.H5Fclose(file)
 
 
 def _dataset_extents(h5: Any, file: int, name: bytes, chunk: Any, extents: list[Any]) -> bool:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "PROBE_TIMEOUT_SECONDS",
@@ -20,6 +21,27 @@ __all__ = [
 ]
 
 PROBE_TIMEOUT_SECONDS = 60.0
+
+
+def _run(script: str, *args: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> tuple[Any, str]:
+    """Run ``script`` in a fresh interpreter with HDF5's file locking off (recovery holds
+    its own lock); the JSON of its last line of output, or None and why there is none."""
+    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"hung (> {timeout:g} s)"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return None, f"crashed ({tail[0]})"
+    return json.loads(lines[-1]), ""
 
 
 # Run in a fresh interpreter that imports only netCDF4: opens the file, walks every group and
@@ -70,23 +92,9 @@ class ProbeResult:
 
 
 def probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
-    # The repair holds an exclusive flock, which HDF5's own locking would trip over.
-    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _PROBE, path],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return ProbeResult(False, f"netCDF4 hung reading it (> {timeout:g} s)", {})
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        return ProbeResult(False, f"netCDF4 crashed reading it: {tail[0]}", {})
-    result = json.loads(lines[-1])
+    result, problem = _run(_PROBE, path, timeout=timeout)
+    if result is None:
+        return ProbeResult(False, f"netCDF4 {problem} reading it", {})
     return ProbeResult(
         bool(result["ok"]),
         str(result["error"]),
@@ -205,22 +213,10 @@ print(json.dumps({"failed": failed}))
 def clear_vlen_rows(path: str, committed: dict[str, int]) -> str:
     """Shrink the variable-length variables ``committed`` names to their committed length;
     '' on success, else what failed."""
-    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _SHRINK, path, json.dumps(committed)],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_SECONDS,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return "HDF5 hung shrinking it"
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        return f"shrinking it failed: {tail[0]}"
-    failed = json.loads(lines[-1])["failed"]
+    result, problem = _run(_SHRINK, path, json.dumps(committed))
+    if result is None:
+        return f"HDF5 {problem} shrinking it"
+    failed = result["failed"]
     return f"failed: {', '.join(failed)}" if failed else ""
 
 
@@ -334,22 +330,9 @@ def reseal_chunks(path: str) -> tuple[dict[str, int], str]:
     """Reseal the chunks past the committed length of every checksummed variable of
     ``path`` (see _RESEAL); the chunks resealed per variable, and what failed ('' if
     nothing)."""
-    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _RESEAL, path],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_SECONDS,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return {}, "HDF5 hung resealing it"
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        return {}, f"resealing failed: {tail[0]}"
-    result = json.loads(lines[-1])
+    result, problem = _run(_RESEAL, path)
+    if result is None:
+        return {}, f"HDF5 {problem} resealing it"
     failed = result["failed"]
     return dict(result["resealed"]), f"failed: {', '.join(failed)}" if failed else ""
 
@@ -386,19 +369,8 @@ print(json.dumps(out))
 def object_header_addresses(path: str) -> dict[str, tuple[int, int]]:
     """The object header address and the number of dimensions of each appendable variable
     of ``path``; {} on failure."""
-    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _OBJECT_HEADERS, path],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_SECONDS,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
+    result, _ = _run(_OBJECT_HEADERS, path)
+    if result is None:
         return {}
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        return {}
-    found = json.loads(lines[-1]).items()
+    found = result.items()
     return {str(name): (int(address), int(ndim)) for name, (address, ndim) in found}
