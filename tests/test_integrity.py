@@ -320,3 +320,25 @@ def test_a_chunk_torn_by_a_killed_flush_is_resealed_and_keeps_its_flushed_rows(n
         store.x.append(np.full(1000, 200.0))
     with writebehind.open(nc_path, "r") as store:
         assert store.x.read()[:, 0].tolist() == list(range(201))
+
+
+def test_inspect_verify_reports_the_damaged_variable_and_its_entries(nc_path, capsys):
+    _rows_file(nc_path)
+    first, address, size = _chunks(nc_path, "x")[1]
+    stop = _chunks(nc_path, "x")[2][0]
+    with writebehind.open(nc_path, "a") as store:
+        store.y.append(np.zeros(3))
+    with open(nc_path, "r+b") as file:
+        file.seek(address + size // 2)
+        file.write(b"\xff" * 16)
+    assert main(["inspect", str(nc_path), "--verify"]) == 1
+    captured = capsys.readouterr()
+    assert f"damaged: entries {first}-{stop - 1} fail their checksum" in captured.out
+    assert "damaged: x" in captured.err
+    assert main(["inspect", str(nc_path)]) == 0  # without --verify the data is not read
+
+
+def test_inspect_verify_of_an_intact_file_succeeds(nc_path, capsys):
+    _rows_file(nc_path, rows=20)
+    assert main(["inspect", str(nc_path), "--verify"]) == 0
+    assert "damaged" not in capsys.readouterr().out

@@ -21,6 +21,7 @@ import numpy as np
 import pint
 
 from ._core import LENGTH_ATTR, UNBOUND_ATTR, pending_attrs, unbound_from_json
+from ._errors import DamagedDataError
 from ._paths import join
 from .codecs import ATTR_PREFIX, spec_from_attrs
 from .codecs.base import Layout
@@ -123,8 +124,12 @@ class FileSummary:
         }
 
 
-def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
-    """Read the structure of ``file_name`` (its data is not read).
+def inspect_file(file_name: str | os.PathLike[str], *, verify: bool = False) -> FileSummary:
+    """Read the structure of ``file_name`` (its data is not read, unless ``verify``).
+
+    With ``verify``, every entry of every variable is read once (in slices of bounded
+    size): a variable whose stored bytes fail their checksum, or that cannot be read, gets
+    a ``problem`` naming the entries hit.
 
     Raises
     ------
@@ -155,16 +160,17 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
                 parent.children.append(group)
                 continue
             assert record.layout is not None
-            parent.children.append(
-                _variable(
-                    record.path,
-                    record.attrs,
-                    record.layout,
-                    record.appendable,
-                    record.length,
-                    registry,
-                )
+            variable = _variable(
+                record.path,
+                record.attrs,
+                record.layout,
+                record.appendable,
+                record.length,
+                registry,
             )
+            if verify and variable.problem is None:
+                variable.problem = _verify(driver, variable)
+            parent.children.append(variable)
     finally:
         driver.close()
     for group in groups.values():
@@ -177,6 +183,32 @@ def inspect_file(file_name: str | os.PathLike[str]) -> FileSummary:
         ]
         group.children.sort(key=lambda node: node.name)
     return FileSummary(path, os.path.getsize(path), ours, root)
+
+
+#: How much one read of ``_verify`` asks of memory at most.
+VERIFY_SLICE_BYTES = 64 << 20
+
+
+def _verify(driver: NetCDFIODriver, variable: VariableSummary) -> str | None:
+    """Read every entry of ``variable`` once; what is damaged, or None."""
+    try:
+        if variable.entries is None:
+            driver.read_value(variable.path)
+            return None
+        entry_bytes = max(1, variable.nbytes // max(1, variable.entries))
+        step = max(1, VERIFY_SLICE_BYTES // entry_bytes)
+        damaged: list[tuple[int, int]] = []
+        for start in range(0, variable.entries, step):
+            try:
+                driver.read_entries(variable.path, start, min(start + step, variable.entries))
+            except DamagedDataError as exc:
+                damaged.extend(exc.entries)
+    except (OSError, MemoryError) as exc:
+        return f"cannot be read: {exc}"
+    if not damaged:
+        return None
+    ranges = ", ".join(f"{a}" if b == a + 1 else f"{a}-{b - 1}" for a, b in damaged)
+    return f"damaged: entries {ranges} fail their checksum"
 
 
 def _has_bookkeeping(attrs: dict[str, Any]) -> bool:

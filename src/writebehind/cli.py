@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("file", help="a NetCDF file")
     inspect.add_argument("--json", action="store_true", help="print the tree as JSON")
+    inspect.add_argument(
+        "--verify",
+        action="store_true",
+        help="also read every entry once and report damaged ones (exit status 1 if any)",
+    )
     inspect.set_defaults(run=_inspect)
 
     read = commands.add_parser(
@@ -197,11 +202,11 @@ def _index(text: str) -> int | slice:
 
 
 # -- inspect ---------------------------------------------------------------------------
-def _summary(file_name: str) -> FileSummary:
+def _summary(file_name: str, verify: bool = False) -> FileSummary:
     if not os.path.exists(file_name):
         raise CommandError(f"no such file: {file_name!r}")
     try:
-        return inspect_file(file_name)
+        return inspect_file(file_name, verify=verify)
     except OSError as exc:
         if isinstance(exc, IsADirectoryError | WriteBehindError):  # such as RecoveryError
             raise CommandError(str(exc)) from None
@@ -212,11 +217,19 @@ def _summary(file_name: str) -> FileSummary:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    summary = _summary(args.file)
+    summary = _summary(args.file, verify=args.verify)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:
         print(render_tree(summary))
+    damaged = [
+        node.path
+        for node in summary.nodes()
+        if isinstance(node, VariableSummary) and (node.problem or "").startswith("damaged")
+    ]
+    if args.verify and damaged:
+        print(f"writebehind: error: damaged: {', '.join(damaged)}", file=sys.stderr)
+        return 1
     return 0
 
 
