@@ -9,6 +9,12 @@ import pytest
 import writebehind
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs on asyncio and on trio (anyio's pytest plugin)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def nc_path(tmp_path: Path) -> Path:
     return tmp_path / "run.nc"

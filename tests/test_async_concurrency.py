@@ -23,11 +23,6 @@ pytestmark = pytest.mark.anyio
 GATE_TIMEOUT = 10.0  # a failing test opens no gate: the writer gives up instead of hanging
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 class GatedDriver(NetCDFIODriver):
     """Blocks the writer in the calls named in ``block`` until ``gate`` is set."""
 

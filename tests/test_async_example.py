@@ -17,11 +17,6 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "async_simulation.p
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def example():
     spec = importlib.util.spec_from_file_location("async_simulation", EXAMPLE)

@@ -21,11 +21,6 @@ from writebehind import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture
 async def astore(nc_path):
     async with open_async(nc_path, "w") as store:

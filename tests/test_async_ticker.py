@@ -28,11 +28,6 @@ FRAMES = BIG_BYTES // FRAME.nbytes
 MIN_TICKS = 3  # a blocked loop wakes the ticker at most once during the operation
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def big_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("big") / "big.nc"

@@ -221,11 +221,6 @@ def test_several_stores_on_several_files_at_once_in_one_process(tmp_path):
 
 
 # -- async tasks and threads at once -----------------------------------------------------
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.mark.anyio
 async def test_many_tasks_and_threads_on_several_stores_at_once(tmp_path):
     import anyio

@@ -375,11 +375,6 @@ def test_legacy_write_returns_before_the_disk_write(nc_path):
     store.close()
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.mark.anyio
 async def test_legacy_driver_api_works_on_a_driver_an_async_store_owns(nc_path):
     driver = NetCDFIODriver(str(nc_path))
