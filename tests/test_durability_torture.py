@@ -20,6 +20,8 @@ from torture.workload import LATE
 SMALL = ["traj/positions", "log", *LATE]
 FRAMES, FLUSH_EVERY = 20, 5
 
+pytestmark = pytest.mark.slow  # about a minute: `pytest -m slow`, the second step of .ci/run
+
 needs_strace = pytest.mark.skipif(
     not harness.strace_available(),
     reason="strace is not installed (.ci/run apt-installs it): the pwrite64 fault injection "

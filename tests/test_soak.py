@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 SOAK = Path(__file__).resolve().parents[1] / "tools" / "soak.py"
 MAX_PENDING = 16 * 2**20
