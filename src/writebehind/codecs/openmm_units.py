@@ -72,7 +72,17 @@ OPENMM_TO_PINT: dict[str, str] = {
     "byte": "byte",
 }
 # SI prefixes that OpenMM and pint spell alike (OpenMM's "yotto" is not pint's "yocto").
-_PREFIXES = ("yotta", "zetta", "exa", "peta", "tera", "giga", "mega", "kilo", "hecto")
+_PREFIXES: tuple[str, ...] = (
+    "yotta",
+    "zetta",
+    "exa",
+    "peta",
+    "tera",
+    "giga",
+    "mega",
+    "kilo",
+    "hecto",
+)
 _PREFIXES += ("deca", "deka", "deci", "centi", "milli", "micro", "nano", "pico", "femto")
 _PREFIXES += ("atto", "zepto")
 for _base in ("meter", "second", "gram", "joule", "calorie", "liter", "molar", "newton", "pascal"):
