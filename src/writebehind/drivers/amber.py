@@ -85,6 +85,9 @@ class AmberDriver(StorageIODriver):
     velocities, forces : bool
         Whether the file has ``velocities`` (angstrom/picosecond) and ``forces``
         (kilocalorie/mole/angstrom) variables.
+    box : bool
+        Whether it has the unit cell (``cell_lengths``, angstrom, and ``cell_angles``,
+        degree), as a periodic system needs.
     program, program_version, title : str
         The global attributes of the same names.
     """
@@ -102,6 +105,7 @@ class AmberDriver(StorageIODriver):
         n_atoms: int,
         velocities: bool = False,
         forces: bool = False,
+        box: bool = True,
         program: str = "writebehind",
         program_version: str = "",
         title: str = "",
@@ -133,17 +137,15 @@ class AmberDriver(StorageIODriver):
             _Variable("spatial", ("spatial",), chars, {}, _chars(["x", "y", "z"])),
             _Variable("time", ("frame",), f32, {"units": "picosecond"}),
             _Variable("coordinates", ("frame", "atom", "spatial"), f32, {"units": "angstrom"}),
-            _Variable("cell_spatial", ("cell_spatial",), chars, {}, _chars(["a", "b", "c"])),
-            _Variable(
-                "cell_angular",
-                ("cell_angular", "label"),
-                chars,
-                {},
-                _chars(["alpha", "beta ", "gamma"]),
-            ),
-            _Variable("cell_lengths", ("frame", "cell_spatial"), f64, {"units": "angstrom"}),
-            _Variable("cell_angles", ("frame", "cell_angular"), f64, {"units": "degree"}),
         ]
+        if box:
+            angular = _chars(["alpha", "beta ", "gamma"])
+            variables += [
+                _Variable("cell_spatial", ("cell_spatial",), chars, {}, _chars(["a", "b", "c"])),
+                _Variable("cell_angular", ("cell_angular", "label"), chars, {}, angular),
+                _Variable("cell_lengths", ("frame", "cell_spatial"), f64, {"units": "angstrom"}),
+                _Variable("cell_angles", ("frame", "cell_angular"), f64, {"units": "degree"}),
+            ]
         if velocities:
             units = {"units": "angstrom/picosecond"}  # no scale_factor: plain angstrom/ps
             variables.append(_Variable("velocities", ("frame", "atom", "spatial"), f32, units))
