@@ -39,8 +39,8 @@ _DICT_PROTOCOL = tuple(int(part) for part in openmm.__version__.split(".")[:2]) 
 
 
 class _Converter:
-    """The magnitude of an OpenMM quantity in one unit, with the conversion factor cached
-    per OpenMM unit (OpenMM returns states in its MD units, so the factor is found once)."""
+    """Conversion factors from OpenMM units to one unit, cached per OpenMM unit (OpenMM
+    returns states in its MD units, so each factor is computed once)."""
 
     __slots__ = ("_factors", "_target")
 
@@ -48,13 +48,11 @@ class _Converter:
         self._target = target
         self._factors: dict[Any, float] = {}
 
-    def __call__(self, quantity: Any) -> Any:
-        source = quantity.unit
+    def factor(self, source: Any) -> float:
         factor = self._factors.get(source)
         if factor is None:
             factor = self._factors[source] = source.conversion_factor_to(self._target)
-        magnitude = quantity._value
-        return magnitude if factor == 1.0 else magnitude * factor
+        return factor
 
 
 class Reporter:
@@ -133,15 +131,13 @@ class Reporter:
         self._finalizer: Any = None
         if self._store is not None and self._owns_store:
             self._finalizer = weakref.finalize(self, _close_store, self._store)
-        angstrom_per_ps = unit.angstrom / unit.picosecond
-        kcal_per_angstrom = unit.kilocalorie_per_mole / unit.angstrom
-        self._to = {
-            "nanometer": _Converter(unit.nanometer),
-            "angstrom": _Converter(unit.angstrom),
-            "angstrom/picosecond": _Converter(angstrom_per_ps),
-            "kilocalorie/mole/angstrom": _Converter(kcal_per_angstrom),
-            "picosecond": _Converter(unit.picosecond),
+        targets = {
+            "angstrom": unit.angstrom,
+            "angstrom/picosecond": unit.angstrom / unit.picosecond,
+            "kilocalorie/mole/angstrom": unit.kilocalorie_per_mole / unit.angstrom,
+            "picosecond": unit.picosecond,
         }
+        self._to = {name: (_Converter(target), target) for name, target in targets.items()}
         self._scratch: dict[str, np.ndarray[Any, Any]] = {}
 
     # -- OpenMM's reporter protocol ---------------------------------------------------
@@ -225,55 +221,45 @@ class Reporter:
         self._finalizer = weakref.finalize(self, _close_store, store)
         return store
 
-    def _float32(self, name: str, magnitude: Any) -> Any:
-        """``magnitude`` (of the subset's atoms) as float32 in a buffer reused every frame
-        (the store copies it)."""
+    def _amber_value(self, name: str, quantity: Any, target: str) -> Any:
+        """``quantity`` (of the subset's atoms) in the ``target`` units, as the OpenMM
+        quantity of a float32 array reused every frame (the store copies it)."""
+        converter, openmm_unit = self._to[target]
+        magnitude = quantity._value
         if self._subset is not None:
             magnitude = magnitude[self._subset]
         out = self._scratch.get(name)
         if out is None or out.shape != magnitude.shape:
             out = self._scratch[name] = np.empty(magnitude.shape, np.float32)
-        np.copyto(out, magnitude, casting="same_kind")
-        return out
+        np.multiply(magnitude, converter.factor(quantity.unit), out=out, casting="same_kind")
+        return unit.Quantity(out, openmm_unit)
 
     def _report_amber(self, simulation: Any, state: Any) -> None:
+        # OpenMM quantities (cheap to make, unlike pint's) in the file's units: the store
+        # maps each OpenMM unit to the variable's once, then checks its identity.
         if self._store is None:
             self._store = self._open_amber(simulation)
-            registry = self._store._core.registry
-            self._units = {
-                name: registry.parse_units(name)
-                for name in (
-                    "picosecond",
-                    "angstrom",
-                    "degree",
-                    "angstrom/picosecond",
-                    "kilocalorie/mole/angstrom",
-                )
-            }
-            self._quantity = registry.Quantity
-        to, units, q = self._to, self._units, self._quantity
-        self._node("time").append(
-            q(np.float32(to["picosecond"](state.getTime())), units["picosecond"])
-        )
-        positions = to["angstrom"](state.getPositions(asNumpy=True))
-        self._node("coordinates").append(
-            q(self._float32("coordinates", positions), units["angstrom"])
-        )
+        time_ps = state.getTime()
+        time_ps = time_ps._value * self._to["picosecond"][0].factor(time_ps.unit)
+        self._node("time").append(unit.Quantity(np.float32(time_ps), unit.picosecond))
+        positions = state.getPositions(asNumpy=True)
+        self._node("coordinates").append(self._amber_value("coordinates", positions, "angstrom"))
         if self._want["velocities"]:
-            velocities = to["angstrom/picosecond"](state.getVelocities(asNumpy=True))
+            velocities = state.getVelocities(asNumpy=True)
             self._node("velocities").append(
-                q(self._float32("velocities", velocities), units["angstrom/picosecond"])
+                self._amber_value("velocities", velocities, "angstrom/picosecond")
             )
         if self._want["forces"]:
-            forces = to["kilocalorie/mole/angstrom"](state.getForces(asNumpy=True))
+            forces = state.getForces(asNumpy=True)
             self._node("forces").append(
-                q(self._float32("forces", forces), units["kilocalorie/mole/angstrom"])
+                self._amber_value("forces", forces, "kilocalorie/mole/angstrom")
             )
         if self._box:
-            vectors = to["angstrom"](state.getPeriodicBoxVectors(asNumpy=True))
-            lengths, angles = cell_lengths_and_angles(vectors)
-            self._node("cell_lengths").append(q(lengths, units["angstrom"]))
-            self._node("cell_angles").append(q(angles, units["degree"]))
+            vectors = state.getPeriodicBoxVectors(asNumpy=True)
+            factor = self._to["angstrom"][0].factor(vectors.unit)
+            lengths, angles = cell_lengths_and_angles(vectors._value * factor)
+            self._node("cell_lengths").append(unit.Quantity(lengths, unit.angstrom))
+            self._node("cell_angles").append(unit.Quantity(angles, unit.degree))
 
     # -- closing --------------------------------------------------------------------------
     @property

@@ -114,12 +114,15 @@ class QuantityEncoder:
 
     def _encode_openmm(self, value: Any) -> Any:
         """An openmm.unit.Quantity: its magnitude as it is when its unit maps to the stored
-        units (a cached lookup), else converted by pint."""
+        units (found once per OpenMM unit, then an identity check), else converted by pint."""
         unit = value.unit
-        if unit is self._openmm_unit or pint_units_of(unit)[1] == self._units:
+        if unit is not self._openmm_unit:
+            units, text = pint_units_of(unit)
+            # The same units written in another order (kcal/angstrom/mol) are the same units.
+            if text != self._units and units != units._REGISTRY.parse_units(self._units):
+                return self(to_pint(value))
             self._openmm_unit = unit
-            return self._encode_magnitude(openmm_magnitude(value))
-        return self(to_pint(value))
+        return self._encode_magnitude(openmm_magnitude(value))
 
 
 def wrap_quantity(registry: Any, magnitude: Any, spec: Spec) -> Any:
