@@ -17,6 +17,7 @@ from ._numeric import SUPPORTED_DTYPES, logical_name
 from .arrays import ArrayCodec
 from .base import ATTR_PREFIX, PACKING_ATTRS, Codec, Encoder, Layout, Spec
 from .mappings import MappingCodec
+from .openmm_units import is_openmm_quantity, to_pint
 from .quantities import QuantityEncoder, check_units_text, quantity_spec, wrap_quantity
 from .scalars import SCALAR_TYPES, ScalarCodec
 from .sequences import SequenceCodec
@@ -68,7 +69,7 @@ def _codec_of(value: Any) -> Codec:
     raise TypeError(
         f"cannot store a {cls.__name__}: writebehind stores bool, int, float, str, bytes, "
         "rectangular lists and tuples of numbers, numpy arrays (bool, int, uint, float), "
-        "dicts with str keys, and pint quantities of numbers or arrays"
+        "dicts with str keys, and pint or openmm.unit quantities of numbers or arrays"
     )
 
 
@@ -83,6 +84,8 @@ def spec_for(value: Any) -> Spec:
         ``value`` is of a stored type but this value cannot be stored (an int beyond 64
         bits, a str with a NUL character...).
     """
+    if is_openmm_quantity(value):  # stored as the pint quantity it equals
+        value = to_pint(value)
     if isinstance(value, pint.Quantity):
         magnitude = value.magnitude
         codec = _codec_of(magnitude)

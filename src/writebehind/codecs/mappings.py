@@ -20,6 +20,7 @@ import pint
 from .._errors import FormatError
 from ._numeric import SUPPORTED_DTYPES, as_plain_array, check_array_dtype
 from .base import Codec, Encoder, Layout, Spec
+from .openmm_units import is_openmm_quantity, to_pint
 from .quantities import check_units_text, units_string
 
 __all__ = ["MappingCodec", "pack", "unpack"]
@@ -72,6 +73,8 @@ def _tree(obj: Any, where: str, depth: int = 0) -> Any:
         return msgpack.ExtType(
             _EXT_NUMPY_SCALAR, _packb([dtype.str, np.asarray(obj, dtype=dtype).tobytes()])
         )
+    if is_openmm_quantity(obj):
+        obj = to_pint(obj)  # exact: same magnitude, the same units in pint
     if isinstance(obj, pint.Quantity):
         magnitude = obj.magnitude
         return msgpack.ExtType(
@@ -92,7 +95,7 @@ def _tree(obj: Any, where: str, depth: int = 0) -> Any:
     raise TypeError(
         f"{where}: cannot store a {cls.__name__} inside a dict (dict values may be None, "
         "bool, int, float, str, bytes, list, tuple, dict, numpy arrays and scalars, and "
-        "pint quantities)"
+        "pint and openmm.unit quantities)"
     )
 
 

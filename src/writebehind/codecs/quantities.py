@@ -14,6 +14,7 @@ import pint
 from pint.util import string_preprocessor
 
 from .base import Codec, Encoder, Spec
+from .openmm_units import is_openmm_quantity, openmm_magnitude, pint_units_of, to_pint
 
 __all__ = [
     "MAX_UNITS_LENGTH",
@@ -85,16 +86,19 @@ class QuantityEncoder:
     Values already in the stored units (the common case in a loop) skip pint's conversion.
     """
 
-    __slots__ = ("_container", "_encode_magnitude", "_units")
+    __slots__ = ("_container", "_encode_magnitude", "_openmm_unit", "_units")
 
     def __init__(self, spec: Spec, encode_magnitude: Encoder):
         assert spec.units is not None
         self._units = spec.units
         self._encode_magnitude = encode_magnitude
         self._container: Any = None
+        self._openmm_unit: Any = None  # the last OpenMM unit seen equal to the stored units
 
     def __call__(self, value: Any) -> Any:
         if not isinstance(value, pint.Quantity):
+            if is_openmm_quantity(value):
+                return self._encode_openmm(value)
             raise TypeError(
                 f"this variable holds quantities in {self._units}; "
                 f"got a {type(value).__name__} without units"
@@ -107,6 +111,18 @@ class QuantityEncoder:
             return self._encode_magnitude(value.magnitude)
         # Raises pint's DimensionalityError when the dimensions differ.
         return self._encode_magnitude(value.m_as(self._units))
+
+    def _encode_openmm(self, value: Any) -> Any:
+        """An openmm.unit.Quantity: its magnitude as it is when its unit maps to the stored
+        units (found once per OpenMM unit, then an identity check), else converted by pint."""
+        unit = value.unit
+        if unit is not self._openmm_unit:
+            units, text = pint_units_of(unit)
+            # The same units written in another order (kcal/angstrom/mol) are the same units.
+            if text != self._units and units != units._REGISTRY.parse_units(self._units):
+                return self(to_pint(value))
+            self._openmm_unit = unit
+        return self._encode_magnitude(openmm_magnitude(value))
 
 
 def wrap_quantity(registry: Any, magnitude: Any, spec: Spec) -> Any:

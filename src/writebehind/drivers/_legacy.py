@@ -31,6 +31,7 @@ import pint
 
 from .. import _paths
 from .._errors import ReadOnlyError
+from ..codecs.openmm_units import is_openmm_quantity_class
 
 if TYPE_CHECKING:
     from .._core import StoreCore
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LegacyDriverMixin", "LegacyStorageVariable"]
 
-#: Types accepted as ``type_key`` by ``create_storage_variable`` (plus pint Quantity classes).
+#: Types accepted as ``type_key`` by ``create_storage_variable`` (and Quantity classes of
+#: pint and openmm.unit).
 LEGACY_TYPE_KEYS: tuple[type, ...] = (bool, int, float, str, bytes, list, tuple, dict, np.ndarray)
 
 
@@ -51,19 +53,21 @@ def _normalize(path: str) -> str:
     return "/".join(_paths.check_name(part) for part in path.split("/") if part)
 
 
-def _instance_check_type(type_key: Any) -> type:
+def _instance_check_type(type_key: Any) -> type | tuple[type, ...]:
     """The type a value given to a variable of ``type_key`` must be an instance of."""
     if isinstance(type_key, type) and issubclass(type_key, pint.Quantity):
         # Any registry's quantity: the store converts to its own registry's units.
         return pint.Quantity
+    if is_openmm_quantity_class(type_key):  # openmmtools' type_key: stored as pint's
+        return (type_key, pint.Quantity)
     if type_key is list or type_key is tuple:
         return Iterable  # as openmmtools' NCIterable; the store's own checks then apply
     if type_key in LEGACY_TYPE_KEYS:
         return type_key
     names = ", ".join(t.__name__ for t in LEGACY_TYPE_KEYS)
     raise KeyError(
-        f"No known codec for type_key {type_key!r}: writebehind stores {names} and pint "
-        "Quantity classes (such as ureg.Quantity); set_codec cannot add others"
+        f"No known codec for type_key {type_key!r}: writebehind stores {names}, pint "
+        "and openmm.unit Quantity classes; set_codec cannot add others"
     )
 
 
