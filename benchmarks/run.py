@@ -55,10 +55,10 @@ def available(library: str) -> bool:
 
 # -- running workers -----------------------------------------------------------------------
 def run_worker(task: dict[str, Any]) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    # The workers import writebehind from this tree's src/ (not from wherever it is
+    # installed), and the benchmarks package from this tree.
+    path = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     # One BLAS/OpenMP thread: the loop's numpy work is single-threaded, like the issue's.
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run(

@@ -88,6 +88,10 @@ def run_write(task: dict[str, Any]) -> dict[str, Any]:
         "backpressure_waits": result.backpressure_waits,
         **_percentiles(result.latencies_ns),
     }
+    if library.startswith("writebehind"):  # the source measured: this tree's, or installed
+        import writebehind
+
+        out["writebehind_file"] = writebehind.__file__
     del data
     # Reading back: the library's own read, and netCDF4's read of the same file, alternated.
     reader = w.READERS[library]
