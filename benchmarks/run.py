@@ -101,6 +101,8 @@ def summarize_write(size: str, library: str, n: int, runs: list[dict[str, Any]])
     out: dict[str, Any] = {"size": size, "library": library, "appends": n, "repeats": len(runs)}
     for key in ("p50_us", "p99_us", "whole_s", "read_s", "rss_growth_mib", "peak_rss_mib"):
         out[key] = _median([r.get(key) for r in runs])
+    for key in ("writer_mb_s", "drain_mb_s", "read_mb_s", "netcdf4_read_mb_s"):
+        out[key] = _median([r.get(key) for r in runs])
     out["copy_p50_us"] = _median([_get(r, "copy.p50_us") for r in runs])
     out["kept_copy_p50_us"] = _median([_get(r, "kept_copy.p50_us") for r in runs])
     out["backpressure_waits"] = _median([r.get("backpressure_waits") for r in runs])
@@ -175,8 +177,8 @@ def write_table(rows: list[dict[str, Any]]) -> str:
             f"\n{size} frames ({sized[0]['appends']} appends), medians of "
             f"{sized[0]['repeats']} run(s)\n",
             "| library | p50 µs | p99 µs | p50/copy | p99/copy | whole s | whole/bulk | "
-            "read s | read/netCDF4 | RSS growth MiB (bound) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "writer MB/s | read s | read/netCDF4 | RSS growth MiB (bound) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         copy = _median([r["copy_p50_us"] for r in sized])
         kept = _median([r["kept_copy_p50_us"] for r in sized])
@@ -185,11 +187,12 @@ def write_table(rows: list[dict[str, Any]]) -> str:
                 f"| {r['library']} | {_fmt(r['p50_us'], '.1f')} | {_fmt(r['p99_us'], '.1f')} "
                 f"| {_fmt(r['p50_over_copy'], '.2f')} | {_fmt(r['p99_over_copy'], '.2f')} "
                 f"| {_fmt(r['whole_s'], '.3f')} | {_fmt(r['whole_over_bulk'], '.2f')} "
-                f"| {_fmt(r['read_s'], '.3f')} | {_fmt(r['read_over_netcdf4'], '.2f')} "
+                f"| {_fmt(r['writer_mb_s'], '.0f')} | {_fmt(r['read_s'], '.3f')} "
+                f"| {_fmt(r['read_over_netcdf4'], '.2f')} "
                 f"| {_fmt(r['rss_growth_mib'], '.0f')} ({r['rss_bound_mib']:.0f}) |"
             )
-        lines.append(f"| copy (np.array(x, copy=True)) | {_fmt(copy, '.1f')} | | | | | | | | |")
-        lines.append(f"| copy, all kept (fresh memory) | {_fmt(kept, '.1f')} | | | | | | | | |")
+        lines.append(f"| copy (np.array(x, copy=True)) | {_fmt(copy, '.1f')} |" + " |" * 9)
+        lines.append(f"| copy, all kept (fresh memory) | {_fmt(kept, '.1f')} |" + " |" * 9)
         waits = [r["backpressure_waits"] for r in sized if r.get("backpressure_waits")]
         if waits:
             lines.append(f"\nwritebehind waited under backpressure in {waits[0]:.0f} appends.")
