@@ -1,10 +1,11 @@
 """Run the benchmark suite: ``python -m benchmarks`` (``--quick`` for a short run).
 
 For each frame size (a scalar, 1000x3 float64 = 24 KB, 100000x3 float64 = 2.4 MB) and each
-library (writebehind sync and async, netCDF4 by hand, h5py by hand, openmmtools.storage when
-installed, and one bulk netCDF4 write, the format's limit) it measures the caller's time per
-append (p50, p99), the whole job (open, appends, close), reading the variable back, and the
-peak RSS; then the toy simulation loop's overhead. Each scenario runs in a fresh interpreter
+library (writebehind sync and async, writebehind without its checksums, netCDF4 by hand, h5py
+by hand, openmmtools.storage when installed, and one bulk netCDF4 write, the format's limit)
+it measures the caller's time per append (p50, p99), the whole job (open, appends, close),
+writebehind's writer throughput, reading the variable back, and the peak RSS; then the toy
+simulation loop's overhead. Each scenario runs in a fresh interpreter
 (see ``worker.py``); repeats are interleaved so that a busy moment hits every library alike,
 and the figures are medians over the repeats. Prints markdown tables, writes
 ``results/<mode>.json`` and draws ``results/<mode>.png`` (needs matplotlib).
@@ -37,8 +38,16 @@ SIZES: dict[str, tuple[tuple[int, ...], int, int]] = {
     "24KB": ((1000, 3), 2000, 500),
     "2.4MB": ((100000, 3), 200, 50),
 }
-LIBRARIES = ["writebehind", "writebehind-async", "netCDF4", "h5py", "openmmtools", "bulk"]
-TOY_LIBRARIES = ["writebehind", "netCDF4", "h5py", "openmmtools"]
+LIBRARIES = [
+    "writebehind",
+    "writebehind-async",
+    "writebehind-no-checksums",
+    "netCDF4",
+    "h5py",
+    "openmmtools",
+    "bulk",
+]
+TOY_LIBRARIES = ["writebehind", "writebehind-no-checksums", "netCDF4", "h5py", "openmmtools"]
 MAX_PENDING_BYTES = 256 << 20  # writebehind's default
 RSS_ALLOWANCE_MIB = 64
 
@@ -400,10 +409,19 @@ def main(argv: list[str] | None = None) -> int:
         for library, r in toy_runs.items()
     ]
     checks = targets(rows, toys)
+    from .checksums import checksums_table, compare_rows  # it imports this module
+
+    checksums_cost = compare_rows(rows, toys)
     info["load_average_end"] = os.getloadavg()
     info["seconds"] = round(time.time() - started, 1)
     report = "\n".join(
-        [write_table(rows), toy_table(toys), summary_table(rows, toys), targets_table(checks)]
+        [
+            write_table(rows),
+            toy_table(toys),
+            summary_table(rows, toys),
+            targets_table(checks),
+            checksums_table(checksums_cost),
+        ]
     )
     print(report)
 
@@ -416,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "write": rows,
         "toy": toys,
         "targets": checks,
+        "checksums": checksums_cost,
     }
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     print(

@@ -106,6 +106,11 @@ def write_writebehind(path: str, frame: Any, n: int, checksums: bool = True) -> 
     )
 
 
+def write_writebehind_no_checksums(path: str, frame: Any, n: int) -> WriteResult:
+    """writebehind with HDF5's Fletcher32 checksums off (``checksums=False``)."""
+    return write_writebehind(path, frame, n, checksums=False)
+
+
 def write_writebehind_async(path: str, frame: Any, n: int) -> WriteResult:
     import anyio
 
@@ -217,6 +222,7 @@ def kept_copy_floor(frame: Any, n: int) -> np.ndarray[Any, Any]:
 WRITERS: dict[str, Callable[[str, Any, int], WriteResult]] = {
     "writebehind": write_writebehind,
     "writebehind-async": write_writebehind_async,
+    "writebehind-no-checksums": write_writebehind_no_checksums,
     "netCDF4": write_netcdf4,
     "h5py": write_h5py,
     "openmmtools": write_openmmtools,
@@ -264,6 +270,7 @@ def read_openmmtools(path: str) -> Any:
 READERS: dict[str, Callable[[str], Any]] = {
     "writebehind": read_writebehind,
     "writebehind-async": read_writebehind,
+    "writebehind-no-checksums": read_writebehind,
     "netCDF4": read_netcdf4,
     "h5py": read_h5py,
     "openmmtools": read_openmmtools,
@@ -271,7 +278,12 @@ READERS: dict[str, Callable[[str], Any]] = {
 }
 
 #: Where each library's file keeps the variable, for netCDF4's own read of it.
-NETCDF_GROUP = {"writebehind": "traj", "writebehind-async": "traj", "openmmtools": "traj"}
+NETCDF_GROUP = {
+    "writebehind": "traj",
+    "writebehind-async": "traj",
+    "writebehind-no-checksums": "traj",
+    "openmmtools": "traj",
+}
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -322,10 +334,13 @@ def _toy_store(library: str, path: str) -> tuple[Any, Callable[[], None]]:
     """``(store(positions, energy), close)`` for ``library``; ``(None, noop)`` for none."""
     if library == "none":
         return None, lambda: None
-    if library == "writebehind":
+    if library in ("writebehind", "writebehind-no-checksums"):
         import writebehind
 
-        wb = writebehind.StorageInterface(writebehind.NetCDFIODriver(path, "w"))
+        checksums = library == "writebehind"
+        wb = writebehind.StorageInterface(
+            writebehind.NetCDFIODriver(path, "w", checksums=checksums)
+        )
         positions_node, energy_node = wb.traj.positions, wb.traj.energy
 
         def store_wb(positions: Any, energy: float) -> None:
