@@ -211,5 +211,6 @@ def test_checksums_cost_is_the_extra_time_a_rate_counts_inverted(benchmarks_modu
     without_runs = [{"p50_us": 1.0, "writer_mb_s": 100.0}, {"p50_us": 3.0, "writer_mb_s": 100.0}]
     figures = compare(with_runs, without_runs)
     assert figures["p50_us"]["cost"] == 0.5  # pairs: +100% and 0%
+    assert (figures["p50_us"]["pairs_slower"], figures["p50_us"]["pairs"]) == (1, 2)
     assert figures["writer_mb_s"]["cost"] == 0.5  # half the rate: twice the time
     assert figures["caller_over_limit"] == ["p50_us"]
