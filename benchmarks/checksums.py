@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
-    shown = out.relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out
+    resolved = out.resolve()
+    shown = resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else out
     print(f"results: {shown} ({info['seconds']:.0f} s)")
     return 0
 
