@@ -1,10 +1,11 @@
 """Run the benchmark suite: ``python -m benchmarks`` (``--quick`` for a short run).
 
 For each frame size (a scalar, 1000x3 float64 = 24 KB, 100000x3 float64 = 2.4 MB) and each
-library (writebehind sync and async, netCDF4 by hand, h5py by hand, openmmtools.storage when
-installed, and one bulk netCDF4 write, the format's limit) it measures the caller's time per
-append (p50, p99), the whole job (open, appends, close), reading the variable back, and the
-peak RSS; then the toy simulation loop's overhead. Each scenario runs in a fresh interpreter
+library (writebehind sync and async, writebehind without its checksums, netCDF4 by hand, h5py
+by hand, openmmtools.storage when installed, and one bulk netCDF4 write, the format's limit)
+it measures the caller's time per append (p50, p99), the whole job (open, appends, close),
+writebehind's writer throughput, reading the variable back, and the peak RSS; then the toy
+simulation loop's overhead. Each scenario runs in a fresh interpreter
 (see ``worker.py``); repeats are interleaved so that a busy moment hits every library alike,
 and the figures are medians over the repeats. Prints markdown tables, writes
 ``results/<mode>.json`` and draws ``results/<mode>.png`` (needs matplotlib).
@@ -37,8 +38,16 @@ SIZES: dict[str, tuple[tuple[int, ...], int, int]] = {
     "24KB": ((1000, 3), 2000, 500),
     "2.4MB": ((100000, 3), 200, 50),
 }
-LIBRARIES = ["writebehind", "writebehind-async", "netCDF4", "h5py", "openmmtools", "bulk"]
-TOY_LIBRARIES = ["writebehind", "netCDF4", "h5py", "openmmtools"]
+LIBRARIES = [
+    "writebehind",
+    "writebehind-async",
+    "writebehind-no-checksums",
+    "netCDF4",
+    "h5py",
+    "openmmtools",
+    "bulk",
+]
+TOY_LIBRARIES = ["writebehind", "writebehind-no-checksums", "netCDF4", "h5py", "openmmtools"]
 MAX_PENDING_BYTES = 256 << 20  # writebehind's default
 RSS_ALLOWANCE_MIB = 64
 
@@ -55,10 +64,10 @@ def available(library: str) -> bool:
 
 # -- running workers -----------------------------------------------------------------------
 def run_worker(task: dict[str, Any]) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    # The workers import writebehind from this tree's src/ (not from wherever it is
+    # installed), and the benchmarks package from this tree.
+    path = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     # One BLAS/OpenMP thread: the loop's numpy work is single-threaded, like the issue's.
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run(
@@ -100,6 +109,8 @@ def summarize_write(size: str, library: str, n: int, runs: list[dict[str, Any]])
     in_flight = min(n * frame_bytes, MAX_PENDING_BYTES) / (1 << 20)
     out: dict[str, Any] = {"size": size, "library": library, "appends": n, "repeats": len(runs)}
     for key in ("p50_us", "p99_us", "whole_s", "read_s", "rss_growth_mib", "peak_rss_mib"):
+        out[key] = _median([r.get(key) for r in runs])
+    for key in ("writer_mb_s", "drain_mb_s", "read_mb_s", "netcdf4_read_mb_s"):
         out[key] = _median([r.get(key) for r in runs])
     out["copy_p50_us"] = _median([_get(r, "copy.p50_us") for r in runs])
     out["kept_copy_p50_us"] = _median([_get(r, "kept_copy.p50_us") for r in runs])
@@ -175,8 +186,8 @@ def write_table(rows: list[dict[str, Any]]) -> str:
             f"\n{size} frames ({sized[0]['appends']} appends), medians of "
             f"{sized[0]['repeats']} run(s)\n",
             "| library | p50 µs | p99 µs | p50/copy | p99/copy | whole s | whole/bulk | "
-            "read s | read/netCDF4 | RSS growth MiB (bound) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "writer MB/s | read s | read/netCDF4 | RSS growth MiB (bound) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         copy = _median([r["copy_p50_us"] for r in sized])
         kept = _median([r["kept_copy_p50_us"] for r in sized])
@@ -185,11 +196,12 @@ def write_table(rows: list[dict[str, Any]]) -> str:
                 f"| {r['library']} | {_fmt(r['p50_us'], '.1f')} | {_fmt(r['p99_us'], '.1f')} "
                 f"| {_fmt(r['p50_over_copy'], '.2f')} | {_fmt(r['p99_over_copy'], '.2f')} "
                 f"| {_fmt(r['whole_s'], '.3f')} | {_fmt(r['whole_over_bulk'], '.2f')} "
-                f"| {_fmt(r['read_s'], '.3f')} | {_fmt(r['read_over_netcdf4'], '.2f')} "
+                f"| {_fmt(r['writer_mb_s'], '.0f')} | {_fmt(r['read_s'], '.3f')} "
+                f"| {_fmt(r['read_over_netcdf4'], '.2f')} "
                 f"| {_fmt(r['rss_growth_mib'], '.0f')} ({r['rss_bound_mib']:.0f}) |"
             )
-        lines.append(f"| copy (np.array(x, copy=True)) | {_fmt(copy, '.1f')} | | | | | | | | |")
-        lines.append(f"| copy, all kept (fresh memory) | {_fmt(kept, '.1f')} | | | | | | | | |")
+        lines.append(f"| copy (np.array(x, copy=True)) | {_fmt(copy, '.1f')} |" + " |" * 9)
+        lines.append(f"| copy, all kept (fresh memory) | {_fmt(kept, '.1f')} |" + " |" * 9)
         waits = [r["backpressure_waits"] for r in sized if r.get("backpressure_waits")]
         if waits:
             lines.append(f"\nwritebehind waited under backpressure in {waits[0]:.0f} appends.")
@@ -397,10 +409,19 @@ def main(argv: list[str] | None = None) -> int:
         for library, r in toy_runs.items()
     ]
     checks = targets(rows, toys)
+    from .checksums import checksums_table, compare_rows  # it imports this module
+
+    checksums_cost = compare_rows(rows, toys)
     info["load_average_end"] = os.getloadavg()
     info["seconds"] = round(time.time() - started, 1)
     report = "\n".join(
-        [write_table(rows), toy_table(toys), summary_table(rows, toys), targets_table(checks)]
+        [
+            write_table(rows),
+            toy_table(toys),
+            summary_table(rows, toys),
+            targets_table(checks),
+            checksums_table(checksums_cost),
+        ]
     )
     print(report)
 
@@ -413,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "write": rows,
         "toy": toys,
         "targets": checks,
+        "checksums": checksums_cost,
     }
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     print(

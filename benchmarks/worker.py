@@ -5,6 +5,8 @@ memory do not affect the next one, and so that its peak RSS is its own. The base
 ratios are taken against (the copy floor, one bulk netCDF4 write of the same data,
 netCDF4's own read of the same file, the loop storing nothing) run in the same process,
 after the scenario's peak RSS is recorded. The result is printed as one JSON line.
+``"baselines": false`` in a write task skips the bulk write and the copy floors
+(``python -m benchmarks.checksums`` compares two writebehind settings with each other).
 """
 
 from __future__ import annotations
@@ -87,7 +89,12 @@ def run_write(task: dict[str, Any]) -> dict[str, Any]:
         "rss_growth_mib": (peak - rss_before) / _MIB if exact_peak else None,
         "backpressure_waits": result.backpressure_waits,
         **_percentiles(result.latencies_ns),
+        **_writer_figures(result),
     }
+    if library.startswith("writebehind"):  # the source measured: this tree's, or installed
+        import writebehind
+
+        out["writebehind_file"] = writebehind.__file__
     del data
     # Reading back: the library's own read, and netCDF4's read of the same file, alternated.
     reader = w.READERS[library]
@@ -98,14 +105,33 @@ def run_write(task: dict[str, Any]) -> dict[str, Any]:
         raw.append(w.timed(lambda: w.read_netcdf4(path, group)))
     out["read_s"] = statistics.median(own)
     out["netcdf4_read_same_file_s"] = statistics.median(raw)
+    data_bytes = n * np.asarray(frame).nbytes
+    out["read_mb_s"] = data_bytes / out["read_s"] / 1e6
+    out["netcdf4_read_mb_s"] = data_bytes / out["netcdf4_read_same_file_s"] / 1e6
     # In-process baselines: one bulk write of the same data, the copy floors.
-    if library != "bulk":
+    if library != "bulk" and task.get("baselines", True):
         bulk_path = os.path.join(directory, f"{library}-bulk.nc")
         out["bulk_whole_s"] = w.write_bulk(bulk_path, w.bulk_data(frame, n)).whole_seconds
         w.remove(bulk_path)
         out["copy"] = _percentiles(w.copy_floor(frame, n))
         out["kept_copy"] = _percentiles(w.kept_copy_floor(frame, n))
     w.remove(path)
+    return out
+
+
+def _writer_figures(result: w.WriteResult) -> dict[str, Any]:
+    """What writebehind's writer sustained, in MB/s: ``writer_mb_s`` over its time inside
+    the driver's writes, ``drain_mb_s`` from the first append to close() returning."""
+    written = result.bytes_written
+    if not written:
+        return {}
+    out: dict[str, Any] = {"bytes_written": written}
+    if result.writer_seconds:
+        out["writer_s"] = result.writer_seconds
+        out["writer_mb_s"] = written / result.writer_seconds / 1e6
+    if result.drain_seconds:
+        out["drain_s"] = result.drain_seconds
+        out["drain_mb_s"] = written / result.drain_seconds / 1e6
     return out
 
 

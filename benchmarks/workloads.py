@@ -3,11 +3,13 @@
 Every writer takes a path, a frame and a count, and returns the caller's time of each
 append (ns) and the whole job's time (open, appends, close). The frame is changed in place
 between appends, as a simulation changes its positions, outside the timed region.
+writebehind's writers also say what the writer thread did (see ``WriteResult``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +27,12 @@ class WriteResult:
     latencies_ns: np.ndarray[Any, Any]  # caller's time of each append; empty for bulk
     whole_seconds: float
     backpressure_waits: int | None = None  # writebehind only
+    # writebehind (sync) only: the bytes its writer wrote, the writer thread's time inside
+    # the driver's writes (HDF5's chunk I/O and filters: the checksum's cost lands there),
+    # and the time from the first append to close() returning (everything on disk).
+    bytes_written: int | None = None
+    writer_seconds: float | None = None
+    drain_seconds: float | None = None
 
 
 def make_frame(shape: tuple[int, ...]) -> Any:
@@ -53,15 +61,54 @@ def _timed_appends(append: Callable[[Any], Any], frame: Any, n: int) -> np.ndarr
 
 
 # -- writers ---------------------------------------------------------------------------
-def write_writebehind(path: str, frame: Any, n: int) -> WriteResult:
+def timed_netcdf_driver(path: str, mode: str, checksums: bool = True) -> Any:
+    """A ``NetCDFIODriver`` that adds up the time its ``write_entries`` calls take (on the
+    writer thread) in ``writer_seconds``: one ``perf_counter`` pair per chunk write."""
+    return _timed_driver_class()(path, mode, checksums=checksums)
+
+
+@functools.cache
+def _timed_driver_class() -> Any:
+    import writebehind
+
+    class TimedNetCDFIODriver(writebehind.NetCDFIODriver):
+        writer_seconds = 0.0
+
+        def write_entries(self, path: str, start: int, entries: Any) -> None:
+            started = perf_counter()
+            try:
+                super().write_entries(path, start, entries)
+            finally:
+                self.writer_seconds += perf_counter() - started
+
+    return TimedNetCDFIODriver
+
+
+def write_writebehind(path: str, frame: Any, n: int, checksums: bool = True) -> WriteResult:
     import writebehind
 
     started = perf_counter()
-    store = writebehind.StorageInterface(writebehind.NetCDFIODriver(path, "w"))
-    latencies = _timed_appends(store.traj[VARIABLE].append, frame, n)
+    driver = timed_netcdf_driver(path, "w", checksums=checksums)
+    store = writebehind.StorageInterface(driver)
+    node = store.traj[VARIABLE]
+    appending = perf_counter()
+    latencies = _timed_appends(node.append, frame, n)
     store.close()
-    whole = perf_counter() - started
-    return WriteResult(latencies, whole, store.stats().backpressure_waits)
+    ended = perf_counter()
+    stats = store.stats()
+    return WriteResult(
+        latencies,
+        ended - started,
+        stats.backpressure_waits,
+        bytes_written=stats.bytes_written,
+        writer_seconds=driver.writer_seconds,
+        drain_seconds=ended - appending,
+    )
+
+
+def write_writebehind_no_checksums(path: str, frame: Any, n: int) -> WriteResult:
+    """writebehind with HDF5's Fletcher32 checksums off (``checksums=False``)."""
+    return write_writebehind(path, frame, n, checksums=False)
 
 
 def write_writebehind_async(path: str, frame: Any, n: int) -> WriteResult:
@@ -175,6 +222,7 @@ def kept_copy_floor(frame: Any, n: int) -> np.ndarray[Any, Any]:
 WRITERS: dict[str, Callable[[str, Any, int], WriteResult]] = {
     "writebehind": write_writebehind,
     "writebehind-async": write_writebehind_async,
+    "writebehind-no-checksums": write_writebehind_no_checksums,
     "netCDF4": write_netcdf4,
     "h5py": write_h5py,
     "openmmtools": write_openmmtools,
@@ -222,6 +270,7 @@ def read_openmmtools(path: str) -> Any:
 READERS: dict[str, Callable[[str], Any]] = {
     "writebehind": read_writebehind,
     "writebehind-async": read_writebehind,
+    "writebehind-no-checksums": read_writebehind,
     "netCDF4": read_netcdf4,
     "h5py": read_h5py,
     "openmmtools": read_openmmtools,
@@ -229,7 +278,12 @@ READERS: dict[str, Callable[[str], Any]] = {
 }
 
 #: Where each library's file keeps the variable, for netCDF4's own read of it.
-NETCDF_GROUP = {"writebehind": "traj", "writebehind-async": "traj", "openmmtools": "traj"}
+NETCDF_GROUP = {
+    "writebehind": "traj",
+    "writebehind-async": "traj",
+    "writebehind-no-checksums": "traj",
+    "openmmtools": "traj",
+}
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -280,10 +334,13 @@ def _toy_store(library: str, path: str) -> tuple[Any, Callable[[], None]]:
     """``(store(positions, energy), close)`` for ``library``; ``(None, noop)`` for none."""
     if library == "none":
         return None, lambda: None
-    if library == "writebehind":
+    if library in ("writebehind", "writebehind-no-checksums"):
         import writebehind
 
-        wb = writebehind.StorageInterface(writebehind.NetCDFIODriver(path, "w"))
+        checksums = library == "writebehind"
+        wb = writebehind.StorageInterface(
+            writebehind.NetCDFIODriver(path, "w", checksums=checksums)
+        )
         positions_node, energy_node = wb.traj.positions, wb.traj.energy
 
         def store_wb(positions: Any, energy: float) -> None:

@@ -24,7 +24,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "benchmarks",
         "--quick",
         "--sizes=24KB",
-        "--libraries=writebehind",
+        "--libraries=writebehind,writebehind-no-checksums",
         "--appends=20",
         "--toy-steps=20",
         "--name=smoke",
@@ -35,8 +35,11 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads((out / "smoke.json").read_text())
 
 
-def test_suite_reports_the_requested_size_and_library(results: dict) -> None:
-    assert [(row["size"], row["library"]) for row in results["write"]] == [("24KB", "writebehind")]
+def test_suite_reports_the_requested_size_and_libraries(results: dict) -> None:
+    assert [(row["size"], row["library"]) for row in results["write"]] == [
+        ("24KB", "writebehind"),
+        ("24KB", "writebehind-no-checksums"),
+    ]
 
 
 def test_writebehind_row_has_latencies_job_read_and_rss(results: dict) -> None:
@@ -47,9 +50,23 @@ def test_writebehind_row_has_latencies_job_read_and_rss(results: dict) -> None:
     assert row["whole_over_bulk"] > 0 and row["read_over_netcdf4"] > 0
 
 
+def test_writebehind_rows_have_the_writer_throughput(results: dict) -> None:
+    for row in results["write"]:
+        assert row["writer_mb_s"] > 0 and row["drain_mb_s"] > 0 and row["read_mb_s"] > 0
+
+
+def test_suite_compares_checksums_on_and_off_when_both_ran(results: dict) -> None:
+    figures = results["checksums"]["sizes"]["24KB"]
+    for key in ("p50_us", "p99_us", "whole_s", "writer_mb_s", "read_mb_s"):
+        assert figures[key]["with"] > 0 and figures[key]["without"] > 0, key
+        assert figures[key]["cost"] is not None, key
+    assert "with" in results["checksums"]["toy_overhead"]
+
+
 def test_toy_loop_is_measured_against_the_loop_storing_nothing(results: dict) -> None:
-    (toy,) = results["toy"]
-    assert toy["library"] == "writebehind" and toy["loop_alone_s"] > 0
+    toys = {toy["library"]: toy for toy in results["toy"]}
+    assert set(toys) == {"writebehind", "writebehind-no-checksums"}
+    assert all(toy["loop_alone_s"] > 0 for toy in toys.values())
 
 
 def test_targets_are_checked(results: dict) -> None:
@@ -126,3 +143,74 @@ def test_floors_summary_takes_ratios_of_medians(floors: Any):
     assert ratios["scalar minimal whole / bulk"] == 2.0
     assert ratios["scalar writebehind whole / bulk"] == 4.0
     assert ratios["2.4MB writebehind p99 / copy p50"] == 9.0
+
+
+@pytest.fixture(scope="module")
+def checksums_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("checksums") / "checksums.json"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.checksums",
+        "--quick",
+        "--sizes=scalar,24KB",
+        "--appends=20",
+        f"--out={out}",
+    ]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
+    return json.loads(out.read_text())
+
+
+def test_checksums_runs_each_setting_in_every_repeat(checksums_results: dict) -> None:
+    assert checksums_results["repeats"] == 2
+    for size in ("scalar", "24KB"):
+        runs = checksums_results["runs"][size]
+        assert len(runs["writebehind"]) == len(runs["writebehind-no-checksums"]) == 2
+
+
+def test_checksums_reports_both_settings_and_the_cost(checksums_results: dict) -> None:
+    figures = checksums_results["sizes"]["24KB"]
+    for key in ("p50_us", "p99_us", "whole_s", "writer_mb_s", "drain_mb_s", "read_mb_s"):
+        assert figures[key]["with"] > 0 and figures[key]["without"] > 0, key
+        assert figures[key]["cost"] is not None, key
+    assert isinstance(checksums_results["caller_over_limit"], list)
+
+
+def test_checksums_measures_this_tree_not_an_installed_copy(checksums_results: dict) -> None:
+    (source,) = checksums_results["machine"]["writebehind_files"]
+    assert Path(source).is_relative_to(ROOT / "src")
+
+
+@pytest.fixture
+def benchmarks_module() -> Any:
+    sys.path.insert(0, str(ROOT))
+    try:
+        import benchmarks.checksums
+        import benchmarks.workloads
+    finally:
+        sys.path.remove(str(ROOT))
+    return benchmarks
+
+
+def test_the_no_checksums_job_writes_a_variable_without_the_filter(
+    benchmarks_module: Any, tmp_path: Path
+) -> None:
+    workloads = benchmarks_module.workloads
+    frame = np.zeros((4, 3))
+    for library, fletcher32 in (("writebehind", True), ("writebehind-no-checksums", False)):
+        path = str(tmp_path / f"{library}.nc")
+        result = workloads.WRITERS[library](path, frame, 5)
+        assert result.bytes_written == 5 * frame.nbytes and result.writer_seconds > 0
+        with netCDF4.Dataset(path) as dataset:
+            assert dataset["traj/x"].filters()["fletcher32"] is fletcher32
+
+
+def test_checksums_cost_is_the_extra_time_a_rate_counts_inverted(benchmarks_module: Any):
+    compare = benchmarks_module.checksums.compare
+    with_runs = [{"p50_us": 2.0, "writer_mb_s": 50.0}, {"p50_us": 3.0, "writer_mb_s": 100.0}]
+    without_runs = [{"p50_us": 1.0, "writer_mb_s": 100.0}, {"p50_us": 3.0, "writer_mb_s": 100.0}]
+    figures = compare(with_runs, without_runs)
+    assert figures["p50_us"]["cost"] == 0.5  # pairs: +100% and 0%
+    assert (figures["p50_us"]["pairs_slower"], figures["p50_us"]["pairs"]) == (1, 2)
+    assert figures["writer_mb_s"]["cost"] == 0.5  # half the rate: twice the time
+    assert figures["caller_over_limit"] == ["p50_us"]
