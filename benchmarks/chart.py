@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 COLORS = {
     "writebehind": "#1b7837",
     "writebehind-async": "#5aae61",
-    "writebehind-no-checksums": "#a6dba0",
+    "writebehind-checksums": "#a6dba0",
     "netCDF4": "#2166ac",
     "h5py": "#762a83",
     "openmmtools": "#b2182b",

@@ -1,7 +1,7 @@
 """Run the benchmark suite: ``python -m benchmarks`` (``--quick`` for a short run).
 
 For each frame size (a scalar, 1000x3 float64 = 24 KB, 100000x3 float64 = 2.4 MB) and each
-library (writebehind sync and async, writebehind without its checksums, netCDF4 by hand, h5py
+library (writebehind sync and async, writebehind with its optional checksums, netCDF4 by hand, h5py
 by hand, openmmtools.storage when installed, and one bulk netCDF4 write, the format's limit)
 it measures the caller's time per append (p50, p99), the whole job (open, appends, close),
 writebehind's writer throughput, reading the variable back, and the peak RSS; then the toy
@@ -41,13 +41,13 @@ SIZES: dict[str, tuple[tuple[int, ...], int, int]] = {
 LIBRARIES = [
     "writebehind",
     "writebehind-async",
-    "writebehind-no-checksums",
+    "writebehind-checksums",
     "netCDF4",
     "h5py",
     "openmmtools",
     "bulk",
 ]
-TOY_LIBRARIES = ["writebehind", "writebehind-no-checksums", "netCDF4", "h5py", "openmmtools"]
+TOY_LIBRARIES = ["writebehind", "writebehind-checksums", "netCDF4", "h5py", "openmmtools"]
 MAX_PENDING_BYTES = 256 << 20  # writebehind's default
 RSS_ALLOWANCE_MIB = 64
 

@@ -61,7 +61,7 @@ def _timed_appends(append: Callable[[Any], Any], frame: Any, n: int) -> np.ndarr
 
 
 # -- writers ---------------------------------------------------------------------------
-def timed_netcdf_driver(path: str, mode: str, checksums: bool = True) -> Any:
+def timed_netcdf_driver(path: str, mode: str, checksums: bool = False) -> Any:
     """A ``NetCDFIODriver`` that adds up the time its ``write_entries`` calls take (on the
     writer thread) in ``writer_seconds``: one ``perf_counter`` pair per chunk write."""
     return _timed_driver_class()(path, mode, checksums=checksums)
@@ -84,7 +84,7 @@ def _timed_driver_class() -> Any:
     return TimedNetCDFIODriver
 
 
-def write_writebehind(path: str, frame: Any, n: int, checksums: bool = True) -> WriteResult:
+def write_writebehind(path: str, frame: Any, n: int, checksums: bool = False) -> WriteResult:
     import writebehind
 
     started = perf_counter()
@@ -106,9 +106,9 @@ def write_writebehind(path: str, frame: Any, n: int, checksums: bool = True) -> 
     )
 
 
-def write_writebehind_no_checksums(path: str, frame: Any, n: int) -> WriteResult:
-    """writebehind with HDF5's Fletcher32 checksums off (``checksums=False``)."""
-    return write_writebehind(path, frame, n, checksums=False)
+def write_writebehind_checksums(path: str, frame: Any, n: int) -> WriteResult:
+    """writebehind with HDF5's Fletcher32 checksums on (``checksums=True``)."""
+    return write_writebehind(path, frame, n, checksums=True)
 
 
 def write_writebehind_async(path: str, frame: Any, n: int) -> WriteResult:
@@ -222,7 +222,7 @@ def kept_copy_floor(frame: Any, n: int) -> np.ndarray[Any, Any]:
 WRITERS: dict[str, Callable[[str, Any, int], WriteResult]] = {
     "writebehind": write_writebehind,
     "writebehind-async": write_writebehind_async,
-    "writebehind-no-checksums": write_writebehind_no_checksums,
+    "writebehind-checksums": write_writebehind_checksums,
     "netCDF4": write_netcdf4,
     "h5py": write_h5py,
     "openmmtools": write_openmmtools,
@@ -270,7 +270,7 @@ def read_openmmtools(path: str) -> Any:
 READERS: dict[str, Callable[[str], Any]] = {
     "writebehind": read_writebehind,
     "writebehind-async": read_writebehind,
-    "writebehind-no-checksums": read_writebehind,
+    "writebehind-checksums": read_writebehind,
     "netCDF4": read_netcdf4,
     "h5py": read_h5py,
     "openmmtools": read_openmmtools,
@@ -281,7 +281,7 @@ READERS: dict[str, Callable[[str], Any]] = {
 NETCDF_GROUP = {
     "writebehind": "traj",
     "writebehind-async": "traj",
-    "writebehind-no-checksums": "traj",
+    "writebehind-checksums": "traj",
     "openmmtools": "traj",
 }
 
@@ -334,10 +334,10 @@ def _toy_store(library: str, path: str) -> tuple[Any, Callable[[], None]]:
     """``(store(positions, energy), close)`` for ``library``; ``(None, noop)`` for none."""
     if library == "none":
         return None, lambda: None
-    if library in ("writebehind", "writebehind-no-checksums"):
+    if library in ("writebehind", "writebehind-checksums"):
         import writebehind
 
-        checksums = library == "writebehind"
+        checksums = library == "writebehind-checksums"
         wb = writebehind.StorageInterface(
             writebehind.NetCDFIODriver(path, "w", checksums=checksums)
         )

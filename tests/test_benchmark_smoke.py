@@ -24,7 +24,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "benchmarks",
         "--quick",
         "--sizes=24KB",
-        "--libraries=writebehind,writebehind-no-checksums",
+        "--libraries=writebehind,writebehind-checksums",
         "--appends=20",
         "--toy-steps=20",
         "--name=smoke",
@@ -38,7 +38,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_suite_reports_the_requested_size_and_libraries(results: dict) -> None:
     assert [(row["size"], row["library"]) for row in results["write"]] == [
         ("24KB", "writebehind"),
-        ("24KB", "writebehind-no-checksums"),
+        ("24KB", "writebehind-checksums"),
     ]
 
 
@@ -65,7 +65,7 @@ def test_suite_compares_checksums_on_and_off_when_both_ran(results: dict) -> Non
 
 def test_toy_loop_is_measured_against_the_loop_storing_nothing(results: dict) -> None:
     toys = {toy["library"]: toy for toy in results["toy"]}
-    assert set(toys) == {"writebehind", "writebehind-no-checksums"}
+    assert set(toys) == {"writebehind", "writebehind-checksums"}
     assert all(toy["loop_alone_s"] > 0 for toy in toys.values())
 
 
@@ -165,7 +165,7 @@ def test_checksums_runs_each_setting_in_every_repeat(checksums_results: dict) ->
     assert checksums_results["repeats"] == 2
     for size in ("scalar", "24KB"):
         runs = checksums_results["runs"][size]
-        assert len(runs["writebehind"]) == len(runs["writebehind-no-checksums"]) == 2
+        assert len(runs["writebehind"]) == len(runs["writebehind-checksums"]) == 2
 
 
 def test_checksums_reports_both_settings_and_the_cost(checksums_results: dict) -> None:
@@ -192,12 +192,12 @@ def benchmarks_module() -> Any:
     return benchmarks
 
 
-def test_the_no_checksums_job_writes_a_variable_without_the_filter(
+def test_the_checksums_job_writes_a_variable_with_the_filter(
     benchmarks_module: Any, tmp_path: Path
 ) -> None:
     workloads = benchmarks_module.workloads
     frame = np.zeros((4, 3))
-    for library, fletcher32 in (("writebehind", True), ("writebehind-no-checksums", False)):
+    for library, fletcher32 in (("writebehind", False), ("writebehind-checksums", True)):
         path = str(tmp_path / f"{library}.nc")
         result = workloads.WRITERS[library](path, frame, 5)
         assert result.bytes_written == 5 * frame.nbytes and result.writer_seconds > 0

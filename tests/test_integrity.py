@@ -250,8 +250,8 @@ def _chunks(path: Path, variable: str) -> list[tuple[int, int, int]]:
 
 
 def _rows_file(path: Path, rows: int = 400) -> None:
-    """A closed file whose variable x holds entry i = [i, i, ...] (8 KB)."""
-    with writebehind.open(path, "w") as store:
+    """A closed file whose variable x, checksummed, holds entry i = [i, i, ...] (8 KB)."""
+    with writebehind.open(path, "w", checksums=True) as store:
         for i in range(rows):
             store.x.append(np.full(1000, float(i)))
 
@@ -271,9 +271,8 @@ def test_damaged_bytes_in_a_chunk_raise_naming_the_entries(nc_path):
         assert store.x.read(slice(stop, 400))[:, 0].tolist() == list(range(stop, 400))
 
 
-def test_a_file_created_without_checksums_has_none(nc_path):
-    driver = writebehind.NetCDFIODriver(nc_path, "w", checksums=False)
-    with writebehind.StorageInterface(driver) as store:
+def test_a_file_created_by_default_has_no_checksums(nc_path):
+    with writebehind.open(nc_path, "w") as store:
         store.x.append(np.zeros(3))
     import netCDF4
 
@@ -281,7 +280,7 @@ def test_a_file_created_without_checksums_has_none(nc_path):
         assert not dataset["x"].filters()["fletcher32"]
 
 
-def test_appendable_numeric_variables_are_checksummed(nc_path):
+def test_with_checksums_appendable_numeric_variables_are_checksummed(nc_path):
     _rows_file(nc_path, rows=1)
     import netCDF4
 
@@ -293,7 +292,7 @@ _TORN = """
 import os, signal, sys
 import numpy as np
 import writebehind
-store = writebehind.open(sys.argv[1], "w")
+store = writebehind.open(sys.argv[1], "w", checksums=True)
 for i in range(200):
     store.x.append(np.full(1000, float(i)))
 store.flush()

@@ -486,11 +486,14 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 def open_async(
     file_name: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     mode: str | None = None,
+    *,
+    checksums: bool = False,
     **options: Any,
 ) -> AsyncStorageInterface:
-    """``AsyncStorageInterface(NetCDFIODriver(file_name, mode), **options)``.
+    """``AsyncStorageInterface(NetCDFIODriver(file_name, mode, checksums=...), **options)``.
 
     Not a coroutine: use ``async with open_async("run.nc") as store:`` (or
     ``store = await open_async("run.nc")`` and ``await store.aclose()``).
     """
-    return AsyncStorageInterface(NetCDFIODriver(os.fsdecode(file_name), mode), **options)
+    driver = NetCDFIODriver(os.fsdecode(file_name), mode, checksums=checksums)
+    return AsyncStorageInterface(driver, **options)

@@ -196,7 +196,10 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
 def open(
     file_name: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     mode: str | None = None,
+    *,
+    checksums: bool = False,
     **options: Any,
 ) -> StorageInterface:
-    """``StorageInterface(NetCDFIODriver(file_name, mode), **options)``."""
-    return StorageInterface(NetCDFIODriver(os.fsdecode(file_name), mode), **options)
+    """``StorageInterface(NetCDFIODriver(file_name, mode, checksums=checksums), **options)``."""
+    driver = NetCDFIODriver(os.fsdecode(file_name), mode, checksums=checksums)
+    return StorageInterface(driver, **options)
