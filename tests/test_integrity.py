@@ -311,7 +311,7 @@ def test_a_chunk_torn_by_a_killed_flush_is_resealed_and_keeps_its_flushed_rows(n
     first, address, size = _chunks(nc_path, "x")[-1]
     assert first < 200 < first + size // 8000  # the chunk holding the first unflushed row
     with open(nc_path, "r+b") as file:  # rows past the flushed ones, half rewritten
-        file.seek(address + (205 - first) * 8000)
+        file.seek(address + (size // 8000 - 1) * 8000)  # its last row: not flushed
         file.write(np.full(1000, -1.0).tobytes())
     report = writebehind.recover(str(nc_path))
     assert report.resealed_chunks == {"x": 1}

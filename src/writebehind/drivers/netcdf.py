@@ -5,8 +5,9 @@ Layout in the file:
 - a group of writebehind is a netCDF group;
 - an appendable variable ``positions`` with entries of shape ``(1000, 3)`` grows along its
   own unlimited dimension ``positions_entry``; its entry axes are ``positions_axis1`` and
-  ``positions_axis2``; it is chunked so that one chunk holds about 1 MiB (at most 8192
-  entries), not netCDF's default of one entry per chunk;
+  ``positions_axis2``; it is chunked so that one chunk holds at most 64 KiB of whole
+  entries (at most 8192 entries, at least one; an entry over 1 MiB is sliced), not
+  netCDF's default of one entry per chunk;
 - a fixed variable has dimensions ``name_axis0``, ``name_axis1``...;
 - str is a netCDF ``string``, bytes (and msgpack dict records) the variable-length type
   ``writebehind_bytes`` (vlen of ubyte) defined in the root group.
@@ -47,8 +48,12 @@ from .base import NodeRecord, StorageIODriver
 
 __all__ = ["NetCDFIODriver"]
 
-CHUNK_TARGET_BYTES = 1 << 20
+#: A chunk holds this much of whole entries (at least one): HDF5 allocates a chunk whole,
+#: so a variable's first chunk is what a short run pays for it (see _chunk_shape).
+CHUNK_TARGET_BYTES = 48 << 10
 CHUNK_MAX_ENTRIES = 8192
+#: An entry larger than this is stored in slices along its first axis.
+CHUNK_SLICE_BYTES = 1 << 20
 _BYTES_TYPE_NAME = "writebehind_bytes"
 _LENGTH_ATTR = "writebehind_length"  # the committed length of an appendable variable
 _OBJECT = np.dtype(object)
@@ -90,6 +95,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         self.checksums = checksums
         self._dataset: netCDF4.Dataset | None = None
         self._nodes: dict[str, Any] = {}  # path -> netCDF4 Group or Variable
+        # Scanned variables whose chunk cache is set at their first read or write, not at
+        # open: a file of thousands of variables opens without touching each (see scan).
+        self._cache_unset: set[str] = set()
         self._bytes_type: Any = None
         self._init_legacy()
         #: What crash recovery found when the file was opened (None: not opened, or new).
@@ -164,6 +172,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
                 "only in NETCDF4 files"
             )
         self._nodes = {"": dataset}
+        self._cache_unset = set()
         self._bytes_type = dataset.vltypes.get(_BYTES_TYPE_NAME)
         return dataset
 
@@ -222,11 +231,16 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         shape = tuple(len(d) for d in dims)
         entry_shape = shape[1:] if appendable else shape
         layout = Layout(_storage_of(variable), _dtype_of(variable), entry_shape)
-        chunks = variable.chunking()
-        if appendable and layout.storage == "numeric" and isinstance(chunks, list):
-            # (chunking() is "contiguous", or None in a netCDF-3 file, such as AMBER's)
-            _small_chunk_cache(variable, tuple(chunks), layout.dtype.itemsize)
+        if appendable and layout.storage == "numeric":
+            self._cache_unset.add(path)  # see _cache_before_use
         return NodeRecord(path, False, attrs, layout, appendable, shape[0] if appendable else 0)
+
+    def _cache_before_use(self, path: str, variable: Any) -> None:
+        """Give a scanned variable its small chunk cache before its first read or write."""
+        self._cache_unset.discard(path)
+        chunks = variable.chunking()
+        if isinstance(chunks, list):  # "contiguous", or None in a netCDF-3 file (AMBER's)
+            _small_chunk_cache(variable, tuple(chunks), variable.dtype.itemsize)
 
     def sync(self, durable: bool = False) -> None:
         if self._sync_from_user_code(durable):  # openmmtools' sync(): flush the owning store
@@ -262,6 +276,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             return
         dataset, self._dataset = self._dataset, None
         self._nodes = {}
+        self._cache_unset = set()
         if dataset is not None and dataset.isopen():
             try:
                 dataset.close()
@@ -376,6 +391,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
     # -- data ------------------------------------------------------------------------
     def write_entries(self, path: str, start: int, entries: Any) -> None:
         variable = self._node(path)
+        if path in self._cache_unset:
+            self._cache_before_use(path, variable)
         self._entries_written = True
         if isinstance(entries, np.ndarray) and entries.dtype != _OBJECT:
             if entries.size == 0:
@@ -400,6 +417,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
 
     def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
         variable = self._node(path)
+        if path in self._cache_unset:
+            self._cache_before_use(path, variable)
         count = len(range(start, stop, step))
         shape = variable.shape[1:]
         if count == 0 or 0 in shape:
@@ -573,20 +592,27 @@ def _fit_dimension_name(name: str) -> str:
 
 
 def _chunk_shape(layout: Layout) -> tuple[int, ...]:
-    """About 1 MiB of whole entries, or equal slices of an entry larger than that.
+    """At most 64 KiB of whole entries (at least one), or equal slices of an entry over
+    1 MiB.
 
-    The engine stages entries in buffers of the same size, so each write fills whole
-    chunks. A larger entry is split evenly along its first axis: a chunk that overhangs
-    the entry is still stored whole (1 MiB slices of a 2.4 MB entry would store 3 MiB).
+    HDF5 allocates a chunk whole, so a variable holding a few entries takes a whole chunk
+    on disk: 64 KiB keeps a file of many short variables within 2x its raw bytes plus
+    64 KiB a variable (1 MiB chunks made 3,000 variables of one small entry 1.6 GB). Long
+    runs lose nothing measurable by it (docs/performance.md, "How cost grows"). The engine
+    stages entries in buffers of whole chunks, so each write fills whole chunks. An entry
+    over 1 MiB is split evenly along its first axis: a chunk that overhangs the entry is
+    still stored whole (1 MiB slices of a 2.4 MB entry would store 3 MiB). Files written
+    with other chunk shapes (1 MiB before this version) are read and appended to as they
+    are: the shape is each variable's own.
     """
     entry_shape = tuple(max(1, n) for n in layout.shape)
     if layout.storage != "numeric":
         return (1024,)
     entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
-    if entry_bytes <= CHUNK_TARGET_BYTES:
+    if entry_bytes <= CHUNK_SLICE_BYTES:
         entries = max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_bytes))
         return (entries, *entry_shape)
-    pieces = -(-entry_bytes // CHUNK_TARGET_BYTES)
+    pieces = -(-entry_bytes // CHUNK_SLICE_BYTES)
     rows = -(-entry_shape[0] // pieces)
     return (1, rows, *entry_shape[1:])
 
@@ -602,7 +628,7 @@ def _small_chunk_cache(variable: Any, chunks: tuple[int, ...], itemsize: int) ->
     if _stored_under_another_name(variable):
         return
     chunk_bytes = int(np.prod(chunks, dtype=np.int64)) * itemsize
-    variable.set_var_chunk_cache(size=max(2 * chunk_bytes, CHUNK_TARGET_BYTES))
+    variable.set_var_chunk_cache(size=max(2 * chunk_bytes, CHUNK_SLICE_BYTES))
 
 
 def _stored_under_another_name(variable: Any) -> bool:
@@ -644,7 +670,7 @@ def _fsync_path(path: str) -> None:
 _LEFT_OPEN: dict[str, Any] = {}
 #: A netCDF call that fails while the file system has less free space than this reports
 #: ENOSPC: HDF5 reduces a failed write(2) to a bare "NetCDF: HDF error".
-DISK_FULL_BYTES = CHUNK_TARGET_BYTES
+DISK_FULL_BYTES = CHUNK_SLICE_BYTES
 
 
 def _close_left_open(file_name: str) -> None:
