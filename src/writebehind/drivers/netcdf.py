@@ -245,6 +245,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
     def sync(self, durable: bool = False) -> None:
         if self._sync_from_user_code(durable):  # openmmtools' sync(): flush the owning store
             return
+        self._sync_file(durable)
+
+    def _sync_file(self, durable: bool) -> None:
         if self._dataset is None:
             return
         # A flush that changes the structure is guarded by the metadata journal (or the
@@ -314,6 +317,15 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             # durably flushed yet (its directory is then not synced either). There, the
             # fsyncs would be most of the cost of a short run.
             durable = self._directory_synced
+            if self._entries_written:
+                # Entries written since the sync may have changed chunk indexes in HDF5's
+                # cache (a B-tree node split: a node rewritten in place, pointing to one
+                # not written yet), and finding the raw data below flushes that cache
+                # (closing HDF5's second file identifier flushes the shared file) with no
+                # journal in force: the torture test lost every entry of a variable to a
+                # kill there. Sync first, under the chunk-index journal; the pre-images are
+                # then that completed sync's.
+                self._sync_file(durable)
             metadata = self._metadata_journal
             if metadata is not None and metadata.save(durable):
                 self._metadata_saved = True
