@@ -8,7 +8,7 @@ process-wide ``LIBRARY_LOCK``. All shared state of the engine is guarded by one 
 
 Appends are staged: each appendable variable has an *open chunk*, a preallocated buffer that
 sits in the queue at the position of its first entry. A numeric variable's first buffer holds
-one file chunk (at most 64 KiB of whole entries, at most 8192); once the variable holds that
+one file chunk (48 KiB of whole entries plus two, at most 8192); once the variable holds that
 many entries, each new buffer holds several whole chunks, up to about 8 MiB
 (``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its entry straight into that
 buffer (the copy is the snapshot) and returns; the writer later hands the whole buffer to the
@@ -69,8 +69,8 @@ def on_writer_thread() -> bool:
 
 
 LINGER_SECONDS = 0.05
-# An append buffer holds whole file chunks (the driver's: at most 64 KiB of whole entries,
-# at least one, at most 8192) and about 8 MiB: the append that opens a buffer (mapping it)
+# An append buffer holds whole file chunks (the driver's: 48 KiB of whole entries plus two,
+# at most 8192 entries and 1 MiB) and about 8 MiB: the append that opens a buffer (mapping it)
 # and the one that meets the writer's wake-up wait longer than the others, so a buffer
 # should hold a few hundred entries for those to stay under 1% of appends (340 of 24 KB).
 # An entry over half a MiB has a buffer to itself and is copied outside the lock.
@@ -153,7 +153,7 @@ class VarState:
         self.entry_nbytes = layout.entry_nbytes
         if self.numeric:
             entry_nbytes = max(1, self.entry_nbytes)
-            chunk = max(1, min(STAGE_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_nbytes))
+            chunk = min(STAGE_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_nbytes + 2)
             if entry_nbytes > ALONE_ENTRY_BYTES:
                 self.capacity = 1
             else:

@@ -5,9 +5,9 @@ Layout in the file:
 - a group of writebehind is a netCDF group;
 - an appendable variable ``positions`` with entries of shape ``(1000, 3)`` grows along its
   own unlimited dimension ``positions_entry``; its entry axes are ``positions_axis1`` and
-  ``positions_axis2``; it is chunked so that one chunk holds at most 64 KiB of whole
-  entries (at most 8192 entries, at least one; an entry over 1 MiB is sliced), not
-  netCDF's default of one entry per chunk;
+  ``positions_axis2``; it is chunked so that one chunk holds 48 KiB of whole entries plus
+  two (at most 8192 entries and 1 MiB; an entry over 1 MiB is sliced), not netCDF's
+  default of one entry per chunk;
 - a fixed variable has dimensions ``name_axis0``, ``name_axis1``...;
 - str is a netCDF ``string``, bytes (and msgpack dict records) the variable-length type
   ``writebehind_bytes`` (vlen of ubyte) defined in the root group.
@@ -48,8 +48,8 @@ from .base import NodeRecord, StorageIODriver
 
 __all__ = ["NetCDFIODriver"]
 
-#: A chunk holds this much of whole entries (at least one): HDF5 allocates a chunk whole,
-#: so a variable's first chunk is what a short run pays for it (see _chunk_shape).
+#: A chunk holds this much of whole entries, plus two: HDF5 allocates a chunk whole, so a
+#: variable's first chunk is what a short run pays for it (see _chunk_shape).
 CHUNK_TARGET_BYTES = 48 << 10
 CHUNK_MAX_ENTRIES = 8192
 #: An entry larger than this is stored in slices along its first axis.
@@ -604,13 +604,16 @@ def _fit_dimension_name(name: str) -> str:
 
 
 def _chunk_shape(layout: Layout) -> tuple[int, ...]:
-    """At most 64 KiB of whole entries (at least one), or equal slices of an entry over
-    1 MiB.
+    """48 KiB of whole entries plus two entries (at most 8192 entries and 1 MiB), or equal
+    slices of an entry over 1 MiB.
 
     HDF5 allocates a chunk whole, so a variable holding a few entries takes a whole chunk
-    on disk: 64 KiB keeps a file of many short variables within 2x its raw bytes plus
-    64 KiB a variable (1 MiB chunks made 3,000 variables of one small entry 1.6 GB). Long
-    runs lose nothing measurable by it (docs/performance.md, "How cost grows"). The engine
+    on disk. Issue 14's bound for short runs, 2x the raw bytes plus 64 KiB a variable, must
+    hold from the first entry: a chunk of c entries of e bytes, plus the variable's own
+    metadata (about 5 KB), within 2e + 64 KiB. Two entries plus 48 KiB is the largest
+    chunk that does (1 MiB chunks made 3,000 variables of one small entry 1.6 GB); larger
+    chunks read faster and make fewer chunk-index entries (docs/performance.md, "How cost
+    grows", measures what the smaller chunks cost long runs). The engine
     stages entries in buffers of whole chunks, so each write fills whole chunks. An entry
     over 1 MiB is split evenly along its first axis: a chunk that overhangs the entry is
     still stored whole (1 MiB slices of a 2.4 MB entry would store 3 MiB). Files written
@@ -622,7 +625,8 @@ def _chunk_shape(layout: Layout) -> tuple[int, ...]:
         return (1024,)
     entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
     if entry_bytes <= CHUNK_SLICE_BYTES:
-        entries = max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_bytes))
+        fits = CHUNK_TARGET_BYTES // entry_bytes + 2
+        entries = max(1, min(CHUNK_MAX_ENTRIES, fits, CHUNK_SLICE_BYTES // entry_bytes))
         return (entries, *entry_shape)
     pieces = -(-entry_bytes // CHUNK_SLICE_BYTES)
     rows = -(-entry_shape[0] // pieces)
