@@ -312,6 +312,24 @@ def targets_table(checks: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# -- the scale job (issue 16) ---------------------------------------------------------------
+def run_scale(quick: bool, out: Path) -> dict[str, Any] | None:
+    """Run ``benchmarks.scale`` in a fresh interpreter; its JSON also goes to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "benchmarks.scale", "--out", str(out)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    print("  scale job (benchmarks/scale.py)", flush=True)
+    done = subprocess.run([*command, *(["--quick"] if quick else [])], cwd=ROOT, env=env)
+    if done.returncode != 0:
+        print(f"  scale job failed (exit {done.returncode})", flush=True)
+        return None
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 # -- main ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -324,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
     parser.add_argument("--name", help="results file stem (default: full or quick)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    parser.add_argument("--no-scale", action="store_true", help="skip the scale job (scale.py)")
     args = parser.parse_args(argv)
 
     repeats = args.repeats or (1 if args.quick else 5)
@@ -382,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                     toy_runs.setdefault(library, []).append(run_worker(task))
                     print(f"  [{repeat + 1}/{repeats}]    toy {library}", flush=True)
 
+    scale = None if args.no_scale else run_scale(args.quick, args.out / f"scale-{name}.json")
+
     rows = [
         summarize_write(size, library, appends(size), runs[(size, library)])
         for size in sizes
@@ -435,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         "toy": toys,
         "targets": checks,
         "checksums": checksums_cost,
+        "scale": scale,
     }
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     print(

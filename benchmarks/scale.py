@@ -1,20 +1,31 @@
-"""What a flush that changes a file's structure costs as the file grows (issue 16).
+"""How writebehind's costs grow with the file (issue 16): the scale job of ``python -m
+benchmarks``.
 
-Usage: ``.venv/bin/python -m benchmarks.scale [--sizes 0.1,1] [--repeats 3] [--variables 3000]
-[--guard journal,copy] [--out FILE]``
+Usage: ``.venv/bin/python -m benchmarks.scale [--quick] [--sizes 0.1,1,10] [--repeats 3]
+[--create 100,1000,10000] [--long-gb 2] [--guard journal,copy] [--chunk-kib N] [--out FILE]``
 
 For each size, a new file in a temporary directory beside the repository is filled with
 frames of 24 KB (1000 atoms, float64) and flushed; then, median of ``--repeats``:
 
-- ``data_flush_ms``: a flush of one more frame;
+- ``data_flush_ms``: a flush of one more frame (nothing structural);
 - ``new_variable_flush_ms``: a flush carrying one frame and one new variable;
 - ``new_attribute_flush_ms``: a flush carrying one frame and one new attribute;
 - ``guard_bytes``: the extra disk the structural flush used while it ran: the metadata
   journal's size (``journal``), or the file's (``copy``: the whole-file rollback copy that
   the journal replaced, forced by a journal limit of 0 bytes; what the code did before).
 
-With ``--variables N`` it also times saving the journal of a file of N small variables in
-groups of 100 (``many_variables``): finding the raw data asks HDF5 about every dataset.
+``create``: for each N, a new file gets N variables of one entry of 8 float64 each (in
+groups of 100), created in one flush: the caller's time plus the flush, the file's size
+against issue 14's bound for short runs (2x the raw bytes plus 64 KiB a variable), and the
+time to reopen it read-only (median of ``--repeats``).
+
+``long_run``: ``--long-gb`` of 24 KB frames, then a tenth of that of 2.4 MB frames: the
+caller's append p50 and p99 in each tenth of the run, the whole job's rate (appends and
+close), and reading the variable back.
+
+``--chunk-kib`` changes the chunk target of the driver and the engine together (a knob for
+measuring the choice of 48 KiB; files keep the shape they were made with).
+``--quick`` is a short run (0.1 GB, 100 and 1,000 variables, a 0.2 GB long run).
 Prints one JSON document (also written to ``--out``).
 """
 
@@ -33,7 +44,8 @@ from typing import Any
 import numpy as np
 
 import writebehind
-from writebehind import _metajournal
+from writebehind import _engine, _metajournal
+from writebehind.drivers import netcdf
 
 FRAME_SHAPE = (1000, 3)
 FRAME_BYTES = 8 * FRAME_SHAPE[0] * FRAME_SHAPE[1]
@@ -107,60 +119,147 @@ def flush_costs(path: Path, gigabytes: float, repeats: int, guard: str) -> dict[
     }
 
 
-def many_variables(path: Path, variables: int, repeats: int) -> dict[str, Any]:
-    """Time the journal of a file holding ``variables`` small variables."""
-    from writebehind.drivers.netcdf import LIBRARY_LOCK
-
+def create_variables(path: Path, variables: int, repeats: int) -> dict[str, Any]:
+    """Create ``variables`` variables of one small entry each in one flush; reopen."""
+    entry = np.arange(8.0)
+    started = time.perf_counter()
     with writebehind.open(path, "w") as store:
+        opened = time.perf_counter()
         for n in range(variables):
-            store[f"g{n // 100}/v{n}"].append(np.arange(4.0))
+            store[f"g{n // 100}/v{n}"].append(entry)
+        enqueued = time.perf_counter()
         store.flush()
-        extents, saves, flushes = [], [], []
-        journal = _metajournal.MetadataJournal(str(path))
-        for k in range(repeats):
-            with LIBRARY_LOCK:  # the writer is idle: this thread may call HDF5
-                extents.append(_ms(lambda: _metajournal.raw_extents(str(path))))
-                saves.append(_ms(lambda: journal.save(durable=False)))
-                journal.void(durable=False)
-
-            def new_variable(k: int = k) -> None:
-                store[f"extra/v{k}"].append(float(k))
-                store.flush()
-
-            flushes.append(_ms(new_variable))
-        journal.close()
-        size = path.stat().st_size
+        flushed = time.perf_counter()
+    closed = time.perf_counter()
+    reopen = []
+    for _ in range(repeats):
+        reopen.append(_ms(lambda: writebehind.open(path, "r").close()))
+    size = path.stat().st_size
     path.unlink()
+    raw = variables * entry.nbytes
+    bound = 2 * raw + variables * 64 * 1024
     return {
         "variables": variables,
-        "file_gb": round(size / 1e9, 3),
-        "find_raw_data_ms": round(statistics.median(extents), 1),
-        "save_journal_ms": round(statistics.median(saves), 1),
-        "journal_bytes": journal.last_size,
-        "new_variable_flush_ms": round(statistics.median(flushes), 1),
+        "open_s": round(opened - started, 3),
+        "appends_s": round(enqueued - opened, 3),
+        "flush_s": round(flushed - enqueued, 3),
+        "create_s": round(flushed - opened, 3),
+        "close_s": round(closed - flushed, 3),
+        "reopen_s": round(statistics.median(reopen) / 1e3, 3),
+        "file_mb": round(size / 1e6, 2),
+        "bytes_per_variable": size // variables,
+        "short_run_bound_mb": round(bound / 1e6, 2),
+        "within_bound": size <= bound,
     }
+
+
+def _tenths(times_ns: np.ndarray) -> list[dict[str, float]]:
+    return [
+        {
+            "p50_us": round(float(np.percentile(part, 50)) / 1e3, 2),
+            "p99_us": round(float(np.percentile(part, 99)) / 1e3, 2),
+        }
+        for part in np.array_split(times_ns, 10)
+    ]
+
+
+def long_run(path: Path, gigabytes: float, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Append ``gigabytes`` of frames of ``shape``: per-append times in each tenth."""
+    frame = np.random.default_rng(1).random(shape)
+    frames = max(10, int(gigabytes * 1e9) // frame.nbytes)
+    times = np.empty(frames, dtype=np.int64)
+    for _ in range(20):  # warm the allocator with blocks of the frame's size
+        np.copy(frame)
+    clock = time.perf_counter_ns
+    started = time.perf_counter()
+    with writebehind.open(path, "w") as store:
+        positions = store.traj.positions
+        for i in range(frames):
+            t = clock()
+            positions.append(frame)
+            times[i] = clock() - t
+    job = time.perf_counter() - started
+    with writebehind.open(path, "r") as store:
+        read = _ms(lambda: store.traj.positions.read()) / 1e3
+    with netCDF4_dataset(path) as ds:
+        chunks = ds["traj/positions"].chunking()
+    size = path.stat().st_size
+    path.unlink()
+    return {
+        "frame_bytes": frame.nbytes,
+        "frames": frames,
+        "chunk_shape": chunks,
+        "file_gb": round(size / 1e9, 3),
+        "append_p50_us": round(float(np.percentile(times, 50)) / 1e3, 2),
+        "append_p99_us": round(float(np.percentile(times, 99)) / 1e3, 2),
+        "tenths": _tenths(times),
+        "job_mb_per_s": round(frames * frame.nbytes / 1e6 / job, 1),
+        "read_mb_per_s": round(frames * frame.nbytes / 1e6 / read, 1),
+    }
+
+
+def netCDF4_dataset(path: Path) -> Any:
+    import netCDF4
+
+    return netCDF4.Dataset(path)
+
+
+def set_chunk_target(kib: int) -> None:
+    """Make the driver and the engine chunk (and stage) by ``kib`` KiB (they must agree)."""
+    netcdf.CHUNK_TARGET_BYTES = _engine.CHUNK_TARGET_BYTES = kib << 10
+
+
+def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "frame_bytes": FRAME_BYTES,
+        "chunk_target_bytes": netcdf.CHUNK_TARGET_BYTES,
+        "sizes": [],
+        "create": [],
+        "long_run": [],
+    }
+    path = directory / "scale.nc"
+    for gigabytes in (float(size) for size in args.sizes.split(",") if size):
+        for guard in args.guard.split(","):
+            row = flush_costs(path, gigabytes, args.repeats, guard)
+            results["sizes"].append(row)
+            print(json.dumps(row), flush=True)
+    for variables in (int(n) for n in args.create.split(",") if n):
+        row = create_variables(path, variables, args.repeats)
+        results["create"].append(row)
+        print(json.dumps(row), flush=True)
+    if args.long_gb:
+        for gigabytes, shape in ((args.long_gb, FRAME_SHAPE), (args.long_gb / 10, (100000, 3))):
+            row = long_run(path, gigabytes, shape)
+            results["long_run"].append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "tenths"}), flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="0.1,1", help="file sizes in GB, comma-separated")
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--sizes", help="file sizes in GB (default 0.1,1,10; quick 0.1)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--guard", default="journal,copy", help="journal, copy or both")
-    parser.add_argument("--variables", type=int, default=3000, help="0: skip that part")
+    parser.add_argument("--guard", default="journal", help="journal, copy or both")
+    parser.add_argument("--create", help="variable counts (default 100,1000,10000)")
+    parser.add_argument("--long-gb", type=float, help="long run in GB (default 2; quick 0.2)")
+    parser.add_argument("--chunk-kib", type=int, help="chunk target (default: the driver's)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = "0.1" if args.quick else "0.1,1,10"
+    if args.create is None:
+        args.create = "100,1000" if args.quick else "100,1000,10000"
+    if args.long_gb is None:
+        args.long_gb = 0.2 if args.quick else 2.0
+    if args.chunk_kib:
+        set_chunk_target(args.chunk_kib)
     here = Path(__file__).resolve().parent.parent
-    results: dict[str, Any] = {"frame_bytes": FRAME_BYTES, "sizes": [], "many_variables": None}
+    started = time.time()
     with tempfile.TemporaryDirectory(prefix="writebehind-scale-", dir=here) as tmp:
-        path = Path(tmp) / "scale.nc"
-        for gigabytes in (float(size) for size in args.sizes.split(",")):
-            for guard in args.guard.split(","):
-                row = flush_costs(path, gigabytes, args.repeats, guard)
-                results["sizes"].append(row)
-                print(json.dumps(row), flush=True)
-        if args.variables:
-            results["many_variables"] = many_variables(path, args.variables, args.repeats)
-            print(json.dumps(results["many_variables"]), flush=True)
+        results = run(args, Path(tmp))
+    results["seconds"] = round(time.time() - started, 1)
+    results["load_average_end"] = os.getloadavg()
     results["statvfs_free_gb"] = round(
         os.statvfs(here).f_bavail * os.statvfs(here).f_frsize / 1e9, 1
     )

@@ -30,6 +30,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "--name=smoke",
         f"--out={out}",
         "--no-chart",
+        "--no-scale",
     ]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
     return json.loads((out / "smoke.json").read_text())
@@ -40,6 +41,18 @@ def test_suite_reports_the_requested_size_and_libraries(results: dict) -> None:
         ("24KB", "writebehind"),
         ("24KB", "writebehind-checksums"),
     ]
+
+
+def test_scale_job_reports_flushes_creation_and_a_long_run(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    command = [sys.executable, "-m", "benchmarks.scale", "--sizes=0.005", "--create=20"]
+    command += ["--long-gb=0.005", "--repeats=1", f"--out={out}"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
+    result = json.loads(out.read_text())
+    assert result["sizes"][0]["new_variable_flush_ms"] > 0
+    created = result["create"][0]
+    assert created["variables"] == 20 and isinstance(created["within_bound"], bool)
+    assert [len(row["tenths"]) for row in result["long_run"]] == [10, 10]
 
 
 def test_writebehind_row_has_latencies_job_read_and_rss(results: dict) -> None:

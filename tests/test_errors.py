@@ -194,7 +194,8 @@ def test_background_failure_is_sticky(nc_path):
 def test_background_failure_counts_unwritten_operations(nc_path):
     store = StorageInterface(FailingDriver(str(nc_path), "w"))
     store.x.append(1.0)
-    store.y.write(2.0)
+    store.y.write(2.0)  # creating y (and its first value) goes ahead of x's data...
+    store.y.write(3.0)  # ...but data keeps its order: this comes after the failed append
     with pytest.raises(BackgroundWriteError) as info:
         store.close()
     assert info.value.unwritten >= 1

@@ -9,8 +9,11 @@ Usage: ``.venv/bin/python tools/torture.py [--random N] [--seed S] [--out result
 3. a SIGKILL at every pwrite64 of the flush that first splits a variable's chunk index (an
    HDF5 B-tree of 64 chunks a node), with 1 MiB entries (``big``): the undo journal of
    ``_journal.py`` is what keeps those entries;
-4. 20 SIGKILLs as soon as a child's first acknowledgement arrives;
-5. negative controls: acknowledging before flushing must be caught.
+4. with ``--scale``: a SIGKILL at every pwrite64 of a structural flush (a new group, a new
+   variable, a new attribute, and entries) on a file of at least 1 GB (``--scale-gb``),
+   each on a fresh copy of one base file (issue 16);
+5. 20 SIGKILLs as soon as a child's first acknowledgement arrives;
+6. negative controls: acknowledging before flushing must be caught.
 
 Prints one JSON document (also written to ``--out``) with, per part: trials, acknowledged
 entries checked, lost (must be 0), torn, files unreadable before and after recovery.
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +48,65 @@ def _part(name: str, trials: list[harness.Trial], started: float) -> dict[str, A
     return summary
 
 
+def structural_flush_on_a_large_file(work: Path, gigabytes: float) -> list[harness.Trial]:
+    """Kill a child at each pwrite64 of a structural flush on a copy of one large file.
+
+    The base holds ``big`` (1 MiB entries) up to ``gigabytes``, closed cleanly. Each child
+    continues a fresh copy (``cp --reflink=auto``): its first flush appends one entry of
+    ``big``, creates the group ``checkpoints`` with the variable ``state`` and its entries
+    (``workload.LATE`` is long passed), and adds a root attribute; its second flush appends
+    again, then it closes. The kills cover its open and the whole first flush.
+    """
+    base = work / "base.nc"
+    entries = max(1, int(gigabytes * 1e9) // (131072 * 8) + 1)
+    command = harness._child_command(
+        base, 0, ack_before_flush=False, extra=["--variables", "big", "--max-frames", str(entries)]
+    )
+    command += ["--flush-every", "64"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
+    base_acked, closed = harness._read_acks(done.stdout, {})
+    assert closed and base.stat().st_size >= gigabytes * 1e9, (base.stat().st_size, done.stderr)
+    extra = ["--variables", "big,checkpoints/state", "--max-frames", "2", "--flush-every", "1"]
+    extra.append("--attribute")
+
+    def fresh_copy(path: Path) -> None:
+        subprocess.run(["cp", "--reflink=auto", str(base), str(path)], check=True)
+
+    # Trace one clean continuation for the pwrite64 numbers of the open and first flush.
+    traced, log = work / "trace.nc", work / "trace.log"
+    fresh_copy(traced)
+    child = harness._child_command(traced, 0, ack_before_flush=False, extra=extra)
+    strace = ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=pwrite64,write", *child]
+    subprocess.run(strace, check=True, stdout=subprocess.DEVNULL, timeout=600)
+    count, first_flush_end = 0, 0
+    for line in log.read_text().splitlines():
+        if harness._PWRITE.match(line):
+            count += 1
+        elif harness._ACK.match(line) and not first_flush_end:
+            first_flush_end = count
+    traced.unlink()
+    log.unlink()
+
+    trials = []
+    for number in range(1, first_flush_end + 1):
+        path = work / "kill.nc"
+        fresh_copy(path)
+        child = harness._child_command(path, 0, ack_before_flush=False, extra=extra)
+        inject = f"inject=pwrite64:signal=SIGKILL:when={number}"
+        strace = ["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=pwrite64", "-e", inject]
+        done = subprocess.run([*strace, *child], capture_output=True, text=True, timeout=600)
+        acked, closed = harness._read_acks(done.stdout, base_acked)
+        trial = harness.Trial(f"scale-pwrite#{number}", acked, killed=not closed)
+        trial.child_error = harness._child_error(done.returncode, closed, done.stderr)
+        trial.check = harness.check(path, acked)
+        trials.append(trial)
+        print(f"  pwrite {number}/{first_flush_end}: lost {trial.lost}", flush=True)
+        for leftover in work.glob("kill.nc*"):
+            leftover.unlink()
+    base.unlink()
+    return trials
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--random", type=int, default=100, help="random kills (default 100)")
@@ -50,12 +114,29 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--skip-split", action="store_true", help="skip part 3 (slow)")
+    parser.add_argument("--scale", action="store_true", help="run part 4 (minutes, 2+ GB disk)")
+    parser.add_argument("--scale-gb", type=float, default=1.0, help="part 4's file size")
+    parser.add_argument("--only-scale", action="store_true", help="run part 4 alone")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "strace": harness.strace_available(),
     }
+    if args.only_scale:
+        args.scale = True
+    here = Path(__file__).resolve().parent.parent  # part 4's gigabyte stays off /tmp
+    if args.scale and harness.strace_available():
+        with tempfile.TemporaryDirectory(prefix="writebehind-torture-scale-", dir=here) as tmp:
+            started = time.monotonic()
+            trials = structural_flush_on_a_large_file(Path(tmp), args.scale_gb)
+            results["pwrite_kills_structural_flush_large_file"] = _part(
+                f"structural flush on a {args.scale_gb:g} GB file", trials, started
+            )
+    if args.only_scale:
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     with tempfile.TemporaryDirectory(prefix="writebehind-torture-") as tmp:
         work = Path(tmp)
         started = time.monotonic()

@@ -69,12 +69,15 @@ def on_writer_thread() -> bool:
 
 
 LINGER_SECONDS = 0.05
-# An append buffer holds whole file chunks (the driver's: about 1 MiB, at most 8192 entries)
-# and about 8 MiB: the append that opens a buffer (mapping it) and the one that meets the
-# writer's wake-up wait longer than the others, so a buffer should hold a few hundred
-# entries for those to stay under 1% of appends (344 of 24 KB). An entry over half a
-# chunk has a buffer to itself and is copied outside the lock.
+# An append buffer holds whole file chunks (the driver's rule: CHUNK_TARGET_BYTES of whole
+# entries plus two, at most 8192 entries and CHUNK_SLICE_BYTES) and about 8 MiB: the append
+# that opens a buffer (mapping it) and the one that meets the writer's wake-up wait longer
+# than the others, so a buffer should hold a few hundred entries for those to stay under 1%
+# of appends (344 of 24 KB). An entry over half a MiB has a buffer to itself and is copied
+# outside the lock.
 CHUNK_TARGET_BYTES = 1 << 20
+CHUNK_SLICE_BYTES = 1 << 20
+ALONE_ENTRY_BYTES = 512 << 10
 STAGE_TARGET_BYTES = 8 << 20
 STAGE_MAX_ENTRIES = 8192
 OBJECT_CHUNK_ENTRIES = 1024
@@ -152,8 +155,12 @@ class VarState:
         self.entry_nbytes = layout.entry_nbytes
         if self.numeric:
             entry_nbytes = max(1, self.entry_nbytes)
-            chunk = min(STAGE_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_nbytes)
-            if chunk < 2:
+            chunk = min(
+                STAGE_MAX_ENTRIES,
+                CHUNK_TARGET_BYTES // entry_nbytes + 2,
+                max(1, CHUNK_SLICE_BYTES // entry_nbytes),
+            )
+            if entry_nbytes > ALONE_ENTRY_BYTES:
                 self.capacity = 1
             else:
                 chunks = STAGE_TARGET_BYTES // (chunk * entry_nbytes)
@@ -203,14 +210,20 @@ class Handle:
 
 # -- operations -------------------------------------------------------------------------
 class _Op:
-    __slots__ = ("nbytes", "path", "seq")
+    __slots__ = ("nbytes", "path", "queued_at", "seq")
     barrier = False
     name = "operation"
+    #: Changes the file's structure (groups, variables, attributes): applied ahead of the
+    #: data operations of its batch (see _structure_first).
+    structural = False
+    #: Operations it counts as (pending, applied): 0 for the second half of one.
+    counted = 1
 
     def __init__(self, path: str, nbytes: int = 0):
         self.path = path
         self.nbytes = nbytes
         self.seq = 0
+        self.queued_at = time.monotonic() if self.structural else 0.0
 
     def apply(self, engine: Engine) -> None:
         raise NotImplementedError
@@ -222,6 +235,7 @@ class _Op:
 class _CreateGroup(_Op):
     __slots__ = ("attrs",)
     name = "create group"
+    structural = True
 
     def __init__(self, path: str, attrs: dict[str, Any]):
         super().__init__(path)
@@ -239,6 +253,7 @@ class _CreateVariable(_Op):
 
     __slots__ = ("appendable", "attrs", "layout", "value")
     name = "create variable"
+    structural = True
 
     def __init__(
         self,
@@ -265,10 +280,35 @@ class _CreateVariable(_Op):
             engine.lengths_on_disk[self.path] = 0
             engine.dirty_lengths.add(self.path)
 
+    def split_value(self) -> _FirstValue | None:
+        """Leave the first value of a fixed variable to a second operation, applied after
+        the structural operations of its batch (see _structure_first)."""
+        if self.value is None:
+            return None
+        value, self.value = self.value, None
+        return _FirstValue(self.path, value)
+
+
+class _FirstValue(_Op):
+    """The first value of a fixed variable whose creation was applied ahead of it."""
+
+    __slots__ = ("value",)
+    name = "create variable"
+    counted = 0  # the creation counts for both (and holds its bytes)
+
+    def __init__(self, path: str, value: Any):
+        super().__init__(path)
+        self.value = value
+
+    def apply(self, engine: Engine) -> None:
+        value, self.value = self.value, None
+        engine.driver.write_value(self.path, value)
+
 
 class _SetAttrs(_Op):
     __slots__ = ("attrs",)
     name = "add metadata"
+    structural = True
 
     def __init__(self, path: str, attrs: dict[str, Any]):
         super().__init__(path)
@@ -283,6 +323,7 @@ class _SetMetadata(_Op):
 
     __slots__ = ("name_", "stored", "tag")
     name = "add metadata"
+    structural = True
 
     def __init__(self, path: str, name: str, stored: Any, tag: str | None):
         super().__init__(path)
@@ -397,6 +438,51 @@ class _Call(_Op):
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+
+def _lingers_since(op: _Op) -> float | None:
+    """When the writer's wait for more operations like ``op`` began (None: take it now).
+
+    An open chunk lingers so that appends group into few large writes; a structural change
+    lingers so that the creations of a loop making many variables group into few batches
+    (see _structure_first).
+    """
+    if isinstance(op, _AppendChunk):
+        return None if op.sealed else op.opened_at
+    return op.queued_at if op.structural else None
+
+
+def _structure_first(batch: list[_Op]) -> list[_Op]:
+    """The batch's operations with, between two calls (flushes, reads...), the structural
+    ones first, then the first values of the fixed variables they create, then the data.
+
+    netCDF-4 leaves define mode (``nc_enddef``) at the first data write after a structural
+    change, and that syncs the whole file: ``H5Fflush`` visits every open dataset and every
+    cached metadata object. Applied in order, creating N variables with an entry each
+    (create, write, create, write...) synced N times, a cost growing as N squared (5 s for
+    1,000 variables). Each variable's operations keep their order (a variable is created
+    before its data; structural operations keep theirs), and no sync falls between a
+    fixed variable's creation and its first value: calls end a run.
+    """
+    if not any(op.structural for op in batch):
+        return batch
+    ordered: list[_Op] = []
+    structure: list[_Op] = []
+    values: list[_Op] = []
+    data: list[_Op] = []
+    for op in batch:
+        if isinstance(op, _Call):
+            ordered += structure + values + data
+            ordered.append(op)
+            structure, values, data = [], [], []
+        elif op.structural:
+            structure.append(op)
+            value = op.split_value() if isinstance(op, _CreateVariable) else None
+            if value is not None:
+                values.append(value)
+        else:
+            data.append(op)
+    return ordered + structure + values + data
 
 
 # -- the engine -------------------------------------------------------------------------
@@ -931,7 +1017,7 @@ class Engine:
         _WRITER_THREAD.active = True
         try:
             while not self._closed:
-                for op in self._take_batch():
+                for op in _structure_first(self._take_batch()):
                     self._apply(op)
         except BaseException as exc:  # a bug in the engine itself: never hang the callers
             self._fail(_Op(""), exc)
@@ -952,10 +1038,10 @@ class Engine:
         with cond:
             while True:
                 if self._ops:
-                    front = self._ops[0]
-                    if self._barriers or not isinstance(front, _AppendChunk) or front.sealed:
+                    since = _lingers_since(self._ops[0])
+                    if self._barriers or since is None:
                         break
-                    age = time.monotonic() - front.opened_at
+                    age = time.monotonic() - since
                     if age >= LINGER_SECONDS:
                         break
                     cond.wait(LINGER_SECONDS - age)
@@ -964,12 +1050,18 @@ class Engine:
             batch: list[_Op] = []
             now = time.monotonic()
             ops = self._ops
+            # Once the batch changes the structure, young chunks come along: written in the
+            # same batch, they cost one exit from define mode (see _structure_first), and
+            # the variables created with them are usually written to once or not at all.
+            structural = False
             while ops:
                 op = ops[0]
                 if isinstance(op, _AppendChunk) and not op.sealed:
-                    if not self._barriers and now - op.opened_at < LINGER_SECONDS:
+                    young = now - op.opened_at < LINGER_SECONDS
+                    if young and not self._barriers and not structural:
                         break
                     self._seal(op)
+                structural = structural or op.structural
                 ops.popleft()
                 if op.barrier:
                     self._barriers -= 1
@@ -977,7 +1069,7 @@ class Engine:
         return batch
 
     def _apply(self, op: _Op) -> None:
-        count = op.count if isinstance(op, _AppendChunk) else 1
+        count = op.count if isinstance(op, _AppendChunk) else op.counted
         error: BaseException | None = None
         if self._error is None or (isinstance(op, _Call) and op.run_after_failure):
             try:
@@ -988,7 +1080,7 @@ class Engine:
                 if not isinstance(op, _Call) or op.fatal:
                     self._fail(op, exc)
             else:
-                if not isinstance(op, _Call):
+                if not isinstance(op, _Call) and op.counted:
                     self._batches += 1
                     self._bytes_written += op.nbytes
         else:

@@ -1,6 +1,7 @@
 """The process that gets killed: appends entries and reports each acknowledgement.
 
-Usage: ``python child.py PATH --seed S [--ack-before-flush] [--durable] [--max-frames N]``
+Usage: ``python child.py PATH --seed S [--ack-before-flush] [--durable] [--max-frames N]
+[--flush-every N] [--variables A,B] [--attribute]``
 
 It opens PATH with writebehind (mode None: recovers and continues an existing file), then
 appends one entry to every variable of :mod:`workload` per frame, flushing every 1 to 10
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=10**9)
     parser.add_argument("--flush-every", type=int, default=0, help="fixed interval (0: random)")
     parser.add_argument("--variables", default="", help="comma-separated subset of VARIABLES")
+    parser.add_argument(
+        "--attribute", action="store_true", help="add a root attribute in the first flush"
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
 
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 node.append(entry(path, next_index[path]))
                 next_index[path] += 1
             frames += 1
+        if args.attribute and frames == every:  # a structural change in the first flush
+            store.add_metadata("torture_note", f"added by child {os.getpid()}")
         if args.ack_before_flush:
             _say("ACK " + json.dumps(next_index))
             time.sleep(args.ack_delay)

@@ -5,8 +5,9 @@ Layout in the file:
 - a group of writebehind is a netCDF group;
 - an appendable variable ``positions`` with entries of shape ``(1000, 3)`` grows along its
   own unlimited dimension ``positions_entry``; its entry axes are ``positions_axis1`` and
-  ``positions_axis2``; it is chunked so that one chunk holds about 1 MiB (at most 8192
-  entries), not netCDF's default of one entry per chunk;
+  ``positions_axis2``; it is chunked so that one chunk holds about 1 MiB of whole entries
+  (at most 8192; an entry over 1 MiB is sliced), not netCDF's default of one entry per
+  chunk;
 - a fixed variable has dimensions ``name_axis0``, ``name_axis1``...;
 - str is a netCDF ``string``, bytes (and msgpack dict records) the variable-length type
   ``writebehind_bytes`` (vlen of ubyte) defined in the root group.
@@ -47,8 +48,14 @@ from .base import NodeRecord, StorageIODriver
 
 __all__ = ["NetCDFIODriver"]
 
+#: A chunk holds this much of whole entries (plus two, up to CHUNK_SLICE_BYTES): HDF5
+#: allocates a chunk whole, so a variable's first chunk is what a short run pays for it, and
+#: the metadata journal of a structural flush grows with the number of chunks (see
+#: _chunk_shape). The engine stages by the same rule (_engine.CHUNK_TARGET_BYTES).
 CHUNK_TARGET_BYTES = 1 << 20
 CHUNK_MAX_ENTRIES = 8192
+#: An entry larger than this is stored in slices along its first axis.
+CHUNK_SLICE_BYTES = 1 << 20
 _BYTES_TYPE_NAME = "writebehind_bytes"
 _LENGTH_ATTR = "writebehind_length"  # the committed length of an appendable variable
 _OBJECT = np.dtype(object)
@@ -97,6 +104,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         self.checksums = checksums
         self._dataset: netCDF4.Dataset | None = None
         self._nodes: dict[str, Any] = {}  # path -> netCDF4 Group or Variable
+        # Scanned variables whose chunk cache is set at their first read or write, not at
+        # open: a file of thousands of variables opens without touching each (see scan).
+        self._cache_unset: set[str] = set()
         self._bytes_type: Any = None
         self._init_legacy()
         #: What crash recovery found when the file was opened (None: not opened, or new).
@@ -171,6 +181,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
                 "only in NETCDF4 files"
             )
         self._nodes = {"": dataset}
+        self._cache_unset = set()
         self._bytes_type = dataset.vltypes.get(_BYTES_TYPE_NAME)
         return dataset
 
@@ -229,15 +240,23 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         shape = tuple(len(d) for d in dims)
         entry_shape = shape[1:] if appendable else shape
         layout = Layout(_storage_of(variable), _dtype_of(variable), entry_shape)
-        chunks = variable.chunking()
-        if appendable and layout.storage == "numeric" and isinstance(chunks, list):
-            # (chunking() is "contiguous", or None in a netCDF-3 file, such as AMBER's)
-            _small_chunk_cache(variable, tuple(chunks), layout.dtype.itemsize)
+        if appendable and layout.storage == "numeric":
+            self._cache_unset.add(path)  # see _cache_before_use
         return NodeRecord(path, False, attrs, layout, appendable, shape[0] if appendable else 0)
+
+    def _cache_before_use(self, path: str, variable: Any) -> None:
+        """Give a scanned variable its small chunk cache before its first read or write."""
+        self._cache_unset.discard(path)
+        chunks = variable.chunking()
+        if isinstance(chunks, list):  # "contiguous", or None in a netCDF-3 file (AMBER's)
+            _small_chunk_cache(variable, tuple(chunks), variable.dtype.itemsize)
 
     def sync(self, durable: bool = False) -> None:
         if self._sync_from_user_code(durable):  # openmmtools' sync(): flush the owning store
             return
+        self._sync_file(durable)
+
+    def _sync_file(self, durable: bool) -> None:
         if self._dataset is None:
             return
         # A flush that changes the structure is guarded by the metadata journal (or the
@@ -269,6 +288,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             return
         dataset, self._dataset = self._dataset, None
         self._nodes = {}
+        self._cache_unset = set()
         if dataset is not None and dataset.isopen():
             try:
                 dataset.close()
@@ -306,6 +326,15 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             # durably flushed yet (its directory is then not synced either). There, the
             # fsyncs would be most of the cost of a short run.
             durable = self._directory_synced
+            if self._entries_written:
+                # Entries written since the sync may have changed chunk indexes in HDF5's
+                # cache (a B-tree node split: a node rewritten in place, pointing to one
+                # not written yet), and finding the raw data below flushes that cache
+                # (closing HDF5's second file identifier flushes the shared file) with no
+                # journal in force: the torture test lost every entry of a variable to a
+                # kill there. Sync first, under the chunk-index journal; the pre-images are
+                # then that completed sync's.
+                self._sync_file(durable)
             metadata = self._metadata_journal
             if metadata is not None and metadata.save(durable):
                 self._metadata_saved = True
@@ -383,6 +412,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
     # -- data ------------------------------------------------------------------------
     def write_entries(self, path: str, start: int, entries: Any) -> None:
         variable = self._node(path)
+        if path in self._cache_unset:
+            self._cache_before_use(path, variable)
         self._entries_written = True
         if isinstance(entries, np.ndarray) and entries.dtype != _OBJECT:
             if entries.size == 0:
@@ -407,6 +438,8 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
 
     def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
         variable = self._node(path)
+        if path in self._cache_unset:
+            self._cache_before_use(path, variable)
         count = len(range(start, stop, step))
         shape = variable.shape[1:]
         if count == 0 or 0 in shape:
@@ -580,20 +613,34 @@ def _fit_dimension_name(name: str) -> str:
 
 
 def _chunk_shape(layout: Layout) -> tuple[int, ...]:
-    """About 1 MiB of whole entries, or equal slices of an entry larger than that.
+    """``CHUNK_TARGET_BYTES`` of whole entries plus two (at most 8192 entries and
+    ``CHUNK_SLICE_BYTES``), or equal slices of an entry over ``CHUNK_SLICE_BYTES``.
 
-    The engine stages entries in buffers of the same size, so each write fills whole
-    chunks. A larger entry is split evenly along its first axis: a chunk that overhangs
-    the entry is still stored whole (1 MiB slices of a 2.4 MB entry would store 3 MiB).
+    The target is 1 MiB: about 1 MiB of whole entries. HDF5 allocates a chunk whole, so a
+    variable holding a few entries takes 1 MiB on disk (3,000 variables of one small entry
+    make 1.6 GB, over issue 14's bound of 2x the raw bytes plus 64 KiB a variable, which a
+    48 KiB target meets). The smaller target was measured (docs/performance.md, "How cost
+    grows") and not taken: it leaves appends and reads as they are, but gives a file of 24
+    KB frames 11 times as many chunks, and the metadata journal of a structural flush lists
+    every chunk and copies every chunk-index node: 24 ms at 1 GB and about ten times that
+    at 10 GB, against 2.5 and 15 ms with 1 MiB chunks. Until that journal only visits what
+    changed since the last one, flushes that stay cheap at any size come first.
+
+    The engine stages entries in buffers of whole chunks, so each write fills whole
+    chunks. An entry over the slice size is split evenly along its first axis: a chunk that
+    overhangs the entry is still stored whole (1 MiB slices of a 2.4 MB entry would store 3
+    MiB). Files written with other chunk shapes are read and appended to as they are: the
+    shape is each variable's own.
     """
     entry_shape = tuple(max(1, n) for n in layout.shape)
     if layout.storage != "numeric":
         return (1024,)
     entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
-    if entry_bytes <= CHUNK_TARGET_BYTES:
-        entries = max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_bytes))
+    if entry_bytes <= CHUNK_SLICE_BYTES:
+        fits = CHUNK_TARGET_BYTES // entry_bytes + 2
+        entries = max(1, min(CHUNK_MAX_ENTRIES, fits, CHUNK_SLICE_BYTES // entry_bytes))
         return (entries, *entry_shape)
-    pieces = -(-entry_bytes // CHUNK_TARGET_BYTES)
+    pieces = -(-entry_bytes // CHUNK_SLICE_BYTES)
     rows = -(-entry_shape[0] // pieces)
     return (1, rows, *entry_shape[1:])
 
@@ -609,7 +656,7 @@ def _small_chunk_cache(variable: Any, chunks: tuple[int, ...], itemsize: int) ->
     if _stored_under_another_name(variable):
         return
     chunk_bytes = int(np.prod(chunks, dtype=np.int64)) * itemsize
-    variable.set_var_chunk_cache(size=max(2 * chunk_bytes, CHUNK_TARGET_BYTES))
+    variable.set_var_chunk_cache(size=max(2 * chunk_bytes, CHUNK_SLICE_BYTES))
 
 
 def _stored_under_another_name(variable: Any) -> bool:
@@ -651,7 +698,7 @@ def _fsync_path(path: str) -> None:
 _LEFT_OPEN: dict[str, Any] = {}
 #: A netCDF call that fails while the file system has less free space than this reports
 #: ENOSPC: HDF5 reduces a failed write(2) to a bare "NetCDF: HDF error".
-DISK_FULL_BYTES = CHUNK_TARGET_BYTES
+DISK_FULL_BYTES = CHUNK_SLICE_BYTES
 
 
 def _close_left_open(file_name: str) -> None:
