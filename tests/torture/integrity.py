@@ -7,7 +7,7 @@ kill-torture's variables, a str per entry and two fixed variables):
 - :func:`truncation`: copies cut short (``head -c``) at cut points spread over the file,
   and (``zero_filled``) the same copies extended back to the full length with zeros, as a
   file system can leave a file whose size reached the disk before its data. Each copy is
-  opened read-only, then to append;
+  opened read-only, looked at with ``writebehind inspect``, then opened to append;
 - :func:`overwrites`: 4 KiB of random bytes written over copies at random offsets, and at
   offsets known to lie inside the variables' data (chunks, or the storage of a fixed
   variable). Each copy is opened read-only.
@@ -138,9 +138,9 @@ class Judge:
         the damage overlapped (None: not known, every entry may have been hit);
         ``unmapped_hit``: whether it hit bytes outside every variable's storage."""
         counts = self.counts
-        counts["opens"] += 1
+        counts["inspect_runs" if result["mode"] == "inspect" else "opens"] += 1
         tag = f"{Path(result['path']).name} ({result['mode']})"
-        if result.get("changed") and result["mode"] == "r":
+        if result.get("changed") and result["mode"] in ("r", "inspect"):
             counts["read_only_opens_that_wrote"] += 1
             self.failures.append(f"{tag}: a read-only open changed {result.get('new_files')}")
         if result.get("changed") and result.get("open_error") == "TruncatedFileError":
@@ -149,6 +149,11 @@ class Judge:
         if "crashed" in result:
             counts["reader_crashed_or_hung"] += 1
             self.errors["reader crashed or hung"] += 1
+            return
+        if "inspect" in result:
+            said = result["inspect"]["said"].replace(result["path"], "FILE")
+            kind = "truncated" if "truncated" in said else said[:90]
+            self.errors[f"inspect exit {result['inspect']['status']}: {kind}"] += 1
             return
         if "open_error" in result:
             counts["opens_that_raised"] += 1
@@ -227,7 +232,7 @@ def truncation(
     for number, point in enumerate(points):
         copy = workdir / f"cut-{number:02d}.nc"
         _copy_prefix(reference, copy, point, size if zero_filled else None)
-        for mode in ("r", "a"):
+        for mode in ("r", "inspect", "a"):
             jobs.append(_job(copy, mode, frames, layout))
     results = readback(jobs, workdir)
     judge = Judge(layout, undetectable_allowed=zero_filled)

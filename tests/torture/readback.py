@@ -2,7 +2,8 @@
 
 Usage: ``python readback.py JOBS_JSON_FILE`` (a list of ``{"path", "mode", "frames",
 "rows", "checksummed"}``: the copy, the mode to open it with, the entries written to each
-appendable variable, how many entries a chunk of each holds, the variables with checksums)
+appendable variable, how many entries a chunk of each holds, the variables with checksums;
+mode ``"inspect"`` runs ``writebehind inspect`` on the copy instead)
 
 For each job, in turn: digests the copy and every file beside it that belongs to it, opens
 it with writebehind in ``mode``, reads every variable of :mod:`workload`'s integrity file
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import resource
@@ -36,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import writebehind
 from torture.workload import DEFAULT, FIXED, TEXT, matches
+from writebehind import cli
 
 APPENDABLE = [*DEFAULT, TEXT]
 #: Failing reads of ranges, then reads of single entries, per variable without a checksum
@@ -195,10 +198,24 @@ def _read_fixed(store: Any, path: str) -> _Tally:
     return tally
 
 
+def _inspect(path: str) -> dict[str, Any]:
+    """``writebehind inspect PATH``, its output thrown away: its exit status and last line."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(["inspect", path])
+    lines = (err.getvalue() or out.getvalue()).strip().splitlines()
+    return {"status": status, "said": lines[-1][:300] if lines else ""}
+
+
 def read_copy(job: dict[str, Any]) -> dict[str, Any]:
     path = job["path"]
     before = snapshot(path)
     result: dict[str, Any] = {"path": path, "mode": job["mode"], "variables": {}}
+    if job["mode"] == "inspect":  # the command line's read-only look at a file
+        result["inspect"] = _inspect(path)
+        result["changed"] = snapshot(path) != before
+        result["new_files"] = sorted(set(snapshot(path)) - set(before))
+        return result
     try:
         store = writebehind.open(path, job["mode"])
     except Exception as exc:
