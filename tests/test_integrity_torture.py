@@ -59,6 +59,19 @@ def test_overwritten_bytes_raise_where_checksummed_and_never_read_wrong(tmp_path
     assert total.get("unaffected_entries_that_raised", 0) == 0, total["failures"]
 
 
+def test_negative_control_without_checksums_overwritten_numbers_read_wrong(tmp_path):
+    # The same overwrites on a file written without checksums: the read-back must see the
+    # wrong values, which writebehind's checksums turn into DamagedDataError above.
+    summary = integrity.overwrites(
+        tmp_path, FRAMES, uniform=3, in_data=0, seed=20240605, checksums=False
+    )
+    _print(summary)
+    total = summary["total"]
+    assert total.get("affected_entries_checksummed", 0) == 0
+    numeric = [key for key in total if key.startswith("wrong_values_undetectable:traj/")]
+    assert numeric and total["wrong_values_undetectable"] > 0, summary["trials"]
+
+
 def test_a_stale_journal_put_back_beside_a_new_file_on_the_same_inode_is_never_applied(
     tmp_path,
 ):

@@ -27,8 +27,10 @@ copies of a cleanly closed file (``tests/torture/integrity.py``) and on restarts
    must raise, every other entry must read correctly or raise, none may read wrong (wrong
    values of variables without a checksum, which cannot see damage, are counted apart);
 8. restart with ``"w"`` after kills, the new file on the killed run's inode number and its
-   stale side files put back beside it: 4 rounds, every acknowledged value checked; and the
-   negative control, recovery trusting any side file, which must apply the stale journal.
+   stale side files put back beside it: 4 rounds, every acknowledged value checked;
+9. negative controls: the 20 random overwrites of part 7 on a file written without
+   checksums must read wrong values, and recovery trusting any side file must apply the
+   stale journal of part 8.
 """
 
 from __future__ import annotations
@@ -118,6 +120,14 @@ def run_integrity(work: Path, seed: int) -> dict[str, Any]:
     (work / "overwrite").mkdir()
     summary = integrity.overwrites(work / "overwrite", FRAMES, uniform=20, in_data=10, seed=seed)
     results["overwrite"] = _integrity_part("overwrite", summary, started)
+    started = time.monotonic()
+    (work / "control").mkdir()
+    summary = integrity.overwrites(
+        work / "control", FRAMES, uniform=20, in_data=0, seed=seed, checksums=False
+    )
+    results["negative_control_overwrite_without_checksums"] = _integrity_part(
+        "negative control (overwrite, no checksums)", summary, started
+    )
     for name, trust in (("restart_after_kills", False), ("negative_control_restart", True)):
         started = time.monotonic()
         (work / name).mkdir()

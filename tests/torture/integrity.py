@@ -42,10 +42,12 @@ OVERWRITE = 4096
 APPENDABLE = [*DEFAULT, TEXT]
 
 
-def write_reference(path: Path, frames: int) -> None:
+def write_reference(path: Path, frames: int, *, checksums: bool = True) -> None:
     """The file every copy is made of: ``frames`` entries of each appendable variable and
-    the fixed variables, written by writebehind and closed cleanly."""
-    with writebehind.open(path, "w") as store:
+    the fixed variables, written by writebehind and closed cleanly (``checksums=False``:
+    without checksums, for the negative control)."""
+    driver = writebehind.NetCDFIODriver(str(path), "w", checksums=checksums)
+    with writebehind.StorageInterface(driver) as store:
         for index in range(frames):
             for name in APPENDABLE:
                 store[name].append(expected(name, index))
@@ -305,12 +307,14 @@ def affected_entries(
 
 
 def overwrites(
-    workdir: Path, frames: int, *, uniform: int, in_data: int, seed: int
+    workdir: Path, frames: int, *, uniform: int, in_data: int, seed: int, checksums: bool = True
 ) -> dict[str, Any]:
     """Random bytes over fresh copies of a closed file (see :func:`_damages`); each copy
-    opened read-only and read. One summary per group of overwrites, and their total."""
+    opened read-only and read. One summary per group of overwrites, and their total.
+    ``checksums=False`` is the negative control: the file is written without checksums, and
+    damage to its numeric variables must then read as wrong values."""
     reference = workdir / "reference.nc"
-    write_reference(reference, frames)
+    write_reference(reference, frames, checksums=checksums)
     layout = storage_map(reference)
     size = reference.stat().st_size
     rng = random.Random(seed + 1)
