@@ -54,3 +54,39 @@ def same(path: str, index: int, got: Any) -> bool:
         return bool(got == want)
     got = np.asarray(got)
     return got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes()
+
+
+# -- the integrity torture's file ----------------------------------------------------------
+#: What the integrity torture (``torture/integrity.py``) writes besides DEFAULT: a str per
+#: entry (kept, like dict records, in HDF5's global heap) and two fixed variables, written
+#: once. None of them carries a checksum: HDF5 checksums chunks of numeric data only.
+TEXT = "labels"
+FIXED: dict[str, Any] = {
+    "params": np.arange(100.0) * 0.5,
+    "title": "writebehind integrity torture",
+}
+
+
+def text(index: int) -> str:
+    """Entry ``index`` of :data:`TEXT` (of varying length)."""
+    return f"frame {index}: " + "ab" * (index % 29)
+
+
+def expected(path: str, index: int | None = None) -> Any:
+    """Entry ``index`` of ``path`` in the integrity file (``index`` None: a fixed value)."""
+    if path in FIXED:
+        return FIXED[path]
+    if path == TEXT:
+        return text(int(index or 0))
+    return entry(path, int(index or 0))
+
+
+def matches(path: str, index: int | None, got: Any) -> bool:
+    """Whether ``got`` is entry ``index`` of ``path`` in the integrity file, bit for bit."""
+    if path in VARIABLES:
+        return same(path, int(index or 0), got)
+    want = expected(path, index)
+    if isinstance(want, str):
+        return isinstance(got, str) and got == want
+    got = np.asarray(got)
+    return got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes()
