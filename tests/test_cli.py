@@ -322,7 +322,7 @@ def test_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_unreadable_file_is_not_called_not_netcdf(
     demo_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refused(file_name: str) -> None:  # as for a file without read permission
+    def refused(file_name: str, verify: bool = False) -> None:  # as without read permission
         raise PermissionError(errno.EACCES, "Permission denied", file_name)
 
     monkeypatch.setattr(cli, "inspect_file", refused)
@@ -514,7 +514,7 @@ def test_user_error_exits_1_without_traceback_in_a_real_process(tmp_path: Path) 
 def test_unexpected_error_is_one_line_that_says_it_is_a_bug(
     demo_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(file_name: str) -> None:
+    def broken(file_name: str, verify: bool = False) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(cli, "inspect_file", broken)
@@ -529,7 +529,7 @@ def test_unexpected_error_is_one_line_that_says_it_is_a_bug(
 def test_unexpected_error_shows_its_traceback_in_python_dev_mode(demo_file: Path) -> None:
     code = (
         "import sys, writebehind.cli as cli\n"
-        "def broken(file_name): raise RuntimeError('boom')\n"
+        "def broken(file_name, verify=False): raise RuntimeError('boom')\n"
         "cli.inspect_file = broken\n"
         "raise SystemExit(cli.main(sys.argv[1:]))\n"
     )
