@@ -1033,13 +1033,27 @@ class Engine:
             except Exception:
                 logger.exception("writebehind: closing %r failed", self.driver.file_name)
 
+    def _data_ready(self) -> bool:
+        """Whether data waits in the queue to be written (a sealed chunk, a value): then a
+        structural change at its head does not linger, or the data would wait for it (a
+        variable's first entries pile up in memory). Lock held."""
+        if not self._ops[0].structural:
+            return False
+        for op in self._ops:
+            if isinstance(op, _AppendChunk):
+                if op.sealed:
+                    return True
+            elif not op.structural:
+                return True
+        return False
+
     def _take_batch(self) -> list[_Op]:
         cond = self.cond
         with cond:
             while True:
                 if self._ops:
                     since = _lingers_since(self._ops[0])
-                    if self._barriers or since is None:
+                    if self._barriers or since is None or self._data_ready():
                         break
                     age = time.monotonic() - since
                     if age >= LINGER_SECONDS:
