@@ -248,6 +248,17 @@ def main() -> int:
         trials = harness.random_kills(work / "random", args.random, args.seed, chains=args.workers)
         results["random_kills"] = _part("random kills", trials, started)
 
+        started = time.monotonic()
+        (work / "random-checksums").mkdir()
+        trials = harness.random_kills(
+            work / "random-checksums",
+            args.random // 2,
+            args.seed + 3,
+            chains=args.workers,
+            checksums=True,
+        )
+        results["random_kills_checksums"] = _part("random kills, checksums", trials, started)
+
         if harness.strace_available():
             (work / "pwrite").mkdir()
             frames, every = 30, 5

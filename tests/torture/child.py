@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         help="with --ack-before-flush: seconds between the early acknowledgement and the flush",
     )
     parser.add_argument("--durable", action="store_true")
+    parser.add_argument(
+        "--checksums", action="store_true", help="create variables with Fletcher32 checksums"
+    )
     parser.add_argument("--max-frames", type=int, default=10**9)
     parser.add_argument("--flush-every", type=int, default=0, help="fixed interval (0: random)")
     parser.add_argument("--variables", default="", help="comma-separated subset of VARIABLES")
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
 
-    store = writebehind.open(args.path)
+    store = writebehind.open(args.path, checksums=args.checksums)
     chosen = args.variables.split(",") if args.variables else DEFAULT
     nodes = {path: store[path] for path in chosen}
     next_index = {}

@@ -158,6 +158,7 @@ def random_kills(
     durable: bool = False,
     variables: list[str] | None = None,
     kill_on_ack: bool = False,
+    checksums: bool = False,
 ) -> list[Trial]:
     """SIGKILL children at random moments (fixed seed).
 
@@ -168,6 +169,8 @@ def random_kills(
     rng = random.Random(seed)
     plans = [[rng.random() for _ in range(3)] for _ in range(trials)]
     extra = ["--durable"] if durable else []
+    if checksums:  # a kill inside a chunk's rewrite then tears its checksum: resealed
+        extra.append("--checksums")
     if ack_before_flush and kill_on_ack:
         # The negative control's window between the early acknowledgement and the flush:
         # without it, the child's flush (quick when the writer has already written the
