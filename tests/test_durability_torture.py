@@ -63,9 +63,9 @@ def test_random_kills_of_a_writer_with_checksums_lose_no_acknowledged_entry(tmp_
     assert summary["torn_entries"] == 0, harness.failures(trials)
     assert summary["unreadable_after_recovery"] == 0, harness.failures(trials)
     assert summary["read_only_opens_that_wrote"] == 0, harness.failures(trials)
-    # Not asserted, a known open bug: in 2 of 150 checksummed kills (one chain, twice in a
-    # row) the next child could not append to the dict records ('log') of the recovered
-    # file, "HDF error", though no acknowledged entry was lost (docs/durability.md).
+    # Not asserted, a known open bug (docs/durability.md): after some kills of a writer with
+    # checksums, every later child of that chain fails to append to the dict records ('log')
+    # of the recovered file ("HDF error"), though no acknowledged entry is lost.
 
 
 @needs_strace
