@@ -50,7 +50,8 @@ def _run(script: str, *args: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> tup
 _PROBE = r"""
 import json, sys
 import netCDF4
-out = {"ok": False, "error": "", "uncommitted": {}, "vlen_committed": {}, "file_id": None}
+out = {"ok": False, "error": "", "uncommitted": {}, "vlen_committed": {}, "file_id": None,
+       "checksummed": False}
 try:
     with netCDF4.Dataset(sys.argv[1], "r") as ds:
         out["file_id"] = str(ds.__dict__.get("writebehind_file_id", ""))
@@ -69,6 +70,8 @@ try:
                 committed = int(attrs.get("writebehind_length", rows))
                 if rows > committed:
                     out["uncommitted"][prefix + name] = rows - committed
+                if (var.filters() or {}).get("fletcher32"):
+                    out["checksummed"] = True
                 vlen = var.dtype is str or isinstance(var.datatype, netCDF4.VLType)
                 if vlen and "writebehind_length" in attrs:
                     out["vlen_committed"][prefix + name] = committed
@@ -89,6 +92,7 @@ class ProbeResult:
     uncommitted_rows: dict[str, int]
     vlen_committed: dict[str, int] = field(default_factory=dict)
     file_id: str | None = None  # the file's writebehind_file_id ("" none); None: not read
+    checksummed: bool = True  # whether an appendable variable has checksums (True: unknown)
 
 
 def probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
@@ -101,6 +105,7 @@ def probe(path: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
         dict(result["uncommitted"]),
         dict(result["vlen_committed"]),
         result["file_id"],
+        bool(result.get("checksummed", True)),
     )
 
 
@@ -264,10 +269,14 @@ try:
             prefix, group = groups.pop()
             groups.extend((prefix + name + "/", g) for name, g in group.groups.items())
             for name, var in group.variables.items():
-                if "writebehind_length" in var.ncattrs() and var.filters().get("fletcher32"):
+                checksummed = (var.filters() or {}).get("fletcher32")
+                if "writebehind_length" in var.ncattrs() and checksummed:
                     committed[prefix + name] = int(var.getncattr("writebehind_length"))
 except Exception as exc:  # the probe says what is wrong with such a file
     print(json.dumps({"resealed": {}, "failed": [], "skipped": repr(exc)}))
+    sys.exit(0)
+if not committed:  # nothing checksummed: the file is not opened for writing at all
+    print(json.dumps({"resealed": {}, "failed": []}))
     sys.exit(0)
 no_check = h5.H5Pcreate(ctypes.c_int64.in_dll(h5, "H5P_CLS_DATASET_XFER_ID_g"))
 h5.H5Pset_edc_check(no_check, 0)  # H5Z_DISABLE_EDC: read a chunk whatever its checksum

@@ -364,7 +364,11 @@ def _recover_locked(
         )
     with contextlib.suppress(FileNotFoundError):
         os.unlink(journal_path(path))
-    report.resealed_chunks, report.reseal_error = reseal_chunks(path)
+    # Only a file with checksums needs (and pays for) the reseal: between the superblock's
+    # repair and the clearing of variable-length rows below, the file looks closed
+    # cleanly, so this window must stay short (a kill in it: docs/durability.md).
+    if after.checksummed:
+        report.resealed_chunks, report.reseal_error = reseal_chunks(path)
     if changed or report.resealed_chunks:
         after = probe(path)
     report.readable_after = after.ok

@@ -493,7 +493,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
 def _damaged_entries(variable: Any, start: int, stop: int) -> list[tuple[int, int]]:
     """The entry ranges of ``variable`` in [start, stop) whose chunks fail their checksum
     (HDF5's Fletcher32 filter); [] if it has none or every chunk reads."""
-    if not variable.filters().get("fletcher32"):
+    if not (variable.filters() or {}).get("fletcher32"):
         return []
     chunking = variable.chunking()
     rows = chunking[0] if isinstance(chunking, list) and chunking else 1
