@@ -63,9 +63,9 @@ def test_random_kills_of_a_writer_with_checksums_lose_no_acknowledged_entry(tmp_
     assert summary["torn_entries"] == 0, harness.failures(trials)
     assert summary["unreadable_after_recovery"] == 0, harness.failures(trials)
     assert summary["read_only_opens_that_wrote"] == 0, harness.failures(trials)
-    # Not asserted, a known open bug (docs/durability.md): after some kills of a writer with
-    # checksums, every later child of that chain fails to append to the dict records ('log')
-    # of the recovered file ("HDF error"), though no acknowledged entry is lost.
+    # Not asserted, a known open bug, older than checksums (docs/durability.md,
+    # tools/kill_during_recovery.py): a kill during recovery can leave a file whose next
+    # append to dict records fails ("HDF error"), though no acknowledged entry is lost.
 
 
 @needs_strace

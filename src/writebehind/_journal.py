@@ -31,7 +31,6 @@ types) are not journaled.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import struct
@@ -42,7 +41,7 @@ from typing import BinaryIO
 
 from ._hdf5 import header_addresses
 from ._probe import object_header_addresses
-from ._sidefiles import UNDO_SUFFIX, FileIdentity, create_exclusive
+from ._sidefiles import UNDO_SUFFIX, FileIdentity, close_and_remove, create_exclusive
 
 __all__ = ["IndexJournal", "journal_path", "load_journal", "nodes_differ", "write_back"]
 
@@ -128,10 +127,8 @@ class IndexJournal:
     def close(self) -> None:
         """Delete the journal (the file was closed cleanly)."""
         if self._fd >= 0:
-            os.close(self._fd)
+            close_and_remove(self._fd, self._target)
             self._fd = -1
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._target)
 
     def _refresh(self) -> None:
         """Find the index of every appendable variable: in this process when the file is

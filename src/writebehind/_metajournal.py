@@ -62,7 +62,7 @@ import zlib
 from typing import Any
 
 from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, read_only
-from ._sidefiles import FileIdentity, create_exclusive
+from ._sidefiles import FileIdentity, close_and_remove, create_exclusive
 from ._superblock import read_superblock
 
 __all__ = [
@@ -161,10 +161,8 @@ class MetadataJournal:
     def close(self) -> None:
         """Delete the side file (the file was closed: nothing left to undo)."""
         if self._fd >= 0:
-            os.close(self._fd)
+            close_and_remove(self._fd, self._target)
             self._fd = -1
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._target)
         self._valid = False
 
 

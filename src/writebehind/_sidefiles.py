@@ -35,6 +35,7 @@ from dataclasses import dataclass
 __all__ = [
     "FILE_ID_ATTR",
     "FileIdentity",
+    "close_and_remove",
     "create_exclusive",
     "new_file_id",
     "remove_side_files",
@@ -178,3 +179,10 @@ def create_exclusive(path: str) -> int:
         os.unlink(path)  # a link is removed, not followed
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+
+def close_and_remove(fd: int, path: str) -> None:
+    """Close a side file a store kept open and remove it (its file was closed cleanly)."""
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

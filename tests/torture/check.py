@@ -16,7 +16,6 @@ Usage: ``python check.py PATH ACKED_JSON`` (``{"path": entries acknowledged, ...
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -61,21 +60,10 @@ def plain_readable_in_subprocess(path: str) -> str:
     return str(json.loads(done.stdout)["error"])
 
 
-def _snapshot(path: str) -> dict[str, str]:
-    """The digest of the file and of each file beside it that belongs to it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    name = os.path.basename(path)
-    out = {}
-    for entry in sorted(os.listdir(directory)):
-        if entry == name or entry.startswith(name + "."):
-            with open(os.path.join(directory, entry), "rb") as file:
-                out[entry] = hashlib.sha256(file.read()).hexdigest()
-    return out
-
-
 def check(path: str, acked_by_path: dict[str, int]) -> dict[str, Any]:
     result: dict[str, Any] = {"lost": 0, "torn": 0, "lengths": {}}
     import writebehind  # here: the plain check in its own process does without it
+    from torture.readback import snapshot as _snapshot
 
     exists = os.path.exists(path)
     result["plain_before"] = plain_readable_in_subprocess(path) if exists else "missing"

@@ -1,0 +1,66 @@
+"""Reproducer of an open bug: a kill during recovery can leave dict records unappendable.
+
+Usage: ``.venv/bin/python tools/kill_during_recovery.py [--seed S] [--kills N] [--checksums]``
+
+Runs children of the kill-torture (``tests/torture/child.py``) one after the other on one
+file, each killed 0.2 to 1 s after it starts, so that many kills land while a child is
+still recovering its predecessor's crash. Before each child the file and its side files are
+copied to ``WORKDIR/snapshot*``. Stops at the first child that fails on its own (not killed)
+and prints its error: the snapshot is then a file on which that failure reproduces
+(``docs/durability.md``, the checksummed row of the torture table, says what is known).
+Prints one JSON line: kills survived, and the failure if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = Path(__file__).resolve().parent.parent / "tests" / "torture" / "child.py"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kills", type=int, default=80)
+    parser.add_argument("--checksums", action="store_true")
+    parser.add_argument("--workdir", type=Path, help="default: a temporary folder, kept")
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="writebehind-kill-recovery-"))
+    work.mkdir(parents=True, exist_ok=True)
+    path = str(work / "run.nc")
+    rng = random.Random(args.seed)
+    command = [sys.executable, str(CHILD), path, *(["--checksums"] if args.checksums else [])]
+    result: dict[str, object] = {"workdir": str(work), "checksums": args.checksums}
+    for trial in range(args.kills):
+        for old in glob.glob(str(work / "snapshot*")):
+            os.unlink(old)
+        for name in glob.glob(glob.escape(path) + "*"):
+            shutil.copy(name, str(work / "snapshot") + name[len(path) :])
+        child = subprocess.Popen(
+            [*command, "--seed", str(trial)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        time.sleep(0.2 + 0.8 * rng.random())
+        child.send_signal(signal.SIGKILL)
+        _, stderr = child.communicate()
+        if child.returncode != -signal.SIGKILL:
+            result.update(kills=trial, failed=stderr.decode(errors="replace").strip()[-400:])
+            break
+    else:
+        result.update(kills=args.kills, failed=None)
+    print(json.dumps(result))
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
