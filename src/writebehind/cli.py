@@ -1,4 +1,4 @@
-"""The ``writebehind`` command line: ``demo``, ``inspect``, ``read`` and ``recover``.
+"""The ``writebehind`` command line: ``demo``, ``inspect``, ``read``, ``recover`` and ``export``.
 
 Exit status: 0 on success, 1 when the file or path cannot be used (a missing file, a file
 that is not NetCDF, a path that holds nothing), 2 for a command line argparse rejects and
@@ -25,6 +25,7 @@ import pint
 from . import __version__
 from ._engine import EngineStats
 from ._errors import WriteBehindError
+from ._export import OPTIONAL, SOURCES, ExportError, export_amber, plan_export
 from ._inspect import (
     FileSummary,
     GroupSummary,
@@ -152,6 +153,40 @@ def _parser() -> argparse.ArgumentParser:
     recover.add_argument("file", help="a NetCDF-4 file")
     recover.add_argument("--json", action="store_true", help="print the report as JSON")
     recover.set_defaults(run=_recover)
+
+    export = commands.add_parser(
+        "export",
+        help="convert a trajectory to an AMBER NetCDF trajectory (mdtraj, MDAnalysis, cpptraj)",
+        description="Copy the positions (and velocities, forces, box, time, if present) that "
+        "FILE holds one entry per frame, such as writebehind.openmm.Reporter writes, into an "
+        "AMBER-convention NetCDF trajectory: angstrom, picosecond, float32. Units are "
+        "converted from those stored; frames are copied a block at a time.",
+    )
+    export.add_argument("file", help="a NetCDF file holding a trajectory")
+    export.add_argument("--amber", required=True, metavar="OUT", help="the trajectory to write")
+    export.add_argument("--group", default="", help="the group holding the variables (root)")
+    for role, (default, target, _, _) in SOURCES.items():
+        export.add_argument(
+            f"--{role}",
+            metavar="VAR",
+            help=f"the variable of the {role} (default {default}; stored as {target})",
+        )
+    export.add_argument(
+        "--without",
+        action="append",
+        choices=OPTIONAL,
+        default=[],
+        help="leave this out even if FILE has it (repeatable)",
+    )
+    export.add_argument(
+        "--assume-openmm-units",
+        action="store_true",
+        help="take variables stored without units as in OpenMM's (nanometer, picosecond, "
+        "kilojoule/mole/nanometer)",
+    )
+    export.add_argument("--block-frames", type=_positive, metavar="N", help="frames per block")
+    export.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    export.set_defaults(run=_export)
     return parser
 
 
@@ -355,6 +390,45 @@ def _recover(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot recover {args.file!r}: {_reason(exc)}") from None
     print(json.dumps(report.summary(), indent=2) if args.json else report.describe())
     return 0 if report.readable_after else 1
+
+
+# -- export ----------------------------------------------------------------------------
+def _export(args: argparse.Namespace) -> int:
+    from ._store import StorageInterface
+    from .drivers.netcdf import NetCDFIODriver
+
+    out = args.amber
+    if os.path.exists(out) and not args.overwrite:
+        raise CommandError(f"{out!r} exists; choose another OUT or pass --overwrite")
+    if os.path.abspath(out) == os.path.abspath(args.file):
+        raise CommandError("OUT must not be FILE")
+    summary = _summary(args.file)
+    names = {role: getattr(args, role) for role in SOURCES if getattr(args, role)}
+    try:
+        plan = plan_export(
+            summary, args.group, names, tuple(args.without), args.assume_openmm_units
+        )
+    except ExportError as exc:
+        raise CommandError(f"cannot export {args.file!r}: {exc}") from None
+    with StorageInterface(NetCDFIODriver(args.file, "r")) as store:
+
+        def read(path: str, start: int, stop: int) -> Any:
+            return store[path].read(slice(start, stop))
+
+        try:
+            export_amber(
+                plan,
+                read,
+                out,
+                title=f"exported from {os.path.basename(args.file)}",
+                block_frames=args.block_frames,
+                program_version=__version__,
+            )
+        except OSError as exc:
+            raise CommandError(f"cannot write {out!r}: {_reason(exc)}") from None
+    exported = ", ".join(role for role in SOURCES if role in plan.sources)
+    print(f"{out}: {plan.frames} frames of {plan.atoms} atoms ({exported})")
+    return 0
 
 
 # -- demo ------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ This module imports OpenMM when it is imported; ``import writebehind`` never doe
 
 from __future__ import annotations
 
-import math
 import weakref
 from typing import Any
 
@@ -28,10 +27,10 @@ from openmm import unit
 from . import __version__ as _writebehind_version
 from ._engine import on_writer_thread
 from ._store import StorageInterface
-from .drivers.amber import AmberDriver
+from .drivers.amber import AmberDriver, cell_lengths_and_angles
 from .drivers.netcdf import NetCDFIODriver
 
-__all__ = ["Reporter"]
+__all__ = ["Reporter", "cell_lengths_and_angles"]
 
 FORMATS = ("writebehind", "amber")
 # OpenMM 8.1 made describeNextReport return a dict; earlier versions expect a tuple.
@@ -305,13 +304,3 @@ def _close_store(store: StorageInterface) -> None:
     thread, which may hold the library lock another store needs to close)."""
     if not on_writer_thread():
         store.close()
-
-
-def cell_lengths_and_angles(vectors: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """The lengths (in the vectors' unit) and angles (degree) of a unit cell's vectors."""
-    a, b, c = np.asarray(vectors, dtype=np.float64)
-    lengths = np.array([math.sqrt(a @ a), math.sqrt(b @ b), math.sqrt(c @ c)])
-    alpha = math.degrees(math.acos(np.clip(b @ c / (lengths[1] * lengths[2]), -1.0, 1.0)))
-    beta = math.degrees(math.acos(np.clip(a @ c / (lengths[0] * lengths[2]), -1.0, 1.0)))
-    gamma = math.degrees(math.acos(np.clip(a @ b / (lengths[0] * lengths[1]), -1.0, 1.0)))
-    return lengths, np.array([alpha, beta, gamma])

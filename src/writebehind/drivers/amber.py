@@ -22,6 +22,7 @@ A driver stores what it is given (here big-endian, as NetCDF-3 requires); conver
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ import numpy as np
 from ..codecs.base import ATTR_PREFIX, Layout
 from .base import NodeRecord, StorageIODriver
 
-__all__ = ["AmberDriver"]
+__all__ = ["AmberDriver", "cell_lengths_and_angles"]
 
 _NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 0x0A, 0x0B, 0x0C
 _NC_CHAR, _NC_INT, _NC_FLOAT, _NC_DOUBLE = 2, 4, 5, 6
@@ -334,6 +335,16 @@ class AmberDriver(StorageIODriver):
             parts.append(struct.pack(">i", _NC_TYPES[variable.dtype]))
             parts.append(struct.pack(">iq", variable.vsize(self._dims), variable.begin))
         return b"".join(parts)
+
+
+def cell_lengths_and_angles(vectors: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The lengths (in the vectors' unit) and angles (degree) of a unit cell's vectors."""
+    a, b, c = np.asarray(vectors, dtype=np.float64)
+    lengths = np.array([math.sqrt(a @ a), math.sqrt(b @ b), math.sqrt(c @ c)])
+    alpha = math.degrees(math.acos(np.clip(b @ c / (lengths[1] * lengths[2]), -1.0, 1.0)))
+    beta = math.degrees(math.acos(np.clip(a @ c / (lengths[0] * lengths[2]), -1.0, 1.0)))
+    gamma = math.degrees(math.acos(np.clip(a @ b / (lengths[0] * lengths[1]), -1.0, 1.0)))
+    return lengths, np.array([alpha, beta, gamma])
 
 
 def _chars(labels: list[str]) -> np.ndarray[Any, Any]:
