@@ -70,7 +70,7 @@ def water_box(tmp_path_factory):
     return modeller, system, pdb
 
 
-def simulate(water_box, *reporters, steps=STEPS):
+def make_simulation(water_box):
     modeller, system, _ = water_box
     integrator = openmm.LangevinMiddleIntegrator(
         300 * unit.kelvin, 1 / unit.picosecond, 0.002 * unit.picoseconds
@@ -80,6 +80,11 @@ def simulate(water_box, *reporters, steps=STEPS):
     simulation = app.Simulation(modeller.topology, system, integrator, platform, {"Threads": "1"})
     simulation.context.setPositions(modeller.positions)
     simulation.context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    return simulation
+
+
+def simulate(water_box, *reporters, steps=STEPS):
+    simulation = make_simulation(water_box)
     recorder = StateRecorder(INTERVAL)
     simulation.reporters.extend([*reporters, recorder])
     simulation.step(steps)
@@ -222,3 +227,92 @@ def test_an_amber_driver_refuses_other_variables(tmp_path):
         pytest.raises(ValueError, match="AMBER"),
     ):
         store.energy.append(1.0)
+
+
+# -- appending to an existing file (mode=None or "a"; "w" replaces) -----------------------
+def test_an_amber_reporter_in_append_mode_continues_the_trajectory(water_box, tmp_path):
+    mdtraj = pytest.importorskip("mdtraj", reason="mdtraj is not installed")
+    path = tmp_path / "traj.nc"
+    simulation = make_simulation(water_box)
+    recorder = StateRecorder(INTERVAL)
+    simulation.reporters.append(recorder)
+    for mode in ("w", "a", None):  # three runs, each a reporter of its own
+        with Reporter(path, INTERVAL, format="amber", velocities=True, mode=mode) as reporter:
+            simulation.reporters.append(reporter)
+            simulation.step(STEPS)
+            simulation.reporters.remove(reporter)
+    states = recorder.states
+    trajectory = mdtraj.load(str(path), top=str(water_box[2]))
+    assert trajectory.n_frames == len(states) == 3 * STEPS // INTERVAL
+    np.testing.assert_allclose(trajectory.time, [s["time"] for s in states], rtol=1e-6)
+    np.testing.assert_allclose(trajectory.xyz, [s["positions"] for s in states], rtol=1e-6)
+
+
+def test_an_amber_reporter_in_mode_w_replaces_the_file(water_box, tmp_path):
+    path = tmp_path / "traj.nc"
+    with Reporter(path, INTERVAL, format="amber") as reporter:
+        simulate(water_box, reporter)
+    with Reporter(path, INTERVAL, format="amber") as reporter:
+        states = simulate(water_box, reporter)
+    with netCDF4.Dataset(path) as ds:
+        assert len(ds.dimensions["frame"]) == len(states)
+
+
+def test_an_amber_reporter_in_mode_a_needs_the_file(water_box, tmp_path):
+    reporter = Reporter(tmp_path / "missing.nc", INTERVAL, format="amber", mode="a")
+    with pytest.raises(FileNotFoundError, match=r"missing\.nc"):
+        simulate(water_box, reporter)
+
+
+def test_appending_frames_of_other_atoms_is_refused(water_box, tmp_path):
+    path = tmp_path / "traj.nc"
+    with Reporter(path, INTERVAL, format="amber") as reporter:
+        simulate(water_box, reporter)
+    subset = Reporter(path, INTERVAL, format="amber", atom_subset=[0, 1, 2], mode="a")
+    with pytest.raises(ValueError, match="holds frames of 387 atoms, not 3"):
+        simulate(water_box, subset)
+    with netCDF4.Dataset(path) as ds:  # untouched
+        assert len(ds.dimensions["frame"]) == STEPS // INTERVAL
+
+
+def test_appending_without_the_files_velocities_is_refused(water_box, tmp_path):
+    path = tmp_path / "traj.nc"
+    with Reporter(path, INTERVAL, format="amber", velocities=True) as reporter:
+        simulate(water_box, reporter)
+    reporter = Reporter(path, INTERVAL, format="amber", mode="a")
+    with pytest.raises(ValueError, match=r"has velocities .* pass velocities=True"):
+        simulate(water_box, reporter)
+
+
+def test_appending_to_scaled_velocities_is_refused(water_box, tmp_path):
+    path = tmp_path / "amber.nc"  # as AMBER writes velocities: in its unit, scaled by 20.455
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET") as ds:
+        ds.Conventions, ds.ConventionVersion = "AMBER", "1.0"
+        ds.createDimension("frame", None)
+        ds.createDimension("spatial", 3)
+        ds.createDimension("atom", 387)
+        ds.createVariable("time", "f4", ("frame",)).units = "picosecond"
+        xyz = ("frame", "atom", "spatial")
+        ds.createVariable("coordinates", "f4", xyz).units = "angstrom"
+        velocities = ds.createVariable("velocities", "f4", xyz)
+        velocities.units, velocities.scale_factor = "angstrom/picosecond", np.float32(20.455)
+    reporter = Reporter(path, INTERVAL, format="amber", velocities=True, box=False, mode="a")
+    with pytest.raises(ValueError, match="stores velocities scaled"):
+        simulate(water_box, reporter)
+
+
+def test_a_writebehind_reporter_in_append_mode_continues_the_file(water_box, tmp_path):
+    path = tmp_path / "traj.nc"
+    with Reporter(path, INTERVAL) as reporter:
+        first = simulate(water_box, reporter)
+    with Reporter(path, INTERVAL, mode="a") as reporter:
+        second = simulate(water_box, reporter)
+    with StorageInterface(NetCDFIODriver(path, "r")) as store:
+        np.testing.assert_array_equal(
+            store.positions.read().magnitude, [s["positions"] for s in first + second]
+        )
+
+
+def test_a_reporter_refuses_an_unknown_mode(tmp_path):
+    with pytest.raises(ValueError, match="mode must be"):
+        Reporter(tmp_path / "t.nc", 1, mode="r+")

@@ -60,7 +60,7 @@ class Reporter:
     Parameters
     ----------
     file_or_store : str, os.PathLike or StorageInterface
-        A path: the reporter creates the file (replacing one that exists) and closes it in
+        A path: the reporter opens the file as ``mode`` says and closes it in
         :meth:`close`. A :class:`~writebehind.StorageInterface` (``format="writebehind"``
         only): the reporter stores under ``group`` in it and leaves it open.
     report_interval : int
@@ -78,6 +78,12 @@ class Reporter:
     group : str
         Where the variables go in a writebehind file (``""``: the root). Several reporters
         in one store need different groups.
+    mode : {"w", "a", None}
+        For a path, as the store's modes: ``"w"`` (the default, as OpenMM's reporters)
+        creates the file, replacing one that exists; ``"a"`` appends to a file that must
+        exist; None appends to a file that exists, or creates it. Appending continues the
+        file's variables (an AMBER file must hold the same atoms and the same variables:
+        velocities, forces, box; the first report raises ``ValueError`` otherwise).
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class Reporter:
         format: str = "writebehind",
         atom_subset: Any = None,
         group: str = "",
+        mode: str | None = "w",
     ):
         if format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
@@ -114,6 +121,9 @@ class Reporter:
         self._periodic = enforce_periodic_box
         self._subset = None if atom_subset is None else np.asarray(atom_subset, dtype=np.intp)
         self._group = group.strip("/")
+        if mode not in ("w", "a", None):
+            raise ValueError(f"mode must be 'w', 'a' or None, not {mode!r}")
+        self._mode = mode
         self._owns_store = not isinstance(file_or_store, StorageInterface)
         if not self._owns_store and format == "amber":
             raise ValueError("format='amber' writes its own file: pass a path, not a store")
@@ -121,7 +131,7 @@ class Reporter:
         self._store: StorageInterface | None = None
         if format == "writebehind":
             self._store = (
-                StorageInterface(NetCDFIODriver(file_or_store, "w"))
+                StorageInterface(NetCDFIODriver(file_or_store, mode))
                 if self._owns_store
                 else file_or_store
             )
@@ -208,7 +218,7 @@ class Reporter:
         assert self._path is not None  # an AMBER reporter is given a path
         driver = AmberDriver(
             self._path,
-            "w",
+            self._mode,
             n_atoms=n_atoms,
             velocities=self._want["velocities"],
             forces=self._want["forces"],
@@ -217,6 +227,28 @@ class Reporter:
             program_version=_writebehind_version,
         )
         store = StorageInterface(driver)
+        written = {"time", "coordinates", "velocities", "forces", "cell_lengths", "cell_angles"}
+        others = [name for name in driver.record_variables if name not in written]
+        if others:
+            store.close()
+            raise ValueError(
+                f"{self._path!r} has variables per frame this reporter does not write "
+                f"({', '.join(others)}): write a new file (mode 'w')"
+            )
+        # AMBER itself stores velocities scaled (scale_factor 20.455); the store writes no
+        # packed variable (it would have to invert the packing), so say so now.
+        packed = [
+            name
+            for name in driver.record_variables
+            if {"scale_factor", "add_offset"} & set(driver.get_attrs(name))
+        ]
+        if packed:
+            store.close()
+            raise ValueError(
+                f"{self._path!r} stores {', '.join(packed)} scaled (scale_factor, as AMBER "
+                "writes velocities): writebehind does not append to packed variables; "
+                "write a new file (mode 'w'), or append without them"
+            )
         self._finalizer = weakref.finalize(self, _close_store, store)
         return store
 

@@ -16,81 +16,77 @@ on disk is the committed length: a killed writer leaves a file that every reader
 holding the frames of the last flush (and at most records of zeros or partial data past
 ``numrecs``, which readers never look at). netCDF-C gives no such order.
 
+Opened on an existing AMBER trajectory to append (``access_mode`` None or ``'a'``), the
+driver parses its header (:mod:`._netcdf3`: classic or 64-bit offset, written by any
+program) and continues it: new frames go after the ``numrecs`` frames the file counts, in
+the file's own layout, and ``numrecs`` is raised as above. The atom count must be the
+file's, and the variables written must be the file's.
+
 A driver stores what it is given (here big-endian, as NetCDF-3 requires); converting units
 (nanometer to angstrom) is the caller's business: ``writebehind.openmm`` does it.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..codecs.base import ATTR_PREFIX, Layout
+from ._amber_convention import (
+    AmberVariable,
+    cell_lengths_and_angles,
+    check_trajectory,
+    convention_layout,
+)
+from ._netcdf3 import (
+    NUMRECS_OFFSET,
+    HeaderError,
+    ParsedHeader,
+    TruncatedHeader,
+    encode_header,
+    padded,
+    parse_header,
+)
 from .base import NodeRecord, StorageIODriver
 
 __all__ = ["AmberDriver", "cell_lengths_and_angles"]
 
-_NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 0x0A, 0x0B, 0x0C
-_NC_CHAR, _NC_INT, _NC_FLOAT, _NC_DOUBLE = 2, 4, 5, 6
-_NC_TYPES = {
-    np.dtype("S1"): _NC_CHAR,
-    np.dtype(">i4"): _NC_INT,
-    np.dtype(">f4"): _NC_FLOAT,
-    np.dtype(">f8"): _NC_DOUBLE,
-}
 #: Bytes kept free after the header, so that attributes set later fit without moving data.
 HEADER_RESERVE = 4096
-_NUMRECS_OFFSET = 4  # after the magic "CDF\x02"
-
-
-@dataclass
-class _Variable:
-    name: str
-    dims: tuple[str, ...]
-    dtype: np.dtype[Any]  # big-endian, as stored
-    attrs: dict[str, Any]
-    data: np.ndarray[Any, Any] | None = None  # the value of a fixed (label) variable
-    begin: int = 0
-    length: int = 0  # entries written so far (record variables)
-
-    @property
-    def is_record(self) -> bool:
-        return self.dims[0] == "frame"
-
-    def entry_shape(self, dims: dict[str, int]) -> tuple[int, ...]:
-        return tuple(dims[d] for d in (self.dims[1:] if self.is_record else self.dims))
-
-    def vsize(self, dims: dict[str, int]) -> int:
-        nbytes = int(np.prod(self.entry_shape(dims), dtype=np.int64)) * self.dtype.itemsize
-        return -(-nbytes // 4) * 4
 
 
 class AmberDriver(StorageIODriver):
-    """Writes a new AMBER NetCDF trajectory of ``n_atoms`` atoms.
+    """Writes an AMBER NetCDF trajectory of ``n_atoms`` atoms, new or continued.
 
     Parameters
     ----------
     file_name : str
-        Path of the trajectory (``.nc``), replaced if it exists.
-    access_mode : {'w'}
-        Only ``'w'``: the driver writes new files. Read an AMBER file with
-        ``NetCDFIODriver(path, 'r')``, mdtraj or MDAnalysis.
-    n_atoms : int
-        Atoms per frame.
-    velocities, forces : bool
+        Path of the trajectory (``.nc``).
+    access_mode : {None, 'a', 'w'}
+        As a store's: None continues the trajectory if the file exists and creates it if
+        not; ``'a'`` continues one that must exist (``FileNotFoundError`` otherwise);
+        ``'w'`` creates it, replacing a file that exists. Reading (``'r'``) is refused:
+        read an AMBER file with ``NetCDFIODriver(path, 'r')``, mdtraj or MDAnalysis.
+    n_atoms : int, optional
+        Atoms per frame: needed to create a file; a continued file must hold this many
+        (None: whatever it holds).
+    velocities, forces : bool, optional
         Whether the file has ``velocities`` (angstrom/picosecond) and ``forces``
-        (kilocalorie/mole/angstrom) variables.
-    box : bool
+        (kilocalorie/mole/angstrom) variables. None: not in a new file; as the file has
+        them in a continued one (which must have them, or not, as asked when not None).
+    box : bool, optional
         Whether it has the unit cell (``cell_lengths``, angstrom, and ``cell_angles``,
-        degree), as a periodic system needs.
+        degree), as a periodic system needs. None: in a new file; as the file has it in a
+        continued one.
     program, program_version, title : str
-        The global attributes of the same names.
+        The global attributes of the same names (in a new file).
+
+    Opening raises ``ValueError`` when a file to continue is not a NetCDF-3 AMBER
+    trajectory or differs from what is asked (atoms, velocities, forces, box).
     """
 
     structure_frozen = (
@@ -101,69 +97,88 @@ class AmberDriver(StorageIODriver):
     def __init__(
         self,
         file_name: str | bytes | os.PathLike[Any],
-        access_mode: str | None = "w",
+        access_mode: str | None = None,
         *,
-        n_atoms: int,
-        velocities: bool = False,
-        forces: bool = False,
-        box: bool = True,
+        n_atoms: int | None = None,
+        velocities: bool | None = None,
+        forces: bool | None = None,
+        box: bool | None = None,
         program: str = "writebehind",
         program_version: str = "",
         title: str = "",
     ):
         super().__init__(file_name, access_mode)
-        if access_mode != "w":
+        if access_mode == "r":
             raise ValueError(
-                "AmberDriver writes new AMBER trajectories only (access_mode='w'); read one "
-                "with NetCDFIODriver(path, 'r')"
+                "AmberDriver writes AMBER trajectories (access_mode None, 'a' or 'w'); read "
+                "one with NetCDFIODriver(path, 'r'), mdtraj or MDAnalysis"
             )
-        if n_atoms < 1:
+        if n_atoms is not None and n_atoms < 1:
             raise ValueError(f"an AMBER trajectory needs at least one atom, not {n_atoms}")
-        self._dims = {
-            "frame": 0,
-            "spatial": 3,
-            "atom": int(n_atoms),
-            "cell_spatial": 3,
-            "cell_angular": 3,
-            "label": 5,
-        }
-        self._attrs: dict[str, Any] = {"Conventions": "AMBER", "ConventionVersion": "1.0"}
-        self._attrs["program"] = program
-        self._attrs["programVersion"] = program_version or "unknown"
+        self._n_atoms = n_atoms
+        self._wanted = {"velocities": velocities, "forces": forces, "box": box}
+        self._new_attrs: dict[str, Any] = {"Conventions": "AMBER", "ConventionVersion": "1.0"}
+        self._new_attrs["program"] = program
+        self._new_attrs["programVersion"] = program_version or "unknown"
         if title:
-            self._attrs["title"] = title
-        f32, f64 = np.dtype(">f4"), np.dtype(">f8")
-        chars = np.dtype("S1")
-        variables = [
-            _Variable("spatial", ("spatial",), chars, {}, _chars(["x", "y", "z"])),
-            _Variable("time", ("frame",), f32, {"units": "picosecond"}),
-            _Variable("coordinates", ("frame", "atom", "spatial"), f32, {"units": "angstrom"}),
-        ]
-        if box:
-            angular = _chars(["alpha", "beta ", "gamma"])
-            variables += [
-                _Variable("cell_spatial", ("cell_spatial",), chars, {}, _chars(["a", "b", "c"])),
-                _Variable("cell_angular", ("cell_angular", "label"), chars, {}, angular),
-                _Variable("cell_lengths", ("frame", "cell_spatial"), f64, {"units": "angstrom"}),
-                _Variable("cell_angles", ("frame", "cell_angular"), f64, {"units": "degree"}),
-            ]
-        if velocities:
-            units = {"units": "angstrom/picosecond"}  # no scale_factor: plain angstrom/ps
-            variables.append(_Variable("velocities", ("frame", "atom", "spatial"), f32, units))
-        if forces:
-            units = {"units": "kilocalorie/mole/angstrom"}
-            variables.append(_Variable("forces", ("frame", "atom", "spatial"), f32, units))
-        self._variables = {v.name: v for v in variables}
+            self._new_attrs["title"] = title
+        self._version = 2  # 64-bit offsets (CDF-2); a continued file keeps its own
+        self._dims: dict[str, int] = {}
+        self._attrs: dict[str, Any] = {}
+        self._variables: dict[str, AmberVariable] = {}
         self._bookkeeping: dict[str, dict[str, Any]] = {}  # writebehind_* attrs, not stored
         self._fd: int | None = None
         self._numrecs = 0  # as on disk
         self._data_begin = 0
         self._record_size = 0
+        self._header_rewritable = True  # False when re-encoding a file's header changes it
+
+    @property
+    def n_atoms(self) -> int | None:
+        """Atoms per frame (None before a file to append to is opened)."""
+        return self._dims.get("atom", self._n_atoms)
+
+    @property
+    def record_variables(self) -> tuple[str, ...]:
+        """The variables with one entry per frame (each must be appended to every frame)."""
+        return tuple(v.name for v in self._variables.values() if v.is_record)
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
+        """Create the trajectory (``'w'``, or None on a missing file) or continue it.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``'a'`` and no file.
+        ValueError
+            A new file and no ``n_atoms``; a file to continue that is not an AMBER
+            trajectory, holds another number of atoms, or lacks (or has) the velocities,
+            forces or box asked not (or asked) for.
+        """
         if self._fd is not None:
             return
+        exists = os.path.exists(self._file_name)
+        if self._access_mode == "a" and not exists:
+            raise FileNotFoundError(f"No such AMBER trajectory: {self._file_name!r}")
+        if self._access_mode == "w" or not exists:
+            self._create()
+        else:
+            self._continue()
+
+    def _create(self) -> None:
+        if self._n_atoms is None:
+            raise ValueError(
+                f"n_atoms is needed to create the AMBER trajectory {self._file_name!r}"
+            )
+        self._dims, variables = convention_layout(
+            self._n_atoms,
+            velocities=bool(self._wanted["velocities"]),
+            forces=bool(self._wanted["forces"]),
+            box=self._wanted["box"] is not False,
+        )
+        self._attrs = dict(self._new_attrs)
+        self._variables = {v.name: v for v in variables}
         header = self._header()
         self._data_begin = -(-(len(header) + HEADER_RESERVE) // 4096) * 4096
         self._lay_out()
@@ -174,7 +189,48 @@ class AmberDriver(StorageIODriver):
         os.pwrite(fd, header, 0)
         for variable in self._variables.values():
             if variable.data is not None:
-                os.pwrite(fd, _padded(variable.data.tobytes()), variable.begin)
+                os.pwrite(fd, padded(variable.data.tobytes()), variable.begin)
+
+    def _continue(self) -> None:
+        fd = os.open(self._file_name, os.O_RDWR)
+        try:
+            raw, header = _read_header(fd)
+            self._adopt(header)
+            for variable in self._variables.values():
+                if not variable.is_record:
+                    nbytes = variable.vsize(self._dims)
+                    data = np.frombuffer(os.pread(fd, nbytes, variable.begin), variable.dtype)
+                    size = int(np.prod(self._shape(variable), dtype=np.int64))
+                    variable.data = data[:size].reshape(self._shape(variable)).copy()
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._header_rewritable = self._header() == raw[: header.size]
+
+    def _adopt(self, header: ParsedHeader) -> None:
+        """Take the layout of the trajectory ``header`` describes, after checking it."""
+        where = repr(self._file_name)
+        check_trajectory(header, where, self._n_atoms, self._wanted)
+        self._version = header.version
+        self._dims = dict(header.dims)
+        self._attrs = dict(header.attrs)
+        self._numrecs = header.numrecs
+        self._variables = {}
+        for parsed in header.variables:
+            variable = AmberVariable(parsed.name, parsed.dims, parsed.dtype, parsed.attrs)
+            variable.begin = parsed.begin
+            if variable.dims and "frame" in variable.dims[1:]:
+                raise ValueError(f"{where}: {parsed.name!r} has frame as an inner dimension")
+            if parsed.vsize != variable.vsize(self._dims) and parsed.vsize != 0xFFFFFFFF:
+                raise ValueError(f"{where}: the size of {parsed.name!r} in its header is wrong")
+            if variable.is_record:
+                variable.length = header.numrecs
+            self._variables[parsed.name] = variable
+        self._record_size = sum(
+            v.vsize(self._dims) for v in self._variables.values() if v.is_record
+        )
+        self._data_begin = min(v.begin for v in self._variables.values())
 
     def _lay_out(self) -> None:
         offset = self._data_begin
@@ -207,7 +263,7 @@ class AmberDriver(StorageIODriver):
                 variable.length,
             )
 
-    def _shape(self, variable: _Variable) -> tuple[int, ...]:
+    def _shape(self, variable: AmberVariable) -> tuple[int, ...]:
         return variable.entry_shape(self._dims)
 
     def sync(self, durable: bool = False) -> None:
@@ -221,7 +277,7 @@ class AmberDriver(StorageIODriver):
             return
         if durable:
             os.fsync(fd)
-        os.pwrite(fd, struct.pack(">i", committed), _NUMRECS_OFFSET)
+        os.pwrite(fd, struct.pack(">i", committed), NUMRECS_OFFSET)
         self._numrecs = committed
         if durable:
             os.fsync(fd)
@@ -255,6 +311,11 @@ class AmberDriver(StorageIODriver):
                 stored[name] = value
         if not stored:
             return
+        if not self._header_rewritable:
+            raise ValueError(
+                f"cannot set attributes in {self._file_name!r}: its header, written by another "
+                "program, would not be rewritten exactly"
+            )
         previous = dict(node)
         node.update(stored)
         header = self._header()
@@ -271,7 +332,7 @@ class AmberDriver(StorageIODriver):
         node = self._attrs if not path else self._variable(path).attrs
         return {**node, **self._bookkeeping.get(path, {})}
 
-    def _variable(self, path: str) -> _Variable:
+    def _variable(self, path: str) -> AmberVariable:
         try:
             return self._variables[path]
         except KeyError:
@@ -294,7 +355,7 @@ class AmberDriver(StorageIODriver):
         if variable.is_record:
             raise ValueError(f"{path!r} is appendable")
         data = np.ascontiguousarray(value, dtype=variable.dtype).reshape(self._shape(variable))
-        os.pwrite(self._file(), _padded(data.tobytes()), variable.begin)
+        os.pwrite(self._file(), padded(data.tobytes()), variable.begin)
         variable.data = data
 
     def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
@@ -318,71 +379,25 @@ class AmberDriver(StorageIODriver):
         assert variable.data is not None
         return variable.data.copy()
 
-    # -- the NetCDF-3 header (CDF-2: 64-bit offsets) -----------------------------------
+    # -- the NetCDF-3 header -----------------------------------------------------------
     def _header(self) -> bytes:
-        dims = list(self._dims)
-        parts = [b"CDF\x02", struct.pack(">i", self._numrecs)]
-        parts += [struct.pack(">ii", _NC_DIMENSION, len(dims))]
-        for name, size in self._dims.items():
-            parts += [_name(name), struct.pack(">i", size)]
-        parts.append(_attr_list(self._attrs))
-        parts.append(struct.pack(">ii", _NC_VARIABLE, len(self._variables)))
-        for variable in self._variables.values():
-            parts.append(_name(variable.name))
-            parts.append(struct.pack(">i", len(variable.dims)))
-            parts += [struct.pack(">i", dims.index(d)) for d in variable.dims]
-            parts.append(_attr_list(variable.attrs))
-            parts.append(struct.pack(">i", _NC_TYPES[variable.dtype]))
-            parts.append(struct.pack(">iq", variable.vsize(self._dims), variable.begin))
-        return b"".join(parts)
+        variables = [
+            (v.name, v.dims, v.dtype, v.attrs, v.vsize(self._dims), v.begin)
+            for v in self._variables.values()
+        ]
+        return encode_header(self._version, self._numrecs, self._dims, self._attrs, variables)
 
 
-def cell_lengths_and_angles(vectors: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """The lengths (in the vectors' unit) and angles (degree) of a unit cell's vectors."""
-    a, b, c = np.asarray(vectors, dtype=np.float64)
-    lengths = np.array([math.sqrt(a @ a), math.sqrt(b @ b), math.sqrt(c @ c)])
-    alpha = math.degrees(math.acos(np.clip(b @ c / (lengths[1] * lengths[2]), -1.0, 1.0)))
-    beta = math.degrees(math.acos(np.clip(a @ c / (lengths[0] * lengths[2]), -1.0, 1.0)))
-    gamma = math.degrees(math.acos(np.clip(a @ b / (lengths[0] * lengths[1]), -1.0, 1.0)))
-    return lengths, np.array([alpha, beta, gamma])
-
-
-def _chars(labels: list[str]) -> np.ndarray[Any, Any]:
-    """Labels as the char array the convention stores (``S1``, one row per label)."""
-    width = max(len(label) for label in labels)
-    if width == 1:
-        return np.array(labels, dtype="S1")
-    return np.array([list(label.ljust(width)) for label in labels], dtype="S1")
-
-
-def _padded(data: bytes) -> bytes:
-    return data + b"\0" * (-len(data) % 4)
-
-
-def _name(name: str) -> bytes:
-    raw = name.encode()
-    return struct.pack(">i", len(raw)) + _padded(raw)
-
-
-def _attr_list(attrs: dict[str, Any]) -> bytes:
-    if not attrs:
-        return struct.pack(">ii", 0, 0)
-    parts = [struct.pack(">ii", _NC_ATTRIBUTE, len(attrs))]
-    for name, value in attrs.items():
-        parts.append(_name(name))
-        if isinstance(value, str):
-            raw = value.encode()
-            parts.append(struct.pack(">ii", _NC_CHAR, len(raw)) + _padded(raw))
-            continue
-        array = np.atleast_1d(np.asarray(value))
-        if array.dtype.kind in "iub":
-            stored = array.astype(">i4")
-            if not np.array_equal(stored, array):
-                raise ValueError(f"attribute {name!r}: integers beyond 32 bits")
-        elif array.dtype.kind == "f":
-            stored = array.astype(">f8")
-        else:
-            raise TypeError(f"attribute {name!r}: an AMBER file stores str and numbers only")
-        nc_type = _NC_TYPES[stored.dtype]
-        parts.append(struct.pack(">ii", nc_type, len(stored)) + _padded(stored.tobytes()))
-    return b"".join(parts)
+def _read_header(fd: int) -> tuple[bytes, ParsedHeader]:
+    """The first bytes of the file (at least its header) and the header parsed."""
+    size = 1 << 16
+    while True:
+        raw = os.pread(fd, size, 0)
+        try:
+            return raw, parse_header(raw)
+        except TruncatedHeader:
+            if len(raw) < size:  # the whole file, and still no end of the header
+                raise ValueError("not an AMBER trajectory: its header is cut short") from None
+            size *= 4
+        except HeaderError as exc:
+            raise ValueError(f"not an AMBER trajectory: {exc}") from None
