@@ -316,3 +316,68 @@ def test_a_writebehind_reporter_in_append_mode_continues_the_file(water_box, tmp
 def test_a_reporter_refuses_an_unknown_mode(tmp_path):
     with pytest.raises(ValueError, match="mode must be"):
         Reporter(tmp_path / "t.nc", 1, mode="r+")
+
+
+# -- async programs: OpenMM steps in a worker thread, the loop keeps running ----------------
+def expected_positions(states):
+    return np.array([s["positions"] for s in states])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("steps_in", ["worker thread", "event loop"])
+async def test_an_async_program_stores_frames_into_an_async_store(
+    water_box, tmp_path, anyio_backend, steps_in
+):
+    anyio = pytest.importorskip("anyio")
+    import writebehind
+
+    simulation = make_simulation(water_box)
+    recorder = StateRecorder(INTERVAL)
+    async with writebehind.open_async(tmp_path / "run.nc", "w") as store:
+        await store.temperature.write(300 * unit.kelvin)  # the program's own values
+        reporter = Reporter(store, INTERVAL, velocities=True, group="md")
+        simulation.reporters.extend([reporter, recorder])
+        for _ in range(STEPS // INTERVAL):
+            if steps_in == "worker thread":
+                await anyio.to_thread.run_sync(simulation.step, INTERVAL)
+            else:
+                simulation.step(INTERVAL)
+        await reporter.aclose()
+        assert not store.closed
+        positions = await store["md/positions"].read()
+        steps = await store["md/step"].read()
+    np.testing.assert_array_equal(positions.m_as("nanometer"), expected_positions(recorder.states))
+    assert steps.tolist() == [s["step"] for s in recorder.states]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("format", ["writebehind", "amber"])
+async def test_an_async_program_stores_frames_through_a_reporters_own_file(
+    water_box, tmp_path, anyio_backend, format
+):
+    anyio = pytest.importorskip("anyio")
+    simulation = make_simulation(water_box)
+    recorder = StateRecorder(INTERVAL)
+    reporter = Reporter(tmp_path / "run.nc", INTERVAL, format=format)
+    simulation.reporters.extend([reporter, recorder])
+    await anyio.to_thread.run_sync(simulation.step, STEPS)
+    await reporter.aclose()
+    with netCDF4.Dataset(tmp_path / "run.nc") as ds:
+        stored = ds["positions" if format == "writebehind" else "coordinates"][:]
+    expected = expected_positions(recorder.states)
+    if format == "amber":
+        expected = np.float32(expected * 10.0)
+    np.testing.assert_array_equal(stored, expected)
+
+
+@pytest.mark.anyio
+async def test_a_reporter_on_an_async_store_not_yet_open_says_so(
+    water_box, tmp_path, anyio_backend
+):
+    import writebehind
+
+    store = writebehind.open_async(tmp_path / "run.nc", "w")
+    reporter = Reporter(store, INTERVAL)
+    with pytest.raises(RuntimeError, match="not open yet"):
+        simulate(water_box, reporter)
+    await store.aclose()

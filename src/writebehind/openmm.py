@@ -20,13 +20,16 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 import openmm
 from openmm import unit
 
 from . import __version__ as _writebehind_version
+from ._async_store import AsyncStorageInterface
 from ._engine import on_writer_thread
-from ._store import StorageInterface
+from ._node import StorageInterfaceDirVar
+from ._store import StorageInterface, StoreBase
 from .drivers.amber import AmberDriver, cell_lengths_and_angles
 from .drivers.netcdf import NetCDFIODriver
 
@@ -59,10 +62,12 @@ class Reporter:
 
     Parameters
     ----------
-    file_or_store : str, os.PathLike or StorageInterface
+    file_or_store : str, os.PathLike, StorageInterface or AsyncStorageInterface
         A path: the reporter opens the file as ``mode`` says and closes it in
-        :meth:`close`. A :class:`~writebehind.StorageInterface` (``format="writebehind"``
-        only): the reporter stores under ``group`` in it and leaves it open.
+        :meth:`close`. A store (``format="writebehind"`` only): the reporter stores under
+        ``group`` in it and leaves it open. An async store's appends are made from
+        OpenMM's thread, which cannot await, through the store's synchronous append (the
+        same checks and copy); see docs/openmm.md for async programs.
     report_interval : int
         Steps between reports.
     positions, velocities, forces, energies, box : bool
@@ -124,11 +129,12 @@ class Reporter:
         if mode not in ("w", "a", None):
             raise ValueError(f"mode must be 'w', 'a' or None, not {mode!r}")
         self._mode = mode
-        self._owns_store = not isinstance(file_or_store, StorageInterface)
+        self._owns_store = not isinstance(file_or_store, StoreBase)
         if not self._owns_store and format == "amber":
             raise ValueError("format='amber' writes its own file: pass a path, not a store")
         self._path = file_or_store if self._owns_store else None
-        self._store: StorageInterface | None = None
+        self._store: StoreBase[Any] | None = None
+        self._root: StorageInterfaceDirVar | None = None
         if format == "writebehind":
             self._store = (
                 StorageInterface(NetCDFIODriver(file_or_store, mode))
@@ -186,7 +192,10 @@ class Reporter:
         if node is None:
             assert self._store is not None
             path = f"{self._group}/{name}" if self._group else name
-            node = self._nodes[name] = self._store[path]
+            if self._root is None:  # the sync face of the store, even of an async one
+                self._store._root_node()  # an async store not yet open says so here
+                self._root = StorageInterfaceDirVar("", self._store._core, store=self._store)
+            node = self._nodes[name] = self._root[path]
         return node
 
     def _atoms(self, quantity: Any) -> Any:
@@ -294,14 +303,14 @@ class Reporter:
 
     # -- closing --------------------------------------------------------------------------
     @property
-    def store(self) -> StorageInterface | None:
+    def store(self) -> StoreBase[Any] | None:
         """The store the reporter writes to (None before an AMBER reporter's first report)."""
         return self._store
 
     def flush(self, durable: bool = False) -> None:
         """Make every report so far reach the file (``durable``: fsynced too)."""
         if self._store is not None:
-            self._store.flush(durable)
+            self._store._core.engine.flush(durable)
 
     def close(self) -> None:
         """Write what is pending and close the file the reporter opened (a store passed in
@@ -319,10 +328,26 @@ class Reporter:
             self._finalizer.detach()
         if self._store is None:
             return
-        if self._owns_store:
+        if isinstance(self._store, StorageInterface) and self._owns_store:
             self._store.close()
         elif not self._store.closed:
-            self._store.flush()
+            self._store._core.engine.flush()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for async programs: the same, waiting without blocking the loop.
+
+        Raises
+        ------
+        BackgroundWriteError
+            Writing failed behind the simulation's back.
+        """
+        store = self._store
+        if isinstance(store, AsyncStorageInterface) and not self._closed:
+            self._closed = True
+            if not store.closed:
+                await store.flush()
+            return
+        await anyio.to_thread.run_sync(self.close)
 
     def __enter__(self) -> Reporter:
         return self
