@@ -330,6 +330,26 @@ def run_scale(quick: bool, out: Path) -> dict[str, Any] | None:
     return result
 
 
+# -- the OpenMM reporters job (issue 14) -----------------------------------------------------
+def run_openmm(quick: bool, out: Path) -> dict[str, Any] | None:
+    """Run ``benchmarks.openmm`` in a fresh interpreter; its JSON also goes to ``out``."""
+    missing = [m for m in ("openmm", "openmmtools") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"  OpenMM job skipped: not installed: {', '.join(missing)}", flush=True)
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "benchmarks.openmm", "--out", str(out)]
+    path = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    print("  OpenMM reporters job (benchmarks/openmm.py)", flush=True)
+    done = subprocess.run([*command, *(["--quick"] if quick else [])], cwd=ROOT, env=env)
+    if done.returncode != 0:
+        print(f"  OpenMM job failed (exit {done.returncode})", flush=True)
+        return None
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 # -- main ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -343,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="results file stem (default: full or quick)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument("--no-scale", action="store_true", help="skip the scale job (scale.py)")
+    parser.add_argument(
+        "--no-openmm", action="store_true", help="skip the OpenMM reporters job (openmm.py)"
+    )
     args = parser.parse_args(argv)
 
     repeats = args.repeats or (1 if args.quick else 5)
@@ -402,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  [{repeat + 1}/{repeats}]    toy {library}", flush=True)
 
     scale = None if args.no_scale else run_scale(args.quick, args.out / f"scale-{name}.json")
+    openmm_job = (
+        None if args.no_openmm else run_openmm(args.quick, args.out / f"openmm-{name}.json")
+    )
 
     rows = [
         summarize_write(size, library, appends(size), runs[(size, library)])
@@ -457,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": checks,
         "checksums": checksums_cost,
         "scale": scale,
+        "openmm": openmm_job,
     }
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     print(

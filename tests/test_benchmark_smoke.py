@@ -31,6 +31,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
         f"--out={out}",
         "--no-chart",
         "--no-scale",
+        "--no-openmm",
     ]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
     return json.loads((out / "smoke.json").read_text())
@@ -227,3 +228,32 @@ def test_checksums_cost_is_the_extra_time_a_rate_counts_inverted(benchmarks_modu
     assert (figures["p50_us"]["pairs_slower"], figures["p50_us"]["pairs"]) == (1, 2)
     assert figures["writer_mb_s"]["cost"] == 0.5  # half the rate: twice the time
     assert figures["caller_over_limit"] == ["p50_us"]
+
+
+def test_the_openmm_job_times_each_reporter_against_the_baseline(tmp_path: Path) -> None:
+    pytest.importorskip("openmm", reason="OpenMM is not installed")
+    pytest.importorskip("openmmtools", reason="openmmtools is not installed")
+    out = tmp_path / "openmm.json"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.openmm",
+        "--systems=AlanineDipeptideImplicit",
+        "--intervals=1",
+        "--frames=2",
+        "--min-frames=1",
+        "--reporters=writebehind,writebehind-amber",
+        f"--out={out}",
+    ]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    by_reporter = {row["reporter"]: row for row in rows}
+    assert set(by_reporter) == {
+        "baseline",
+        "baseline-no-energies",
+        "writebehind",
+        "writebehind-amber",
+    }
+    assert by_reporter["writebehind"]["baseline"] == "baseline"  # it stores energies
+    assert by_reporter["writebehind-amber"]["baseline"] == "baseline-no-energies"
+    assert all(row["frames"] == 2 and row["caller_ms"] > 0 for row in rows)
