@@ -15,13 +15,15 @@ systems (AlanineDipeptideImplicit, AlanineDipeptideExplicit, DHFRExplicit: 22, 2
   positions and velocities, the box and the two energies (the issue's "getState plus a plain
   np.copy of the same arrays").
 
-Every reporter reports at every frame of one simulation, in an order that rotates from
-frame to frame, so a busy moment of the machine hits them alike; **/ baseline** is the median
-over frames of each frame's caller time over the baseline's in the same frame. The first
-frame (which creates the files) is not timed. Rows whose stepping would take longer than
-``--budget`` seconds are skipped and listed (DHFR at one second a step: 100 steps between
-frames is minutes a row); the work per report does not depend on the interval, only the
-writer's idle time between reports does.
+Each reporter runs in a process of its own (netCDF-C and HDF5 are not thread-safe: see
+``run_worker``), with its baseline (``getState`` without energies for a reporter that asks
+for none), the two reporting at every frame in alternating order, so that a busy moment of
+the machine hits both alike; **/ baseline** is the median over frames of each frame's caller
+time over the baseline's in the same frame. The first frame (which creates the files) is not
+timed. Rows whose stepping would take longer than ``--budget`` seconds are skipped and
+listed (DHFR takes about a second a step here: 100 steps between frames is minutes a row);
+the work of a report does not depend on the interval, only the writer's idle time between
+reports does.
 
 Reporters: writebehind's ``Reporter`` (``format="writebehind"``: positions, velocities, box,
 energies; ``format="amber"``: the same but energies, which AMBER files do not hold),
@@ -40,6 +42,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,8 +56,6 @@ HERE = Path(__file__).resolve().parent
 SYSTEMS = ["AlanineDipeptideImplicit", "AlanineDipeptideExplicit", "DHFRExplicit"]
 INTERVALS = [1, 10, 100]
 REPORTERS = [
-    "baseline",
-    "baseline-no-energies",
     "writebehind",
     "writebehind-amber",
     "DCDReporter",
@@ -231,67 +232,114 @@ def step_seconds(simulation: Any, steps: int = 3) -> float:
 
 
 def run_case(
-    simulation: Any, system_name: str, interval: int, frames: int, names: list[str]
-) -> list[dict[str, Any]]:
-    """Time every reporter in ``names`` over ``frames`` frames (after one untimed)."""
+    simulation: Any, system_name: str, interval: int, frames: int, name: str
+) -> dict[str, Any]:
+    """Time reporter ``name`` and its baseline over ``frames`` frames (after one untimed)."""
     atoms = simulation.topology.getNumAtoms()
-    rows = []
     with tempfile.TemporaryDirectory(prefix="writebehind-openmm-bench-") as directory:
-        reporters = {name: make_reporter(name, directory, interval, atoms) for name in names}
+        reporter = make_reporter(name, directory, interval, atoms)
+        # The baseline whose getState asks for energies if this reporter's does.
+        energies = "energy" in _include(reporter, simulation)
+        baseline_name = "baseline" if energies else "baseline-no-energies"
+        reporters = {name: reporter, baseline_name: CopyBaseline(interval, energies)}
+        names = list(reporters)
         caller: dict[str, list[float]] = {name: [] for name in names}
         report_only: dict[str, list[float]] = {name: [] for name in names}
         for frame in range(frames + 1):
             simulation.step(interval)
-            shift = frame % len(names)
-            for name in names[shift:] + names[:shift]:
-                reporter = reporters[name]
+            for current in names if frame % 2 else names[::-1]:  # alternate the order
                 started = time.perf_counter_ns()
-                state = state_for(simulation, reporter)
+                state = state_for(simulation, reporters[current])
                 got_state = time.perf_counter_ns()
-                reporter.report(simulation, state)
+                reporters[current].report(simulation, state)
                 done = time.perf_counter_ns()
                 if frame:  # the first report creates the files
-                    caller[name].append((done - started) / 1e6)
-                    report_only[name].append((done - got_state) / 1e6)
-        closing = {}
-        for name, reporter in reporters.items():
-            started = time.perf_counter()
-            close = getattr(reporter, "close", None)
-            if close is not None:
-                close()
-            closing[name] = time.perf_counter() - started
-    for name in names:
-        # Against the baseline whose getState asks for energies if this reporter's does.
-        energies = "energy" in _include(reporters[name], simulation)
-        base = caller.get("baseline" if energies else "baseline-no-energies")
-        ratios = [c / b for c, b in zip(caller[name], base, strict=True)] if base else []
-        rows.append(
-            {
-                "system": system_name,
-                "atoms": atoms,
-                "interval": interval,
-                "reporter": name,
-                "stores": STORES[name],
-                "frames": frames,
-                "caller_ms": statistics.median(caller[name]),
-                "caller_ms_range": [min(caller[name]), max(caller[name])],
-                "caller_ms_frames": caller[name],
-                "report_ms": statistics.median(report_only[name]),
-                "over_baseline": statistics.median(ratios) if ratios else None,
-                "baseline": "baseline" if energies else "baseline-no-energies",
-                "close_s": closing[name],
-            }
-        )
-    return rows
+                    caller[current].append((done - started) / 1e6)
+                    report_only[current].append((done - got_state) / 1e6)
+        started = time.perf_counter()
+        close = getattr(reporter, "close", None)
+        if close is not None:
+            close()
+        closing = time.perf_counter() - started
+    base = caller[baseline_name]
+    ratios = [c / b for c, b in zip(caller[name], base, strict=True)]
+    return {
+        "system": system_name,
+        "atoms": atoms,
+        "interval": interval,
+        "reporter": name,
+        "stores": STORES[name],
+        "frames": frames,
+        "caller_ms": statistics.median(caller[name]),
+        "caller_ms_range": [min(caller[name]), max(caller[name])],
+        "caller_ms_frames": caller[name],
+        "report_ms": statistics.median(report_only[name]),
+        "baseline": baseline_name,
+        "baseline_ms": statistics.median(base),
+        "baseline_ms_frames": base,
+        "over_baseline": statistics.median(ratios),
+        "close_s": closing,
+    }
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One system and one reporter, at each interval (one process: see run_worker)."""
+    (system_name,) = args.systems.split(",")
+    (name,) = args.reporters.split(",")
+    with contextlib.redirect_stdout(sys.stderr):  # pymbar prints a banner on import
+        simulation = make_simulation(system_name)
+    per_step = step_seconds(simulation)
+    rows, skipped = [], []
+    for interval in [int(i) for i in args.intervals.split(",")]:
+        # A getState with energies costs about a step (a force evaluation): two a frame.
+        per_frame = per_step * (interval + 2)
+        frames = min(args.frames, math.floor(args.budget / per_frame) - 1)
+        if frames < args.min_frames:
+            why = (
+                f"{args.min_frames + 1} frames would take about "
+                f"{(args.min_frames + 1) * per_frame:.0f} s (a step: {per_step:.3f} s)"
+            )
+            skipped.append({"system": system_name, "interval": interval, "why": why})
+            continue
+        rows.append(run_case(simulation, system_name, interval, frames, name))
+    return {"rows": rows, "skipped_rows": skipped}
+
+
+def run_worker(system_name: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run :func:`worker` in a fresh interpreter.
+
+    One reporter a process: netCDF-C and HDF5 are not thread-safe, and writebehind's writer
+    thread (which holds writebehind's lock) would otherwise run them while another
+    reporter's netCDF4 calls on the simulation's thread (which do not) run them too: that
+    crashed this benchmark ("NetCDF: HDF error", then ``free(): invalid pointer``).
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.openmm",
+        "--worker",
+        f"--systems={system_name}",
+        f"--reporters={name}",
+        f"--intervals={args.intervals}",
+        f"--frames={args.frames}",
+        f"--min-frames={args.min_frames}",
+        f"--budget={args.budget}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-10:])
+        raise RuntimeError(f"{name} on {system_name} failed (exit {done.returncode}):\n{tail}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
 
 
 # -- the job --------------------------------------------------------------------------------
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| system (atoms) | every | reporter | stores | frames | caller ms | report ms "
-        "| / baseline | close s |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|",
-        # (a reporter that asks for no energies is compared with baseline-no-energies: †)
+        "| system (atoms) | every | reporter | stores | frames | caller ms | baseline ms "
+        "| report ms | / baseline | close s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = "–" if r["over_baseline"] is None else f"{r['over_baseline']:.2f}"
@@ -299,8 +347,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             ratio += " †"
         lines.append(
             f"| {r['system']} ({r['atoms']:,}) | {r['interval']} | {r['reporter']} "
-            f"| {r['stores']} | {r['frames']} | {r['caller_ms']:.2f} | {r['report_ms']:.3f} "
-            f"| {ratio} | {r['close_s']:.3f} |"
+            f"| {r['stores']} | {r['frames']} | {r['caller_ms']:.2f} | {r['baseline_ms']:.2f} "
+            f"| {r['report_ms']:.3f} | {ratio} | {r['close_s']:.3f} |"
         )
     return "\n".join(lines)
 
@@ -326,48 +374,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
     parser.add_argument("--intervals", default=",".join(map(str, INTERVALS)))
     parser.add_argument("--reporters", default=",".join(REPORTERS), help="comma-separated")
-    parser.add_argument("--frames", type=int, default=30, help="timed frames a row (at most)")
+    parser.add_argument("--frames", type=int, default=20, help="timed frames a row (at most)")
     parser.add_argument("--min-frames", type=int, default=3, help="fewer: the row is skipped")
     parser.add_argument(
-        "--budget", type=float, default=40.0, help="seconds of stepping and reporting a row"
+        "--budget", type=float, default=25.0, help="seconds of stepping and reporting a row"
     )
     parser.add_argument("--quick", action="store_true", help="the 22-atom system, 5 frames")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
-    systems = ["AlanineDipeptideImplicit"] if args.quick else args.systems.split(",")
-    frames_wanted = 5 if args.quick else args.frames
-    intervals = [int(i) for i in args.intervals.split(",")]
-    wanted = [name for name in args.reporters.split(",") if name]
-    for baseline in ("baseline-no-energies", "baseline"):
-        if baseline not in wanted:
-            wanted.insert(0, baseline)
-    skipped = {name: why for name in wanted if (why := available(name))}
-    names = [name for name in wanted if name not in skipped]
     warnings.simplefilter("ignore")  # openmmtools and mdtraj warn on import
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    if args.quick:
+        args.systems, args.frames = "AlanineDipeptideImplicit", 5
+    wanted = [n for n in args.reporters.split(",") if n and not n.startswith("baseline")]
+    skipped = {name: why for name in wanted if (why := available(name))}
     started = time.time()
     rows: list[dict[str, Any]] = []
     skipped_rows: list[dict[str, Any]] = []
-    for system_name in systems:
-        with contextlib.redirect_stdout(sys.stderr):  # pymbar prints a banner on import
-            simulation = make_simulation(system_name)
-        per_step = step_seconds(simulation)
-        for interval in intervals:
-            # A report's getState costs about a step (with energies, a force evaluation).
-            per_frame = per_step * (interval + len(names))
-            frames = min(frames_wanted, math.floor(args.budget / per_frame) - 1)
-            if frames < args.min_frames:
-                skipped_rows.append(
-                    {
-                        "system": system_name,
-                        "interval": interval,
-                        "why": f"{args.min_frames + 1} frames would take about "
-                        f"{(args.min_frames + 1) * per_frame:.0f} s (a step: {per_step:.3f} s)",
-                    }
-                )
-                print(f"  skipped {system_name} every {interval}: too slow", flush=True)
-                continue
-            print(f"  {system_name} every {interval}: {frames} frames", flush=True)
-            rows += run_case(simulation, system_name, interval, frames, names)
+    for system_name in args.systems.split(","):
+        for name in [n for n in wanted if n not in skipped]:
+            print(f"  {system_name}: {name}", flush=True)
+            result = run_worker(system_name, name, args)
+            rows += result["rows"]
+            if not skipped_rows or skipped_rows[-1]["system"] != system_name:
+                skipped_rows += result["skipped_rows"]  # the same for every reporter
+    rows.sort(key=lambda r: (args.systems.split(",").index(r["system"]), r["interval"]))
     checks = target_rows(rows)
     report = table(rows)
     print(report)

@@ -128,12 +128,22 @@ def check_trajectory(
 
 def cell_lengths_and_angles(vectors: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """The lengths (in the vectors' unit) and angles (degree) of a unit cell's vectors."""
-    a, b, c = np.asarray(vectors, dtype=np.float64)
-    lengths = np.array([math.sqrt(a @ a), math.sqrt(b @ b), math.sqrt(c @ c)])
-    alpha = math.degrees(math.acos(np.clip(b @ c / (lengths[1] * lengths[2]), -1.0, 1.0)))
-    beta = math.degrees(math.acos(np.clip(a @ c / (lengths[0] * lengths[2]), -1.0, 1.0)))
-    gamma = math.degrees(math.acos(np.clip(a @ b / (lengths[0] * lengths[1]), -1.0, 1.0)))
-    return lengths, np.array([alpha, beta, gamma])
+    # Plain floats: on a 3x3 array numpy's per-call overhead costs ~20 times the arithmetic,
+    # and the AMBER reporter calls this every frame.
+    a, b, c = np.asarray(vectors, dtype=np.float64).tolist()
+    lengths = [math.sqrt(_dot(v, v)) for v in (a, b, c)]
+    alpha = _angle(_dot(b, c), lengths[1], lengths[2])
+    beta = _angle(_dot(a, c), lengths[0], lengths[2])
+    gamma = _angle(_dot(a, b), lengths[0], lengths[1])
+    return np.array(lengths), np.array([alpha, beta, gamma])
+
+
+def _dot(u: list[float], v: list[float]) -> float:
+    return float(u[0] * v[0] + u[1] * v[1] + u[2] * v[2])
+
+
+def _angle(dot: float, length_1: float, length_2: float) -> float:
+    return math.degrees(math.acos(max(-1.0, min(1.0, dot / (length_1 * length_2)))))
 
 
 def _chars(labels: list[str]) -> np.ndarray[Any, Any]:
