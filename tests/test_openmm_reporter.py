@@ -381,3 +381,65 @@ async def test_a_reporter_on_an_async_store_not_yet_open_says_so(
     with pytest.raises(RuntimeError, match="not open yet"):
         simulate(water_box, reporter)
     await store.aclose()
+
+
+# -- another reporter calling netCDF4 in the same simulation ----------------------------------
+class NetCDF4Reporter:
+    """Writes positions with netCDF4 on the simulation's thread, as openmmtools.storage does,
+    and notes whether another thread could take writebehind's library lock meanwhile."""
+
+    def __init__(self, path, interval):
+        self.dataset = netCDF4.Dataset(path, "w")
+        self.dataset.createDimension("frame", None)
+        self.dataset.createDimension("atom", 387)
+        self.dataset.createDimension("xyz", 3)
+        self.positions = self.dataset.createVariable("positions", "f8", ("frame", "atom", "xyz"))
+        self.interval = interval
+        self.lock_free_during_report: list[bool] = []
+
+    def describeNextReport(self, simulation):
+        steps = self.interval - simulation.currentStep % self.interval
+        return {"steps": steps, "periodic": None, "include": ["positions"]}
+
+    def report(self, simulation, state):
+        import threading
+
+        from writebehind.drivers.netcdf import LIBRARY_LOCK
+
+        taken = []
+
+        def try_lock():
+            taken.append(LIBRARY_LOCK.acquire(blocking=False))
+            if taken[0]:
+                LIBRARY_LOCK.release()
+
+        thread = threading.Thread(target=try_lock)
+        thread.start()
+        thread.join()
+        self.lock_free_during_report.append(taken[0])
+        index = len(self.positions)
+        self.positions[index] = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+
+    def close(self):
+        self.dataset.close()
+
+
+def test_a_serialized_reporter_reports_holding_writebehinds_lock(water_box, tmp_path):
+    from writebehind.openmm import SerializedReporter
+
+    other = NetCDF4Reporter(tmp_path / "other.nc", INTERVAL)
+    with Reporter(tmp_path / "traj.nc", INTERVAL) as reporter:
+        states = simulate(water_box, reporter, SerializedReporter(other))
+    SerializedReporter(other).close()  # the wrapped reporter's own methods pass through
+    assert other.lock_free_during_report == [False] * len(states)
+    with StorageInterface(NetCDFIODriver(tmp_path / "traj.nc", "r")) as store:
+        np.testing.assert_array_equal(store.positions.read().magnitude, expected_positions(states))
+    with netCDF4.Dataset(tmp_path / "other.nc") as ds:
+        np.testing.assert_array_equal(ds["positions"][:], expected_positions(states))
+
+
+def test_an_unwrapped_reporter_reports_without_the_lock(water_box, tmp_path):
+    other = NetCDF4Reporter(tmp_path / "other.nc", INTERVAL)
+    simulate(water_box, other)
+    other.close()
+    assert other.lock_free_during_report == [True] * (STEPS // INTERVAL)

@@ -31,9 +31,9 @@ from ._engine import on_writer_thread
 from ._node import StorageInterfaceDirVar
 from ._store import StorageInterface, StoreBase
 from .drivers.amber import AmberDriver, cell_lengths_and_angles
-from .drivers.netcdf import NetCDFIODriver
+from .drivers.netcdf import LIBRARY_LOCK, NetCDFIODriver
 
-__all__ = ["Reporter", "cell_lengths_and_angles"]
+__all__ = ["Reporter", "SerializedReporter", "cell_lengths_and_angles"]
 
 FORMATS = ("writebehind", "amber")
 # OpenMM 8.1 made describeNextReport return a dict; earlier versions expect a tuple.
@@ -361,3 +361,29 @@ def _close_store(store: StorageInterface) -> None:
     thread, which may hold the library lock another store needs to close)."""
     if not on_writer_thread():
         store.close()
+
+
+class SerializedReporter:
+    """Another reporter whose reports hold writebehind's library lock.
+
+    netCDF-C and HDF5 are not thread-safe. A reporter that calls netCDF4 on the simulation's
+    thread (openmmtools.storage, a reporter of your own; mdtraj's NetCDFReporter when it
+    uses netCDF4) while a writebehind writer thread writes corrupts the library (seen:
+    "NetCDF: HDF error", then a crash). ``reporters.append(SerializedReporter(other))``
+    makes each of ``other``'s reports take the lock writebehind's writers hold, so they
+    take turns. Do not wrap a reporter that writes through writebehind itself: its flush
+    would wait for a writer that waits for the lock.
+    """
+
+    def __init__(self, reporter: Any):
+        self.reporter = reporter
+
+    def describeNextReport(self, simulation: Any) -> Any:
+        return self.reporter.describeNextReport(simulation)
+
+    def report(self, simulation: Any, state: Any) -> None:
+        with LIBRARY_LOCK:
+            self.reporter.report(simulation, state)
+
+    def __getattr__(self, name: str) -> Any:  # close(), flush()... of the reporter
+        return getattr(self.reporter, name)
