@@ -289,3 +289,48 @@ def test_an_export_that_fails_midway_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError, match="went away"):
         export_amber(plan, read, str(tmp_path / "a.nc"), block_frames=2)
     assert [p.name for p in tmp_path.iterdir()] == ["t.nc"]
+
+
+# -- --append: continuing an AMBER trajectory ---------------------------------------------
+def test_export_appends_to_an_amber_trajectory(tmp_path, capsys):
+    first, second = frames(3), frames(2) + 100
+    write_trajectory(tmp_path / "one.nc", positions=first * UREG.nanometer)
+    write_trajectory(tmp_path / "two.nc", positions=second * UREG.nanometer)
+    assert export(capsys, tmp_path / "one.nc", "--amber", tmp_path / "a.nc")[0] == 0
+    status, out, _ = export(capsys, tmp_path / "two.nc", "--amber", tmp_path / "a.nc", "--append")
+    assert status == 0 and "2 frames of 4 atoms appended" in out
+    with netCDF4.Dataset(tmp_path / "a.nc") as ds:
+        expected = np.float32(np.concatenate([first, second]) * 10.0)
+        np.testing.assert_array_equal(ds["coordinates"][:], expected)
+
+
+def test_export_refuses_to_append_other_atoms(tmp_path, capsys):
+    write_trajectory(tmp_path / "one.nc", positions=frames(3) * UREG.nanometer)
+    write_trajectory(tmp_path / "two.nc", positions=frames(2, atoms=5) * UREG.nanometer)
+    assert export(capsys, tmp_path / "one.nc", "--amber", tmp_path / "a.nc")[0] == 0
+    status, _, err = export(capsys, tmp_path / "two.nc", "--amber", tmp_path / "a.nc", "--append")
+    assert status == 1 and "holds frames of 4 atoms, not 5" in err and err.count("\n") == 1
+    with netCDF4.Dataset(tmp_path / "a.nc") as ds:
+        assert len(ds.dimensions["frame"]) == 3
+
+
+def test_export_appending_to_a_missing_file_is_one_line(tmp_path, capsys):
+    write_trajectory(tmp_path / "t.nc", positions=frames() * UREG.nanometer)
+    status, _, err = export(capsys, tmp_path / "t.nc", "--amber", tmp_path / "a.nc", "--append")
+    assert status == 1 and "No such AMBER trajectory" in err
+
+
+def test_an_append_that_fails_midway_keeps_the_frames_counted_before(tmp_path, capsys):
+    write_trajectory(tmp_path / "t.nc", positions=frames(3) * UREG.nanometer)
+    assert export(capsys, tmp_path / "t.nc", "--amber", tmp_path / "a.nc")[0] == 0
+    plan = plan_export(inspect_file(str(tmp_path / "t.nc")))
+
+    def read(path, start, stop):
+        if start > 0:
+            raise RuntimeError("the disk went away")
+        return frames(stop - start) * UREG.nanometer
+
+    with pytest.raises(RuntimeError, match="went away"):
+        export_amber(plan, read, str(tmp_path / "a.nc"), block_frames=2, append=True)
+    with netCDF4.Dataset(tmp_path / "a.nc") as ds:
+        assert len(ds.dimensions["frame"]) == 3  # the first block written, not counted

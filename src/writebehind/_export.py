@@ -197,18 +197,29 @@ def export_amber(
     title: str = "",
     block_frames: int | None = None,
     program_version: str = "",
+    append: bool = False,
 ) -> None:
     """Write ``plan``'s frames to the AMBER trajectory ``out`` (replaced if it exists).
 
     ``read(path, start, stop)`` returns entries ``start:stop`` of the variable at ``path``
-    (a pint quantity or an array; its magnitude is taken as in the source's units).
+    (a pint quantity or an array; its magnitude is taken as in the source's units). With
+    ``append``, the frames are added to the end of the trajectory ``out``, which counts them
+    only once all are written.
 
     Raises
     ------
     OSError
-        ``out`` cannot be written; nothing is left at ``out`` then (an earlier file stays).
+        ``out`` cannot be written; nothing is left at ``out`` then (an earlier file stays;
+        appended to, it counts the frames it had).
+    FileNotFoundError
+        ``append`` and no ``out``.
+    ValueError
+        ``append`` and ``out`` is not an AMBER trajectory of the same atoms and variables.
     """
     block = block_frames or max(1, BLOCK_BYTES // (plan.atoms * 3 * 8))
+    if append:
+        _append_amber(plan, read, out, block)
+        return
     partial = f"{out}.partial-{os.getpid()}"
     sources = plan.sources
     driver = AmberDriver(
@@ -235,6 +246,29 @@ def export_amber(
         if os.path.exists(partial):
             os.unlink(partial)
         raise
+
+
+def _append_amber(
+    plan: ExportPlan, read: Callable[[str, int, int], Any], out: str, block: int
+) -> None:
+    sources = plan.sources
+    driver = AmberDriver(
+        out,
+        "a",
+        n_atoms=plan.atoms,
+        velocities="velocities" in sources,
+        forces="forces" in sources,
+        box="box" in sources,
+    )
+    driver.open()
+    try:
+        first = driver.frames
+        for start, stop in _blocks(plan.frames, block):
+            for name, values in _amber_block(plan, read, start, stop):
+                driver.write_entries(name, first + start, values)
+        driver.sync(durable=True)  # the record count: all the frames, or none of them
+    finally:
+        driver.abandon()
 
 
 def _blocks(frames: int, block: int) -> Iterator[tuple[int, int]]:

@@ -185,7 +185,13 @@ def _parser() -> argparse.ArgumentParser:
         "kilojoule/mole/nanometer)",
     )
     export.add_argument("--block-frames", type=_positive, metavar="N", help="frames per block")
-    export.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    replace = export.add_mutually_exclusive_group()
+    replace.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    replace.add_argument(
+        "--append",
+        action="store_true",
+        help="add the frames to the end of OUT, an AMBER trajectory of the same atoms",
+    )
     export.set_defaults(run=_export)
     return parser
 
@@ -398,7 +404,7 @@ def _export(args: argparse.Namespace) -> int:
     from .drivers.netcdf import NetCDFIODriver
 
     out = args.amber
-    if os.path.exists(out) and not args.overwrite:
+    if os.path.exists(out) and not (args.overwrite or args.append):
         raise CommandError(f"{out!r} exists; choose another OUT or pass --overwrite")
     if os.path.abspath(out) == os.path.abspath(args.file):
         raise CommandError("OUT must not be FILE")
@@ -423,11 +429,13 @@ def _export(args: argparse.Namespace) -> int:
                 title=f"exported from {os.path.basename(args.file)}",
                 block_frames=args.block_frames,
                 program_version=__version__,
+                append=args.append,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise CommandError(f"cannot write {out!r}: {_reason(exc)}") from None
     exported = ", ".join(role for role in SOURCES if role in plan.sources)
-    print(f"{out}: {plan.frames} frames of {plan.atoms} atoms ({exported})")
+    done = "appended" if args.append else "written"
+    print(f"{out}: {plan.frames} frames of {plan.atoms} atoms {done} ({exported})")
     return 0
 
 

@@ -291,6 +291,18 @@ class AmberDriver(StorageIODriver):
             fd, self._fd = self._fd, None
             os.close(fd)
 
+    def abandon(self) -> None:
+        """Close without raising the record count: the frames written since the last
+        :meth:`sync` are not counted, as after a kill (for a caller that failed midway)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    @property
+    def frames(self) -> int:
+        """The frames the file counts (its record count as last synced)."""
+        return self._numrecs
+
     # -- structure -------------------------------------------------------------------
     def create_group(self, path: str) -> None:
         raise ValueError(f"cannot create {path!r}: {self.structure_frozen}")
