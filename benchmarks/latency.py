@@ -53,6 +53,8 @@ OPS_SAMPLES = (200, 40)  # first appends, writes, metadata, reads, flushes
 STRUCTURAL_FLUSHES = (20, 5)  # flushes after creating 20 variables
 CLOSES = (20, 5)
 NEW_VARIABLES = 20
+#: Set in a child's environment: stores there do not pre-fault staging buffers.
+NO_PREFAULT_ENV = "WRITEBEHIND_BENCH_NO_PREFAULT"
 
 #: operation -> (statistic, limit): "p99" in µs, "p50/copy" and "p99/copy" as ratios to
 #: the plain copy, "p99-peer" in µs beyond the peer's p50, "max" in µs, "ratio" a ratio.
@@ -478,11 +480,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(groups: list[str], repeats: int, quick: bool, pythonpath: str | None) -> dict:
-    source = pythonpath or str(ROOT / "src")
+def child_env(source: str, prefault: bool = True) -> dict[str, str]:
+    """The environment of a child measuring the writebehind of ``source``."""
     path = [source, str(ROOT), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop(NO_PREFAULT_ENV, None)
+    if not prefault:
+        env[NO_PREFAULT_ENV] = "1"
+    return env
+
+
+def run(groups: list[str], repeats: int, quick: bool, pythonpath: str | None) -> dict:
+    source = pythonpath or str(ROOT / "src")
+    env = child_env(source)
     rounds: list[list[dict]] = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="writebehind-latency-") as directory:
@@ -529,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
+        if os.environ.get(NO_PREFAULT_ENV):  # an A/B variant (benchmarks.latency_ab)
+            from writebehind import _staging
+
+            _staging.can_prefault = lambda: False
         rows = GROUPS[args.child](args.dir, args.quick)
         import writebehind
 
