@@ -47,11 +47,13 @@ from . import workloads as w
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"scalar": (), "24KB": (1000, 3), "2.4MB": (100000, 3)}
-#: appends per run (full, quick)
-APPENDS = {"scalar": (2000, 300), "24KB": (2000, 300), "2.4MB": (200, 40)}
-OPS_SAMPLES = (200, 40)  # first appends, writes, metadata, reads, flushes
-STRUCTURAL_FLUSHES = (20, 5)  # flushes after creating 20 variables
-CLOSES = (20, 5)
+#: appends per run (full, quick, smoke: the test suite's run, too few to mean anything)
+APPENDS = {"scalar": (2000, 300, 20), "24KB": (2000, 300, 20), "2.4MB": (200, 40, 4)}
+OPS_SAMPLES = (200, 40, 4)  # first appends, writes, metadata, reads, flushes
+STRUCTURAL_FLUSHES = (20, 5, 2)  # flushes after creating 20 variables
+CLOSES = (20, 5, 2)
+SCALAR_JOB_PAIRS = (7, 3, 1)
+FULL, QUICK, SMOKE = 0, 1, 2
 NEW_VARIABLES = 20
 #: Set in a child's environment: stores there do not pre-fault staging buffers.
 NO_PREFAULT_ENV = "WRITEBEHIND_BENCH_NO_PREFAULT"
@@ -102,10 +104,10 @@ def _row(op: str, face: str, samples: Any, peer: str = "", peer_samples: Any = N
 
 
 # -- sync groups -----------------------------------------------------------------------
-def group_append(size: str, directory: str, quick: bool) -> list[dict]:
+def group_append(size: str, directory: str, mode: int) -> list[dict]:
     import writebehind
 
-    shape, n = SIZES[size], APPENDS[size][quick]
+    shape, n = SIZES[size], APPENDS[size][mode]
     _warm_up(directory, shape)
     frame = w.make_frame(shape)
     path = os.path.join(directory, f"append-{size}.nc")
@@ -134,11 +136,11 @@ def _fill(store: Any, frame: Any) -> None:
     store.flush()
 
 
-def group_ops(directory: str, quick: bool) -> list[dict]:
+def group_ops(directory: str, mode: int) -> list[dict]:
     import writebehind
 
     _warm_up(directory, (1000, 3))
-    n = OPS_SAMPLES[quick]
+    n = OPS_SAMPLES[mode]
     frame = w.make_frame((1000, 3))
     path = os.path.join(directory, "ops.nc")
     rows = []
@@ -162,7 +164,7 @@ def group_ops(directory: str, quick: bool) -> list[dict]:
     with writebehind.open(path, "w") as store:
         _fill(store, frame)
         structural, data = [], []
-        for k in range(STRUCTURAL_FLUSHES[quick]):
+        for k in range(STRUCTURAL_FLUSHES[mode]):
             for j in range(NEW_VARIABLES):
                 store[f"made{k}/v{j}"].append(frame)
             structural.append(_timed(store.flush))
@@ -174,7 +176,7 @@ def group_ops(directory: str, quick: bool) -> list[dict]:
     )
     w.remove(path)
     closes = []
-    for k in range(CLOSES[quick]):
+    for k in range(CLOSES[mode]):
         path = os.path.join(directory, f"close{k}.nc")
         store = writebehind.open(path, "w")
         _fill(store, frame)
@@ -184,7 +186,7 @@ def group_ops(directory: str, quick: bool) -> list[dict]:
     return rows
 
 
-def group_loop_gap(directory: str, quick: bool) -> list[dict]:
+def group_loop_gap(directory: str, mode: int) -> list[dict]:
     """The largest gap of a 1 ms asyncio ticker while a sync store works on the loop."""
     import asyncio
 
@@ -193,7 +195,7 @@ def group_loop_gap(directory: str, quick: bool) -> list[dict]:
     _warm_up(directory, (1000, 3))
     frame = w.make_frame((1000, 3))
     path = os.path.join(directory, "gap.nc")
-    n = APPENDS["24KB"][quick]
+    n = APPENDS["24KB"][mode]
 
     async def gaps_while(work: Callable[[], Any]) -> list[int]:
         gaps: list[int] = []
@@ -237,13 +239,13 @@ def group_loop_gap(directory: str, quick: bool) -> list[dict]:
     return [_row("event-loop gap, sync store in the loop", "sync", busy_gaps, "idle", idle_gaps)]
 
 
-def group_scalar_job(directory: str, quick: bool) -> list[dict]:
+def group_scalar_job(directory: str, mode: int) -> list[dict]:
     from . import floors
 
     _warm_up(directory, ())
     path = os.path.join(directory, "scalar-job.nc")
     ratios, ours, minimal = [], [], []
-    for k in range(3 if quick else 7):
+    for k in range(SCALAR_JOB_PAIRS[mode]):
         jobs = [floors.minimal_scalar_job, floors.writebehind_scalar_job]
         pair = {}
         for job in jobs if k % 2 else jobs[::-1]:
@@ -258,12 +260,12 @@ def group_scalar_job(directory: str, quick: bool) -> list[dict]:
 
 
 # -- async groups ------------------------------------------------------------------------
-def group_async_append(size: str, directory: str, quick: bool) -> list[dict]:
+def group_async_append(size: str, directory: str, mode: int) -> list[dict]:
     import anyio
 
     import writebehind
 
-    shape, n = SIZES[size], APPENDS[size][quick]
+    shape, n = SIZES[size], APPENDS[size][mode]
     _warm_up(directory, shape)
     frame = w.make_frame(shape)
     path = os.path.join(directory, f"async-{size}.nc")
@@ -286,13 +288,13 @@ def group_async_append(size: str, directory: str, quick: bool) -> list[dict]:
     return [_row(f"append {size}", "async", latencies, "np.array(x, copy=True)", copy)]
 
 
-def group_async_ops(directory: str, quick: bool) -> list[dict]:
+def group_async_ops(directory: str, mode: int) -> list[dict]:
     import anyio
 
     import writebehind
 
     _warm_up(directory, (1000, 3))
-    n = OPS_SAMPLES[quick]
+    n = OPS_SAMPLES[mode]
     frame = w.make_frame((1000, 3))
     path = os.path.join(directory, "async-ops.nc")
     structural_path = os.path.join(directory, "async-structural.nc")
@@ -331,7 +333,7 @@ def group_async_ops(directory: str, quick: bool) -> list[dict]:
             for _ in range(20):
                 await store.data.x.append(frame)
             await store.flush()
-            for k in range(STRUCTURAL_FLUSHES[quick]):
+            for k in range(STRUCTURAL_FLUSHES[mode]):
                 for j in range(NEW_VARIABLES):
                     await store[f"made{k}/v{j}"].append(frame)
                 structural.append(await timed(store.flush))
@@ -344,7 +346,7 @@ def group_async_ops(directory: str, quick: bool) -> list[dict]:
             )
         )
         closes = []
-        for k in range(CLOSES[quick]):
+        for k in range(CLOSES[mode]):
             close_path = os.path.join(directory, f"aclose{k}.nc")
             store = await writebehind.open_async(close_path, "w")
             for _ in range(20):
@@ -375,10 +377,10 @@ GROUPS: dict[str, Callable[[str, bool], list[dict]]] = {
 }
 
 
-def run_group_in_child(group: str, directory: str, quick: bool, env: dict) -> list[dict]:
+def run_group_in_child(group: str, directory: str, mode: int, env: dict) -> list[dict]:
     command = [sys.executable, "-m", "benchmarks.latency", "--child", group, "--dir", directory]
     done = subprocess.run(
-        [*command, *(["--quick"] if quick else [])],
+        [*command, f"--mode={mode}"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -491,7 +493,7 @@ def child_env(source: str, prefault: bool = True) -> dict[str, str]:
     return env
 
 
-def run(groups: list[str], repeats: int, quick: bool, pythonpath: str | None) -> dict:
+def run(groups: list[str], repeats: int, mode: int, pythonpath: str | None) -> dict:
     source = pythonpath or str(ROOT / "src")
     env = child_env(source)
     rounds: list[list[dict]] = []
@@ -501,7 +503,7 @@ def run(groups: list[str], repeats: int, quick: bool, pythonpath: str | None) ->
             order = groups[repeat % len(groups) :] + groups[: repeat % len(groups)]
             rows: list[dict] = []
             for group in order:
-                rows += run_group_in_child(group, directory, quick, env)
+                rows += run_group_in_child(group, directory, mode, env)
                 print(f"  [{repeat + 1}/{repeats}] {group}", file=sys.stderr, flush=True)
             rounds.append(rows)
     order_of = {name: i for i, name in enumerate(GROUPS)}
@@ -511,7 +513,7 @@ def run(groups: list[str], repeats: int, quick: bool, pythonpath: str | None) ->
         "command": "python -m benchmarks.latency " + " ".join(sys.argv[1:]),
         "source": source,
         "repeats": repeats,
-        "quick": quick,
+        "mode": ["full", "quick", "smoke"][mode],
         "seconds": round(time.time() - started, 1),
         "load_average_end": os.getloadavg(),
         "rows": summary,
@@ -536,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", default=",".join(GROUPS), help="comma-separated")
     parser.add_argument("--pythonpath", help="the writebehind source to measure (default ours)")
     parser.add_argument("--out", type=Path, help="write the JSON here")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tests
+    parser.add_argument("--mode", type=int, default=FULL, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=list(GROUPS), help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -544,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
             from writebehind import _staging
 
             _staging.can_prefault = lambda: False
-        rows = GROUPS[args.child](args.dir, args.quick)
+        rows = GROUPS[args.child](args.dir, args.mode)
         import writebehind
 
         for row in rows:
@@ -555,8 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown groups {sorted(unknown)}; choose from {list(GROUPS)}")
-    repeats = args.repeats or (1 if args.quick else 3)
-    result = run(groups, repeats, args.quick, args.pythonpath)
+    mode = SMOKE if args.smoke else QUICK if args.quick else FULL
+    repeats = args.repeats or (3 if mode == FULL else 1)
+    result = run(groups, repeats, mode, args.pythonpath)
     print(table(result["rows"]))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

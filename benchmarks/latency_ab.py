@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .latency import ROOT, child_env, run_group_in_child
+from .latency import FULL, QUICK, ROOT, child_env, run_group_in_child
 
 VARIANTS = ("ours", "ours-no-prefault", "other")
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             for group in groups:
                 for name in order:
                     measured[name] += run_group_in_child(
-                        group, directory, args.quick, variants[name]
+                        group, directory, QUICK if args.quick else FULL, variants[name]
                     )
             rounds.append(measured)
             print(f"  round {k + 1}/{args.rounds}", file=sys.stderr, flush=True)
