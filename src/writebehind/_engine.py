@@ -171,9 +171,10 @@ class VarState:
         else:
             self.capacity = self.first_capacity = OBJECT_CHUNK_ENTRIES
         buffer_nbytes = max(1, self.capacity * self.entry_nbytes)
-        self.max_free_buffers = max(
-            FREE_BUFFERS_PER_VARIABLE, RECYCLE_BYTES_PER_VARIABLE // buffer_nbytes
-        )
+        # Entries staged alone come in steps of a few large arrays: such a variable may keep
+        # the store's whole budget, so that a step's worth of buffers comes back written.
+        budget = RECYCLE_BYTES_PER_STORE if self.capacity == 1 else RECYCLE_BYTES_PER_VARIABLE
+        self.max_free_buffers = max(FREE_BUFFERS_PER_VARIABLE, budget // buffer_nbytes)
         self.open_chunk: _AppendChunk | None = None
         self.free_buffers: list[np.ndarray[Any, Any]] = []
         self.filled = False  # its last buffer filled up before the writer took it
