@@ -890,14 +890,21 @@ class Engine:
         for var, count in plan:
             started = time.perf_counter()
             shape = (1, *var.layout.shape)
-            buffers = [_new_buffer(shape, var.layout, populate=True) for _ in range(count)]
+            try:
+                buffers = [_new_buffer(shape, var.layout, populate=True) for _ in range(count)]
+            except (OSError, MemoryError) as exc:
+                # Only an optimisation: without it, appends fault their own pages.
+                logger.warning("writebehind: pre-faulting staging buffers failed: %r", exc)
+                self.prefault = False
+                buffers = []
             self.prefault_seconds += time.perf_counter() - started
             with self.cond:
                 if self._closed:  # the close dropped the free lists and their count
                     continue
+                self._free_bytes -= (count - len(buffers)) * var.entry_nbytes
                 # At the front: the callers take warm recycled buffers (the back) first.
                 var.free_buffers[:0] = buffers
-                self.prefaulted_buffers += count
+                self.prefaulted_buffers += len(buffers)
 
     def _drop_free_buffers(self) -> None:
         """Let go of the recycled staging buffers (at close). Lock held."""
