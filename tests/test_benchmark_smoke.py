@@ -272,16 +272,16 @@ def test_latency_appends_are_set_beside_a_plain_copy_of_this_trees_source(
 
 
 @pytest.fixture
-def latency_module() -> Any:
+def latency_report() -> Any:
     sys.path.insert(0, str(ROOT))
     try:
-        from benchmarks import latency
+        from benchmarks import latency_report
     finally:
         sys.path.remove(str(ROOT))
-    return latency
+    return latency_report
 
 
-def test_latency_targets_over_a_peer_count_beyond_the_peers_median(latency_module: Any) -> None:
+def test_latency_targets_over_a_peer_count_beyond_the_peers_median(latency_report: Any) -> None:
     def run(p99_ms: float, peer_p50_ms: float) -> dict:
         stats = {"n": 20, "p50_us": 1.0, "p99_us": p99_ms * 1e3, "max_us": p99_ms * 1e3}
         peer = {"n": 20, "p50_us": peer_p50_ms * 1e3, "p99_us": 1e9, "max_us": 1e9}
@@ -293,8 +293,8 @@ def test_latency_targets_over_a_peer_count_beyond_the_peers_median(latency_modul
             "peer_stats": peer,
         }
 
-    (row,) = latency_module.summarize([[run(14.0, 5.0)], [run(16.0, 5.0)], [run(12.0, 5.0)]])
+    (row,) = latency_report.summarize([[run(14.0, 5.0)], [run(16.0, 5.0)], [run(12.0, 5.0)]])
     assert row["target"]["value"] == pytest.approx(9_000.0)  # median p99 14 ms - 5 ms
     assert row["target"]["met"] is True
-    (row,) = latency_module.summarize([[run(16.0, 5.0)]])
+    (row,) = latency_report.summarize([[run(16.0, 5.0)]])
     assert row["target"]["met"] is False
