@@ -5,7 +5,8 @@ library (writebehind sync and async, writebehind with its optional checksums, ne
 by hand, openmmtools.storage when installed, and one bulk netCDF4 write, the format's limit)
 it measures the caller's time per append (p50, p99), the whole job (open, appends, close),
 writebehind's writer throughput, reading the variable back, and the peak RSS; then the toy
-simulation loop's overhead. Each scenario runs in a fresh interpreter
+simulation loop's overhead; then the scale job (``scale.py``) and the latency budget of every
+caller-visible operation (``latency.py``). Each scenario runs in a fresh interpreter
 (see ``worker.py``); repeats are interleaved so that a busy moment hits every library alike,
 and the figures are medians over the repeats. Prints markdown tables, writes
 ``results/<mode>.json`` and draws ``results/<mode>.png`` (needs matplotlib).
@@ -350,6 +351,24 @@ def run_openmm(quick: bool, out: Path) -> dict[str, Any] | None:
     return result
 
 
+# -- the latency job (issue 15) -------------------------------------------------------------
+def run_latency(quick: bool, out: Path) -> dict[str, Any] | None:
+    """Run ``benchmarks.latency`` (each group in a fresh interpreter); JSON also to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "benchmarks.latency", "--out", str(out)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    print("  latency job (benchmarks/latency.py)", flush=True)
+    done = subprocess.run([*command, *(["--quick"] if quick else [])], cwd=ROOT, env=env)
+    if done.returncode != 0:
+        print(f"  latency job failed (exit {done.returncode})", flush=True)
+        return None
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 # -- main ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -365,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scale", action="store_true", help="skip the scale job (scale.py)")
     parser.add_argument(
         "--no-openmm", action="store_true", help="skip the OpenMM reporters job (openmm.py)"
+    )
+    parser.add_argument(
+        "--no-latency", action="store_true", help="skip the latency job (latency.py)"
     )
     args = parser.parse_args(argv)
 
@@ -428,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     openmm_job = (
         None if args.no_openmm else run_openmm(args.quick, args.out / f"openmm-{name}.json")
     )
+    latency = (
+        None if args.no_latency else run_latency(args.quick, args.out / f"latency-{name}.json")
+    )
 
     rows = [
         summarize_write(size, library, appends(size), runs[(size, library)])
@@ -484,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         "checksums": checksums_cost,
         "scale": scale,
         "openmm": openmm_job,
+        "latency": latency,
     }
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     print(

@@ -32,6 +32,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "--no-chart",
         "--no-scale",
         "--no-openmm",
+        "--no-latency",
     ]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
     return json.loads((out / "smoke.json").read_text())
@@ -253,3 +254,74 @@ def test_the_openmm_job_times_each_reporter_against_the_baseline(tmp_path: Path)
     assert by_reporter["writebehind-amber"]["baseline"] == "baseline-no-energies"
     assert all(row["frames"] == 2 and row["caller_ms"] > 0 for row in rows)
     assert all(row["baseline_ms"] > 0 and row["over_baseline"] > 0 for row in rows)
+
+
+@pytest.fixture(scope="module")
+def latency_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("latency") / "latency.json"
+    groups = "append-2.4MB,ops,loop-gap,scalar-job,async-ops"
+    command = [sys.executable, "-m", "benchmarks.latency", "--smoke", f"--groups={groups}"]
+    command.append(f"--out={out}")
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
+    return json.loads(out.read_text())
+
+
+def test_latency_job_reports_every_operation_on_both_faces(latency_results: dict) -> None:
+    ops = {(row["op"], row["face"]) for row in latency_results["rows"]}
+    for op in (
+        "first append of a new variable",
+        "write (new 24 KB variable)",
+        "add_metadata",
+        "read, nothing pending (20 scalars)",
+        "flush, nothing pending",
+        "flush after creating 20 variables",
+        "close, nothing pending",
+    ):
+        assert {(op, "sync"), (op, "async")} <= ops, op
+    assert {("append 2.4MB", "sync"), ("event-loop gap, sync store in the loop", "sync")} <= ops
+
+
+def test_latency_rows_have_percentiles_and_targets_a_yes_or_no(latency_results: dict) -> None:
+    rows = {(row["op"], row["face"]): row for row in latency_results["rows"]}
+    for row in rows.values():
+        assert 0 < row["p50_us"] <= row["p99_us"] <= row["max_us"], row["op"]
+    checked = {op for (op, _), row in rows.items() if "target" in row}
+    assert {"append 2.4MB", "append 2.4MB (p99)", "scalar job / minimal store"} <= checked
+    assert all(isinstance(row["target"]["met"], bool) for row in rows.values() if "target" in row)
+
+
+def test_latency_appends_are_set_beside_a_plain_copy_of_this_trees_source(
+    latency_results: dict,
+) -> None:
+    row = next(r for r in latency_results["rows"] if r["op"] == "append 2.4MB")
+    assert row["peer"] == "np.array(x, copy=True)" and row["peer_p50_us"] > 0
+    assert Path(row["runs"][0]["writebehind_file"]).is_relative_to(ROOT / "src")
+
+
+@pytest.fixture
+def latency_report() -> Any:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import latency_report
+    finally:
+        sys.path.remove(str(ROOT))
+    return latency_report
+
+
+def test_latency_targets_over_a_peer_count_beyond_the_peers_median(latency_report: Any) -> None:
+    def run(p99_ms: float, peer_p50_ms: float) -> dict:
+        stats = {"n": 20, "p50_us": 1.0, "p99_us": p99_ms * 1e3, "max_us": p99_ms * 1e3}
+        peer = {"n": 20, "p50_us": peer_p50_ms * 1e3, "p99_us": 1e9, "max_us": 1e9}
+        return {
+            "op": "flush after creating 20 variables",
+            "face": "sync",
+            **stats,
+            "peer": "x",
+            "peer_stats": peer,
+        }
+
+    (row,) = latency_report.summarize([[run(14.0, 5.0)], [run(16.0, 5.0)], [run(12.0, 5.0)]])
+    assert row["target"]["value"] == pytest.approx(9_000.0)  # median p99 14 ms - 5 ms
+    assert row["target"]["met"] is True
+    (row,) = latency_report.summarize([[run(16.0, 5.0)]])
+    assert row["target"]["met"] is False
