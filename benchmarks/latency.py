@@ -59,8 +59,6 @@ NEW_VARIABLES = 20
 #: A step that stores a few large arrays: appends in bursts, then the caller computes.
 BURST = 10
 PAUSE_SECONDS = 0.04
-#: Set in a child's environment: stores there do not pre-fault staging buffers.
-NO_PREFAULT_ENV = "WRITEBEHIND_BENCH_NO_PREFAULT"
 
 
 def _stats(samples_ns: Any) -> dict[str, float]:
@@ -104,7 +102,6 @@ def group_append(size: str, directory: str, mode: int, bursts: bool = False) -> 
     frame = w.make_frame(shape)
     path = os.path.join(directory, f"append-{size}.nc")
     store = writebehind.open(path, "w")
-    engine = store._core.engine
     append = store.traj.x.append
     started = time.perf_counter()
     if bursts:
@@ -123,8 +120,6 @@ def group_append(size: str, directory: str, mode: int, bursts: bool = False) -> 
     row = _row(op, "sync", latencies, "np.array(x, copy=True)", copy)
     row.update(
         job_s=job_s,
-        prefaulted_buffers=getattr(engine, "prefaulted_buffers", None),
-        prefault_s=getattr(engine, "prefault_seconds", None),
         backpressure_waits=store.stats().backpressure_waits,
     )
     return [row]
@@ -396,14 +391,11 @@ def run_group_in_child(group: str, directory: str, mode: int, env: dict) -> list
     return rows
 
 
-def child_env(source: str, prefault: bool = True) -> dict[str, str]:
+def child_env(source: str) -> dict[str, str]:
     """The environment of a child measuring the writebehind of ``source``."""
     path = [source, str(ROOT), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop(NO_PREFAULT_ENV, None)
-    if not prefault:
-        env[NO_PREFAULT_ENV] = "1"
     return env
 
 
@@ -458,10 +450,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        if os.environ.get(NO_PREFAULT_ENV):  # an A/B variant (benchmarks.latency_ab)
-            from writebehind import _staging
-
-            _staging.can_prefault = lambda: False
         rows = GROUPS[args.child](args.dir, args.mode)
         import writebehind
 

@@ -6,11 +6,10 @@ Usage::
         [--groups append-2.4MB,append-24KB,append-scalar] [--rounds 7] [--out FILE]
 
 Each round runs every group once per variant, each in a fresh interpreter, the variants'
-order alternating between rounds: this tree (``ours``), this tree with the pre-faulting of
-staging buffers off (``ours-no-prefault``), and ``--other`` (``other``). Reports, per
-operation and variant, the medians over the rounds of p50 and p99 (and of their ratios to
-the plain copy measured in the same process), the whole job, and the writer's time spent
-pre-faulting; and per pair of rounds the ratio of ours to the other's p50 and p99.
+order alternating between rounds: this tree (``ours``) and ``--other`` (``other``).
+Reports, per operation and variant, the medians over the rounds of p50 and p99 (and of their
+ratios to the plain copy measured in the same process) and the whole job; and per pair of
+rounds the ratio of ours to the other's p50 and p99.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from typing import Any
 
 from .latency import FULL, QUICK, ROOT, child_env, run_group_in_child
 
-VARIANTS = ("ours", "ours-no-prefault", "other")
+VARIANTS = ("ours", "other")
 
 
 def _median(values: list[float]) -> float | None:
@@ -44,14 +43,13 @@ def compare(rounds: list[dict[str, list[dict]]]) -> list[dict[str, Any]]:
                 for rnd in rounds
             ]
             entry: dict[str, Any] = {"op": op, "face": face, "variant": variant}
-            for key in ("p50_us", "p99_us", "max_us", "job_s", "prefault_s"):
+            for key in ("p50_us", "p99_us", "max_us", "job_s"):
                 entry[key] = _median([r.get(key) for r in rows])
             if "peer_stats" in rows[0]:
                 for key in ("p50_us", "p99_us"):
                     entry[f"{key[:3]}_over_copy"] = _median(
                         [r[key] / r["peer_stats"][key] for r in rows]
                     )
-            entry["prefaulted_buffers"] = _median([r.get("prefaulted_buffers") for r in rows])
             out.append(entry)
         if "other" in rounds[0]:
             for key in ("p50_us", "p99_us", "job_s"):
@@ -79,9 +77,8 @@ def table(entries: list[dict[str, Any]]) -> str:
         return "–" if value is None else format(value, spec)
 
     lines = [
-        "| operation | variant | p50 µs | p99 µs | p50/copy | p99/copy | job s | "
-        "writer's prefault s (buffers) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| operation | variant | p50 µs | p99 µs | p50/copy | p99/copy | job s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         if "median" in e:
@@ -89,8 +86,7 @@ def table(entries: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {e['op']} ({e['face']}) | {e['variant']} | {f(e['p50_us'], '.1f')} "
             f"| {f(e['p99_us'], '.1f')} | {f(e.get('p50_over_copy'), '.2f')} "
-            f"| {f(e.get('p99_over_copy'), '.2f')} | {f(e['job_s'], '.3f')} "
-            f"| {f(e['prefault_s'], '.4f')} ({f(e['prefaulted_buffers'], '.0f')}) |"
+            f"| {f(e.get('p99_over_copy'), '.2f')} | {f(e['job_s'], '.3f')} |"
         )
     pairs = [e for e in entries if "median" in e]
     if pairs:
@@ -116,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the groups' quick sizes")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    variants = {
-        "ours": child_env(str(ROOT / "src")),
-        "ours-no-prefault": child_env(str(ROOT / "src"), prefault=False),
-    }
+    variants = {"ours": child_env(str(ROOT / "src"))}
     if args.other:
         variants["other"] = child_env(args.other)
     names = list(variants)

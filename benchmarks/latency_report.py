@@ -40,7 +40,7 @@ def summarize(rounds: list[list[dict]]) -> list[dict]:
             for key in ("p50_us", "p99_us"):
                 row[f"peer_{key}"] = statistics.median(r["peer_stats"][key] for r in runs)
             row["peer_max_us"] = max(r["peer_stats"]["max_us"] for r in runs)
-        for key in ("ratio", "job_s", "prefault_s", "prefaulted_buffers", "backpressure_waits"):
+        for key in ("ratio", "job_s", "backpressure_waits"):
             values = [r[key] for r in runs if r.get(key) is not None]
             if values:
                 row[key] = statistics.median(values)

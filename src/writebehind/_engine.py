@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _fork, _staging
+from . import _fork
 from ._errors import BackgroundWriteError, ForkedStoreError, StoreClosedError
 from .codecs.base import Layout
 from .codecs.metadata import TYPES_ATTR
@@ -133,7 +133,6 @@ class VarState:
         "numeric",
         "open_chunk",
         "path",
-        "rate",
         "spec",
     )
 
@@ -171,15 +170,12 @@ class VarState:
         else:
             self.capacity = self.first_capacity = OBJECT_CHUNK_ENTRIES
         buffer_nbytes = max(1, self.capacity * self.entry_nbytes)
-        # Entries staged alone come in steps of a few large arrays: such a variable may keep
-        # the store's whole budget, so that a step's worth of buffers comes back written.
-        budget = RECYCLE_BYTES_PER_STORE if self.capacity == 1 else RECYCLE_BYTES_PER_VARIABLE
-        self.max_free_buffers = max(FREE_BUFFERS_PER_VARIABLE, budget // buffer_nbytes)
+        self.max_free_buffers = max(
+            FREE_BUFFERS_PER_VARIABLE, RECYCLE_BYTES_PER_VARIABLE // buffer_nbytes
+        )
         self.open_chunk: _AppendChunk | None = None
         self.free_buffers: list[np.ndarray[Any, Any]] = []
         self.filled = False  # its last buffer filled up before the writer took it
-        # Entries staged alone: how fast they come (see _staging); None while idle.
-        self.rate: _staging.AppendRate | None = None
 
 
 class Handle:
@@ -543,13 +539,6 @@ class Engine:
         # Set by the writer before it applies an operation, read under the lock.
         self._unsynced = True
         self._unfsynced = True
-        # Variables whose entries are staged alone and came lately (lock held): the writer
-        # keeps buffers pre-faulted for them (see _prefault_staging). The counters say
-        # what that cost the writer.
-        self.prefault = _staging.can_prefault()
-        self._streaming: list[VarState] = []
-        self.prefaulted_buffers = 0
-        self.prefault_seconds = 0.0
         self._thread = threading.Thread(
             target=self._run, name=f"writebehind-writer({driver.file_name})", daemon=True
         )
@@ -720,11 +709,6 @@ class Engine:
                 self.make_room(nbytes)
             self._pending_bytes += nbytes
             buffer = self._reuse(var) if var.free_buffers else None
-            rate = var.rate
-            if rate is None:
-                var.rate = rate = _staging.AppendRate(time.monotonic())
-                self._streaming.append(var)
-            rate.appended += 1
         queued = False
         try:
             if buffer is None:
@@ -843,68 +827,13 @@ class Engine:
 
         Writer, lock held, library lock not held (see ``_apply``).
         """
-        if self._closed:
-            return
-        free = var.free_buffers
-        if len(free) >= var.max_free_buffers and var.capacity == 1 and free:
-            # A buffer just written from is warm in the cache; the one at the front of the
-            # list (pre-faulted, or recycled longest ago) is the coldest: keep the warm one.
-            self._free_bytes -= free.pop(0).nbytes
         if (
-            len(free) < var.max_free_buffers
+            len(var.free_buffers) < var.max_free_buffers
             and self._free_bytes + buffer.nbytes <= RECYCLE_BYTES_PER_STORE
+            and not self._closed
         ):
-            free.append(buffer)
+            var.free_buffers.append(buffer)
             self._free_bytes += buffer.nbytes
-
-    def _prefault_staging(self) -> None:
-        """Writer: top up the free lists of variables whose entries are staged alone.
-
-        Each gets pre-faulted buffers for its recent append rate (see ``_staging``), within
-        its recycling budget, the store's, and ``max_pending_bytes`` (pending and free
-        bytes together). The room is reserved under the lock and the buffers are mapped
-        without it (the mapping releases the GIL too), so the callers never wait for it.
-        """
-        now = time.monotonic()
-        plan: list[tuple[VarState, int]] = []
-        with self.cond:
-            room = min(
-                RECYCLE_BYTES_PER_STORE - self._free_bytes,
-                self.max_pending_bytes - self._pending_bytes - self._free_bytes,
-            )
-            for var in list(self._streaming):
-                rate = var.rate
-                assert rate is not None
-                rate.update(now)
-                if rate.idle(now):
-                    var.rate = None
-                    self._streaming.remove(var)
-                    continue
-                nbytes = var.entry_nbytes
-                wanted = min(rate.wanted(), var.max_free_buffers) - len(var.free_buffers)
-                count = max(0, min(wanted, room // nbytes))
-                if count:
-                    room -= count * nbytes
-                    self._free_bytes += count * nbytes  # reserved
-                    plan.append((var, count))
-        for var, count in plan:
-            started = time.perf_counter()
-            shape = (1, *var.layout.shape)
-            try:
-                buffers = [_new_buffer(shape, var.layout, populate=True) for _ in range(count)]
-            except (OSError, MemoryError) as exc:
-                # Only an optimisation: without it, appends fault their own pages.
-                logger.warning("writebehind: pre-faulting staging buffers failed: %r", exc)
-                self.prefault = False
-                buffers = []
-            self.prefault_seconds += time.perf_counter() - started
-            with self.cond:
-                if self._closed:  # the close dropped the free lists and their count
-                    continue
-                self._free_bytes -= (count - len(buffers)) * var.entry_nbytes
-                # At the front: the callers take warm recycled buffers (the back) first.
-                var.free_buffers[:0] = buffers
-                self.prefaulted_buffers += len(buffers)
 
     def _drop_free_buffers(self) -> None:
         """Let go of the recycled staging buffers (at close). Lock held."""
@@ -913,8 +842,6 @@ class Engine:
         for node in list(self.nodes.values()):
             if isinstance(node, VarState):
                 node.free_buffers.clear()
-                node.rate = None
-        self._streaming.clear()
         self._free_bytes = 0
 
     def _count_backpressure_wait(self) -> None:
@@ -1107,8 +1034,6 @@ class Engine:
             while not self._closed:
                 for op in _structure_first(self._take_batch()):
                     self._apply(op)
-                if self._streaming and self.prefault:
-                    self._prefault_staging()
         except BaseException as exc:  # a bug in the engine itself: never hang the callers
             self._fail(_Op(""), exc)
             with self.cond:
