@@ -19,6 +19,11 @@ from writebehind.drivers.netcdf import _chunk_shape
 LARGE = (90_000, 3)  # 2.16 MB of float64: a buffer (and a file chunk or more) to itself
 
 
+def chunk_entries(layout: Layout) -> int:
+    """The netCDF backend's chunk of ``layout``, which the engine stages by."""
+    return writebehind.NetCDFBackend("unused.nc").chunk_entries(layout)
+
+
 def open_store(path: Path, **options: int) -> writebehind.StorageInterface:
     return writebehind.StorageInterface(writebehind.NetCDFIODriver(str(path), "w"), **options)
 
@@ -26,11 +31,11 @@ def open_store(path: Path, **options: int) -> writebehind.StorageInterface:
 def test_large_entries_are_staged_alone_and_small_ones_in_shared_buffers() -> None:
     def capacity(shape: tuple[int, ...]) -> int:
         layout = Layout("numeric", np.dtype("f8"), shape)
-        return VarState("x", None, layout, True, lambda v: v).capacity
+        return VarState("x", None, layout, True, lambda v: v, chunk_entries(layout)).capacity
 
     assert capacity(LARGE) == 1
-    chunk_entries = _chunk_shape(Layout("numeric", np.dtype("f8"), (1000, 3)))[0]
-    assert capacity((1000, 3)) % chunk_entries == 0  # whole file chunks
+    file_chunk = _chunk_shape(Layout("numeric", np.dtype("f8"), (1000, 3)))[0]
+    assert capacity((1000, 3)) % file_chunk == 0  # whole file chunks
     assert capacity((1000, 3)) * 24_000 > 4 << 20  # a few hundred entries a buffer
     assert capacity(()) > 1
 
@@ -168,7 +173,8 @@ def test_a_store_keeps_at_most_its_recycling_budget_in_free_buffers(
     # the number of variables.
     store = open_store(nc_path)
     engine = store._core.engine
-    capacity = VarState("x", None, Layout("numeric", np.dtype("f8"), (1000, 3)), True, id)
+    layout = Layout("numeric", np.dtype("f8"), (1000, 3))
+    capacity = VarState("x", None, layout, True, id, chunk_entries(layout))
     buffer_nbytes = capacity.capacity * 24_000
     monkeypatch.setattr(_engine, "RECYCLE_BYTES_PER_STORE", 3 * buffer_nbytes)
     frame = np.ones((1000, 3))
@@ -204,7 +210,7 @@ def test_a_store_closed_under_another_stores_lock_does_not_deadlock(tmp_path: Pa
     # caller inside another store's append, holding that store's lock. The finalizer
     # closes its store, whose writer needs netCDF's process-wide library lock; so no
     # writer may wait for its own store's lock while it holds the library lock.
-    from writebehind._store import _finalize
+    from writebehind._core import finalize as _finalize
 
     a, b = open_store(tmp_path / "a.nc"), open_store(tmp_path / "b.nc")
     for store in (a, b):

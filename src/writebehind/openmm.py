@@ -27,9 +27,9 @@ from openmm import unit
 
 from . import __version__ as _writebehind_version
 from ._engine import on_writer_thread
+from ._legacy import NetCDFIODriver
 from ._store import StorageInterface
 from .drivers.amber import AmberDriver
-from .drivers.netcdf import NetCDFIODriver
 
 __all__ = ["Reporter"]
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..codecs.base import ATTR_PREFIX, Layout
 from .base import NodeRecord, StorageIODriver
+from .netcdf import _chunk_shape
 
 __all__ = ["AmberDriver"]
 
@@ -233,6 +234,10 @@ class AmberDriver(StorageIODriver):
         finally:
             fd, self._fd = self._fd, None
             os.close(fd)
+
+    def chunk_entries(self, layout: Layout) -> int:
+        # Records are not chunked: stage as a netCDF-4 file would (the buffers of before).
+        return _chunk_shape(layout)[0]
 
     # -- structure -------------------------------------------------------------------
     def create_group(self, path: str) -> None:
