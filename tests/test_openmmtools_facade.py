@@ -93,3 +93,14 @@ def test_the_facades_sync_before_any_store_does_nothing(nc_path: Path) -> None:
 def test_writebehind_open_hands_out_the_facade(nc_path: Path) -> None:
     with writebehind.open(nc_path, "w") as store:
         assert isinstance(store.storage_driver, NetCDFIODriver)
+
+
+def test_a_backend_that_is_not_hashable_can_be_used() -> None:
+    class Unhashable(MemoryBackend):
+        __hash__ = None  # type: ignore[assignment]  # as a dataclass with eq=True
+
+    backend = Unhashable()
+    with StorageInterface(backend) as store:
+        store.x.append(1.0)
+    with StorageInterface(backend) as store:
+        assert store.x.read() == [1.0]

@@ -47,20 +47,34 @@ logger = logging.getLogger("writebehind")
 
 _OBJECT_OVERHEAD = 64
 
-#: The engine and core of the last store opened on each backend: a backend serves one open
-#: store at a time, and a facade (NetCDFIODriver) finds the store using its backend here.
-#: Kept by the store layer: nothing is set on the backend.
-_STORES: weakref.WeakKeyDictionary[
-    StorageIODriver, tuple[weakref.ref[Engine], weakref.ref[StoreCore]]
-] = weakref.WeakKeyDictionary()
+#: The engine and core of the last store opened on each backend (by its id, while it lives:
+#: a backend need not be hashable): a backend serves one open store at a time, and a facade
+#: (NetCDFIODriver) finds the store using its backend here. Kept by the store layer:
+#: nothing is set on the backend.
+_STORES: dict[
+    int,
+    tuple[weakref.ref[StorageIODriver], weakref.ref[Engine], weakref.ref[StoreCore]],
+] = {}
+
+
+def _remember_store(backend: StorageIODriver, core: StoreCore) -> None:
+    key = id(backend)
+    backend_ref = weakref.ref(backend, lambda ref: _forget(key, ref))
+    _STORES[key] = (backend_ref, weakref.ref(core.engine), weakref.ref(core))
+
+
+def _forget(key: int, ref: weakref.ref[StorageIODriver]) -> None:
+    refs = _STORES.get(key)
+    if refs is not None and refs[0] is ref:  # not a later backend that got the same id
+        del _STORES[key]
 
 
 def last_store(backend: StorageIODriver) -> tuple[Engine | None, StoreCore | None]:
     """The engine and core of the last store opened on ``backend`` (None once collected)."""
-    refs = _STORES.get(backend)
-    if refs is None:
+    refs = _STORES.get(id(backend))
+    if refs is None or refs[0]() is not backend:
         return None, None
-    return refs[0](), refs[1]()
+    return refs[1](), refs[2]()
 
 
 class DriverFacade(ABC):
@@ -119,7 +133,7 @@ class StoreCore:
         self.unbound_on_disk: dict[str, str] = {}  # UNBOUND_ATTR of each group, as stored
         engine = Engine(backend, max_pending_bytes)
         self.engine = engine
-        _STORES[backend] = (weakref.ref(engine), weakref.ref(self))
+        _remember_store(backend, self)
         # The async store passes wait_open=False: it awaits ``opening`` without blocking
         # its event loop, then calls finish_open.
         self.opening: Future[Any] | None = engine.call("open", lambda: _open_and_scan(backend))

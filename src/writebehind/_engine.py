@@ -10,11 +10,12 @@ Appends are staged: each appendable variable has an *open chunk*, a preallocated
 sits in the queue at the position of its first entry. A numeric variable's first buffer holds
 one chunk of the backend (``driver.chunk_entries``: about 1 MiB of whole entries in a netCDF
 file); once the variable holds that many entries, each new buffer holds several whole
-chunks, up to about 8 MiB (``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its entry straight into that
-buffer (the copy is the snapshot) and returns; the writer later hands the whole buffer to the
-driver in one call, which releases the GIL while the C library writes. A chunk is sealed
-(no more entries) when it is full, when the writer takes it, or when another operation on the
-same variable is enqueued, so each variable's operations apply in the order they were made.
+chunks, up to about 8 MiB (``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its
+entry straight into that buffer (the copy is the snapshot) and returns; the writer later
+hands the whole buffer to the driver in one call, which releases the GIL while the C library
+writes. A chunk is sealed (no more entries) when it is full, when the writer takes it, or when
+another operation on the same variable is enqueued, so each variable's operations apply in
+the order they were made.
 
 The writer takes a young open chunk only when something is waiting for it (a read, flush or
 close behind it, or backpressure) or once it is ``LINGER_SECONDS`` old; that is what batches
