@@ -116,6 +116,19 @@ def open_store(make_driver: Any) -> Callable[..., writebehind.StorageInterface]:
 
 
 @pytest.fixture
+def open_async_store(make_driver: Any) -> Callable[..., writebehind.AsyncStorageInterface]:
+    """``open_async_store(path, mode=None, **options)``: an async store at ``path`` on the
+    test's backend (``writebehind.open_async`` for netCDF files)."""
+
+    def open_async_store(
+        path: str | Path, mode: str | None = None, **options: Any
+    ) -> writebehind.AsyncStorageInterface:
+        return writebehind.AsyncStorageInterface(make_driver(path, mode), **options)
+
+    return open_async_store
+
+
+@pytest.fixture
 def reopen(open_store: Any) -> Callable[..., writebehind.StorageInterface]:
     """``reopen(path, mode="r")``: a new store on a file written earlier in the test."""
 
