@@ -104,3 +104,39 @@ def test_a_backend_that_is_not_hashable_can_be_used() -> None:
         store.x.append(1.0)
     with StorageInterface(backend) as store:
         assert store.x.read() == [1.0]
+
+
+class _NoScratch(MemoryBackend):
+    """A backend with a rule of its own: no name starting with ``scratch``."""
+
+    def check_name(self, name: object) -> str:
+        checked = super().check_name(name)
+        if checked.startswith("scratch"):
+            raise ValueError(f"invalid name {checked!r}: this backend keeps no scratch")
+        return checked
+
+
+class _TrailingSpace(MemoryBackend):
+    """A backend that holds names netCDF refuses (a trailing space)."""
+
+    def check_name(self, name: object) -> str:
+        if isinstance(name, str) and name.endswith(" "):
+            return name
+        return super().check_name(name)
+
+
+def test_navigation_refuses_a_name_the_backend_cannot_hold() -> None:
+    with StorageInterface(_NoScratch()) as store:
+        with pytest.raises(ValueError, match="no scratch"):
+            store.traj.scratch_1  # noqa: B018
+        with pytest.raises(ValueError, match="no scratch"):
+            store["traj/scratch_2"]
+        assert "traj/scratch_3" not in store
+
+
+def test_navigation_accepts_a_name_the_backend_holds_that_netcdf_does_not() -> None:
+    with StorageInterface(_TrailingSpace()) as store:
+        store["note "].write("kept")
+        assert store["note "].read() == "kept"
+    with pytest.raises(ValueError, match="white space"), StorageInterface(MemoryBackend()) as s:
+        s["note "]

@@ -324,3 +324,18 @@ class DriverContract:
             np.testing.assert_array_equal(store.traj.x.read(), rows(0, 1000))
             assert store.traj.label.read() == "run"
             assert store.read_metadata() == {"title": "contract"}
+
+    # -- names -------------------------------------------------------------------------
+    @pytest.mark.parametrize("name", ["", "a/b"])
+    def test_check_name_refuses_names_no_path_can_hold(
+        self, make_backend: MakeBackend, name: str
+    ) -> None:
+        with pytest.raises(ValueError, match="invalid name"):
+            make_backend(None).check_name(name)
+
+    def test_check_name_refuses_what_is_not_a_str(self, make_backend: MakeBackend) -> None:
+        with pytest.raises(TypeError):
+            make_backend(None).check_name(3)
+
+    def test_check_name_returns_a_name_it_holds(self, make_backend: MakeBackend) -> None:
+        assert make_backend(None).check_name("positions") == "positions"

@@ -2,12 +2,13 @@
 
 A driver (a *backend*) stores groups, variables with a :class:`~writebehind.codecs.Layout`,
 their entries and attributes. It knows nothing of codecs, threads, queues or stores: the
-engine calls every method from its one writer thread (``chunk_entries`` excepted: it is pure),
-so an implementation needs no locking of its own, and no method calls back into the engine or
-a store. A new backend (Zarr, say) is one subclass of :class:`StorageIODriver` that passes the
-shared contract suite in ``tests/drivers/`` (subclass ``tests.drivers.contract.DriverContract``
-as ``tests/drivers/test_memory.py`` does). Two are built in: ``NetCDFBackend`` (files) and
-``MemoryBackend`` (Python objects, for tests).
+engine calls every method from its one writer thread (``chunk_entries`` and ``check_name``
+excepted: they are pure), so an implementation needs no locking of its own, and no method
+calls back into the engine or a store. A new backend (Zarr, say) is one subclass of
+:class:`StorageIODriver` that passes the shared contract suite in ``tests/drivers/``
+(subclass ``tests.drivers.contract.DriverContract`` as ``tests/drivers/test_memory.py``
+does). Two are built in: ``NetCDFBackend`` (files) and ``MemoryBackend`` (Python objects,
+for tests).
 
 What the engine relies on, beyond storing what it is given:
 
@@ -19,10 +20,13 @@ What the engine relies on, beyond storing what it is given:
   committed length are not part of the variable after a crash. A backend reports the
   committed length of each appendable variable in its attribute ``LENGTH_ATTR`` (see
   ``writebehind._bookkeeping``, which names every bookkeeping attribute).
-- **Names and values.** The store refuses, before anything reaches a backend, every name
-  netCDF cannot hold (``_paths.check_name``), ``str`` values with NUL and attribute names
-  starting with ``_`` or ``writebehind_``: every backend holds the same names and values,
-  so code tested on the memory backend runs on netCDF files.
+- **Names.** The store asks :meth:`~StorageIODriver.check_name` before a name reaches the
+  backend; the default is netCDF's rule (``_paths.check_name``), which both built-in
+  backends keep, so that code tested on the memory backend runs on netCDF files. A backend
+  that holds other names overrides it.
+- **Values.** The store refuses, on every backend, ``str`` values with NUL and attribute
+  names starting with ``_`` or ``writebehind_`` (netCDF's limits, kept for all backends for
+  the same reason).
 
 Paths are ``"a/b/c"`` relative to the root group, whose path is ``""``.
 """
@@ -37,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _paths
 from .._bookkeeping import LENGTH_ATTR
 from ..codecs.base import Layout
 
@@ -136,6 +141,22 @@ class StorageIODriver(ABC):
     @abstractmethod
     def close(self) -> None:
         """Sync and close; closing twice is allowed. Commits no length."""
+
+    # -- rules -----------------------------------------------------------------------
+    def check_name(self, name: object) -> str:
+        """Return ``name`` if this backend can hold it as a group or variable name.
+
+        Pure: called on the caller's thread, before anything is enqueued. The default is
+        netCDF's rule.
+
+        Raises
+        ------
+        TypeError
+            ``name`` is not a ``str``.
+        ValueError
+            The backend cannot hold it (the message says why).
+        """
+        return _paths.check_name(name)
 
     # -- layout ----------------------------------------------------------------------
     @abstractmethod
