@@ -54,7 +54,7 @@ def run_setting(directory: Path, frames: int, every: int, durable: bool, journal
     positions = np.random.default_rng(0).random(FRAME_SHAPE)
     with writebehind.open(path, "w") as store:
         if not journal:  # a private switch, for this measurement only
-            store.storage_driver._index_journal = None  # type: ignore[attr-defined]
+            store.storage_driver.backend._index_journal = None  # type: ignore[union-attr]
         traj = store.traj
         # Warm up: create the variables and find their chunk indexes (one-time costs that
         # structural_change_cost measures), so the figure is the steady throughput.

@@ -62,7 +62,7 @@ def _timed_appends(append: Callable[[Any], Any], frame: Any, n: int) -> np.ndarr
 
 # -- writers ---------------------------------------------------------------------------
 def timed_netcdf_driver(path: str, mode: str, checksums: bool = False) -> Any:
-    """A ``NetCDFIODriver`` that adds up the time its ``write_entries`` calls take (on the
+    """A ``NetCDFBackend`` that adds up the time its ``write_entries`` calls take (on the
     writer thread) in ``writer_seconds``: one ``perf_counter`` pair per chunk write."""
     return _timed_driver_class()(path, mode, checksums=checksums)
 
@@ -71,7 +71,7 @@ def timed_netcdf_driver(path: str, mode: str, checksums: bool = False) -> Any:
 def _timed_driver_class() -> Any:
     import writebehind
 
-    class TimedNetCDFIODriver(writebehind.NetCDFIODriver):
+    class TimedNetCDFBackend(writebehind.NetCDFBackend):
         writer_seconds = 0.0
 
         def write_entries(self, path: str, start: int, entries: Any) -> None:
@@ -81,7 +81,7 @@ def _timed_driver_class() -> Any:
             finally:
                 self.writer_seconds += perf_counter() - started
 
-    return TimedNetCDFIODriver
+    return TimedNetCDFBackend
 
 
 def write_writebehind(path: str, frame: Any, n: int, checksums: bool = False) -> WriteResult:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pint
 import pytest
 
 import writebehind
+from writebehind.drivers.memory import MemoryBackend, MemoryFile
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -20,9 +22,61 @@ def nc_path(tmp_path: Path) -> Path:
     return tmp_path / "run.nc"
 
 
+#: The backends a module marked ``both_backends`` runs its store tests on.
+BACKENDS = ("netcdf", "memory")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_backends: run the module's tests that use the store fixtures (store, reopen, "
+        "make_driver) on the netCDF and the memory backend",
+    )
+    config.addinivalue_line(
+        "markers",
+        "file_specific(reason): a test of a both_backends module that concerns netCDF "
+        "files: skipped on the memory backend, with the reason",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        metafunc.parametrize("backend_kind", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def store(nc_path: Path) -> Iterator[writebehind.StorageInterface]:
-    s = writebehind.StorageInterface(writebehind.NetCDFIODriver(str(nc_path), "w"))
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """The backend the store fixtures open: "netcdf", or "memory" in both_backends modules."""
+    kind = str(getattr(request, "param", "netcdf"))
+    marker = request.node.get_closest_marker("file_specific")
+    if kind == "memory" and marker is not None:
+        pytest.skip(f"concerns netCDF files: {marker.args[0] if marker.args else ''}")
+    return kind
+
+
+@pytest.fixture
+def make_driver(
+    backend_kind: str,
+) -> Callable[[str | Path, str | None], writebehind.StorageIODriver | writebehind.NetCDFIODriver]:
+    """``make_driver(path, mode)``: what a store opens at ``path`` on the test's backend
+    (memory backends share one mapping of names, as files share a directory)."""
+    files: dict[str, MemoryFile] = {}
+
+    def make(
+        path: str | Path, mode: str | None = None
+    ) -> writebehind.StorageIODriver | writebehind.NetCDFIODriver:
+        if backend_kind == "memory":
+            return MemoryBackend(str(path), mode, files=files)
+        return writebehind.NetCDFIODriver(str(path), mode)
+
+    return make
+
+
+@pytest.fixture
+def store(nc_path: Path, make_driver: Any) -> Iterator[writebehind.StorageInterface]:
+    s = writebehind.StorageInterface(make_driver(nc_path, "w"))
     yield s
     s.close()
 
@@ -48,11 +102,37 @@ def ureg() -> pint.UnitRegistry:
     return pint.get_application_registry()  # type: ignore[return-value]
 
 
-def _reopen(path: Path, mode: str | None = "r") -> writebehind.StorageInterface:
-    return writebehind.StorageInterface(writebehind.NetCDFIODriver(str(path), mode))
+@pytest.fixture
+def open_store(make_driver: Any) -> Callable[..., writebehind.StorageInterface]:
+    """``open_store(path, mode=None, **options)``: a store at ``path`` on the test's backend
+    (``writebehind.open`` for netCDF files)."""
+
+    def open_store(
+        path: str | Path, mode: str | None = None, **options: Any
+    ) -> writebehind.StorageInterface:
+        return writebehind.StorageInterface(make_driver(path, mode), **options)
+
+    return open_store
 
 
 @pytest.fixture
-def reopen():
+def open_async_store(make_driver: Any) -> Callable[..., writebehind.AsyncStorageInterface]:
+    """``open_async_store(path, mode=None, **options)``: an async store at ``path`` on the
+    test's backend (``writebehind.open_async`` for netCDF files)."""
+
+    def open_async_store(
+        path: str | Path, mode: str | None = None, **options: Any
+    ) -> writebehind.AsyncStorageInterface:
+        return writebehind.AsyncStorageInterface(make_driver(path, mode), **options)
+
+    return open_async_store
+
+
+@pytest.fixture
+def reopen(open_store: Any) -> Callable[..., writebehind.StorageInterface]:
     """``reopen(path, mode="r")``: a new store on a file written earlier in the test."""
-    return _reopen
+
+    def reopen(path: str | Path, mode: str | None = "r") -> writebehind.StorageInterface:
+        return open_store(path, mode)
+
+    return reopen

@@ -16,14 +16,19 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import BackgroundWriteError, NetCDFIODriver, StoreClosedError, open_async
+from writebehind import (
+    BackgroundWriteError,
+    NetCDFBackend,
+    StoreClosedError,
+    open_async,
+)
 
 pytestmark = pytest.mark.anyio
 
 GATE_TIMEOUT = 10.0  # a failing test opens no gate: the writer gives up instead of hanging
 
 
-class GatedDriver(NetCDFIODriver):
+class GatedDriver(NetCDFBackend):
     """Blocks the writer in the calls named in ``block`` until ``gate`` is set."""
 
     def __init__(self, file_name: str, mode: str | None = None, *, block: tuple[str, ...] = ()):
@@ -51,7 +56,7 @@ class GatedDriver(NetCDFIODriver):
         super().sync(durable)
 
 
-class FailingDriver(NetCDFIODriver):
+class FailingDriver(NetCDFBackend):
     """Writing entries of the variable ``bad`` fails on the writer thread."""
 
     def write_entries(self, path, start, entries):

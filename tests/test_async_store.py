@@ -18,7 +18,8 @@ from writebehind import (
     open_async,
 )
 
-pytestmark = pytest.mark.anyio
+# Async store behaviour on asyncio and trio, on the netCDF and the memory backend.
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
 @pytest.fixture
@@ -44,18 +45,20 @@ async def test_issue_example_reads_back_every_earlier_write(nc_path):
         assert await store.traj.read_metadata() == {"integrator": "langevin"}
 
 
-async def test_what_the_async_store_wrote_reads_back_with_the_sync_store(nc_path):
-    async with open_async(nc_path) as store:
+async def test_what_the_async_store_wrote_reads_back_with_the_sync_store(
+    open_async_store, open_store, nc_path
+):
+    async with open_async_store(nc_path) as store:
         await store.x.append(np.arange(3.0))
         await store.y.write("hello")
-    with writebehind.open(nc_path, "r") as sync_store:
+    with open_store(nc_path, "r") as sync_store:
         np.testing.assert_array_equal(sync_store.x.read(), [[0.0, 1.0, 2.0]])
         assert sync_store.y.read() == "hello"
 
 
 # -- opening -------------------------------------------------------------------------------
-async def test_open_async_returns_the_store_not_a_coroutine(nc_path):
-    store = open_async(nc_path, "w")
+async def test_open_async_returns_the_store_not_a_coroutine(open_async_store, nc_path):
+    store = open_async_store(nc_path, "w")
     try:
         assert isinstance(store, AsyncStorageInterface)
         assert not inspect.iscoroutine(store)
@@ -63,23 +66,25 @@ async def test_open_async_returns_the_store_not_a_coroutine(nc_path):
         await store.aclose()
 
 
-async def test_awaiting_the_store_opens_it_without_a_context_manager(nc_path):
-    store = await open_async(nc_path, "w")
+async def test_awaiting_the_store_opens_it_without_a_context_manager(open_async_store, nc_path):
+    store = await open_async_store(nc_path, "w")
     await store.x.append(1)
     assert (await store.x.read()).tolist() == [1]
     await store.aclose()
     assert store.closed
 
 
-async def test_navigating_a_store_not_yet_entered_raises_runtime_error(nc_path):
-    store = open_async(nc_path, "w")
+async def test_navigating_a_store_not_yet_entered_raises_runtime_error(open_async_store, nc_path):
+    store = open_async_store(nc_path, "w")
     with pytest.raises(RuntimeError, match="async with"):
         store.traj  # noqa: B018
     await store.aclose()
 
 
-async def test_opening_a_missing_file_read_only_raises_file_not_found_on_entry(nc_path):
-    store = open_async(nc_path, "r")
+async def test_opening_a_missing_file_read_only_raises_file_not_found_on_entry(
+    open_async_store, nc_path
+):
+    store = open_async_store(nc_path, "r")
     with pytest.raises(FileNotFoundError):
         async with store:
             pass
@@ -110,10 +115,10 @@ async def test_in_iteration_and_len_see_what_was_written(astore):
     assert len(astore.traj.positions) == 2
 
 
-async def test_store_reopened_in_append_mode_knows_existing_variables(nc_path):
-    async with open_async(nc_path, "w") as store:
+async def test_store_reopened_in_append_mode_knows_existing_variables(open_async_store, nc_path):
+    async with open_async_store(nc_path, "w") as store:
         await store.x.append(1)
-    async with open_async(nc_path, "a") as store:
+    async with open_async_store(nc_path, "a") as store:
         assert "x" in store
         await store.x.append(2)
         assert (await store.x.read()).tolist() == [1, 2]
@@ -153,10 +158,10 @@ async def test_read_of_a_missing_variable_raises_key_error(astore):
         await astore.nothing.read()
 
 
-async def test_write_through_a_read_only_store_raises_read_only_error(nc_path):
-    async with open_async(nc_path, "w") as store:
+async def test_write_through_a_read_only_store_raises_read_only_error(open_async_store, nc_path):
+    async with open_async_store(nc_path, "w") as store:
         await store.x.append(1)
-    async with open_async(nc_path, "r") as store:
+    async with open_async_store(nc_path, "r") as store:
         with pytest.raises(ReadOnlyError):
             await store.x.append(2)
 
@@ -166,12 +171,12 @@ async def test_root_metadata_round_trips(astore):
     assert await astore.read_metadata() == {"title": "run 1"}
 
 
-async def test_metadata_of_an_unbound_node_is_kept_until_the_node_exists(nc_path):
-    async with open_async(nc_path, "w") as store:
+async def test_metadata_of_an_unbound_node_is_kept_until_the_node_exists(open_async_store, nc_path):
+    async with open_async_store(nc_path, "w") as store:
         await store.traj.add_metadata("integrator", "langevin")
         assert await store.traj.read_metadata() == {"integrator": "langevin"}
         await store.traj.x.append(1)
-    async with open_async(nc_path, "r") as store:
+    async with open_async_store(nc_path, "r") as store:
         assert await store.traj.read_metadata() == {"integrator": "langevin"}
 
 
@@ -220,8 +225,8 @@ async def test_awaiting_durable_makes_the_handle_durable(astore):
     assert handle.is_committed()
 
 
-async def test_committed_of_a_closed_store_returns_since_close_synced_it(nc_path):
-    store = await open_async(nc_path, "w")
+async def test_committed_of_a_closed_store_returns_since_close_synced_it(open_async_store, nc_path):
+    store = await open_async_store(nc_path, "w")
     handle = await store.x.append(1.0)
     await store.aclose()
     await handle.committed()
@@ -229,16 +234,16 @@ async def test_committed_of_a_closed_store_returns_since_close_synced_it(nc_path
 
 
 # -- closing -------------------------------------------------------------------------------
-async def test_aclose_twice_does_nothing_the_second_time(nc_path):
-    store = await open_async(nc_path, "w")
+async def test_aclose_twice_does_nothing_the_second_time(open_async_store, nc_path):
+    store = await open_async_store(nc_path, "w")
     await store.x.append(1)
     await store.aclose()
     await store.aclose()
     assert store.closed
 
 
-async def test_calls_after_aclose_raise_store_closed_error(nc_path):
-    store = await open_async(nc_path, "w")
+async def test_calls_after_aclose_raise_store_closed_error(open_async_store, nc_path):
+    store = await open_async_store(nc_path, "w")
     node = store.x
     await store.aclose()
     with pytest.raises(StoreClosedError):
@@ -247,22 +252,24 @@ async def test_calls_after_aclose_raise_store_closed_error(nc_path):
         await store.flush()
 
 
-async def test_exception_in_async_with_propagates_and_the_store_closes(nc_path):
+async def test_exception_in_async_with_propagates_and_the_store_closes(
+    open_async_store, open_store, nc_path
+):
     with pytest.raises(KeyError, match="boom"):
-        async with open_async(nc_path, "w") as store:
+        async with open_async_store(nc_path, "w") as store:
             await store.x.append(1)
             raise KeyError("boom")
     assert store.closed
-    with writebehind.open(nc_path, "r") as sync_store:
+    with open_store(nc_path, "r") as sync_store:
         assert sync_store.x.read().tolist() == [1]
 
 
-async def test_close_is_aclose_under_the_sync_stores_name(nc_path):
-    store = await open_async(nc_path, "w")
+async def test_close_is_aclose_under_the_sync_stores_name(open_async_store, open_store, nc_path):
+    store = await open_async_store(nc_path, "w")
     await store.x.append(1)
     await store.close()
     assert store.closed
-    with writebehind.open(nc_path, "r") as sync_store:
+    with open_store(nc_path, "r") as sync_store:
         assert sync_store.x.read().tolist() == [1]
 
 
@@ -272,7 +279,7 @@ async def test_a_node_named_close_is_reached_by_item_access(astore):
     assert not astore.closed
 
 
-async def test_a_store_never_entered_closes_cleanly(nc_path):
-    store = open_async(nc_path, "w")
+async def test_a_store_never_entered_closes_cleanly(open_async_store, nc_path):
+    store = open_async_store(nc_path, "w")
     await store.aclose()
     assert store.closed

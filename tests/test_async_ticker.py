@@ -65,7 +65,7 @@ async def test_the_loop_keeps_running_during_a_200_mb_read(big_file):
     assert ticks >= MIN_TICKS
 
 
-class HeldDriver(writebehind.NetCDFIODriver):
+class HeldDriver(writebehind.NetCDFBackend):
     """Holds the writer before its first write until ``release`` is set."""
 
     def __init__(self, *args: Any):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import NetCDFIODriver, cli
+from writebehind import NetCDFBackend, cli
 from writebehind.cli import ProgressBar, format_stats, format_value, main
 
 SMALL_DEMO = ["--steps", "30", "--atoms", "5", "--checkpoint-every", "10"]
@@ -144,10 +144,10 @@ def test_demo_overwrites_its_own_earlier_file(
 def test_demo_that_cannot_write_is_one_line_and_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def disk_full(self: NetCDFIODriver, *args: object) -> None:
+    def disk_full(self: NetCDFBackend, *args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", self.file_name)
 
-    monkeypatch.setattr(NetCDFIODriver, "write_entries", disk_full)
+    monkeypatch.setattr(NetCDFBackend, "write_entries", disk_full)
     status, _, err = run(capsys, "demo", str(tmp_path / "full.nc"), *SMALL_DEMO)
     assert status == 1
     # (the writebehind logger, which pytest captures here, also logs the failure on stderr)

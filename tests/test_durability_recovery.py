@@ -312,7 +312,7 @@ def test_creating_a_variable_in_an_existing_file_keeps_a_rollback_copy_until_the
 ):
     _clean_file(nc_path)
     with writebehind.open(nc_path) as store:
-        driver = store.storage_driver
+        driver = store.storage_driver.backend
         store.flush()
         store.more.append(1.0)  # enqueued: the writer creates the variable, then flushes
         store.flush()
@@ -455,7 +455,7 @@ def test_a_durable_flush_fsyncs_the_entries_before_writing_their_length(nc_path,
     from writebehind.drivers import netcdf
 
     events: list[str] = []
-    real_set_attrs = netcdf.NetCDFIODriver.set_attrs
+    real_set_attrs = netcdf.NetCDFBackend.set_attrs
 
     def set_attrs(self, path, attrs):
         if "writebehind_length" in attrs:
@@ -463,7 +463,7 @@ def test_a_durable_flush_fsyncs_the_entries_before_writing_their_length(nc_path,
         real_set_attrs(self, path, attrs)
 
     monkeypatch.setattr(netcdf, "_fsync_path", lambda path: events.append("fsync"))
-    monkeypatch.setattr(netcdf.NetCDFIODriver, "set_attrs", set_attrs)
+    monkeypatch.setattr(netcdf.NetCDFBackend, "set_attrs", set_attrs)
     with writebehind.open(nc_path, "w") as store:
         store.x.append(1.0)
         store.flush(durable=True)
@@ -607,7 +607,7 @@ def test_a_variable_whose_entries_hold_no_data_does_not_stop_the_journal(nc_path
             store.empty.append(np.zeros(0))
             store.positions.append(np.full(3, float(i)))
             store.flush()
-        journal = store.storage_driver._index_journal
+        journal = store.storage_driver.backend._index_journal
         assert journal._indexes["empty"].root == _UNDEFINED
         loaded = load_journal(str(nc_path))
         assert loaded is not None
@@ -747,6 +747,6 @@ def test_a_store_finds_its_chunk_indexes_without_a_subprocess(nc_path, monkeypat
         store.flush()
         store.traj.positions.append(np.full((50, 3), 30, dtype=np.float32))
         store.flush()  # entries after the structural flush: the journal finds the index
-        journal = store.storage_driver._index_journal
+        journal = store.storage_driver.backend._index_journal
         assert "traj/positions" in journal._indexes
         assert _journal.load_journal(str(nc_path)) is not None

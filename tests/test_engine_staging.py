@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import netCDF4
 import numpy as np
@@ -16,26 +18,40 @@ from writebehind._engine import VarState
 from writebehind.codecs.base import Layout
 from writebehind.drivers.netcdf import _chunk_shape
 
+# The engine's staging, on the netCDF and the memory backend (see conftest.py).
+pytestmark = pytest.mark.both_backends
+
 LARGE = (90_000, 3)  # 2.16 MB of float64: a buffer (and a file chunk or more) to itself
 
 
-def open_store(path: Path, **options: int) -> writebehind.StorageInterface:
-    return writebehind.StorageInterface(writebehind.NetCDFIODriver(str(path), "w"), **options)
+def chunk_entries(layout: Layout) -> int:
+    """The netCDF backend's chunk of ``layout``, which the engine stages by."""
+    return writebehind.NetCDFBackend("unused.nc").chunk_entries(layout)
+
+
+@pytest.fixture
+def open_store(make_driver: Any) -> Callable[..., writebehind.StorageInterface]:
+    """``open_store(path, **options)``: a new store at ``path`` on the test's backend."""
+
+    def open_store(path: Path, **options: int) -> writebehind.StorageInterface:
+        return writebehind.StorageInterface(make_driver(path, "w"), **options)
+
+    return open_store
 
 
 def test_large_entries_are_staged_alone_and_small_ones_in_shared_buffers() -> None:
     def capacity(shape: tuple[int, ...]) -> int:
         layout = Layout("numeric", np.dtype("f8"), shape)
-        return VarState("x", None, layout, True, lambda v: v).capacity
+        return VarState("x", None, layout, True, lambda v: v, chunk_entries(layout)).capacity
 
     assert capacity(LARGE) == 1
-    chunk_entries = _chunk_shape(Layout("numeric", np.dtype("f8"), (1000, 3)))[0]
-    assert capacity((1000, 3)) % chunk_entries == 0  # whole file chunks
+    file_chunk = _chunk_shape(Layout("numeric", np.dtype("f8"), (1000, 3)))[0]
+    assert capacity((1000, 3)) % file_chunk == 0  # whole file chunks
     assert capacity((1000, 3)) * 24_000 > 4 << 20  # a few hundred entries a buffer
     assert capacity(()) > 1
 
 
-def test_large_entry_is_snapshotted_when_append_returns(nc_path: Path) -> None:
+def test_large_entry_is_snapshotted_when_append_returns(open_store: Any, nc_path: Path) -> None:
     store = open_store(nc_path)
     frame = np.zeros(LARGE)
     store.x.append(frame)
@@ -45,7 +61,9 @@ def test_large_entry_is_snapshotted_when_append_returns(nc_path: Path) -> None:
     store.close()
 
 
-def test_large_and_small_operations_on_a_variable_apply_in_order(nc_path: Path) -> None:
+def test_large_and_small_operations_on_a_variable_apply_in_order(
+    open_store: Any, nc_path: Path
+) -> None:
     store = open_store(nc_path)
     for i in range(3):
         store.x.append(np.full(LARGE, float(i)))
@@ -56,6 +74,7 @@ def test_large_and_small_operations_on_a_variable_apply_in_order(nc_path: Path) 
 
 
 def test_large_entries_from_many_threads_are_all_written_in_each_threads_order(
+    open_store: Any,
     nc_path: Path,
 ) -> None:
     store = open_store(nc_path)
@@ -77,7 +96,9 @@ def test_large_entries_from_many_threads_are_all_written_in_each_threads_order(
         assert mine == [thread * 100.0 + i for i in range(5)]
 
 
-def test_backpressure_bounds_the_pending_bytes_of_large_entries(nc_path: Path) -> None:
+def test_backpressure_bounds_the_pending_bytes_of_large_entries(
+    open_store: Any, nc_path: Path
+) -> None:
     entry = np.zeros(LARGE)
     limit = 3 * entry.nbytes
     store = open_store(nc_path, max_pending_bytes=limit)
@@ -89,7 +110,9 @@ def test_backpressure_bounds_the_pending_bytes_of_large_entries(nc_path: Path) -
     assert worst <= limit + entry.nbytes
 
 
-def test_a_large_copy_that_fails_queues_nothing_and_releases_its_room(nc_path: Path) -> None:
+def test_a_large_copy_that_fails_queues_nothing_and_releases_its_room(
+    open_store: Any, nc_path: Path
+) -> None:
     store = open_store(nc_path)
     store.x.append(np.zeros(LARGE))
     store.flush()
@@ -101,7 +124,7 @@ def test_a_large_copy_that_fails_queues_nothing_and_releases_its_room(nc_path: P
     store.close()
 
 
-def test_recycled_buffers_hold_only_the_new_entries(nc_path: Path) -> None:
+def test_recycled_buffers_hold_only_the_new_entries(open_store: Any, nc_path: Path) -> None:
     store = open_store(nc_path)
     for value in (1.0, 2.0):
         for _ in range(3):
@@ -113,7 +136,10 @@ def test_recycled_buffers_hold_only_the_new_entries(nc_path: Path) -> None:
     store.close()
 
 
-def test_entries_larger_than_a_chunk_are_split_into_equal_chunks(nc_path: Path) -> None:
+@pytest.mark.file_specific("the chunk shape of a netCDF variable")
+def test_entries_larger_than_a_chunk_are_split_into_equal_chunks(
+    open_store: Any, nc_path: Path
+) -> None:
     store = open_store(nc_path)
     store.x.append(np.zeros((100_000, 3)))
     store.close()
@@ -123,7 +149,9 @@ def test_entries_larger_than_a_chunk_are_split_into_equal_chunks(nc_path: Path) 
     assert chunks[0] == 1 and pieces * chunks[1] - 100_000 < pieces  # no overhanging chunk
 
 
-def test_try_append_of_a_large_entry_without_room_stages_nothing(nc_path: Path) -> None:
+def test_try_append_of_a_large_entry_without_room_stages_nothing(
+    open_store: Any, nc_path: Path
+) -> None:
     entry = np.zeros(LARGE)
     store = open_store(nc_path, max_pending_bytes=entry.nbytes)
     engine = store._core.engine
@@ -143,11 +171,12 @@ def test_try_append_of_a_large_entry_without_room_stages_nothing(nc_path: Path) 
 
 
 def test_entries_across_the_small_first_buffer_and_the_full_ones_keep_their_order(
+    open_store: Any,
     nc_path: Path,
 ) -> None:
     store = open_store(nc_path)
     var = None
-    chunk_entries = _chunk_shape(Layout("numeric", np.dtype("f8"), (1000, 3)))[0]
+    chunk_entries = store._core.driver.chunk_entries(Layout("numeric", np.dtype("f8"), (1000, 3)))
     for i in range(500):  # one file chunk in the first buffer, then buffers of a few hundred
         store.x.append(np.full((1000, 3), float(i)))
         if i == 0:
@@ -161,14 +190,15 @@ def test_entries_across_the_small_first_buffer_and_the_full_ones_keep_their_orde
 
 
 def test_a_store_keeps_at_most_its_recycling_budget_in_free_buffers(
-    nc_path: Path, monkeypatch: pytest.MonkeyPatch
+    open_store: Any, nc_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Written buffers are kept for reuse per variable, but all variables together keep at
     # most RECYCLE_BYTES_PER_STORE: memory beyond the pending entries must not grow with
     # the number of variables.
     store = open_store(nc_path)
     engine = store._core.engine
-    capacity = VarState("x", None, Layout("numeric", np.dtype("f8"), (1000, 3)), True, id)
+    layout = Layout("numeric", np.dtype("f8"), (1000, 3))
+    capacity = VarState("x", None, layout, True, id, store._core.driver.chunk_entries(layout))
     buffer_nbytes = capacity.capacity * 24_000
     monkeypatch.setattr(_engine, "RECYCLE_BYTES_PER_STORE", 3 * buffer_nbytes)
     frame = np.ones((1000, 3))
@@ -185,7 +215,9 @@ def test_a_store_keeps_at_most_its_recycling_budget_in_free_buffers(
     store.close()
 
 
-def test_an_append_to_an_idle_store_is_written_without_a_flush(nc_path: Path) -> None:
+def test_an_append_to_an_idle_store_is_written_without_a_flush(
+    open_store: Any, nc_path: Path
+) -> None:
     # The writer sleeps without a timeout when its queue is empty; an append that opens a
     # chunk must wake it, or the entry waits in memory for the next flush (it did).
     store = open_store(nc_path)
@@ -199,12 +231,15 @@ def test_an_append_to_an_idle_store_is_written_without_a_flush(nc_path: Path) ->
     store.close()
 
 
-def test_a_store_closed_under_another_stores_lock_does_not_deadlock(tmp_path: Path) -> None:
+@pytest.mark.file_specific("netCDF's process-wide library lock")
+def test_a_store_closed_under_another_stores_lock_does_not_deadlock(
+    open_store: Any, tmp_path: Path
+) -> None:
     # The cyclic GC runs a store's finalizer on whatever thread allocates, for example a
     # caller inside another store's append, holding that store's lock. The finalizer
     # closes its store, whose writer needs netCDF's process-wide library lock; so no
     # writer may wait for its own store's lock while it holds the library lock.
-    from writebehind._store import _finalize
+    from writebehind._core import finalize as _finalize
 
     a, b = open_store(tmp_path / "a.nc"), open_store(tmp_path / "b.nc")
     for store in (a, b):

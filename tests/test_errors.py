@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import BackgroundWriteError, NetCDFIODriver, StorageInterface
+from writebehind import BackgroundWriteError, NetCDFBackend, NetCDFIODriver, StorageInterface
 
 
 def test_read_of_missing_variable_raises_key_error_naming_the_path(store):
@@ -160,7 +160,7 @@ def test_writes_through_read_only_store_raise_at_the_call(store, nc_path, reopen
         assert again.x.read() == 1
 
 
-class FailingDriver(NetCDFIODriver):
+class FailingDriver(NetCDFBackend):
     def write_entries(self, path, start, entries):
         raise OSError(28, "No space left on device")
 

@@ -16,15 +16,21 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import BackgroundWriteError, NetCDFIODriver, StorageInterface, StoreClosedError
+from writebehind import (
+    BackgroundWriteError,
+    NetCDFBackend,
+    NetCDFIODriver,
+    StorageInterface,
+    StoreClosedError,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
 ENTRY = 8  # floats per appended entry
 
 
-class FaultyDriver(NetCDFIODriver):
-    """A NetCDFIODriver whose ``fail_in`` method raises ENOSPC once ``arm()`` was called."""
+class FaultyDriver(NetCDFBackend):
+    """A NetCDFBackend whose ``fail_in`` method raises ENOSPC once ``arm()`` was called."""
 
     def __init__(self, file_name: str, mode: str | None = "w", *, fail_in: str = "write_entries"):
         super().__init__(file_name, mode)

@@ -389,7 +389,7 @@ from writebehind.drivers.netcdf import LIBRARY_LOCK
 
 inside = threading.Event()
 
-class SlowDriver(writebehind.NetCDFIODriver):
+class SlowDriver(writebehind.NetCDFBackend):
     def write_entries(self, path, start, entries):
         inside.set()
         time.sleep(float(sys.argv[2]))  # the library lock is held meanwhile

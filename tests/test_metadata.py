@@ -13,6 +13,9 @@ from hypothesis.extra import numpy as hnp
 from writebehind._core import unbound_from_json, unbound_to_json
 from writebehind.codecs.metadata import encode_attr
 
+# Store behaviour, on the netCDF and the memory backend (see conftest.py).
+pytestmark = pytest.mark.both_backends
+
 UREG = pint.get_application_registry()
 
 VALUES = {
@@ -54,6 +57,7 @@ def test_metadata_round_trips_with_types(store, nc_path, reopen, target):
         assert_meta_equal(node.read_metadata(), VALUES)
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 def test_metadata_on_unbound_node_is_buffered_until_bound(store, nc_path):
     store.traj.add_metadata("integrator", "langevin")
     assert store.traj.read_metadata() == {"integrator": "langevin"}
@@ -63,6 +67,7 @@ def test_metadata_on_unbound_node_is_buffered_until_bound(store, nc_path):
         assert ds["traj"].getncattr("integrator") == "langevin"
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 def test_metadata_on_unbound_variable_is_written_with_it(store, nc_path):
     store.x.add_metadata("note", "first")
     store.x.write(3)
@@ -78,6 +83,7 @@ def test_metadata_on_node_never_bound_is_kept_at_close(store, nc_path, reopen):
         assert again.lonely.read_metadata() == {"kept": 1}
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 def test_a_node_never_bound_stays_unbound_in_the_file(store, nc_path):
     # Not a group: netCDF cannot turn a group into a variable later (openmmtools code that
     # sets metadata first and writes in a later session failed with AttributeError).
@@ -109,6 +115,7 @@ def test_a_node_with_metadata_from_an_earlier_session_can_be_written(
             assert again.g.energy.read(0 if first_write == "append" else None) == 1.5
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 @pytest.mark.parametrize(
     "damaged",
     [
@@ -238,6 +245,7 @@ def test_units_metadata_of_a_group_is_ordinary_metadata(store, nc_path, reopen, 
         assert node.read_metadata() == {"units": "SI"}
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 def test_units_left_for_a_node_by_an_older_session_yield_to_its_values(nc_path, reopen, caplog):
     with netCDF4.Dataset(nc_path, "w") as ds:  # as writebehind kept them before refusing
         ds.setncattr(
@@ -278,6 +286,7 @@ def test_a_metadata_value_of_an_unknown_ndarray_subclass_is_refused(store):
     assert store.read_metadata() == {}
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 def test_foreign_attributes_read_as_python_values(nc_path, reopen):
     with netCDF4.Dataset(nc_path, "w") as ds:
         ds.title = "from elsewhere"

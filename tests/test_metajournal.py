@@ -349,7 +349,7 @@ def test_a_structural_flush_in_the_store_keeps_a_journal_not_a_copy(nc_path):
     with writebehind.open(nc_path, "w") as store:
         store.x.append(1.0)
         store.flush()
-        driver = store.storage_driver
+        driver = store.storage_driver.backend
         store.y.append(2.0)
         store.flush()
         assert driver._metadata_journal.last_size > 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-import writebehind
 from writebehind import StorageInterfaceDirVar
 from writebehind._node import RESERVED_NAMES
+
+# Store behaviour, on the netCDF and the memory backend (see conftest.py).
+pytestmark = pytest.mark.both_backends
 
 
 def test_attribute_access_creates_groups_and_variable(store, nc_path, reopen):
@@ -99,11 +101,11 @@ def test_a_node_constructed_as_in_openmmtools_reaches_the_same_variable(store):
     assert store.top.read() == 3.0 and store.group.leaf.read().tolist() == [1]
 
 
-def test_a_node_needs_a_store(store, nc_path):
+def test_a_node_needs_a_store(open_store, store, nc_path):
     with pytest.raises(TypeError, match="needs a store"):
         StorageInterfaceDirVar("x", nc_path)
     with (
-        writebehind.open(nc_path.with_name("other.nc"), "w") as other,
+        open_store(nc_path.with_name("other.nc"), "w") as other,
         pytest.raises(ValueError, match="another store"),
     ):
         StorageInterfaceDirVar("x", store, predecessor=other.group)

@@ -11,8 +11,11 @@ import pytest
 import writebehind
 from writebehind import Handle, StorageInterface, StoreClosedError
 
+# Store behaviour, on the netCDF and the memory backend (see conftest.py).
+pytestmark = pytest.mark.both_backends
 
-class CountingDriver(writebehind.NetCDFIODriver):
+
+class CountingDriver(writebehind.NetCDFBackend):
     """Records every data call the writer makes (and the thread it made it from)."""
 
     def __init__(self, *args, **kwargs):
@@ -121,7 +124,7 @@ def test_read_slice_returns_those_entries(store):
 def test_read_slice_reads_only_the_requested_rows(nc_path):
     calls = []
 
-    class Recording(writebehind.NetCDFIODriver):
+    class Recording(writebehind.NetCDFBackend):
         def read_entries(self, path, start, stop, step=1):
             calls.append((start, stop, step))
             return super().read_entries(path, start, stop, step)
@@ -139,6 +142,7 @@ def test_len_counts_pending_entries(store):
     assert len(store.x) == 7
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 def test_flush_makes_data_visible_to_another_reader(store, nc_path):
     for i in range(5):
         store.x.append(float(i))
@@ -147,6 +151,7 @@ def test_flush_makes_data_visible_to_another_reader(store, nc_path):
         assert ds["x"][:5].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 def test_flush_durable_returns_and_data_is_on_disk(store, nc_path):
     store.x.append(1.0)
     store.flush(durable=True)
@@ -169,14 +174,16 @@ def test_close_writes_everything_pending(store, nc_path, reopen):
         assert again.x.read().tolist() == list(range(1000))
 
 
-def test_with_block_closes_the_store(nc_path):
-    with writebehind.open(nc_path, "w") as store:
+def test_with_block_closes_the_store(open_store, nc_path):
+    with open_store(nc_path, "w") as store:
         store.x.append(1)
     assert store.closed
 
 
-def test_with_block_that_raises_writes_what_was_enqueued_and_propagates(nc_path, reopen):
-    with pytest.raises(RuntimeError, match="boom"), writebehind.open(nc_path, "w") as store:
+def test_with_block_that_raises_writes_what_was_enqueued_and_propagates(
+    open_store, nc_path, reopen
+):
+    with pytest.raises(RuntimeError, match="boom"), open_store(nc_path, "w") as store:
         store.x.append(1)
         store.x.append(2)
         raise RuntimeError("boom")
@@ -185,10 +192,10 @@ def test_with_block_that_raises_writes_what_was_enqueued_and_propagates(nc_path,
         assert again.x.read().tolist() == [1, 2]
 
 
-def test_unclosed_store_is_closed_when_garbage_collected(nc_path, reopen):
+def test_unclosed_store_is_closed_when_garbage_collected(open_store, nc_path, reopen):
     import gc
 
-    store = writebehind.open(nc_path, "w")
+    store = open_store(nc_path, "w")
     store.x.append(5)
     del store
     gc.collect()
@@ -227,6 +234,7 @@ def test_append_and_write_return_handles(store):
     assert isinstance(store.y.write(2), Handle)
 
 
+@pytest.mark.file_specific("reads or writes the file with netCDF4")
 def test_handle_committed_waits_until_synced(store, nc_path):
     handle = store.x.append(3.0)
     handle.committed()
@@ -241,11 +249,11 @@ def test_handle_durable_marks_durable(store):
     assert handle.is_durable() and handle.is_committed()
 
 
-def test_backpressure_bounds_pending_bytes(nc_path):
+def test_backpressure_bounds_pending_bytes(open_store, nc_path):
     entry = np.ones(1000)  # 8 kB
     limit = 64 * 1024
     seen = []
-    with writebehind.open(nc_path, "w", max_pending_bytes=limit) as store:
+    with open_store(nc_path, "w", max_pending_bytes=limit) as store:
         for _ in range(200):
             store.x.append(entry)
             seen.append(store.stats().pending_bytes)
@@ -253,8 +261,8 @@ def test_backpressure_bounds_pending_bytes(nc_path):
     assert max(seen) <= limit + entry.nbytes
 
 
-def test_backpressure_wait_is_counted_in_stats(nc_path):
-    with writebehind.open(nc_path, "w", max_pending_bytes=16 * 1024) as store:
+def test_backpressure_wait_is_counted_in_stats(open_store, nc_path):
+    with open_store(nc_path, "w", max_pending_bytes=16 * 1024) as store:
         for _ in range(200):
             store.x.append(np.ones(1000))
         assert store.stats().backpressure_waits > 0
@@ -301,10 +309,10 @@ def test_stats_after_flush_show_everything_applied(store):
     assert stats.operations_applied == stats.operations_enqueued
 
 
-def test_a_node_keeps_its_store_open(nc_path, reopen):
+def test_a_node_keeps_its_store_open(open_store, nc_path, reopen):
     import gc
 
-    positions = writebehind.open(nc_path, "w").traj.positions
+    positions = open_store(nc_path, "w").traj.positions
     gc.collect()
     positions.append(1.0)
     positions.append(2.0)
@@ -315,7 +323,7 @@ def test_a_fixed_variable_is_created_together_with_its_value(nc_path):
     """The file never holds a fixed variable without a value (no create-then-write gap)."""
     calls = []
 
-    class Recording(writebehind.NetCDFIODriver):
+    class Recording(writebehind.NetCDFBackend):
         def create_variable(self, path, layout, appendable):
             calls.append(("create", path))
             super().create_variable(path, layout, appendable)
@@ -333,7 +341,7 @@ def test_a_fixed_variable_is_created_together_with_its_value(nc_path):
     assert calls == [("create", "x"), ("write", "x"), ("write", "x")]
 
 
-class _SyncGatedDriver(writebehind.NetCDFIODriver):
+class _SyncGatedDriver(writebehind.NetCDFBackend):
     """The writer's syncs wait until ``gate`` is set."""
 
     def __init__(self, file_name, access_mode=None):

@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from test_fuzz import FLOATS, INT64, STORABLE_TEXT, assert_identical
 
 import writebehind
+from writebehind.drivers.memory import MemoryBackend, MemoryFile
 
 pytestmark = pytest.mark.timeout(TIMEOUT_SECONDS)
 
@@ -58,12 +59,18 @@ def stacked(kind: str, entries: list) -> Any:
 
 
 class StoreMachine(RuleBasedStateMachine):
+    """The model on a netCDF file; ``MemoryStoreMachine`` runs it on the memory backend."""
+
     def __init__(self) -> None:
         super().__init__()
         self.directory = tempfile.TemporaryDirectory()
         self.path = Path(self.directory.name) / "machine.nc"
-        self.store = writebehind.open(self.path, "w")
+        self.files: dict[str, MemoryFile] = {}
+        self.store = self.open("w")
         self.model: dict[str, Expected] = {}
+
+    def open(self, mode: str) -> writebehind.StorageInterface:
+        return writebehind.open(self.path, mode)
 
     def teardown(self) -> None:
         self.store.close()
@@ -167,7 +174,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def close_and_reopen(self):
         self.store.close()
-        self.store = writebehind.open(self.path, "a")
+        self.store = self.open("a")
         for name in self.model:
             self.check(name)
 
@@ -186,5 +193,12 @@ class StoreMachine(RuleBasedStateMachine):
             assert name in self.store
 
 
+class MemoryStoreMachine(StoreMachine):
+    def open(self, mode: str) -> writebehind.StorageInterface:
+        return writebehind.StorageInterface(MemoryBackend("machine", mode, files=self.files))
+
+
 StoreMachine.TestCase.settings = scaled(0.5)  # each example makes a new file
 test_store_matches_the_model = StoreMachine.TestCase
+MemoryStoreMachine.TestCase.settings = scaled(0.5)
+test_store_on_the_memory_backend_matches_the_model = MemoryStoreMachine.TestCase

@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import BackgroundWriteError, EngineStats, NetCDFIODriver, StorageInterface
+from writebehind import (
+    BackgroundWriteError,
+    EngineStats,
+    NetCDFBackend,
+    StorageInterface,
+)
 
 
-class GatedDriver(NetCDFIODriver):
+class GatedDriver(NetCDFBackend):
     """Appended entries reach the file only while ``gate`` is set."""
 
     def __init__(self, file_name: str, access_mode: str | None = None):
@@ -28,7 +33,7 @@ class GatedDriver(NetCDFIODriver):
         super().write_entries(path, start, entries)
 
 
-class FailingDriver(NetCDFIODriver):
+class FailingDriver(NetCDFBackend):
     def write_entries(self, path: str, start: int, entries: Any) -> None:
         raise OSError(28, "No space left on device")
 

@@ -6,6 +6,9 @@ import numpy as np
 import pint
 import pytest
 
+# Store behaviour, on the netCDF and the memory backend (see conftest.py).
+pytestmark = pytest.mark.both_backends
+
 UREG = pint.get_application_registry()
 
 ARRAY_DTYPES = [
@@ -186,11 +189,10 @@ def test_units_of_another_dimensionality_raise_at_the_call(store):
     assert len(store.length) == 1
 
 
-def test_quantities_decode_with_the_store_registry(nc_path):
-    import writebehind
+def test_quantities_decode_with_the_store_registry(open_store, nc_path):
 
     other = pint.UnitRegistry()
-    with writebehind.open(nc_path, "w", unit_registry=other) as store:
+    with open_store(nc_path, "w", unit_registry=other) as store:
         store.t.write(3.0 * UREG.kelvin)
         got = store.t.read()
     assert got._REGISTRY is other

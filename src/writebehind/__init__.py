@@ -31,11 +31,13 @@ from ._errors import (
     TruncatedFileError,
     WriteBehindError,
 )
+from ._legacy import NetCDFIODriver
 from ._node import StorageInterfaceDirVar
 from ._recovery import RecoveryReport, recover
 from ._store import StorageInterface, open
 from .drivers.base import StorageIODriver
-from .drivers.netcdf import NetCDFIODriver
+from .drivers.memory import MemoryBackend
+from .drivers.netcdf import NetCDFBackend
 
 __version__ = "0.1.0"
 
@@ -49,6 +51,8 @@ __all__ = [
     "ForkedStoreError",
     "FormatError",
     "Handle",
+    "MemoryBackend",
+    "NetCDFBackend",
     "NetCDFIODriver",
     "ReadOnlyError",
     "RecoveryError",

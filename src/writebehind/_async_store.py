@@ -31,13 +31,13 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._core import DEFAULT_MAX_PENDING_BYTES, StoreCore, snapshot
+from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize, snapshot
 from ._engine import Engine, Handle, VarState
+from ._legacy import NetCDFIODriver
 from ._node import NodeBase
-from ._store import StoreBase, _finalize
+from ._store import StoreBase
 from .codecs import make_encoder, spec_for
 from .drivers.base import StorageIODriver
-from .drivers.netcdf import NetCDFIODriver
 
 __all__ = ["AsyncHandle", "AsyncStorageInterface", "AsyncStorageInterfaceDirVar", "open_async"]
 
@@ -328,8 +328,8 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
     Parameters
     ----------
-    storage_driver : StorageIODriver
-        Usually ``NetCDFIODriver("run.nc")``.
+    storage_driver : StorageIODriver or NetCDFIODriver
+        Usually ``NetCDFIODriver("run.nc")``; any backend, such as ``MemoryBackend()``.
     max_pending_bytes : int
         Bound on the payload waiting to be written; ``write``/``append`` suspend their task
         (backpressure) while it is exceeded. Default 256 MiB.
@@ -351,7 +351,7 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
     def __init__(
         self,
-        storage_driver: StorageIODriver,
+        storage_driver: StorageIODriver | DriverFacade,
         *,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         unit_registry: Any = None,
@@ -364,7 +364,7 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
         )
         self._core = core
         self._root = AsyncStorageInterfaceDirVar("", core, store=self)
-        self._finalizer = weakref.finalize(self, _finalize, core)
+        self._finalizer = weakref.finalize(self, finalize, core)
         self._close_future: Future[Any] | None = None
 
     def _root_node(self) -> AsyncStorageInterfaceDirVar:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any, NamedTuple
@@ -16,15 +18,17 @@ import numpy as np
 import pint
 
 from . import _paths
+from ._bookkeeping import KIND_ATTR, LENGTH_ATTR, UNBOUND_ATTR
 from ._engine import (
     Engine,
     GroupState,
     VarState,
     _WriteEntry,
     _WriteValue,
+    on_writer_thread,
 )
 from ._errors import FormatError, ReadOnlyError
-from .codecs import ATTR_PREFIX, decode, make_encoder, spec_for, spec_from_attrs
+from .codecs import decode, make_encoder, spec_for, spec_from_attrs
 from .codecs._numeric import check_array_dtype
 from .codecs.metadata import (
     TYPES_ATTR,
@@ -36,17 +40,55 @@ from .codecs.metadata import (
 )
 from .drivers.base import NodeRecord, StorageIODriver
 
-__all__ = ["DEFAULT_MAX_PENDING_BYTES", "StoreCore"]
+__all__ = ["DEFAULT_MAX_PENDING_BYTES", "DriverFacade", "StoreCore", "finalize", "last_store"]
 
 DEFAULT_MAX_PENDING_BYTES = 256 * 2**20
 logger = logging.getLogger("writebehind")
 
-LENGTH_ATTR = ATTR_PREFIX + "length"
-KIND_ATTR = ATTR_PREFIX + "kind"
-# On a group: the metadata of its children that were never written (JSON), kept there so
-# that such a child can still become a variable in a later session.
-UNBOUND_ATTR = ATTR_PREFIX + "unbound_metadata"
 _OBJECT_OVERHEAD = 64
+
+#: The engine and core of the last store opened on each backend (by its id, while it lives:
+#: a backend need not be hashable): a backend serves one open store at a time, and a facade
+#: (NetCDFIODriver) finds the store using its backend here. Kept by the store layer:
+#: nothing is set on the backend.
+_STORES: dict[
+    int,
+    tuple[weakref.ref[StorageIODriver], weakref.ref[Engine], weakref.ref[StoreCore]],
+] = {}
+
+
+def _remember_store(backend: StorageIODriver, core: StoreCore) -> None:
+    key = id(backend)
+    backend_ref = weakref.ref(backend, lambda ref: _forget(key, ref))
+    _STORES[key] = (backend_ref, weakref.ref(core.engine), weakref.ref(core))
+
+
+def _forget(key: int, ref: weakref.ref[StorageIODriver]) -> None:
+    refs = _STORES.get(key)
+    if refs is not None and refs[0] is ref:  # not a later backend that got the same id
+        del _STORES[key]
+
+
+def last_store(backend: StorageIODriver) -> tuple[Engine | None, StoreCore | None]:
+    """The engine and core of the last store opened on ``backend`` (None once collected)."""
+    refs = _STORES.get(id(backend))
+    if refs is None or refs[0]() is not backend:
+        return None, None
+    return refs[1](), refs[2]()
+
+
+class DriverFacade(ABC):
+    """A user-facing object a store accepts in place of a backend, which it holds.
+
+    :class:`~writebehind.NetCDFIODriver` is one: openmmtools' driver API over a
+    ``NetCDFBackend``. The store asks the facade for the backend and uses that alone; the
+    facade reaches the store through :func:`last_store`. Nothing flows the other way: the
+    backend never sees the facade or the store.
+    """
+
+    @abstractmethod
+    def backend_for_store(self) -> StorageIODriver:
+        """The backend a store opening now is to use (the facade hands it over first)."""
 
 
 class StoreCore:
@@ -54,46 +96,47 @@ class StoreCore:
 
     def __init__(
         self,
-        storage_driver: StorageIODriver,
+        storage_driver: StorageIODriver | DriverFacade,
         *,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         unit_registry: Any = None,
         wait_open: bool = True,
     ):
-        if not isinstance(storage_driver, StorageIODriver):
+        if not isinstance(storage_driver, StorageIODriver | DriverFacade):
             raise TypeError(
                 f"storage_driver must be a StorageIODriver (such as NetCDFIODriver), "
                 f"not {type(storage_driver).__name__}"
             )
-        release = getattr(storage_driver, "_release_private_store", None)
-        if release is not None:
-            release()  # the store the legacy driver API opened for itself hands the file over
-        owner = getattr(storage_driver, "_owner", None)
-        previous = owner() if owner is not None else None
+        #: What the user gave (``store.storage_driver``): the backend or a facade holding it.
+        self.storage_driver = storage_driver
+        backend = (
+            storage_driver.backend_for_store()
+            if isinstance(storage_driver, DriverFacade)
+            else storage_driver
+        )
+        previous, _ = last_store(backend)
         if previous is not None:
             previous.check_not_forked()  # a forked child's copy is closing, never closed
             if not previous.closed:
                 raise ValueError(
-                    f"the driver of {storage_driver.file_name!r} is already used by an open store"
+                    f"the driver of {backend.file_name!r} is already used by an open store"
                 )
             # A store that is still closing must let go of the file before we open it.
             previous.wait_stopped()
-        self.driver = storage_driver
+        #: The backend: the only storage object the engine sees.
+        self.driver = backend
         self.registry = (
             unit_registry if unit_registry is not None else (pint.get_application_registry())
         )
-        self.read_only = storage_driver.read_only
+        self.read_only = backend.read_only
         self.broken: dict[str, FormatError] = {}
         self.unbound_on_disk: dict[str, str] = {}  # UNBOUND_ATTR of each group, as stored
-        engine = Engine(storage_driver, max_pending_bytes)
+        engine = Engine(backend, max_pending_bytes)
         self.engine = engine
-        storage_driver._owner = weakref.ref(engine)  # type: ignore[attr-defined]
-        storage_driver._owner_core = weakref.ref(self)  # type: ignore[attr-defined]
+        _remember_store(backend, self)
         # The async store passes wait_open=False: it awaits ``opening`` without blocking
         # its event loop, then calls finish_open.
-        self.opening: Future[Any] | None = engine.call(
-            "open", lambda: _open_and_scan(storage_driver)
-        )
+        self.opening: Future[Any] | None = engine.call("open", lambda: _open_and_scan(backend))
         if wait_open:
             self.finish_open()
 
@@ -158,6 +201,7 @@ class StoreCore:
                 spec.layout,
                 record.appendable,
                 make_encoder(spec),
+                self.driver.chunk_entries(spec.layout),
                 length=length,
             )
             engine.nodes[record.path] = var
@@ -207,6 +251,18 @@ class StoreCore:
             raise ReadOnlyError(
                 f"cannot change {path or '/'!r}: {self.driver.file_name!r} was opened read-only"
             )
+
+    def ensure_group(self, path: str) -> None:
+        """Make sure the group ``path`` and those above it exist (enqueue the missing ones).
+
+        Raises
+        ------
+        AttributeError
+            A part of ``path`` is a variable.
+        """
+        with self.engine.lock:
+            self.engine.check_usable()
+            self._ensure_groups(path + "/_")  # every group of path, not a child
 
     def _ensure_groups(self, path: str) -> None:
         """Make sure every group above ``path`` exists (enqueue the missing ones). Locked."""
@@ -278,7 +334,8 @@ class StoreCore:
                     raise AttributeError(f"cannot write to {path!r}: it is a group")
                 return existing, None
             self._ensure_groups(path)
-            var = VarState(path, spec, spec.layout, appendable, encode)
+            chunk_entries = self.driver.chunk_entries(spec.layout)
+            var = VarState(path, spec, spec.layout, appendable, encode, chunk_entries)
             attrs = spec.attrs()
             attrs[KIND_ATTR] = "appendable" if appendable else "fixed"
             attrs.update(self._take_pending_metadata(path, variable=True))
@@ -448,11 +505,47 @@ class StoreCore:
                     engine.set_attrs_locked(parent, {UNBOUND_ATTR: text})
                     self.unbound_on_disk[parent] = text
 
+    def close(self) -> None:
+        """Keep the pending metadata, write everything, close; closing again only waits.
+
+        Raises
+        ------
+        BackgroundWriteError
+            An operation failed on the writer (the file is closed all the same).
+        """
+        if self.engine.closed:
+            self.engine.close()  # already closed or closing: this only waits for the writer
+            return
+        try:
+            self.materialize_pending_metadata()
+        finally:  # the store closes even if that fails (and then raises it)
+            self.engine.close()
+
     # -- iteration -------------------------------------------------------------------
     def iter_paths(self) -> Iterator[str]:
         with self.engine.lock:
             paths = [p for p in self.engine.nodes if p]
         return iter(sorted(paths))
+
+
+def finalize(core: StoreCore) -> None:
+    """Flush and close the store of ``core`` that was never closed (collected, or at exit)."""
+    if core.engine.forked:
+        # A forked child (at its exit, or collecting the store): the store is the parent's,
+        # which flushes and closes it; this process has no writer to wait for.
+        return
+    if on_writer_thread():
+        # Collected on another store's writer thread, which holds the library lock that
+        # this store's writer needs to close: closing here would deadlock. Close on a
+        # thread of its own (not a daemon: the interpreter waits for it at exit).
+        threading.Thread(
+            target=finalize, args=(core,), name="writebehind-finalizer", daemon=False
+        ).start()
+        return
+    try:
+        core.materialize_pending_metadata()
+    finally:
+        core.engine.close_quietly()
 
 
 class PreparedWrite(NamedTuple):

@@ -8,13 +8,14 @@ process-wide ``LIBRARY_LOCK``. All shared state of the engine is guarded by one 
 
 Appends are staged: each appendable variable has an *open chunk*, a preallocated buffer that
 sits in the queue at the position of its first entry. A numeric variable's first buffer holds
-one file chunk (about 1 MiB of whole entries, at most 8192); once the variable holds that
-many entries, each new buffer holds several whole chunks, up to about 8 MiB
-(``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its entry straight into that
-buffer (the copy is the snapshot) and returns; the writer later hands the whole buffer to the
-driver in one call, which releases the GIL while the C library writes. A chunk is sealed
-(no more entries) when it is full, when the writer takes it, or when another operation on the
-same variable is enqueued, so each variable's operations apply in the order they were made.
+one chunk of the backend (``driver.chunk_entries``: about 1 MiB of whole entries in a netCDF
+file); once the variable holds that many entries, each new buffer holds several whole
+chunks, up to about 8 MiB (``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its
+entry straight into that buffer (the copy is the snapshot) and returns; the writer later
+hands the whole buffer to the driver in one call, which releases the GIL while the C library
+writes. A chunk is sealed (no more entries) when it is full, when the writer takes it, or when
+another operation on the same variable is enqueued, so each variable's operations apply in
+the order they were made.
 
 The writer takes a young open chunk only when something is waiting for it (a read, flush or
 close behind it, or backpressure) or once it is ``LINGER_SECONDS`` old; that is what batches
@@ -45,9 +46,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _fork
+from ._bookkeeping import TYPES_ATTR
 from ._errors import BackgroundWriteError, ForkedStoreError, StoreClosedError
 from .codecs.base import Layout
-from .codecs.metadata import TYPES_ATTR
 from .drivers.base import StorageIODriver
 
 __all__ = ["Engine", "EngineStats", "GroupState", "Handle", "VarState"]
@@ -69,18 +70,14 @@ def on_writer_thread() -> bool:
 
 
 LINGER_SECONDS = 0.05
-# An append buffer holds whole file chunks (the driver's rule: CHUNK_TARGET_BYTES of whole
-# entries plus two, at most 8192 entries and CHUNK_SLICE_BYTES) and about 8 MiB: the append
-# that opens a buffer (mapping it) and the one that meets the writer's wake-up wait longer
-# than the others, so a buffer should hold a few hundred entries for those to stay under 1%
-# of appends (344 of 24 KB). An entry over half a MiB has a buffer to itself and is copied
-# outside the lock.
-CHUNK_TARGET_BYTES = 1 << 20
-CHUNK_SLICE_BYTES = 1 << 20
+# An append buffer holds whole chunks of the backend (``driver.chunk_entries``) and about
+# 8 MiB, at most STAGE_MAX_ENTRIES entries: the append that opens a buffer (mapping it) and
+# the one that meets the writer's wake-up wait longer than the others, so a buffer should
+# hold a few hundred entries for those to stay under 1% of appends (344 of 24 KB). An entry
+# over half a MiB has a buffer to itself and is copied outside the lock.
 ALONE_ENTRY_BYTES = 512 << 10
 STAGE_TARGET_BYTES = 8 << 20
 STAGE_MAX_ENTRIES = 8192
-OBJECT_CHUNK_ENTRIES = 1024
 FREE_BUFFERS_PER_VARIABLE = 2
 # Staging memory a variable keeps for reuse once written: touching fresh pages costs more
 # than the copy itself (2 us per 4 KiB page on a VM), so written buffers are recycled.
@@ -143,6 +140,7 @@ class VarState:
         layout: Layout,
         appendable: bool,
         encode: Callable[[Any], Any],
+        chunk_entries: int,
         length: int = 0,
     ):
         self.path = path
@@ -155,11 +153,7 @@ class VarState:
         self.entry_nbytes = layout.entry_nbytes
         if self.numeric:
             entry_nbytes = max(1, self.entry_nbytes)
-            chunk = min(
-                STAGE_MAX_ENTRIES,
-                CHUNK_TARGET_BYTES // entry_nbytes + 2,
-                max(1, CHUNK_SLICE_BYTES // entry_nbytes),
-            )
+            chunk = chunk_entries  # the backend's: each buffer is written as whole chunks
             if entry_nbytes > ALONE_ENTRY_BYTES:
                 self.capacity = 1
             else:
@@ -168,7 +162,7 @@ class VarState:
             # A variable's first buffer holds one file chunk: most variables never fill it.
             self.first_capacity = min(self.capacity, max(1, chunk))
         else:
-            self.capacity = self.first_capacity = OBJECT_CHUNK_ENTRIES
+            self.capacity = self.first_capacity = chunk_entries
         buffer_nbytes = max(1, self.capacity * self.entry_nbytes)
         self.max_free_buffers = max(
             FREE_BUFFERS_PER_VARIABLE, RECYCLE_BYTES_PER_VARIABLE // buffer_nbytes
@@ -956,19 +950,10 @@ class Engine:
             return self._push_flush(durable)
 
     def _sync(self, seq: int, durable: bool) -> None:
-        """On the writer: sync the entries, then record lengths and sync (and fsync) again."""
-        if self.dirty_lengths:
-            # Entries first: when a sync fails (a full disk), HDF5 may drop the entries and
-            # still write a length set before it, at close or at exit; the file would then
-            # count rows of zeros as entries. A durable flush fsyncs them here too, so that
-            # after a power loss no length on disk counts entries the disk does not hold.
-            self.driver.sync(durable)
-            for path in sorted(self.dirty_lengths):
-                self.driver.set_attrs(
-                    path, {"writebehind_length": np.int64(self.lengths_on_disk[path])}
-                )
-            self.dirty_lengths.clear()
-        self.driver.sync(durable)
+        """On the writer: sync (and fsync) the entries and commit the lengths written."""
+        lengths = {path: self.lengths_on_disk[path] for path in self.dirty_lengths}
+        self.driver.commit_lengths(lengths, durable)
+        self.dirty_lengths.clear()
         self.synced_seq = max(self.synced_seq, seq)
         self._unsynced = False
         if durable:

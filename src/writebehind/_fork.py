@@ -32,12 +32,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from typing import Any, Protocol
 
 __all__ = ["FORK_WAIT_SECONDS", "register", "register_library"]
+
+
+class Engine(Protocol):
+    """What a fork needs of an engine (``_engine.Engine``, which imports this module)."""
+
+    def _forked_in_child(self) -> None: ...
+
 
 #: How long a fork waits for the writer threads to leave their library (see above). A
 #: writer holds it for one operation at a time, milliseconds; a fork that runs out of time

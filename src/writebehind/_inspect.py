@@ -1,6 +1,6 @@
 """What a NetCDF file holds, for ``writebehind inspect`` and the demo's closing tree.
 
-The file is read through :class:`~writebehind.NetCDFIODriver` on the calling thread alone
+The file is read through :class:`~writebehind.NetCDFBackend` on the calling thread alone
 (no store, no writer thread: one short-lived, single-threaded reader), so the tree shows
 exactly what a store would see: kind, entries, entry shape, dtype and units of each
 variable as writebehind interprets them, and the user's metadata without writebehind's
@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 import pint
 
-from ._core import LENGTH_ATTR, UNBOUND_ATTR, pending_attrs, unbound_from_json
+from ._bookkeeping import LENGTH_ATTR, UNBOUND_ATTR
+from ._core import pending_attrs, unbound_from_json
 from ._errors import DamagedDataError
 from ._paths import join
 from .codecs import ATTR_PREFIX, spec_from_attrs
 from .codecs.base import Layout
 from .codecs.metadata import decode_attrs
-from .drivers.netcdf import NetCDFIODriver
+from .drivers.netcdf import NetCDFBackend
 
 __all__ = [
     "FileSummary",
@@ -143,7 +144,7 @@ def inspect_file(file_name: str | os.PathLike[str], *, verify: bool = False) -> 
     path = os.fsdecode(file_name)
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory, not a NetCDF file")
-    driver = NetCDFIODriver(path, "r")
+    driver = NetCDFBackend(path, "r")
     driver.open()
     try:
         root_attrs = driver.get_attrs("")
@@ -189,7 +190,7 @@ def inspect_file(file_name: str | os.PathLike[str], *, verify: bool = False) -> 
 VERIFY_SLICE_BYTES = 64 << 20
 
 
-def _verify(driver: NetCDFIODriver, variable: VariableSummary) -> str | None:
+def _verify(driver: NetCDFBackend, variable: VariableSummary) -> str | None:
     """Read every entry of ``variable`` once; what is damaged, or None."""
     try:
         if variable.entries is None:

@@ -62,7 +62,7 @@ import zlib
 from typing import Any
 
 from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, read_only
-from ._sidefiles import FileIdentity, close_and_remove, create_exclusive
+from ._sidefiles import FileIdentity, close_and_remove, create_exclusive, fsync_directory
 from ._superblock import read_superblock
 
 __all__ = [
@@ -144,8 +144,6 @@ class MetadataJournal:
             _fdatasync(self._fd)
             self._settled = True
             if created:
-                from ._recovery import fsync_directory  # (a cycle at import time)
-
                 fsync_directory(os.path.dirname(os.path.abspath(self.path)))
         return True
 

@@ -97,7 +97,7 @@ class NodeBase:
     def _child(self, name: str) -> Any:
         child = self._children.get(name)
         if child is None:
-            _paths.check_name(name)
+            self._core.driver.check_name(name)  # the backend's rule
             node = self._core.lookup(self._path)
             if isinstance(node, VarState):
                 raise AttributeError(
@@ -115,7 +115,7 @@ class NodeBase:
 
     def __getitem__(self, path: str) -> Any:
         node: Any = self
-        for name in _paths.split(path):
+        for name in _paths.split(path, self._core.driver.check_name):
             node = node._child(name)
         return node
 
@@ -123,7 +123,7 @@ class NodeBase:
         if not isinstance(path, str):
             return False
         try:
-            parts = _paths.split(path)
+            parts = _paths.split(path, self._core.driver.check_name)
         except ValueError:
             return False
         full = "/".join((self._path, *parts)) if self._path else "/".join(parts)

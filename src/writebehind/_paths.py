@@ -8,6 +8,7 @@ the file cannot hold is refused with ``ValueError`` instead of being mangled.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 
 __all__ = ["MAX_NAME_BYTES", "check_name", "join", "parent", "split"]
 
@@ -61,8 +62,8 @@ def _name_problem(name: str) -> str:
     return ""
 
 
-def split(path: str) -> tuple[str, ...]:
-    """Split ``"a/b/c"`` into ``("a", "b", "c")``, checking each name.
+def split(path: str, check: Callable[[str], str] = check_name) -> tuple[str, ...]:
+    """Split ``"a/b/c"`` into ``("a", "b", "c")``, checking each name with ``check``.
 
     A leading ``/`` is accepted (``"/a/b"`` is ``"a/b"``); ``""`` and ``"/"`` are the root.
     """
@@ -71,7 +72,7 @@ def split(path: str) -> tuple[str, ...]:
     stripped = path[1:] if path.startswith("/") else path
     if not stripped:
         return ()
-    return tuple(check_name(part) for part in stripped.split("/"))
+    return tuple(check(part) for part in stripped.split("/"))
 
 
 def join(parent_path: str, name: str) -> str:

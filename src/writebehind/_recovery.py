@@ -51,6 +51,7 @@ from ._sidefiles import (
     ROLLBACK_SUFFIX,
     FileIdentity,
     create_exclusive,
+    fsync_directory,
     new_file_id,
     remove_side_files,
 )
@@ -557,15 +558,6 @@ def _give_up(path: str, report: RecoveryReport, error: str) -> NoReturn:
         f"moved aside, unchanged, to {aside!r}. Opening {path!r} again starts a new file.",
         report=report,
     )
-
-
-def fsync_directory(directory: str) -> None:
-    """fsync a directory, so that a file created or renamed in it survives a power loss."""
-    fd = os.open(directory or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _exclusive:

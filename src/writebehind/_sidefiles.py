@@ -32,11 +32,14 @@ import struct
 import uuid
 from dataclasses import dataclass
 
+from ._bookkeeping import FILE_ID_ATTR
+
 __all__ = [
     "FILE_ID_ATTR",
     "FileIdentity",
     "close_and_remove",
     "create_exclusive",
+    "fsync_directory",
     "new_file_id",
     "remove_side_files",
     "side_files",
@@ -44,8 +47,6 @@ __all__ = [
 
 logger = logging.getLogger("writebehind")
 
-#: The root attribute holding the random id of a file writebehind created (32 hex digits).
-FILE_ID_ATTR = "writebehind_file_id"
 SIDE_INFIX = ".writebehind-"
 NEW_SUFFIX = SIDE_INFIX + "new"
 UNDO_SUFFIX = SIDE_INFIX + "undo"
@@ -186,3 +187,12 @@ def close_and_remove(fd: int, path: str) -> None:
     os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def fsync_directory(directory: str) -> None:
+    """fsync a directory, so that a file created or renamed in it survives a power loss."""
+    fd = os.open(directory or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from ._core import DEFAULT_MAX_PENDING_BYTES, StoreCore
-from ._engine import EngineStats, on_writer_thread
+from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize
+from ._engine import EngineStats
+from ._legacy import NetCDFIODriver
 from ._node import NodeBase, StorageInterfaceDirVar
 from .drivers.base import StorageIODriver
-from .drivers.netcdf import NetCDFIODriver
 
 __all__ = ["StorageInterface", "StoreBase", "open"]
 
 NodeT = TypeVar("NodeT", bound=NodeBase)
-
-
-def _finalize(core: StoreCore) -> None:
-    if core.engine.forked:
-        # A forked child (at its exit, or collecting the store): the store is the parent's,
-        # which flushes and closes it; this process has no writer to wait for.
-        return
-    if on_writer_thread():
-        # Collected on another store's writer thread, which holds the library lock that
-        # this store's writer needs to close: closing here would deadlock. Close on a
-        # thread of its own (not a daemon: the interpreter waits for it at exit).
-        threading.Thread(
-            target=_finalize, args=(core,), name="writebehind-finalizer", daemon=False
-        ).start()
-        return
-    try:
-        core.materialize_pending_metadata()
-    finally:
-        core.engine.close_quietly()
 
 
 class StoreBase(Generic[NodeT]):
@@ -76,8 +56,9 @@ class StoreBase(Generic[NodeT]):
         return self._core.driver.file_name
 
     @property
-    def storage_driver(self) -> StorageIODriver:
-        return self._core.driver
+    def storage_driver(self) -> StorageIODriver | DriverFacade:
+        """What the store was opened on: a backend, or a facade such as NetCDFIODriver."""
+        return self._core.storage_driver
 
     @property
     def closed(self) -> bool:
@@ -96,8 +77,8 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
 
     Parameters
     ----------
-    storage_driver : StorageIODriver
-        Usually ``NetCDFIODriver("run.nc")``.
+    storage_driver : StorageIODriver or NetCDFIODriver
+        Usually ``NetCDFIODriver("run.nc")``; any backend, such as ``MemoryBackend()``.
     max_pending_bytes : int
         Bound on the payload waiting to be written; ``write``/``append`` block (backpressure)
         while it is exceeded. Default 256 MiB.
@@ -118,7 +99,7 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
 
     def __init__(
         self,
-        storage_driver: StorageIODriver,
+        storage_driver: StorageIODriver | DriverFacade,
         *,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         unit_registry: Any = None,
@@ -128,7 +109,7 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
         )
         self._core = core
         self._root = StorageInterfaceDirVar("", core, store=self)
-        self._finalizer = weakref.finalize(self, _finalize, core)
+        self._finalizer = weakref.finalize(self, finalize, core)
 
     def _root_node(self) -> StorageInterfaceDirVar:
         return self._root

@@ -276,8 +276,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 # -- read ------------------------------------------------------------------------------
 def _read(args: argparse.Namespace) -> int:
+    from ._legacy import NetCDFIODriver
     from ._store import StorageInterface
-    from .drivers.netcdf import NetCDFIODriver
 
     summary = _summary(args.file)  # the same checks and messages as inspect
     paths = {node.path: node for node in summary.nodes()}
@@ -400,8 +400,8 @@ def _recover(args: argparse.Namespace) -> int:
 
 # -- export ----------------------------------------------------------------------------
 def _export(args: argparse.Namespace) -> int:
+    from ._legacy import NetCDFIODriver
     from ._store import StorageInterface
-    from .drivers.netcdf import NetCDFIODriver
 
     out = args.amber
     if os.path.exists(out) and not (args.overwrite or args.append):
@@ -442,8 +442,8 @@ def _export(args: argparse.Namespace) -> int:
 # -- demo ------------------------------------------------------------------------------
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import DemoParameters, run_demo
+    from ._legacy import NetCDFIODriver
     from ._store import StorageInterface
-    from .drivers.netcdf import NetCDFIODriver
 
     file_name = args.file
     if os.path.exists(file_name) and not args.overwrite and not _is_demo_file(file_name):

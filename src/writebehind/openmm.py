@@ -28,10 +28,11 @@ from openmm import unit
 from . import __version__ as _writebehind_version
 from ._async_store import AsyncStorageInterface
 from ._engine import on_writer_thread
+from ._legacy import NetCDFIODriver
 from ._node import StorageInterfaceDirVar
 from ._store import StorageInterface, StoreBase
 from .drivers.amber import AmberDriver, cell_lengths_and_angles
-from .drivers.netcdf import LIBRARY_LOCK, NetCDFIODriver
+from .drivers.netcdf import LIBRARY_LOCK
 
 __all__ = ["Reporter", "SerializedReporter", "cell_lengths_and_angles"]
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pint
 
+from .._bookkeeping import CODEC_ATTR, DTYPE_ATTR, PYTHON_ATTR, QUANTITY_ATTR
 from .._errors import FormatError
 from ._numeric import SUPPORTED_DTYPES, logical_name
 from .arrays import ArrayCodec
@@ -134,14 +135,14 @@ def spec_from_attrs(attrs: dict[str, Any], layout: Layout, registry: Any) -> Spe
     FormatError
         The bookkeeping attributes are inconsistent with each other or with the layout.
     """
-    codec_name = attrs.get(ATTR_PREFIX + "codec")
+    codec_name = attrs.get(CODEC_ATTR)
     units = attrs.get("units")
     if codec_name is None:
         return _foreign_spec(layout, attrs, registry)
     if not isinstance(codec_name, str) or codec_name not in CODECS or codec_name == "chars":
         raise FormatError(f"unknown codec {codec_name!r}")  # chars: read-only, foreign
-    python = str(attrs.get(ATTR_PREFIX + "python", ""))
-    logical = str(attrs.get(ATTR_PREFIX + "dtype", ""))
+    python = str(attrs.get(PYTHON_ATTR, ""))
+    logical = str(attrs.get(DTYPE_ATTR, ""))
     storage = {"str": "string", "bytes": "bytes", "dict": "bytes"}.get(codec_name, "numeric")
     if storage != layout.storage:
         raise FormatError(f"codec {codec_name!r} does not match the variable's storage")
@@ -160,7 +161,7 @@ def spec_from_attrs(attrs: dict[str, Any], layout: Layout, registry: Any) -> Spe
             raise FormatError(f"a scalar variable has entries of shape {layout.shape}")
         if codec_name == "scalar" and python not in ("bool", "int", "float", "numpy"):
             raise FormatError(f"unknown scalar type {python!r}")
-    quantity = attrs.get(ATTR_PREFIX + "quantity") is not None
+    quantity = attrs.get(QUANTITY_ATTR) is not None
     if quantity:
         if not isinstance(units, str):
             raise FormatError("a quantity variable has no units attribute")

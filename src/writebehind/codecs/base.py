@@ -22,10 +22,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from .._bookkeeping import ATTR_PREFIX, CODEC_ATTR, DTYPE_ATTR, PYTHON_ATTR, QUANTITY_ATTR
+
 __all__ = ["ATTR_PREFIX", "PACKING_ATTRS", "Codec", "Layout", "Spec"]
 
-#: Every bookkeeping attribute writebehind puts on a node starts with this prefix.
-ATTR_PREFIX = "writebehind_"
 #: CF packing attributes (unpacked = stored * scale_factor + add_offset): writebehind never
 #: writes them, and unpacks a variable another program wrote with them.
 PACKING_ATTRS = ("scale_factor", "add_offset")
@@ -67,14 +67,14 @@ class Spec:
     def attrs(self) -> dict[str, Any]:
         """The bookkeeping attributes that let a later reader rebuild this spec."""
         out: dict[str, Any] = {
-            ATTR_PREFIX + "codec": self.codec,
-            ATTR_PREFIX + "python": self.python,
+            CODEC_ATTR: self.codec,
+            PYTHON_ATTR: self.python,
         }
         if self.logical_dtype:
-            out[ATTR_PREFIX + "dtype"] = self.logical_dtype
+            out[DTYPE_ATTR] = self.logical_dtype
         if self.units is not None:
             out["units"] = self.units
-            out[ATTR_PREFIX + "quantity"] = np.int8(1)
+            out[QUANTITY_ATTR] = np.int8(1)
         return out
 
 

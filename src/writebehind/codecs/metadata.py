@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._bookkeeping import TYPES_ATTR
 from .._errors import FormatError
 from .._paths import _name_problem
 from ._numeric import as_plain_array, check_array_dtype
@@ -27,7 +28,6 @@ __all__ = [
     "encode_attr",
 ]
 
-TYPES_ATTR = ATTR_PREFIX + "metadata_types"
 _UNPACKED = (
     "writebehind stores values unpacked, and CF readers (xarray) would unpack them again: "
     "append the values themselves"

@@ -1,10 +1,32 @@
 """The driver contract: synchronous storage of laid-out variables, no Python types.
 
-A driver stores groups, variables with a :class:`~writebehind.codecs.Layout`, their entries
-and attributes. It knows nothing of codecs, threads or queues: the engine calls every method
-from its one writer thread, so an implementation needs no locking of its own. A new backend
-(Zarr, say) is one subclass of :class:`StorageIODriver` that passes the shared driver suite in
-``tests/test_drivers``.
+A driver (a *backend*) stores groups, variables with a :class:`~writebehind.codecs.Layout`,
+their entries and attributes. It knows nothing of codecs, threads, queues or stores: the
+engine calls every method from its one writer thread (``chunk_entries`` and ``check_name``
+excepted: they are pure), so an implementation needs no locking of its own, and no method
+calls back into the engine or a store. A new backend (Zarr, say) is one subclass of
+:class:`StorageIODriver` that passes the shared contract suite in ``tests/drivers/``
+(subclass ``tests.drivers.contract.DriverContract`` as ``tests/drivers/test_memory.py``
+does). Two are built in: ``NetCDFBackend`` (files) and ``MemoryBackend`` (Python objects,
+for tests).
+
+What the engine relies on, beyond storing what it is given:
+
+- **Whole chunks per write.** The engine stages a variable's appends in buffers of whole
+  chunks of :meth:`~StorageIODriver.chunk_entries` entries and writes them from the chunk's
+  first entry, so a backend that stores in chunks gets each chunk in one write.
+- **Committed lengths.** :meth:`~StorageIODriver.commit_lengths` is the flush: what it
+  returns from survives the process (and, ``durable``, the OS); entries written beyond a
+  committed length are not part of the variable after a crash. A backend reports the
+  committed length of each appendable variable in its attribute ``LENGTH_ATTR`` (see
+  ``writebehind._bookkeeping``, which names every bookkeeping attribute).
+- **Names.** The store asks :meth:`~StorageIODriver.check_name` before a name reaches the
+  backend; the default is netCDF's rule (``_paths.check_name``), which both built-in
+  backends keep, so that code tested on the memory backend runs on netCDF files. A backend
+  that holds other names overrides it.
+- **Values.** The store refuses, on every backend, ``str`` values with NUL and attribute
+  names starting with ``_`` or ``writebehind_`` (netCDF's limits, kept for all backends for
+  the same reason).
 
 Paths are ``"a/b/c"`` relative to the root group, whose path is ``""``.
 """
@@ -17,6 +39,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from .. import _paths
+from .._bookkeeping import LENGTH_ATTR
 from ..codecs.base import Layout
 
 __all__ = ["NodeRecord", "StorageIODriver"]
@@ -76,7 +102,11 @@ class StorageIODriver(ABC):
     # -- lifecycle -------------------------------------------------------------------
     @abstractmethod
     def open(self) -> None:
-        """Open the storage as ``access_mode`` says (FileNotFoundError if it must exist)."""
+        """Open the storage as ``access_mode`` says (FileNotFoundError if it must exist).
+
+        The engine calls ``scan`` next, before any other method; a closed backend may be
+        opened again (by the next store on it).
+        """
 
     @abstractmethod
     def scan(self) -> Iterator[NodeRecord]:
@@ -86,9 +116,56 @@ class StorageIODriver(ABC):
     def sync(self, durable: bool = False) -> None:
         """Make everything written so far reach the file; ``durable`` also fsyncs it."""
 
+    def commit_lengths(self, lengths: dict[str, int], durable: bool) -> None:
+        """Sync, committing ``lengths`` (path -> entries) of appendable variables.
+
+        On return, every entry written before survives the process being killed (the OS
+        crashing too, if ``durable``), and each length in ``lengths`` is the variable's
+        committed length (reported by ``scan`` in its ``LENGTH_ATTR`` attribute). A length
+        never counts entries that did not reach the storage, even if this fails half-way.
+        With no ``lengths``, this is ``sync(durable)``.
+
+        The default syncs the entries, sets each ``LENGTH_ATTR``, and syncs again; a backend
+        that commits otherwise (atomically, say) overrides it.
+        """
+        if lengths:
+            # Entries first: when a sync fails (a full disk), HDF5 may drop the entries and
+            # still write a length set before it, at close or at exit; the file would then
+            # count rows of zeros as entries. A durable flush fsyncs them here too, so that
+            # after a power loss no length on disk counts entries the disk does not hold.
+            self.sync(durable)
+            for path in sorted(lengths):
+                self.set_attrs(path, {LENGTH_ATTR: np.int64(lengths[path])})
+        self.sync(durable)
+
     @abstractmethod
     def close(self) -> None:
-        """Sync and close; closing twice is allowed."""
+        """Sync and close; closing twice is allowed. Commits no length."""
+
+    # -- rules -----------------------------------------------------------------------
+    def check_name(self, name: object) -> str:
+        """Return ``name`` if this backend can hold it as a group or variable name.
+
+        Pure: called on the caller's thread, before anything is enqueued. The default is
+        netCDF's rule.
+
+        Raises
+        ------
+        TypeError
+            ``name`` is not a ``str``.
+        ValueError
+            The backend cannot hold it (the message says why).
+        """
+        return _paths.check_name(name)
+
+    # -- layout ----------------------------------------------------------------------
+    @abstractmethod
+    def chunk_entries(self, layout: Layout) -> int:
+        """How many entries of ``layout`` one chunk of an appendable variable holds (>= 1).
+
+        The engine stages appends in buffers of whole chunks of this many entries. Pure:
+        it depends on ``layout`` alone and may be called from any thread, before ``open``.
+        """
 
     # -- structure -------------------------------------------------------------------
     @abstractmethod

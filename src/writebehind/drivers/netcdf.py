@@ -28,7 +28,8 @@ from typing import Any
 import netCDF4
 import numpy as np
 
-from .._errors import DamagedDataError
+from .._bookkeeping import BYTES_TYPE_NAME, FILE_ID_ATTR, KIND_ATTR, LENGTH_ATTR
+from .._errors import DamagedDataError, ReadOnlyError
 from .._fork import register_library
 from .._journal import IndexJournal
 from .._metajournal import MetadataJournal
@@ -40,24 +41,21 @@ from .._recovery import (
     keep_rollback_copy,
     recover,
 )
-from .._sidefiles import FILE_ID_ATTR, FileIdentity
+from .._sidefiles import FileIdentity
 from ..codecs.base import Layout
 from ._descriptors import OpenFiles
-from ._legacy import LegacyDriverMixin
 from .base import NodeRecord, StorageIODriver
 
-__all__ = ["NetCDFIODriver"]
+__all__ = ["LIBRARY_LOCK", "NetCDFBackend"]
 
 #: A chunk holds this much of whole entries (plus two, up to CHUNK_SLICE_BYTES): HDF5
 #: allocates a chunk whole, so a variable's first chunk is what a short run pays for it, and
 #: the metadata journal of a structural flush grows with the number of chunks (see
-#: _chunk_shape). The engine stages by the same rule (_engine.CHUNK_TARGET_BYTES).
+#: _chunk_shape). The engine stages by the same rule (it asks chunk_entries).
 CHUNK_TARGET_BYTES = 1 << 20
 CHUNK_MAX_ENTRIES = 8192
 #: An entry larger than this is stored in slices along its first axis.
 CHUNK_SLICE_BYTES = 1 << 20
-_BYTES_TYPE_NAME = "writebehind_bytes"
-_LENGTH_ATTR = "writebehind_length"  # the committed length of an appendable variable
 _OBJECT = np.dtype(object)
 #: Longest dimension name made (NC_MAX_NAME is 256 bytes; room is left for a "_n" suffix).
 DIMENSION_NAME_BYTES = 248
@@ -71,8 +69,11 @@ _OPEN_FILES = OpenFiles()
 register_library(LIBRARY_LOCK, _OPEN_FILES.after_fork_in_child)
 
 
-class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
-    """Driver for NetCDF-4 (HDF5) files.
+class NetCDFBackend(StorageIODriver):
+    """The backend of NetCDF-4 (HDF5) files.
+
+    ``StorageInterface(NetCDFBackend("run.nc"))`` is a store without openmmtools' driver
+    API; :class:`~writebehind.NetCDFIODriver` holds one of these and adds that API.
 
     Parameters
     ----------
@@ -108,7 +109,6 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         # open: a file of thousands of variables opens without touching each (see scan).
         self._cache_unset: set[str] = set()
         self._bytes_type: Any = None
-        self._init_legacy()
         #: What crash recovery found when the file was opened (None: not opened, or new).
         self.recovery: RecoveryReport | None = None
         self._directory_synced = True  # False from creating the file to its first fsync
@@ -182,7 +182,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             )
         self._nodes = {"": dataset}
         self._cache_unset = set()
-        self._bytes_type = dataset.vltypes.get(_BYTES_TYPE_NAME)
+        self._bytes_type = dataset.vltypes.get(BYTES_TYPE_NAME)
         return dataset
 
     def _appendable_variables(self) -> dict[str, int]:
@@ -236,7 +236,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         # A fixed variable may sit on an unlimited dimension (netCDF makes one of length 0
         # so); an appendable one needs it. The core reports a kind the dimensions contradict.
         unlimited = bool(dims and dims[0].isunlimited())
-        appendable = unlimited and str(attrs.get("writebehind_kind")) != "fixed"
+        appendable = unlimited and str(attrs.get(KIND_ATTR)) != "fixed"
         shape = tuple(len(d) for d in dims)
         entry_shape = shape[1:] if appendable else shape
         layout = Layout(_storage_of(variable), _dtype_of(variable), entry_shape)
@@ -251,9 +251,10 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if isinstance(chunks, list):  # "contiguous", or None in a netCDF-3 file (AMBER's)
             _small_chunk_cache(variable, tuple(chunks), variable.dtype.itemsize)
 
+    def chunk_entries(self, layout: Layout) -> int:
+        return _chunk_shape(layout)[0]
+
     def sync(self, durable: bool = False) -> None:
-        if self._sync_from_user_code(durable):  # openmmtools' sync(): flush the owning store
-            return
         self._sync_file(durable)
 
     def _sync_file(self, durable: bool) -> None:
@@ -284,8 +285,6 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             self._rollback_kept = False
 
     def close(self) -> None:
-        if self._close_from_user_code():  # openmmtools' close(): drain, close the owning store
-            return
         dataset, self._dataset = self._dataset, None
         self._nodes = {}
         self._cache_unset = set()
@@ -378,7 +377,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if chunks is not None and layout.storage == "numeric":
             _small_chunk_cache(variable, chunks, layout.dtype.itemsize)
         if appendable:  # no row is committed before the first flush says so
-            variable.setncattr(_LENGTH_ATTR, np.int64(0))
+            variable.setncattr(LENGTH_ATTR, np.int64(0))
         self._nodes[path] = variable
 
     def _datatype(self, layout: Layout) -> Any:
@@ -386,7 +385,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
             return str
         if layout.storage == "bytes":
             if self._bytes_type is None:
-                self._bytes_type = self._ds().createVLType(np.uint8, _BYTES_TYPE_NAME)
+                self._bytes_type = self._ds().createVLType(np.uint8, BYTES_TYPE_NAME)
             return self._bytes_type
         return layout.dtype
 
@@ -394,7 +393,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         node = self._node(path)
         # Rewriting the committed length keeps the object header's layout; anything else
         # can grow the header into a new continuation chunk, written after the header.
-        if any(name != _LENGTH_ATTR or name not in node.ncattrs() for name in attrs):
+        if any(name != LENGTH_ATTR or name not in node.ncattrs() for name in attrs):
             self._before_structure_change()
         for name, value in attrs.items():
             node.setncattr(name, value)
@@ -404,6 +403,39 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
 
     def root_attrs(self) -> dict[str, Any]:
         return {} if self._dataset is None else _attrs(self._dataset)  # None: created later
+
+    # -- netCDF objects, for openmmtools' driver API (NetCDFIODriver) ----------------------
+    @property
+    def dataset(self) -> netCDF4.Dataset | None:
+        """The open ``netCDF4.Dataset`` (None while there is none)."""
+        return self._dataset
+
+    def group(self, path: str) -> Any:
+        """The ``netCDF4.Group`` at ``path`` (the Dataset for ``""``, creating a deferred
+        file); KeyError if there is none."""
+        return self._node(path) if path else self._ds()
+
+    def create_dimension(self, name: str, size: int | None) -> None:
+        """Create the root dimension ``name`` (unlimited if ``size`` is None) if missing.
+
+        Raises
+        ------
+        ReadOnlyError
+            It is missing and the file was opened read-only.
+        """
+        dataset = self._ds()
+        if name in dataset.dimensions:
+            return
+        if self.read_only:
+            raise ReadOnlyError(
+                f"cannot create dimension {name!r}: {self._file_name!r} was opened read-only"
+            )
+        dataset.createDimension(name, size)
+
+    def stop_truncating(self) -> None:
+        """Open in ``'a'`` next time what an open in ``'w'`` created (after a close)."""
+        if self._access_mode == "w" and os.path.exists(self._file_name):
+            self._access_mode = "a"
 
     def dimension_names(self, path: str) -> tuple[str, ...]:
         """The netCDF dimension names of the variable at ``path`` (for xarray interop)."""
@@ -741,7 +773,7 @@ def _raising_oserror(method: Any, operation: str) -> Any:
     """``method`` with netCDF-C's errors (RuntimeError) re-raised by ``_library_error``."""
 
     @functools.wraps(method)
-    def wrapper(self: NetCDFIODriver, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: NetCDFBackend, *args: Any, **kwargs: Any) -> Any:
         try:
             result = method(self, *args, **kwargs)
             return iter(list(result)) if method.__name__ == "scan" else result
@@ -767,4 +799,4 @@ for _method, _operation in {
     "read_entries": "reading entries of",
     "read_value": "reading",
 }.items():
-    setattr(NetCDFIODriver, _method, _raising_oserror(getattr(NetCDFIODriver, _method), _operation))
+    setattr(NetCDFBackend, _method, _raising_oserror(getattr(NetCDFBackend, _method), _operation))

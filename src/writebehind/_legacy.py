@@ -1,45 +1,47 @@
-"""openmmtools.storage's synchronous driver API, kept for code written against it.
+"""NetCDFIODriver: openmmtools.storage's driver API, a facade over a NetCDF backend.
 
 openmmtools' ``NetCDFIODriver`` was used directly too: ``driver.create_storage_variable(path,
-int).write(4)``, ``driver.get_directory("a/b")``, ``driver.ncfile``. Here these methods own no
-write logic of their own. A variable handed out by the driver delegates to the store node at
-its path: the node of the store that owns the driver if one is open, otherwise of a *private*
-store the driver opens over itself on first use. Either way every netCDF call still happens on
-that store's one writer thread, with the same checks, codecs and file layout as
-``store.a.b.write(x)``.
+int).write(4)``, ``driver.get_directory("a/b")``, ``driver.ncfile``. Here it is a facade that
+holds a :class:`~writebehind.drivers.netcdf.NetCDFBackend` and reaches the store using it; its
+methods own no write logic of their own. A variable handed out by the driver delegates to the
+store node at its path: the node of the store opened on the driver if one is open, otherwise
+of a *private* store the driver opens over itself on first use. Either way every netCDF call
+still happens on that store's one writer thread, with the same checks, codecs and file layout
+as ``store.a.b.write(x)``. The engine only ever sees the backend, which never calls back up.
 
 Raw netCDF objects (``ncfile``, the group ``get_directory`` returns) are handed out only after
 the owning store has applied everything enqueued before, so legacy code that inspects them sees
 what it wrote. Touching them while the store keeps writing is the caller's responsibility:
 netCDF-C is not thread-safe.
 
-``sync()`` and ``close()`` are also methods of the driver contract, which the engine calls on
-its writer thread; :class:`~writebehind.NetCDFIODriver` asks :meth:`LegacyDriverMixin.\
-_sync_from_user_code` and :meth:`~LegacyDriverMixin._close_from_user_code` first, and they only
-act when the caller is user code.
+``sync()`` and ``close()`` are openmmtools' own: they flush and close the store using the
+driver, from any thread.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pint
 
-from .. import _paths
-from .._errors import ReadOnlyError
-from ..codecs.openmm_units import is_openmm_quantity_class
+from . import _paths
+from ._core import DriverFacade, StoreCore, finalize, last_store
+from ._engine import Engine, GroupState, VarState
+from ._node import StorageInterfaceDirVar
+from .codecs.openmm_units import is_openmm_quantity_class
+from .drivers.base import StorageIODriver
+from .drivers.netcdf import NetCDFBackend
 
 if TYPE_CHECKING:
-    from .._core import StoreCore
-    from .._engine import Engine, Handle
-    from .._node import StorageInterfaceDirVar
-    from .._store import StorageInterface
+    from ._engine import Handle
+    from ._recovery import RecoveryReport
 
-__all__ = ["LegacyDriverMixin", "LegacyStorageVariable"]
+__all__ = ["LegacyStorageVariable", "NetCDFIODriver"]
 
 #: Types accepted as ``type_key`` by ``create_storage_variable`` (and Quantity classes of
 #: pint and openmm.unit).
@@ -82,7 +84,7 @@ class LegacyStorageVariable:
 
     __slots__ = ("_check_type", "_driver", "_path", "_type_key")
 
-    def __init__(self, driver: LegacyDriverMixin, path: str, type_key: Any = None):
+    def __init__(self, driver: NetCDFIODriver, path: str, type_key: Any = None):
         self._driver = driver
         self._path = path
         self._type_key = type_key
@@ -142,131 +144,181 @@ class LegacyStorageVariable:
         return f"<LegacyStorageVariable {self._path!r} of {key} in {self._driver.file_name!r}>"
 
 
-class LegacyDriverMixin:
-    """Methods of openmmtools' NetCDFIODriver beyond the driver contract."""
+#: Methods of the backend contract that the facade does not have (``sync`` and ``close``
+#: are openmmtools' own, the store's flush and close).
+_BACKEND_ONLY = frozenset(
+    {
+        "open",
+        "scan",
+        "commit_lengths",
+        "chunk_entries",
+        "create_group",
+        "create_variable",
+        "set_attrs",
+        "get_attrs",
+        "root_attrs",
+        "write_entries",
+        "write_value",
+        "read_entries",
+        "read_value",
+    }
+)
 
-    _owner: Any  # weakref to the Engine of the store using this driver (set by StoreCore)
-    _owner_core: Any  # weakref to that store's StoreCore (set by StoreCore)
-    _dataset: Any
-    _nodes: dict[str, Any]
-    _access_mode: str | None
 
-    if TYPE_CHECKING:
+class NetCDFIODriver(DriverFacade):
+    """A NetCDF-4 (HDF5) file, for a store, with openmmtools' driver API.
 
-        @property
-        def file_name(self) -> str: ...
+    ``StorageInterface(NetCDFIODriver("run.nc"))`` stores in the file through the
+    :class:`~writebehind.drivers.netcdf.NetCDFBackend` this object holds (``backend``); its
+    own methods are openmmtools' (``get_directory``, ``create_storage_variable``,
+    ``get_storage_variable``, ``ncfile``, ``sync``, ``close``...), which work through the
+    store opened on it, or through a private one opened on first use.
 
-        @property
-        def read_only(self) -> bool: ...
+    Parameters
+    ----------
+    file_name : str, bytes or os.PathLike
+        Path of the ``.nc`` file (a link is resolved once, at open).
+    access_mode : {None, 'w', 'a', 'r'}
+        See :class:`~writebehind.StorageIODriver`.
+    checksums : bool
+        Give the numeric appendable variables this driver creates HDF5's Fletcher32
+        checksum per chunk: a read of damaged bytes then raises
+        :class:`~writebehind.DamagedDataError` instead of returning them. Off by default
+        (it costs the writer about half its throughput).
+    """
 
-        def _ds(self) -> Any: ...
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Before the facade, a subclass could override the backend's methods here; now the
+        # engine would never call them. Refuse such a subclass rather than ignore it.
+        super().__init_subclass__(**kwargs)
+        overridden = sorted(_BACKEND_ONLY & vars(cls).keys())
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(overridden)}: NetCDFIODriver is "
+                "openmmtools' driver API over a backend, and the store calls the backend's "
+                "methods; subclass writebehind.NetCDFBackend (and pass it to the store) instead"
+            )
 
-        def _node(self, path: str) -> Any: ...
+    def __init__(
+        self,
+        file_name: str | bytes | os.PathLike[Any],
+        access_mode: str | None = None,
+        *,
+        checksums: bool = False,
+    ):
+        self._backend = NetCDFBackend(file_name, access_mode, checksums=checksums)
+        self._lock = threading.RLock()
+        self._used = False  # a store was opened on this driver
+        # The store the driver API opened for itself (no store was open), and the
+        # finalizer that closes it with the driver.
+        self._private: StoreCore | None = None
+        self._private_finalizer: weakref.finalize[Any, Any] | None = None
+        self._root: StorageInterfaceDirVar | None = None
+        self._variables: dict[str, LegacyStorageVariable] = {}
 
-    def _init_legacy(self) -> None:
-        self._owner = None
-        self._owner_core = None
-        self._private_store: StorageInterface | None = None
-        self._legacy_root: StorageInterfaceDirVar | None = None
-        self._legacy_variables: dict[str, LegacyStorageVariable] = {}
-        self._legacy_lock = threading.RLock()
+    # -- what the store uses ---------------------------------------------------------------
+    @property
+    def backend(self) -> NetCDFBackend:
+        """The backend that stores the file (the only object the engine sees)."""
+        return self._backend
+
+    def backend_for_store(self) -> StorageIODriver:
+        """Close the private store, if open, and hand the backend to the store opening."""
+        self._release_private_store()
+        self._used = True
+        return self._backend
+
+    # -- the backend's facts ---------------------------------------------------------------
+    @property
+    def file_name(self) -> str:
+        return self._backend.file_name
+
+    @property
+    def access_mode(self) -> str | None:
+        return self._backend.access_mode
+
+    @property
+    def read_only(self) -> bool:
+        return self._backend.read_only
+
+    @property
+    def checksums(self) -> bool:
+        """Whether the numeric appendable variables created get HDF5's Fletcher32."""
+        return self._backend.checksums
+
+    @property
+    def recovery(self) -> RecoveryReport | None:
+        """What crash recovery found when the file was opened (None: not opened, or new)."""
+        return self._backend.recovery
+
+    @property
+    def structure_frozen(self) -> str:
+        """Why no group or variable can be created in the open file ("" when they can)."""
+        return self._backend.structure_frozen
+
+    @property
+    def is_open(self) -> bool:
+        return self._backend.is_open
+
+    def __repr__(self) -> str:
+        return f"<NetCDFIODriver {self.file_name!r} mode={self.access_mode!r}>"
 
     # -- which store does the work -------------------------------------------------------
-    def _live_engine(self) -> Engine | None:
-        """The engine of the last store that used this driver, while it exists."""
-        ref = self._owner
-        return ref() if ref is not None else None
-
-    def _is_user_thread(self, engine: Engine) -> bool:
-        return threading.current_thread() is not engine._thread
-
-    def _open_owner_core(self) -> StoreCore | None:
-        ref = self._owner_core
-        core = ref() if ref is not None else None
+    def _open_core(self) -> StoreCore | None:
+        _engine, core = last_store(self._backend)
         if core is None or core.engine.closed:
             return None
         return core
 
     def _legacy_core(self) -> StoreCore:
         """The core of the open store using this driver, opening a private one if none is."""
-        core = self._open_owner_core()
+        core = self._open_core()
         if core is not None:
             return core
-        with self._legacy_lock:
-            core = self._open_owner_core()
+        with self._lock:
+            core = self._open_core()
             if core is not None:
                 return core
-            if self._owner is not None:
-                self._stop_truncating()  # a store opened the file before: do not lose it
-            from .._store import StorageInterface
-
-            self._private_store = StorageInterface(self)  # type: ignore[arg-type]
-            return self._private_store._core
+            if self._used:
+                self._backend.stop_truncating()  # a store opened the file before: keep it
+            core = StoreCore(self)
+            self._private = core
+            self._private_finalizer = weakref.finalize(self, finalize, core)
+            return core
 
     def _legacy_node(self, path: str) -> StorageInterfaceDirVar:
         core = self._legacy_core()
-        root = self._legacy_root
+        root = self._root
         if root is None or root._core is not core:
-            from .._node import StorageInterfaceDirVar
-
             root = StorageInterfaceDirVar("", core)
-            self._legacy_root = root
+            self._root = root
         return root[path] if path else root
 
-    def _stop_truncating(self) -> None:
-        """Reopen in ``'a'`` what an earlier open in ``'w'`` created."""
-        if self._access_mode == "w" and os.path.exists(self.file_name):
-            self._access_mode = "a"
+    def _take_private(self) -> StoreCore | None:
+        """Forget the private store (it is closed by the caller, not at collection)."""
+        private, self._private = self._private, None
+        if self._private_finalizer is not None:
+            self._private_finalizer.detach()
+            self._private_finalizer = None
+        return private
 
     def _release_private_store(self) -> None:
-        """Close the private store so that a store the user opens can own the file.
-
-        Called by StoreCore before it takes the driver.
-        """
-        with self._legacy_lock:
-            private, self._private_store = self._private_store, None
-            if private is None or private.closed:
+        """Close the private store so that a store the user opens can own the file."""
+        with self._lock:
+            private = self._take_private()
+            if private is None or private.engine.closed:
                 return
             private.close()
-            self._stop_truncating()
+            self._backend.stop_truncating()
 
-    # -- contract methods called from user code ----------------------------------------
-    def _sync_from_user_code(self, durable: bool) -> bool:
-        """openmmtools' ``sync()``: flush the owning store. False if the engine is calling."""
-        engine = self._live_engine()
-        if engine is None or not self._is_user_thread(engine):
-            return False
-        if engine.closed:
-            engine.close()  # already closed or closing: this only waits for the writer
-        else:
-            engine.flush(durable)
-        return True
-
-    def _close_from_user_code(self) -> bool:
-        """openmmtools' ``close()``: drain and close the owning store. False if the engine
-        is calling (the contract's close)."""
-        engine = self._live_engine()
-        if engine is None or not self._is_user_thread(engine):
-            return False
-        with self._legacy_lock:
-            private = self._private_store
-            if private is not None and private._core.engine is engine:
-                self._private_store = None
-                private.close()
-                self._stop_truncating()
-                return True
-        core = self._open_owner_core()
-        try:
-            if core is not None:
-                core.materialize_pending_metadata()  # as StorageInterface.close does
-        finally:
-            engine.close()  # drains everything enqueued, closes the file on the writer
-        return True
+    def _last_engine(self) -> Engine | None:
+        engine, _core = last_store(self._backend)
+        return engine
 
     def _drain(self) -> None:
-        """Wait until the owning store has applied everything enqueued (from user code)."""
-        engine = self._live_engine()
-        if engine is None or not self._is_user_thread(engine):
+        """Wait until the store using the driver has applied everything enqueued."""
+        engine = self._last_engine()
+        if engine is None:
             return
         if engine.closed:
             engine.close()  # already closed or closing: this only waits for the writer
@@ -274,6 +326,45 @@ class LegacyDriverMixin:
         engine.run("drain", lambda: None)
 
     # -- openmmtools' driver API -----------------------------------------------------------
+    def sync(self, durable: bool = False) -> None:
+        """Flush the store using the driver (``durable``: fsync too); see ``flush``.
+
+        Raises
+        ------
+        BackgroundWriteError
+            An operation failed on the writer.
+        """
+        engine = self._last_engine()
+        if engine is None:
+            return  # no store was ever opened on the driver: nothing was written
+        if engine.closed:
+            engine.close()  # already closed or closing: this only waits for the writer
+        else:
+            engine.flush(durable)
+
+    def close(self) -> None:
+        """Write everything pending and close the store using the driver (and the file).
+
+        Raises
+        ------
+        BackgroundWriteError
+            An operation failed on the writer (the file is closed all the same).
+        """
+        engine, core = last_store(self._backend)
+        if engine is None:
+            return
+        with self._lock:
+            private = self._private
+            if private is not None and private.engine is engine:
+                self._take_private()
+                private.close()
+                self._backend.stop_truncating()
+                return
+        if core is not None:
+            core.close()  # as StorageInterface.close: keeps the pending metadata
+        else:
+            engine.close()
+
     @property
     def ncfile(self) -> Any:
         """The ``netCDF4.Dataset``, once the owning store has applied everything enqueued.
@@ -284,7 +375,7 @@ class LegacyDriverMixin:
         thread-safe).
         """
         self._drain()
-        return self._dataset
+        return self._backend.dataset
 
     def get_directory(self, path: str, create: bool = True) -> Any:
         """The ``netCDF4.Group`` at ``path`` (the Dataset for ``'/'``), created as needed.
@@ -300,23 +391,19 @@ class LegacyDriverMixin:
         ReadOnlyError
             The group is missing and the driver is read-only.
         """
-        from .._engine import GroupState
-
         path = _normalize(path)
         core = self._legacy_core()
-        engine = core.engine
         if path:
             node = core.lookup(path)
             if node is None:
                 if not create:
                     raise KeyError(f"no group {path!r} in {self.file_name!r}")
                 core.check_writable(path)
-                with engine.lock:
-                    engine.check_usable()
-                    core._ensure_groups(path + "/_")  # every group of path, not a child
+                core.ensure_group(path)
             elif not isinstance(node, GroupState):
                 raise AttributeError(f"{path!r} is a variable, not a group")
-        return engine.run("get directory", lambda: self._node(path) if path else self._ds(), path)
+        backend = self._backend
+        return core.engine.run("get directory", lambda: backend.group(path), path)
 
     def create_storage_variable(self, path: str, type_key: Any) -> LegacyStorageVariable:
         """A variable at ``path`` whose values must be instances of ``type_key``.
@@ -332,16 +419,14 @@ class LegacyDriverMixin:
         ValueError
             A name netCDF cannot hold, or ``path`` is the root.
         """
-        from .._engine import GroupState
-
         path = _normalize(path)
         if not path:
             raise ValueError("a variable needs a name: the root '/' is a group")
         variable = LegacyStorageVariable(self, path, type_key)
         if isinstance(self._legacy_core().lookup(path), GroupState):
             raise AttributeError(f"{path!r} is a group, not a variable")
-        with self._legacy_lock:
-            self._legacy_variables[path] = variable
+        with self._lock:
+            self._variables[path] = variable
         return variable
 
     def get_storage_variable(self, path: str) -> LegacyStorageVariable:
@@ -352,18 +437,16 @@ class LegacyDriverMixin:
         KeyError
             No such variable (a group at ``path`` is not a variable either).
         """
-        from .._engine import VarState
-
         path = _normalize(path)
-        with self._legacy_lock:
-            known = self._legacy_variables.get(path)
+        with self._lock:
+            known = self._variables.get(path)
         if known is not None:
             return known
         if not path or not isinstance(self._legacy_core().lookup(path), VarState):
             raise KeyError(f"No variable found at {path!r} in {self.file_name!r}")
         variable = LegacyStorageVariable(self, path)
-        with self._legacy_lock:
-            return self._legacy_variables.setdefault(path, variable)
+        with self._lock:
+            return self._variables.setdefault(path, variable)
 
     def add_metadata(self, name: str, value: Any, path: str = "/") -> None:
         """Set the attribute ``name`` of the group or variable at ``path`` (root by default).
@@ -380,8 +463,8 @@ class LegacyDriverMixin:
         path = _normalize(path)
         core = self._legacy_core()
         if path and core.lookup(path) is None:
-            with self._legacy_lock:
-                known = path in self._legacy_variables
+            with self._lock:
+                known = path in self._variables
             if not known:
                 raise KeyError(
                     f"Cannot add metadata at {path!r}: nothing is there. Create it first "
@@ -432,14 +515,7 @@ class LegacyDriverMixin:
         self._legacy_dimension(_paths.check_name(name), None)
 
     def _legacy_dimension(self, name: str, size: int | None) -> None:
-        def create() -> None:
-            dataset = self._ds()
-            if name in dataset.dimensions:
-                return
-            if self.read_only:
-                raise ReadOnlyError(
-                    f"cannot create dimension {name!r}: {self.file_name!r} was opened read-only"
-                )
-            dataset.createDimension(name, size)
-
-        self._legacy_core().engine.run("create dimension", create)
+        backend = self._backend
+        self._legacy_core().engine.run(
+            "create dimension", lambda: backend.create_dimension(name, size)
+        )

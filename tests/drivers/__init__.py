@@ -1,0 +1,1 @@
+"""The backend contract suite (``contract.DriverContract``), run once per backend."""
