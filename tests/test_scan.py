@@ -142,3 +142,13 @@ def test_dataset_extents_of_a_file_hdf5_cannot_open_is_none(tmp_path):
     with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as dataset:
         dataset.createDimension("t", None)
     assert _hdf5.dataset_extents(str(path), ["t"]) is None
+
+
+def test_the_index_journal_lists_the_variables_on_an_unlimited_first_dimension(shared_time):
+    driver = NetCDFIODriver(shared_time, "a")
+    driver.open()
+    try:
+        found = driver._appendable_variables()
+    finally:
+        driver.close()
+    assert found == {"long": 1, "field": 2, "child/deep": 1}

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from .. import _hdf5
 
-__all__ = ["Shape", "variable_shapes"]
+__all__ = ["Shape", "UnlimitedDimensions", "variable_shapes"]
 
 _Key = tuple[int, int]  # (group id, dimension id) of a netCDF dimension
 _LIBRARY: Any = None
@@ -41,7 +41,7 @@ class Shape(NamedTuple):
 def variable_shapes(file_path: str, variables: list[tuple[str, Any]]) -> list[Shape]:
     """The shape of each of ``variables`` ((path, netCDF4 Variable) of the NETCDF4 file
     open at ``file_path``), in order. Under the driver's library lock."""
-    unlimited = _UnlimitedDimensions()
+    unlimited = UnlimitedDimensions()
     dimensions = [variable.get_dims() for _, variable in variables]
     growing = [
         path
@@ -72,7 +72,7 @@ def variable_shapes(file_path: str, variables: list[tuple[str, Any]]) -> list[Sh
     return shapes
 
 
-class _UnlimitedDimensions:
+class UnlimitedDimensions:
     """Whether a netCDF4 Dimension is unlimited, asking netCDF-C once per group."""
 
     def __init__(self) -> None:

@@ -44,7 +44,7 @@ from .._sidefiles import FILE_ID_ATTR, FileIdentity
 from ..codecs.base import Layout
 from ._descriptors import OpenFiles
 from ._legacy import LegacyDriverMixin
-from ._shapes import Shape, variable_shapes
+from ._shapes import Shape, UnlimitedDimensions, variable_shapes
 from .base import NodeRecord, StorageIODriver
 
 __all__ = ["NetCDFIODriver"]
@@ -191,12 +191,13 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         (path -> number of dimensions), for the chunk-index journal."""
         found: dict[str, int] = {}
         groups: list[tuple[str, Any]] = [("", self._dataset)] if self._dataset else []
+        unlimited = UnlimitedDimensions()
         while groups:
             prefix, group = groups.pop()
             groups.extend((f"{prefix}{name}/", child) for name, child in group.groups.items())
             for name, variable in group.variables.items():
                 dims = variable.get_dims()
-                if dims and dims[0].isunlimited():
+                if dims and unlimited(dims[0]):
                     found[prefix + name] = variable.ndim
         return found
 
