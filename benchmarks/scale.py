@@ -2,7 +2,8 @@
 benchmarks``.
 
 Usage: ``.venv/bin/python -m benchmarks.scale [--quick] [--sizes 0.1,1,10] [--repeats 3]
-[--create 100,1000,10000] [--long-gb 2] [--guard journal,copy] [--chunk-kib N] [--out FILE]``
+[--create 100,1000,10000] [--reopen 3000] [--long-gb 2] [--guard journal,copy] [--chunk-kib N]
+[--out FILE]``
 
 For each size, a new file in a temporary directory beside the repository is filled with
 frames of 24 KB (1000 atoms, float64) and flushed; then, median of ``--repeats``:
@@ -19,13 +20,21 @@ groups of 100), created in one flush: the caller's time plus the flush, the file
 against issue 14's bound for short runs (2x the raw bytes plus 64 KiB a variable), and the
 time to reopen it read-only (median of ``--repeats``).
 
+``reopen`` (issue 16: at most 0.5 s for 3,000 variables): a file of ``--reopen`` variables
+of two entries of 8 float64 each, made as users do, in groups of 100 (of half of them, for
+fewer than 200) and all in one group (``flat``); then, median of ``--repeats``, the time
+to open it (``"r"`` and ``"a"``), read one variable and close it, wall clock and this
+process's CPU (the machine may be shared), beside netCDF4's own open and close of the file
+(``netcdf4_open_close``: what any reader of this layout pays, writebehind's scan aside).
+
 ``long_run``: ``--long-gb`` of 24 KB frames, then a tenth of that of 2.4 MB frames: the
 caller's append p50 and p99 in each tenth of the run, the whole job's rate (appends and
 close), and reading the variable back.
 
 ``--chunk-kib`` changes the chunk target of the driver and the engine together (a knob for
 measuring the choice of 48 KiB; files keep the shape they were made with).
-``--quick`` is a short run (0.1 GB, 100 and 1,000 variables, a 0.2 GB long run).
+``--quick`` is a short run (0.1 GB, 100 and 1,000 variables, a reopen of 1,000, a 0.2 GB
+long run).
 Prints one JSON document (also written to ``--out``).
 """
 
@@ -153,6 +162,57 @@ def create_variables(path: Path, variables: int, repeats: int) -> dict[str, Any]
     }
 
 
+def _wall_and_cpu(action: Callable[[], None]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    action()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def reopen_variables(path: Path, variables: int, per_group: int, repeats: int) -> dict[str, Any]:
+    """Make ``variables`` variables of two entries of 8 float64 each (``per_group`` to a
+    group), then time reopening the file, reading one variable, closing it."""
+    entry = np.arange(8.0)
+    names = [
+        f"g{n // per_group}/v{n}" if per_group < variables else f"v{n}" for n in range(variables)
+    ]
+    started = time.perf_counter()
+    with writebehind.open(path, "w") as store:
+        for name in names:
+            store[name].append(entry)
+            store[name].append(entry)
+    created = time.perf_counter() - started
+    middle = names[len(names) // 2]
+
+    def reopen(mode: str) -> Callable[[], None]:
+        def action() -> None:
+            with writebehind.open(path, mode) as store:
+                assert store[middle].read().shape == (2, 8)
+
+        return action
+
+    def netcdf4_open_close() -> None:
+        netCDF4_dataset(path).close()
+
+    runs: dict[str, list[tuple[float, float]]] = {"r": [], "a": [], "netcdf4_open_close": []}
+    for _ in range(repeats):  # interleaved: the machine's load falls on all alike
+        runs["r"].append(_wall_and_cpu(reopen("r")))
+        runs["a"].append(_wall_and_cpu(reopen("a")))
+        runs["netcdf4_open_close"].append(_wall_and_cpu(netcdf4_open_close))
+    size = path.stat().st_size
+    path.unlink()
+    row: dict[str, Any] = {
+        "variables": variables,
+        "layout": "flat" if per_group >= variables else f"groups of {per_group}",
+        "create_and_close_s": round(created, 3),
+        "file_mb": round(size / 1e6, 1),
+    }
+    for name, times in runs.items():
+        key = name if name.startswith("netcdf4") else f"reopen_{name}_read_close"
+        row[f"{key}_s"] = round(statistics.median(t[0] for t in times), 3)
+        row[f"{key}_cpu_s"] = round(statistics.median(t[1] for t in times), 3)
+    return row
+
+
 def _tenths(times_ns: np.ndarray) -> list[dict[str, float]]:
     return [
         {
@@ -215,6 +275,7 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         "chunk_target_bytes": netcdf.CHUNK_TARGET_BYTES,
         "sizes": [],
         "create": [],
+        "reopen": [],
         "long_run": [],
     }
     path = directory / "scale.nc"
@@ -227,6 +288,11 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         row = create_variables(path, variables, args.repeats)
         results["create"].append(row)
         print(json.dumps(row), flush=True)
+    for variables in (int(n) for n in args.reopen.split(",") if n):
+        for per_group in (min(100, max(1, variables // 2)), variables):
+            row = reopen_variables(path, variables, per_group, args.repeats)
+            results["reopen"].append(row)
+            print(json.dumps(row), flush=True)
     if args.long_gb:
         for gigabytes, shape in ((args.long_gb, FRAME_SHAPE), (args.long_gb / 10, (100000, 3))):
             row = long_run(path, gigabytes, shape)
@@ -242,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--guard", default="journal", help="journal, copy or both")
     parser.add_argument("--create", help="variable counts (default 100,1000,10000)")
+    parser.add_argument("--reopen", help="variable counts to reopen (default 3000)")
     parser.add_argument("--long-gb", type=float, help="long run in GB (default 2; quick 0.2)")
     parser.add_argument("--chunk-kib", type=int, help="chunk target (default: the driver's)")
     parser.add_argument("--out", type=Path)
@@ -250,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes = "0.1" if args.quick else "0.1,1,10"
     if args.create is None:
         args.create = "100,1000" if args.quick else "100,1000,10000"
+    if args.reopen is None:
+        args.reopen = "1000" if args.quick else "3000"
     if args.long_gb is None:
         args.long_gb = 0.2 if args.quick else 2.0
     if args.chunk_kib:

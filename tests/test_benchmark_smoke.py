@@ -45,9 +45,10 @@ def test_suite_reports_the_requested_size_and_libraries(results: dict) -> None:
     ]
 
 
-def test_scale_job_reports_flushes_creation_and_a_long_run(tmp_path: Path) -> None:
+def test_scale_job_reports_flushes_creation_reopening_and_a_long_run(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     command = [sys.executable, "-m", "benchmarks.scale", "--sizes=0.005", "--create=20"]
+    command += ["--reopen=20"]
     command += ["--long-gb=0.005", "--repeats=1", f"--out={out}"]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
     result = json.loads(out.read_text())
@@ -55,6 +56,10 @@ def test_scale_job_reports_flushes_creation_and_a_long_run(tmp_path: Path) -> No
     created = result["create"][0]
     assert created["variables"] == 20 and isinstance(created["within_bound"], bool)
     assert [len(row["tenths"]) for row in result["long_run"]] == [10, 10]
+    assert [row["layout"] for row in result["reopen"]] == ["groups of 10", "flat"]
+    for row in result["reopen"]:
+        assert row["reopen_r_read_close_s"] > 0 and row["reopen_a_read_close_cpu_s"] > 0
+        assert row["netcdf4_open_close_s"] > 0
 
 
 def test_writebehind_row_has_latencies_job_read_and_rss(results: dict) -> None:

@@ -15,7 +15,14 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["CHUNK_CALLBACK", "VISIT_CALLBACK", "header_addresses", "library", "read_only"]
+__all__ = [
+    "CHUNK_CALLBACK",
+    "VISIT_CALLBACK",
+    "dataset_extents",
+    "header_addresses",
+    "library",
+    "read_only",
+]
 
 hid = ctypes.c_int64
 hsize = ctypes.c_uint64
@@ -81,6 +88,51 @@ def header_addresses(path: str, variables: dict[str, int]) -> dict[str, tuple[in
         return out
 
 
+def dataset_extents(path: str, variables: list[str]) -> dict[str, tuple[int, ...]] | None:
+    """The current extent of the dataset of each of ``variables`` (netCDF paths, such as
+    ``"g/v"``) in the HDF5 file at ``path``; None if HDF5 cannot be reached or open it.
+    A variable whose dataset cannot be found or read is left out. Under the lock.
+
+    One lookup per variable: what netCDF-C's length of an unlimited dimension costs for
+    every variable of its group (see drivers/_shapes.py).
+    """
+    with read_only(path) as opened:
+        if opened is None:
+            return None
+        h5, file = opened
+        out = {}
+        dims = (hsize * 32)()  # H5S_MAX_RANK
+        for name in variables:
+            target = _dataset_name(h5, file, name)
+            dataset = h5.H5Dopen2(file, target, 0) if target is not None else -1
+            if dataset < 0:
+                continue
+            try:
+                space = h5.H5Dget_space(dataset)
+                if space < 0:
+                    continue
+                try:
+                    rank = h5.H5Sget_simple_extent_dims(space, dims, None)
+                finally:
+                    h5.H5Sclose(space)
+            finally:
+                h5.H5Dclose(dataset)
+            if rank >= 0:
+                out[name] = tuple(int(n) for n in dims[:rank])
+        return out
+
+
+def _dataset_name(h5: Any, file: int, name: str) -> bytes | None:
+    """The HDF5 path of the dataset of the netCDF variable ``name``, None if it has none
+    (see header_addresses for the prefix)."""
+    parent, _, leaf = ("/" + name).rpartition("/")
+    secret = f"{parent}/_nc4_non_coord_{leaf}".encode()
+    if h5.H5Lexists(file, secret, 0) > 0:
+        return secret
+    plain = ("/" + name).encode()
+    return plain if h5.H5Lexists(file, plain, 0) > 0 else None
+
+
 @contextlib.contextmanager
 def read_only(path: str) -> Iterator[tuple[Any, int] | None]:
     """The library and an identifier of the file at ``path`` opened read-only (netCDF's
@@ -131,4 +183,9 @@ def _declare(h5: Any) -> None:
     for name in ("H5Pget_nfilters", "H5Dget_offset", "H5Dget_storage_size"):
         getattr(h5, name).argtypes = [hid]
     h5.H5Lexists.argtypes = [hid, ctypes.c_char_p, hid]
+    h5.H5Dget_space.restype = hid
+    h5.H5Dget_space.argtypes = [hid]
+    h5.H5Sclose.argtypes = [hid]
+    h5.H5Sget_simple_extent_dims.restype = ctypes.c_int
+    h5.H5Sget_simple_extent_dims.argtypes = [hid, ctypes.POINTER(hsize), ctypes.c_void_p]
     h5.H5Oget_info_by_name3.argtypes = [hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint, hid]

@@ -44,6 +44,7 @@ from .._recovery import (
 from .._sidefiles import FileIdentity
 from ..codecs.base import Layout
 from ._descriptors import OpenFiles
+from ._shapes import Shape, UnlimitedDimensions, variable_shapes
 from .base import NodeRecord, StorageIODriver
 
 __all__ = ["LIBRARY_LOCK", "NetCDFBackend"]
@@ -190,12 +191,13 @@ class NetCDFBackend(StorageIODriver):
         (path -> number of dimensions), for the chunk-index journal."""
         found: dict[str, int] = {}
         groups: list[tuple[str, Any]] = [("", self._dataset)] if self._dataset else []
+        unlimited = UnlimitedDimensions()
         while groups:
             prefix, group = groups.pop()
             groups.extend((f"{prefix}{name}/", child) for name, child in group.groups.items())
             for name, variable in group.variables.items():
                 dims = variable.get_dims()
-                if dims and dims[0].isunlimited():
+                if dims and unlimited(dims[0]):
                     found[prefix + name] = variable.ndim
         return found
 
@@ -215,34 +217,41 @@ class NetCDFBackend(StorageIODriver):
     def scan(self) -> Iterator[NodeRecord]:
         if self._dataset is None:
             return
-        yield from self._scan_group(self._dataset, "")
+        nodes = list(self._walk(self._dataset, ""))
+        variables = [(path, node) for path, node in nodes if isinstance(node, netCDF4.Variable)]
+        if self._dataset.data_model.startswith("NETCDF4"):
+            shapes = iter(variable_shapes(self._path, variables))
+        else:  # netCDF-3 (AMBER's): one unlimited dimension, whose length is the header's
+            shapes = iter([_netcdf3_shape(variable) for _, variable in variables])
+        for path, node in nodes:
+            self._nodes[path] = node
+            if isinstance(node, netCDF4.Variable):
+                yield self._variable_record(path, node, next(shapes))
+            else:
+                yield NodeRecord(path, True, _attrs(node))
 
-    def _scan_group(self, group: Any, prefix: str) -> Iterator[NodeRecord]:
+    def _walk(self, group: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Every variable and group under ``group``, parents first (variables, then groups)."""
         for name, variable in group.variables.items():
-            path = f"{prefix}{name}"
-            self._nodes[path] = variable
-            yield self._variable_record(path, variable)
+            yield f"{prefix}{name}", variable
         for name, child in group.groups.items():
-            path = f"{prefix}{name}"
-            self._nodes[path] = child
-            yield NodeRecord(path, True, _attrs(child))
-            yield from self._scan_group(child, path + "/")
+            yield f"{prefix}{name}", child
+            yield from self._walk(child, f"{prefix}{name}/")
 
-    def _variable_record(self, path: str, variable: Any) -> NodeRecord:
+    def _variable_record(self, path: str, variable: Any, shape: Shape) -> NodeRecord:
         variable.set_auto_maskandscale(False)
         variable.set_always_mask(False)
         attrs = _attrs(variable)
-        dims = variable.get_dims()
         # A fixed variable may sit on an unlimited dimension (netCDF makes one of length 0
         # so); an appendable one needs it. The core reports a kind the dimensions contradict.
-        unlimited = bool(dims and dims[0].isunlimited())
-        appendable = unlimited and str(attrs.get(KIND_ATTR)) != "fixed"
-        shape = tuple(len(d) for d in dims)
-        entry_shape = shape[1:] if appendable else shape
+        appendable = shape.grows and str(attrs.get(KIND_ATTR)) != "fixed"
+        lengths = shape.lengths
+        entry_shape = lengths[1:] if appendable else lengths
         layout = Layout(_storage_of(variable), _dtype_of(variable), entry_shape)
         if appendable and layout.storage == "numeric":
             self._cache_unset.add(path)  # see _cache_before_use
-        return NodeRecord(path, False, attrs, layout, appendable, shape[0] if appendable else 0)
+        length = lengths[0] if appendable else 0
+        return NodeRecord(path, False, attrs, layout, appendable, length)
 
     def _cache_before_use(self, path: str, variable: Any) -> None:
         """Give a scanned variable its small chunk cache before its first read or write."""
@@ -604,6 +613,11 @@ def _physical_memory() -> int:
 
 def _attrs(node: Any) -> dict[str, Any]:
     return {name: node.getncattr(name) for name in node.ncattrs()}
+
+
+def _netcdf3_shape(variable: Any) -> Shape:
+    dims = variable.get_dims()
+    return Shape(tuple(len(d) for d in dims), bool(dims) and dims[0].isunlimited())
 
 
 def _storage_of(variable: Any) -> str:
