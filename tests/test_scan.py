@@ -14,12 +14,12 @@ import pytest
 import writebehind
 from writebehind import _hdf5
 from writebehind.drivers import _shapes
-from writebehind.drivers.netcdf import NetCDFIODriver
+from writebehind.drivers.netcdf import NetCDFBackend
 
 
 def _scanned(path: Path) -> dict[str, tuple[tuple[int, ...], bool, int]]:
     """path -> (entry or value shape, appendable, length) of every variable scanned."""
-    driver = NetCDFIODriver(path, "r")
+    driver = NetCDFBackend(path, "r")
     driver.open()
     try:
         return {
@@ -128,7 +128,7 @@ def test_without_netcdf_c_the_unlimited_dimensions_are_asked_of_netcdf4(
 
 
 def test_dataset_extents_leaves_out_what_is_not_a_dataset(shared_time):
-    driver = NetCDFIODriver(shared_time, "r")
+    driver = NetCDFBackend(shared_time, "r")
     driver.open()
     try:
         extents = _hdf5.dataset_extents(str(shared_time), ["field", "child", "missing"])
@@ -145,7 +145,7 @@ def test_dataset_extents_of_a_file_hdf5_cannot_open_is_none(tmp_path):
 
 
 def test_the_index_journal_lists_the_variables_on_an_unlimited_first_dimension(shared_time):
-    driver = NetCDFIODriver(shared_time, "a")
+    driver = NetCDFBackend(shared_time, "a")
     driver.open()
     try:
         found = driver._appendable_variables()
