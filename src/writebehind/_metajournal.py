@@ -54,15 +54,13 @@ count. A journal that is incomplete or corrupt is ignored and deleted.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import struct
 import zlib
-from typing import Any
 
-from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, read_only
 from ._sidefiles import FileIdentity, close_and_remove, create_exclusive
+from ._stable import StableRanges
 from ._superblock import read_superblock
 
 __all__ = [
@@ -72,7 +70,6 @@ __all__ = [
     "journal_path",
     "load",
     "metadata_ranges",
-    "raw_extents",
 ]
 
 logger = logging.getLogger("writebehind")
@@ -112,6 +109,9 @@ class MetadataJournal:
         self._valid = False  # the side file holds a complete journal
         self._settled = True  # what the side file holds (valid or void) is on disk
         self.last_size = 0  # bytes of the last journal written (for the benchmarks)
+        # What no flush of this session writes (raw data, index nodes off the rightmost
+        # path), found anew only where the file changed since the last journal.
+        self._stable = StableRanges(path)
 
     def save(self, durable: bool) -> bool:
         """Write the pre-images of the metadata as the last sync left it; False, writing
@@ -122,11 +122,10 @@ class MetadataJournal:
         storage when this returns, before the flush changes anything.
         """
         superblock = read_superblock(self.path)
-        extents = raw_extents(self.path)
-        if superblock is None or extents is None:
+        if superblock is None or not self._stable.update():
             return False
         eoa = superblock.eof_in_file
-        ranges = metadata_ranges(extents, eoa)
+        ranges = self._stable.gaps(eoa)
         if sum(length for _, length in ranges) > JOURNAL_LIMIT_BYTES:
             return False
         with open(self.path, "rb") as file:
@@ -275,79 +274,3 @@ def write_back(path: str, fd: int, records: list[tuple[int, bytes]]) -> int:
             journal_path(path),
         )
     return len(records)
-
-
-# -- where the raw data is: HDF5, in this process -------------------------------------------
-_UNDEFINED = (1 << 64) - 1  # HADDR_UNDEF: storage not allocated yet
-_H5O_TYPE_DATASET = 1
-_H5O_TYPE_OFFSET = 24  # in H5O_info2_t: fileno (8), token (16), then the type
-_H5D_CONTIGUOUS, _H5D_CHUNKED = 1, 2
-
-
-def raw_extents(path: str) -> list[tuple[int, int]] | None:
-    """The (address, size) of every chunk of an unfiltered dataset and every contiguous
-    dataset's storage in the HDF5 file at ``path``, as the HDF5 library of this process
-    knows them (the file may be open in netCDF4 for writing); None if HDF5 cannot tell.
-    Call it under the library lock."""
-    with read_only(path) as opened:
-        if opened is None:
-            return None
-        h5, file = opened
-        names: list[bytes] = []
-
-        @VISIT_CALLBACK
-        def visit(obj: int, name: bytes, info: int, data: Any) -> int:
-            if ctypes.c_int.from_address(info + _H5O_TYPE_OFFSET).value == _H5O_TYPE_DATASET:
-                names.append(name)
-            return 0
-
-        if h5.H5Ovisit3(file, 0, 0, visit, None, 1) < 0:  # by name, increasing; H5O_INFO_BASIC
-            return None
-        extents: list[tuple[int, int]] = []
-
-        @CHUNK_CALLBACK
-        def chunk(offset: Any, mask: int, address: int, size: int, data: Any) -> int:
-            extents.append((address, size))
-            return 0
-
-        for name in names:
-            if not _dataset_extents(h5, file, name, chunk, extents):
-                return None
-        return [(a, n) for a, n in extents if a != _UNDEFINED and n > 0]
-
-
-def _dataset_extents(h5: Any, file: int, name: bytes, chunk: Any, extents: list[Any]) -> bool:
-    dataset = h5.H5Dopen2(file, name, 0)
-    if dataset < 0:
-        return False
-    try:
-        plist = h5.H5Dget_create_plist(dataset)
-        if plist < 0:
-            return False
-        layout, filters = h5.H5Pget_layout(plist), h5.H5Pget_nfilters(plist)
-        moving = filters > 0 and not _only_fletcher32(h5, plist, filters)
-        h5.H5Pclose(plist)
-        if layout == _H5D_CHUNKED:
-            # Chunks that change size when rewritten move: left out here, they are
-            # journaled. A checksum alone keeps the size, and the address.
-            return moving or h5.H5Dchunk_iter(dataset, 0, chunk, None) >= 0
-        if layout == _H5D_CONTIGUOUS:
-            extents.append((h5.H5Dget_offset(dataset), h5.H5Dget_storage_size(dataset)))
-        return True  # compact: the data is in the object header
-    finally:
-        h5.H5Dclose(dataset)
-
-
-_H5Z_FILTER_FLETCHER32 = 3
-
-
-def _only_fletcher32(h5: Any, plist: int, filters: int) -> bool:
-    """Whether the dataset creation property list ``plist`` has no filter but Fletcher32."""
-    if filters != 1:
-        return False
-    flags, elements = ctypes.c_uint(), ctypes.c_size_t(0)
-    config = ctypes.c_uint()
-    kind = h5.H5Pget_filter2(
-        plist, 0, ctypes.byref(flags), ctypes.byref(elements), None, 0, None, ctypes.byref(config)
-    )
-    return int(kind) == _H5Z_FILTER_FLETCHER32
