@@ -134,17 +134,20 @@ def test_found_incrementally_the_ranges_are_those_found_from_scratch(nc_path):
         dataset.close()
 
 
-def test_an_update_looks_only_at_what_was_added_since_the_last(nc_path):
+def test_an_update_reads_only_the_index_nodes_added_since_the_last(nc_path):
     dataset = _file_of_one_row_chunks(nc_path, rows=10 * NODE_CHILDREN)
     try:
         ranges = _updated(StableRanges(str(nc_path)))
-        assert ranges.lookups >= 10 * NODE_CHILDREN  # the first lists every chunk
-        _updated(ranges)
-        unchanged = ranges.lookups
+        nodes, path_nodes, _ = _index_nodes(nc_path)
+        assert ranges.lookups == len(nodes)  # the first reads every node
+        assert _updated(ranges).lookups == len(path_nodes)  # then the rightmost path
         _append(dataset["positions"], 3)
         dataset.sync()
-        assert _updated(ranges).lookups <= unchanged + 3 + 2  # the new chunks, a new leaf
-        assert unchanged <= 4  # the next chunk (not there), the rightmost path's nodes
+        assert _updated(ranges).lookups == len(path_nodes)  # the last leaf took them
+        _append(dataset["positions"], 2 * NODE_CHILDREN)
+        dataset.sync()
+        new_nodes = len(_index_nodes(nc_path)[0]) - len(nodes)
+        assert _updated(ranges).lookups == len(path_nodes) + new_nodes
     finally:
         dataset.close()
 

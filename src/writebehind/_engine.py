@@ -8,8 +8,8 @@ process-wide ``LIBRARY_LOCK``. All shared state of the engine is guarded by one 
 
 Appends are staged: each appendable variable has an *open chunk*, a preallocated buffer that
 sits in the queue at the position of its first entry. A numeric variable's first buffer holds
-one file chunk (about 1 MiB of whole entries, at most 8192); once the variable holds that
-many entries, each new buffer holds several whole chunks, up to about 8 MiB
+one file chunk (48 KiB of whole entries plus two, at most 8192 and 1 MiB); once the variable
+holds that many entries, each new buffer holds several whole chunks, up to about 8 MiB
 (``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its entry straight into that
 buffer (the copy is the snapshot) and returns; the writer later hands the whole buffer to the
 driver in one call, which releases the GIL while the C library writes. A chunk is sealed
@@ -75,7 +75,7 @@ LINGER_SECONDS = 0.05
 # than the others, so a buffer should hold a few hundred entries for those to stay under 1%
 # of appends (344 of 24 KB). An entry over half a MiB has a buffer to itself and is copied
 # outside the lock.
-CHUNK_TARGET_BYTES = 1 << 20
+CHUNK_TARGET_BYTES = 48 << 10
 CHUNK_SLICE_BYTES = 1 << 20
 ALONE_ENTRY_BYTES = 512 << 10
 STAGE_TARGET_BYTES = 8 << 20

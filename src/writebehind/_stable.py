@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, hsize, read_only
 from ._journal import ChunkIndex, index_of
@@ -49,9 +50,6 @@ _H5O_TYPE_OFFSET = 24  # in H5O_info2_t: fileno (8), token (16), then the type
 _H5D_CONTIGUOUS, _H5D_CHUNKED = 1, 2
 _H5Z_FILTER_FLETCHER32 = 3
 _MAX_RANK = 32  # H5S_MAX_RANK
-#: A dataset with more chunks than this across one row of its first dimension (files of
-#: other programs) has its chunks listed whole at every journal, as before.
-_ROW_CHUNKS_LIMIT = 64
 _B_TREE_LEVELS = 64  # deeper would index more chunks than exist
 _B_TREE_K = 32  # netCDF's chunk indexes: at most 2K = 64 children a node
 
@@ -101,12 +99,11 @@ class _Dataset:
     layout: int
     stable_raw: bool  # no filter, or Fletcher32 alone: chunks keep their place
     unfiltered: bool  # no filter at all: the index's entries change only at its right end
-    chunk: tuple[int, ...] = ()
+    rank: int = 0
     dims: tuple[int, ...] = ()
-    rows_found: int = 0  # chunk rows (along the first axis) whose chunks were all found
     contiguous_found: bool = False
-    index: ChunkIndex | None = None
-    left_path: set[int] = field(default_factory=set)  # index nodes found off the path
+    index: ChunkIndex | None = None  # None: its chunks are listed by HDF5 at each update
+    done: set[int] = field(default_factory=set)  # index nodes off the path, already read
 
 
 class StableRanges:
@@ -118,9 +115,10 @@ class StableRanges:
         self.path = path
         self._datasets: dict[bytes, _Dataset] = {}
         self._extents = Extents()
-        self.lookups = 0  # chunks looked up and index nodes read by the last update
-        self._shrunk = False  # a dataset lost chunks since the last update
-        self._nodes_known = False  # the file's chunk-index nodes have the size we compute
+        #: Index nodes read and chunks listed by HDF5 in the last update (a measure of its
+        #: cost for the tests).
+        self.lookups = 0
+        self._nodes_known = False  # the file's chunk-index nodes have the size computed
 
     def update(self) -> bool:
         """Find what was added since the last call; False if HDF5 cannot tell (nothing is
@@ -131,53 +129,48 @@ class StableRanges:
                 return False
             h5, file = opened
             found = _datasets_of(h5, file)
-            self._nodes_known = _istore_k(h5, file) == _B_TREE_K  # else node_size is wrong
             if found is None:
                 return False
-            if any(
-                name not in found or found[name] != known.header
-                for name, known in self._datasets.items()
-            ):
-                self._forget()
-            for _ in range(2):
-                self._shrunk = False
+            self._nodes_known = _istore_k(h5, file) == _B_TREE_K  # else node_size is wrong
+            for attempt in range(2):
+                if attempt or any(
+                    name not in found or found[name] != known.header
+                    for name, known in self._datasets.items()
+                ):
+                    self._datasets, self._extents = {}, Extents()  # start over, from scratch
+                shrunk = False
                 for name, header in found.items():
-                    if not self._update_dataset(h5, file, name, header):
-                        self._forget()
+                    result = self._update_dataset(h5, file, name, header)
+                    if result is None:
+                        self._datasets, self._extents = {}, Extents()
                         return False
-                    if self._shrunk:  # space may have been freed: start over, from scratch
-                        self._forget()
-                        break
-                if not self._shrunk:
+                    shrunk = shrunk or not result
+                if not shrunk:
                     break
-            if self._shrunk:
-                return False
         # After our identifier is closed (which flushes the shared file): the indexes on
         # disk are HDF5's, and are read from there.
         with open(self.path, "rb") as raw:
             for dataset in self._datasets.values():
-                if self._nodes_known and dataset.unfiltered and dataset.layout == _H5D_CHUNKED:
-                    self._leave_rightmost_paths(raw, dataset)
+                if dataset.index is not None:
+                    self._read_index(raw.fileno(), dataset)
         return True
 
     def gaps(self, eoa: int) -> list[tuple[int, int]]:
         """The ranges of ``[0, eoa)`` that are not known to be stable."""
         return self._extents.gaps(eoa)
 
-    def _forget(self) -> None:
-        self._datasets = {}
-        self._extents = Extents()
-
-    def _update_dataset(self, h5: Any, file: int, name: bytes, header: int) -> bool:
+    def _update_dataset(self, h5: Any, file: int, name: bytes, header: int) -> bool | None:
+        """Look at one dataset: False if it shrank or changed shape (HDF5 may have freed
+        space of it), None if HDF5 cannot tell."""
         handle = h5.H5Dopen2(file, name, 0)
         if handle < 0:
-            return False
+            return None
         try:
             dataset = self._datasets.get(name)
             if dataset is None:
                 dataset = _describe(h5, handle, header)
                 if dataset is None:
-                    return False
+                    return None
                 self._datasets[name] = dataset
             if not dataset.stable_raw:
                 return True  # its chunks move: journaled like metadata
@@ -187,107 +180,77 @@ class StableRanges:
                     self._extents.add(address, h5.H5Dget_storage_size(handle))
                     dataset.contiguous_found = True
             elif dataset.layout == _H5D_CHUNKED:
-                return self._find_chunks(h5, handle, dataset)
+                dims = _dims(h5, handle)
+                if dims is None:
+                    return None
+                if dataset.dims and (dims[0] < dataset.dims[0] or dims[1:] != dataset.dims[1:]):
+                    return False
+                dataset.dims = dims
+                if dataset.index is None or dataset.index.root == _UNDEFINED:
+                    with open(self.path, "rb") as raw:  # the layout message, on disk
+                        dataset.index = index_of(raw, header, dataset.rank)
+                if dataset.index is None or not self._nodes_known:
+                    # Not an index this reads (other programs' files): HDF5 lists the chunks.
+                    dataset.index = None
+                    return self._list_chunks(h5, handle)
             return True
         finally:
             h5.H5Dclose(handle)
 
-    def _find_chunks(self, h5: Any, handle: int, dataset: _Dataset) -> bool:
-        dims = _dims(h5, handle)
-        if dims is None or len(dims) != len(dataset.chunk):
-            return False
-        first = not dataset.dims
-        if not first and (dims[0] < dataset.dims[0] or dims[1:] != dataset.dims[1:]):
-            self._shrunk = True  # (or reshaped: chunks may be gone)
-            return True
-        dataset.dims = dims
-        across = [math.ceil(n / c) for n, c in zip(dims[1:], dataset.chunk[1:], strict=True)]
-        per_row = math.prod(across)
-        if first or per_row > _ROW_CHUNKS_LIMIT:
-            return self._iterate_chunks(h5, handle, dataset, per_row)
-        rows = math.ceil(dims[0] / dataset.chunk[0]) if dataset.chunk[0] else 0
-        offset = (hsize * len(dims))()
-        mask, address, size = ctypes.c_uint(), ctypes.c_uint64(), hsize()
-        while dataset.rows_found < rows:
-            complete = True
-            for position in range(per_row):
-                coordinates = _unravel(position, across)
-                offset[0] = dataset.rows_found * dataset.chunk[0]
-                for axis, index in enumerate(coordinates, start=1):
-                    offset[axis] = index * dataset.chunk[axis]
-                self.lookups += 1
-                info = (ctypes.byref(mask), ctypes.byref(address), ctypes.byref(size))
-                if h5.H5Dget_chunk_info_by_coord(handle, offset, *info) < 0:
-                    return False
-                if address.value == _UNDEFINED or size.value == 0:
-                    complete = False
-                else:
-                    self._extents.add(address.value, size.value)
-            if not complete:
-                break  # chunks past one not allocated are looked for again next time
-            dataset.rows_found += 1
-        return True
-
-    def _iterate_chunks(self, h5: Any, handle: int, dataset: _Dataset, per_row: int) -> bool:
-        """List every chunk (a first look at the dataset, or too many chunks a row)."""
-        rows: dict[int, int] = {}
-
+    def _list_chunks(self, h5: Any, handle: int) -> bool | None:
         @CHUNK_CALLBACK
         def chunk(offset: Any, mask: int, address: int, size: int, data: Any) -> int:
             if address != _UNDEFINED and size > 0:
                 self._extents.add(address, size)
-                row = offset[0] // dataset.chunk[0]
-                rows[row] = rows.get(row, 0) + 1
+                self.lookups += 1
             return 0
 
-        if h5.H5Dchunk_iter(handle, 0, chunk, None) < 0:
-            return False
-        self.lookups += sum(rows.values())
-        found = 0
-        while rows.get(found, 0) >= per_row > 0:
-            found += 1
-        dataset.rows_found = found
-        return True
+        return None if h5.H5Dchunk_iter(handle, 0, chunk, None) < 0 else True
 
-    def _leave_rightmost_paths(self, raw: Any, dataset: _Dataset) -> None:
-        """Add the index nodes that are off the rightmost path (read from disk)."""
-        if dataset.index is None or dataset.index.root == _UNDEFINED:
-            dataset.index = index_of(raw, dataset.header, len(dataset.chunk))
-            if dataset.index is None or dataset.index.root == _UNDEFINED:
-                return
+    def _read_index(self, fd: int, dataset: _Dataset) -> None:
+        """Add the chunks of the index (read from disk) and, for an unfiltered dataset, its
+        nodes off the rightmost path; nodes read off the path once are not read again."""
         index = dataset.index
-        fd = raw.fileno()
-        address, expected = index.root, None
+        assert index is not None
+        address, level = index.root, None
         for _ in range(_B_TREE_LEVELS):
-            children = self._children(fd, index, address, expected)
-            if children is None:
+            node = self._node(fd, index, address, level)
+            if node is None:
                 return
-            level, addresses = children
-            if level == 0 or not addresses:
+            level, entries = node
+            if level == 0:  # the last leaf: chunks are added to it; re-read every time
+                self._add_chunks(entries)
                 return
-            for child in addresses[:-1]:
-                if child not in dataset.left_path:
-                    self._leave_subtree(fd, dataset, child, level - 1)
-            address, expected = addresses[-1], level - 1
+            children = entries["child"].tolist()
+            for child in children[:-1]:
+                if child not in dataset.done:
+                    self._read_subtree(fd, dataset, child, level - 1)
+            if not children:
+                return
+            address, level = children[-1], level - 1
 
-    def _leave_subtree(self, fd: int, dataset: _Dataset, address: int, level: int) -> None:
-        assert dataset.index is not None
+    def _read_subtree(self, fd: int, dataset: _Dataset, address: int, level: int) -> None:
+        index = dataset.index
+        assert index is not None
         pending = [(address, level)]
         while pending:
             address, level = pending.pop()
-            if level > 0:  # a leaf is not read: its parent, read from disk, points to it
-                children = self._children(fd, dataset.index, address, level)
-                if children is None:
-                    continue  # not a node as expected: it stays journaled
-                pending += [(child, level - 1) for child in children[1]]
-            dataset.left_path.add(address)
-            self._extents.add(address, dataset.index.node_size)
+            node = self._node(fd, index, address, level)
+            if node is None:
+                continue  # not a node as expected: its bytes and chunks stay journaled
+            if level == 0:
+                self._add_chunks(node[1])
+            else:
+                pending += [(child, level - 1) for child in node[1]["child"].tolist()]
+            dataset.done.add(address)
+            if dataset.unfiltered:
+                self._extents.add(address, index.node_size)
 
-    def _children(
+    def _node(
         self, fd: int, index: ChunkIndex, address: int, level: int | None
-    ) -> tuple[int, list[int]] | None:
-        """The level and child addresses of the chunk-index node at ``address``; None if
-        the bytes there are not such a node (of ``level``, if given)."""
+    ) -> tuple[int, np.ndarray[Any, Any]] | None:
+        """The level and entries (chunk size, child address) of the chunk-index node at
+        ``address``; None if the bytes there are not such a node (of ``level``, if given)."""
         if address >= 1 << 63:
             return None
         self.lookups += 1
@@ -299,12 +262,28 @@ class StableRanges:
         used = int.from_bytes(node[6:8], "little")
         if used > 2 * _B_TREE_K:
             return None
-        stride = index.key_size + 8
-        children = []
-        for n in range(used):
-            at = 24 + n * stride + index.key_size
-            children.append(int.from_bytes(node[at : at + 8], "little"))
-        return node[5], children
+        entry = np.dtype(
+            {
+                "names": ["size", "child"],
+                "formats": ["<u4", "<u8"],
+                "offsets": [0, index.key_size],
+                "itemsize": index.key_size + 8,
+            }
+        )
+        return node[5], np.frombuffer(node, entry, count=used, offset=24)
+
+    def _add_chunks(self, entries: np.ndarray[Any, Any]) -> None:
+        """Add the chunks of a leaf, adjacent ones as one range."""
+        if not len(entries):
+            return
+        order = np.argsort(entries["child"])
+        starts = entries["child"][order].astype(np.int64)
+        ends = starts + entries["size"][order].astype(np.int64)
+        breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
+        for first, last in zip(
+            np.r_[0, breaks].tolist(), np.r_[breaks, len(starts)].tolist(), strict=True
+        ):
+            self._extents.add(int(starts[first]), int(ends[last - 1] - starts[first]))
 
 
 def _datasets_of(h5: Any, file: int) -> dict[bytes, int] | None:
@@ -340,16 +319,14 @@ def _describe(h5: Any, handle: int, header: int) -> _Dataset | None:
         return None
     try:
         layout, filters = h5.H5Pget_layout(plist), h5.H5Pget_nfilters(plist)
-        chunk: tuple[int, ...] = ()
+        rank = 0
         if layout == _H5D_CHUNKED:
-            dims = (hsize * _MAX_RANK)()
-            rank = h5.H5Pget_chunk(plist, _MAX_RANK, dims)
+            rank = h5.H5Pget_chunk(plist, _MAX_RANK, (hsize * _MAX_RANK)())
             if rank < 0:
                 return None
-            chunk = tuple(dims[:rank])
         unfiltered = filters == 0
         stable = unfiltered or _only_fletcher32(h5, plist, filters)
-        return _Dataset(header, layout, stable, unfiltered, chunk)
+        return _Dataset(header, layout, stable, unfiltered, rank)
     finally:
         h5.H5Pclose(plist)
 
@@ -364,14 +341,6 @@ def _dims(h5: Any, handle: int) -> tuple[int, ...] | None:
         return None if rank < 0 else tuple(dims[:rank])
     finally:
         h5.H5Sclose(space)
-
-
-def _unravel(position: int, across: list[int]) -> list[int]:
-    out = []
-    for size in reversed(across):
-        position, index = divmod(position, size) if size else (position, 0)
-        out.append(index)
-    return out[::-1]
 
 
 def _only_fletcher32(h5: Any, plist: int, filters: int) -> bool:

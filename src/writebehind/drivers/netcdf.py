@@ -5,9 +5,9 @@ Layout in the file:
 - a group of writebehind is a netCDF group;
 - an appendable variable ``positions`` with entries of shape ``(1000, 3)`` grows along its
   own unlimited dimension ``positions_entry``; its entry axes are ``positions_axis1`` and
-  ``positions_axis2``; it is chunked so that one chunk holds about 1 MiB of whole entries
-  (at most 8192; an entry over 1 MiB is sliced), not netCDF's default of one entry per
-  chunk;
+  ``positions_axis2``; it is chunked so that one chunk holds 48 KiB of whole entries plus
+  two (at most 8192 entries and 1 MiB; an entry over 1 MiB is sliced), not netCDF's default
+  of one entry per chunk;
 - a fixed variable has dimensions ``name_axis0``, ``name_axis1``...;
 - str is a netCDF ``string``, bytes (and msgpack dict records) the variable-length type
   ``writebehind_bytes`` (vlen of ubyte) defined in the root group.
@@ -49,10 +49,9 @@ from .base import NodeRecord, StorageIODriver
 __all__ = ["NetCDFIODriver"]
 
 #: A chunk holds this much of whole entries (plus two, up to CHUNK_SLICE_BYTES): HDF5
-#: allocates a chunk whole, so a variable's first chunk is what a short run pays for it, and
-#: the metadata journal of a structural flush grows with the number of chunks (see
+#: allocates a chunk whole, so a variable's first chunk is what a short run pays for it (see
 #: _chunk_shape). The engine stages by the same rule (_engine.CHUNK_TARGET_BYTES).
-CHUNK_TARGET_BYTES = 1 << 20
+CHUNK_TARGET_BYTES = 48 << 10
 CHUNK_MAX_ENTRIES = 8192
 #: An entry larger than this is stored in slices along its first axis.
 CHUNK_SLICE_BYTES = 1 << 20
@@ -616,21 +615,21 @@ def _chunk_shape(layout: Layout) -> tuple[int, ...]:
     """``CHUNK_TARGET_BYTES`` of whole entries plus two (at most 8192 entries and
     ``CHUNK_SLICE_BYTES``), or equal slices of an entry over ``CHUNK_SLICE_BYTES``.
 
-    The target is 1 MiB: about 1 MiB of whole entries. HDF5 allocates a chunk whole, so a
-    variable holding a few entries takes 1 MiB on disk (3,000 variables of one small entry
-    make 1.6 GB, over issue 14's bound of 2x the raw bytes plus 64 KiB a variable, which a
-    48 KiB target meets). The smaller target was measured (docs/performance.md, "How cost
-    grows") and not taken: it leaves appends and reads as they are, but gives a file of 24
-    KB frames 11 times as many chunks, and the metadata journal of a structural flush lists
-    every chunk and copies every chunk-index node: 24 ms at 1 GB and about ten times that
-    at 10 GB, against 2.5 and 15 ms with 1 MiB chunks. Until that journal only visits what
-    changed since the last one, flushes that stay cheap at any size come first.
+    HDF5 allocates a chunk whole, so a variable holding a few entries takes a whole chunk
+    on disk. Issue 14's bound for short runs, 2x the raw bytes plus 64 KiB a variable, must
+    hold from the first entry: a chunk of c entries of e bytes, plus the variable's own
+    metadata (about 5 KB), within 2e + 64 KiB. Two entries plus 48 KiB is the largest chunk
+    that does (1 MiB chunks made 3,000 variables of one small entry 1.6 GB). Smaller chunks
+    mean more of them: appends and reads do not notice (docs/performance.md, "How cost
+    grows"), and the metadata journal of a structural flush looks only at the chunks and
+    index nodes added since the last one (``_stable``), so its cost follows the change, not
+    the number of chunks in the file.
 
     The engine stages entries in buffers of whole chunks, so each write fills whole
     chunks. An entry over the slice size is split evenly along its first axis: a chunk that
     overhangs the entry is still stored whole (1 MiB slices of a 2.4 MB entry would store 3
-    MiB). Files written with other chunk shapes are read and appended to as they are: the
-    shape is each variable's own.
+    MiB). Files written with other chunk shapes (about 1 MiB before this version) are read
+    and appended to as they are: the shape is each variable's own.
     """
     entry_shape = tuple(max(1, n) for n in layout.shape)
     if layout.storage != "numeric":
