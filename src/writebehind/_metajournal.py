@@ -148,6 +148,15 @@ class MetadataJournal:
                 fsync_directory(os.path.dirname(os.path.abspath(self.path)))
         return True
 
+    def keep_up(self) -> bool:
+        """Read what the chunk indexes gained since the last look (after a sync that wrote
+        many entries: see the driver), so that the next :meth:`save` costs what changed
+        since this call, not since the last structural flush; False if HDF5 cannot tell."""
+        if self._stable.started:
+            self._stable.advance()
+            return True
+        return self._stable.update()
+
     def void(self, durable: bool) -> None:
         """The sync the journal guarded completed: void it (on disk too if ``durable``)."""
         if self._valid:

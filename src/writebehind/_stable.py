@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import functools
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, hsize, read_only
 from ._journal import ChunkIndex, index_of
@@ -155,6 +155,22 @@ class StableRanges:
                     self._read_index(raw.fileno(), dataset)
         return True
 
+    def advance(self) -> None:
+        """Read the chunk indexes of the datasets found so far, as far as they grew since
+        the last look (disk reads only). Called after a sync that wrote many entries, so
+        that the next :meth:`update` has little left to read; never before the first
+        :meth:`update`, which finds the datasets."""
+        self.lookups = 0
+        with open(self.path, "rb") as raw:
+            for dataset in self._datasets.values():
+                if dataset.index is not None and dataset.index.root != _UNDEFINED:
+                    self._read_index(raw.fileno(), dataset)
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`update` found the file's datasets."""
+        return bool(self._datasets)
+
     def gaps(self, eoa: int) -> list[tuple[int, int]]:
         """The ranges of ``[0, eoa)`` that are not known to be stable."""
         return self._extents.gaps(eoa)
@@ -221,7 +237,7 @@ class StableRanges:
             if level == 0:  # the last leaf: chunks are added to it; re-read every time
                 self._add_chunks(entries)
                 return
-            children = entries["child"].tolist()
+            children = [child for _, child in entries]
             for child in children[:-1]:
                 if child not in dataset.done:
                     self._read_subtree(fd, dataset, child, level - 1)
@@ -241,14 +257,14 @@ class StableRanges:
             if level == 0:
                 self._add_chunks(node[1])
             else:
-                pending += [(child, level - 1) for child in node[1]["child"].tolist()]
+                pending += [(child, level - 1) for _, child in node[1]]
             dataset.done.add(address)
             if dataset.unfiltered:
                 self._extents.add(address, index.node_size)
 
     def _node(
         self, fd: int, index: ChunkIndex, address: int, level: int | None
-    ) -> tuple[int, np.ndarray[Any, Any]] | None:
+    ) -> tuple[int, list[tuple[int, int]]] | None:
         """The level and entries (chunk size, child address) of the chunk-index node at
         ``address``; None if the bytes there are not such a node (of ``level``, if given)."""
         if address >= 1 << 63:
@@ -262,28 +278,24 @@ class StableRanges:
         used = int.from_bytes(node[6:8], "little")
         if used > 2 * _B_TREE_K:
             return None
-        entry = np.dtype(
-            {
-                "names": ["size", "child"],
-                "formats": ["<u4", "<u8"],
-                "offsets": [0, index.key_size],
-                "itemsize": index.key_size + 8,
-            }
-        )
-        return node[5], np.frombuffer(node, entry, count=used, offset=24)
+        entry = _entry_format(index.key_size)
+        return node[5], list(entry.iter_unpack(node[24 : 24 + used * entry.size]))
 
-    def _add_chunks(self, entries: np.ndarray[Any, Any]) -> None:
+    def _add_chunks(self, entries: list[tuple[int, int]]) -> None:
         """Add the chunks of a leaf, adjacent ones as one range."""
-        if not len(entries):
-            return
-        order = np.argsort(entries["child"])
-        starts = entries["child"][order].astype(np.int64)
-        ends = starts + entries["size"][order].astype(np.int64)
-        breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
-        for first, last in zip(
-            np.r_[0, breaks].tolist(), np.r_[breaks, len(starts)].tolist(), strict=True
-        ):
-            self._extents.add(int(starts[first]), int(ends[last - 1] - starts[first]))
+        start = end = -1
+        for size, address in entries:
+            if address != end:
+                self._extents.add(start, end - start)
+                start = address
+            end = address + size
+        self._extents.add(start, end - start)
+
+
+@functools.cache
+def _entry_format(key_size: int) -> struct.Struct:
+    """A key (its first 4 bytes: the chunk's size in the file) and the child's address."""
+    return struct.Struct(f"<I{key_size - 4}xQ")
 
 
 def _datasets_of(h5: Any, file: int) -> dict[bytes, int] | None:

@@ -53,6 +53,10 @@ __all__ = ["NetCDFIODriver"]
 #: _chunk_shape). The engine stages by the same rule (_engine.CHUNK_TARGET_BYTES).
 CHUNK_TARGET_BYTES = 48 << 10
 CHUNK_MAX_ENTRIES = 8192
+#: After a sync that follows this many bytes of entries, the chunk indexes they grew are read
+#: for the metadata journal (``MetadataJournal.keep_up``): a structural flush after a long
+#: run then reads only the last of them (about 1 ms a 64 MiB, once).
+KEEP_UP_BYTES = 64 << 20
 #: An entry larger than this is stored in slices along its first axis.
 CHUNK_SLICE_BYTES = 1 << 20
 _BYTES_TYPE_NAME = "writebehind_bytes"
@@ -118,6 +122,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         self._rollback_kept = False
         self._index_journal: IndexJournal | None = None  # see _journal: chunk-index undo
         self._entries_written = False  # since the last sync: only then can an index change
+        self._bytes_unread = 0  # of entries whose index nodes the metadata journal has not read
         self._identity: FileIdentity | None = None  # of the open file, for its side files
         # The pre-images of the metadata, kept before the first change of structure after a
         # sync in place of the rollback copy when they are small enough (see _metajournal).
@@ -277,6 +282,9 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if self._metadata_journal is not None:  # after the fsync: the file is moved on
             self._metadata_journal.void(durable)
             self._metadata_saved = False
+            if self._bytes_unread >= KEEP_UP_BYTES:
+                self._bytes_unread = 0
+                self._metadata_journal.keep_up()
         self._on_disk_consistent = True
         if self._rollback_kept:
             drop_rollback_copy(self._path)
@@ -414,6 +422,7 @@ class NetCDFIODriver(LegacyDriverMixin, StorageIODriver):
         if path in self._cache_unset:
             self._cache_before_use(path, variable)
         self._entries_written = True
+        self._bytes_unread += getattr(entries, "nbytes", 0)
         if isinstance(entries, np.ndarray) and entries.dtype != _OBJECT:
             if entries.size == 0:
                 return
