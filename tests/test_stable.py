@@ -8,6 +8,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
+import writebehind
 from writebehind._journal import _rightmost_path, index_of
 from writebehind._stable import Extents, StableRanges
 from writebehind.drivers.netcdf import LIBRARY_LOCK
@@ -175,3 +176,31 @@ def test_a_file_hdf5_cannot_open_has_no_stable_ranges(tmp_path):
     path.write_bytes(b"not an HDF5 file" * 100)
     with LIBRARY_LOCK:
         assert not StableRanges(str(path)).update()
+
+
+# -- keeping up during a long run --------------------------------------------------------------
+def _gaps_kept_and_fresh(path: Path, monkeypatch, keep_up_bytes: int):
+    from writebehind.drivers import netcdf
+
+    monkeypatch.setattr(netcdf, "KEEP_UP_BYTES", keep_up_bytes)
+    with writebehind.open(path, "w") as store:
+        store.x.append(np.zeros(3000))  # 24 KB entries: 4 a chunk
+        store.flush()  # created the variable: the journal found the datasets
+        for _ in range(3):
+            for _ in range(100):
+                store.x.append(np.ones(3000))
+            store.flush()
+        kept = store.storage_driver._metadata_journal._stable  # type: ignore[attr-defined]
+        size = path.stat().st_size
+        fresh = _updated(StableRanges(str(path)))
+        return kept.gaps(size), fresh.gaps(size)
+
+
+def test_a_sync_after_many_entries_reads_the_indexes_they_grew(nc_path, monkeypatch):
+    kept, fresh = _gaps_kept_and_fresh(nc_path, monkeypatch, keep_up_bytes=1)
+    assert kept == fresh
+
+
+def test_a_sync_after_few_entries_reads_no_index(nc_path, monkeypatch):
+    kept, fresh = _gaps_kept_and_fresh(nc_path, monkeypatch, keep_up_bytes=1 << 40)
+    assert sum(n for _, n in kept) > sum(n for _, n in fresh) + 300 * 24_000

@@ -4,9 +4,10 @@ Creating a group or a variable, or adding an attribute, makes HDF5 rewrite objec
 B-tree nodes, heaps and the superblock in place, and write the new objects they point to
 elsewhere; a kill in between leaves the file unreadable (docs/durability.md). Before the
 first such change after a sync, :meth:`MetadataJournal.save` keeps the *pre-image* of every
-byte of the file below the end of allocation (EOA) of the last sync that is not raw data of
-an unfiltered dataset -- the superblock, object headers, B-tree nodes, local and global
-heaps, free and leaked space -- in ``FILE.writebehind-meta``; the next completed
+byte of the file below the end of allocation (EOA) of the last sync that no flush of this
+session leaves alone for sure -- the superblock, object headers, B-tree nodes but those of
+chunk indexes off their rightmost path, local and global heaps, free and leaked space; not
+the raw data of unfiltered datasets -- in ``FILE.writebehind-meta``; the next completed
 sync voids it. Recovery of a file left open for writing writes a complete journal back
 (:func:`apply`).
 
@@ -31,15 +32,20 @@ Why that restores every acknowledged entry (the crash-safety argument):
   freed and reused within the same session: they are journaled like metadata. A file whose
   journal would exceed :data:`JOURNAL_LIMIT_BYTES` is not journaled; the driver falls back
   to the whole-file rollback copy then.
-- Which ranges are raw data is asked of HDF5 itself, in this process: the library netCDF4
-  loaded, through ctypes, opening the file read-only a second time (HDF5 shares the file
-  netCDF already has open, its caches included, and closing our identifier leaves netCDF's
-  alone), visiting every dataset and listing its chunks (``H5Dchunk_iter``) or its
-  contiguous storage. It must run on the writer thread, under the library lock. What HDF5
-  knows in memory may be newer than the disk (chunks allocated since the sync): such chunks
-  lie past the old EOA or in space that was free at the sync, which the old structures do
-  not reference, so not keeping their old bytes loses nothing.
-
+- Chunk-index nodes off the rightmost path of an unfiltered dataset's index are not
+  journaled either: entries are only added at the end of a variable, so HDF5 only rewrites
+  the nodes from the root down to the last leaf; a node off that path keeps its bytes for
+  the session (the argument in full: ``_stable``). The nodes on the path are journaled.
+- Which ranges are raw data and index nodes is found by ``_stable.StableRanges``, which
+  remembers what it found and reads only what was added since (its cost follows the change,
+  not the file): HDF5 itself, in this process (the library netCDF4 loaded, through ctypes,
+  opening the file read-only a second time: HDF5 shares the file netCDF already has open,
+  its caches included, and closing our identifier leaves netCDF's alone), names every
+  dataset, its filters and its contiguous storage; the chunks are read from the chunk
+  indexes on disk, as the last sync left them (chunks HDF5 knows of since lie past the old
+  EOA or in space that was free at the sync, which the old structures do not reference,
+  so not keeping their old bytes loses nothing). It must run on the writer thread, under
+  the library lock.
 - A dataset whose only filter is Fletcher32 (the checksum writebehind gives numeric
   variables) keeps its chunks' size, so HDF5 rewrites them in place too: it counts as
   unfiltered.
