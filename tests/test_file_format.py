@@ -33,22 +33,17 @@ def test_appendable_variable_grows_along_its_own_unlimited_dimension(store, nc_p
         assert ds["traj/energy"].dimensions == ("energy_entry",)
 
 
-def test_appendable_variable_chunk_holds_about_one_mebibyte_of_whole_entries(store, nc_path):
+def test_appendable_variable_chunk_holds_48_kibibytes_of_whole_entries_plus_two(store, nc_path):
     store.x.append(np.zeros((1000, 3)))  # 24 kB entries
     store.y.append(1.0)
     store.close()
     with netCDF4.Dataset(nc_path) as ds:
         chunks = ds["x"].chunking()
         scalar_chunks = ds["y"].chunking()
-    assert chunks == [(1 << 20) // 24_000, 1000, 3]
-    assert scalar_chunks == [8192]  # at most 8192 entries a chunk
+    assert chunks == [(48 << 10) // 24_000 + 2, 1000, 3]
+    assert scalar_chunks == [(48 << 10) // 8 + 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14's short-run bound needs chunks of ~48 KiB, which make structural "
-    "flushes grow with the file until the metadata journal is incremental (_chunk_shape)",
-)
 def test_a_variable_of_one_entry_costs_at_most_64_kibibytes_of_file(tmp_path):
     """Issue 14's bound for short runs: at most 2x the raw bytes plus 64 KiB a variable."""
     path = tmp_path / "many.nc"

@@ -293,10 +293,10 @@ import os, signal, sys
 import numpy as np
 import writebehind
 store = writebehind.open(sys.argv[1], "w", checksums=True)
-for i in range(200):
+for i in range(203):  # not a multiple of a chunk's entries (8 of these, or 131)
     store.x.append(np.full(1000, float(i)))
 store.flush()
-for i in range(200, 220):
+for i in range(203, 220):
     store.x.append(np.full(1000, float(i)))
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -308,17 +308,17 @@ def test_a_chunk_torn_by_a_killed_flush_is_resealed_and_keeps_its_flushed_rows(n
     done = subprocess.run([sys.executable, "-c", _TORN, str(nc_path)], timeout=120)
     assert done.returncode < 0
     first, address, size = _chunks(nc_path, "x")[-1]
-    assert first < 200 < first + size // 8000  # the chunk holding the first unflushed row
+    assert first < 203 < first + size // 8000  # the chunk holding the first unflushed row
     with open(nc_path, "r+b") as file:  # rows past the flushed ones, half rewritten
         file.seek(address + (205 - first) * 8000)
         file.write(np.full(1000, -1.0).tobytes())
     report = writebehind.recover(str(nc_path))
     assert report.resealed_chunks == {"x": 1}
     with writebehind.open(nc_path, "a") as store:
-        assert store.x.read()[:, 0].tolist() == list(range(200))
-        store.x.append(np.full(1000, 200.0))
+        assert store.x.read()[:, 0].tolist() == list(range(203))
+        store.x.append(np.full(1000, 203.0))
     with writebehind.open(nc_path, "r") as store:
-        assert store.x.read()[:, 0].tolist() == list(range(201))
+        assert store.x.read()[:, 0].tolist() == list(range(204))
 
 
 def test_inspect_verify_reports_the_damaged_variable_and_its_entries(nc_path, capsys):

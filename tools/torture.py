@@ -305,6 +305,29 @@ def main() -> int:
                 results["pwrite_kills_chunk_index_split"] = _part(
                     "chunk index split", trials, started
                 )
+
+                # The same split in a structural flush late in a session (the 122nd chunk
+                # splits a full last leaf, the group and variable of checkpoints/state are
+                # created): its metadata journal leaves the first leaf out, and was taken
+                # incrementally after earlier ones (see _stable).
+                (work / "late-split").mkdir()
+                frames, late = 123, 122
+                variables = ["big", "checkpoints/state"]
+                ranges = harness.flush_pwrites(work / "late-split", frames, 1, variables, late)
+                first, last = ranges[late - 1]
+                started = time.monotonic()
+                trials = harness.pwrite_kills(
+                    work / "late-split",
+                    range(first, last + 1),
+                    frames=frames,
+                    flush_every=1,
+                    variables=variables,
+                    workers=args.workers,
+                    late=late,
+                )
+                results["pwrite_kills_structural_split_late"] = _part(
+                    "structural flush splitting a chunk index, late in a session", trials, started
+                )
         started = time.monotonic()
         (work / "on-ack").mkdir()
         trials = harness.random_kills(

@@ -8,8 +8,8 @@ process-wide ``LIBRARY_LOCK``. All shared state of the engine is guarded by one 
 
 Appends are staged: each appendable variable has an *open chunk*, a preallocated buffer that
 sits in the queue at the position of its first entry. A numeric variable's first buffer holds
-one chunk of the backend (``driver.chunk_entries``: about 1 MiB of whole entries in a netCDF
-file); once the variable holds that many entries, each new buffer holds several whole
+one chunk of the backend (``driver.chunk_entries``: 48 KiB of whole entries plus two in a
+netCDF file); once the variable holds that many entries, each new buffer holds several whole
 chunks, up to about 8 MiB (``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its
 entry straight into that buffer (the copy is the snapshot) and returns; the writer later
 hands the whole buffer to the driver in one call, which releases the GIL while the C library

@@ -20,6 +20,7 @@ __all__ = [
     "VISIT_CALLBACK",
     "dataset_extents",
     "header_addresses",
+    "hsize",
     "library",
     "read_only",
 ]
@@ -182,10 +183,21 @@ def _declare(h5: Any) -> None:
         getattr(h5, name).argtypes = [hid]
     for name in ("H5Pget_nfilters", "H5Dget_offset", "H5Dget_storage_size"):
         getattr(h5, name).argtypes = [hid]
-    h5.H5Lexists.argtypes = [hid, ctypes.c_char_p, hid]
     h5.H5Dget_space.restype = hid
-    h5.H5Dget_space.argtypes = [hid]
-    h5.H5Sclose.argtypes = [hid]
+    h5.H5Fget_create_plist.restype = hid
+    for name in ("H5Dget_space", "H5Sclose", "H5Fget_create_plist"):
+        getattr(h5, name).argtypes = [hid]
     h5.H5Sget_simple_extent_dims.restype = ctypes.c_int
-    h5.H5Sget_simple_extent_dims.argtypes = [hid, ctypes.POINTER(hsize), ctypes.c_void_p]
+    h5.H5Sget_simple_extent_dims.argtypes = [hid, ctypes.POINTER(hsize), ctypes.POINTER(hsize)]
+    h5.H5Pget_chunk.restype = ctypes.c_int
+    h5.H5Pget_chunk.argtypes = [hid, ctypes.c_int, ctypes.POINTER(hsize)]
+    h5.H5Pget_istore_k.argtypes = [hid, ctypes.POINTER(ctypes.c_uint)]
+    h5.H5Dget_chunk_info_by_coord.argtypes = [
+        hid,
+        ctypes.POINTER(hsize),
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.POINTER(ctypes.c_uint64),
+        ctypes.POINTER(hsize),
+    ]
+    h5.H5Lexists.argtypes = [hid, ctypes.c_char_p, hid]
     h5.H5Oget_info_by_name3.argtypes = [hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint, hid]

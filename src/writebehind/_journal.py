@@ -43,7 +43,15 @@ from ._hdf5 import header_addresses
 from ._probe import object_header_addresses
 from ._sidefiles import UNDO_SUFFIX, FileIdentity, close_and_remove, create_exclusive
 
-__all__ = ["IndexJournal", "journal_path", "load_journal", "nodes_differ", "write_back"]
+__all__ = [
+    "ChunkIndex",
+    "IndexJournal",
+    "index_of",
+    "journal_path",
+    "load_journal",
+    "nodes_differ",
+    "write_back",
+]
 
 logger = logging.getLogger("writebehind")
 
@@ -61,7 +69,9 @@ def journal_path(path: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Index:
+class ChunkIndex:
+    """Where a dataset's chunk index (a version 1 B-tree) is, and the size of its nodes."""
+
     header: int  # address of the variable's object header
     root: int  # address of the B-tree's root node; _UNDEFINED before the first chunk
     key_size: int  # bytes of one key: chunk size, filter mask, one offset per dimension
@@ -82,7 +92,7 @@ class IndexJournal:
 
     Before a sync the journal is checked against the file (a few small reads) and rewritten
     only if the nodes changed; after it, it is brought up to date. So it changes only when an
-    index does (once a chunk, about 1 MiB of a variable), and only then costs a write, and
+    index does (once a chunk of a variable), and only then costs a write, and
     an fdatasync when the flush is durable: the pre-images must be on disk before the sync
     rewrites them, and a stale journal must never outlive a durable flush.
     """
@@ -98,7 +108,7 @@ class IndexJournal:
         #: The appendable variables of the open file (path -> dimensions), when the caller
         #: has the file open in this process: their indexes are then found here.
         self._variables = variables
-        self._indexes: dict[str, _Index] = {}
+        self._indexes: dict[str, ChunkIndex] = {}
         self._stale = True  # the variables changed: find the indexes again
         self._fd = -1  # the journal, open for as long as the store
         self._target = ""
@@ -141,7 +151,7 @@ class IndexJournal:
         indexes = {}
         with open(self.path, "rb") as file:
             for name, (address, ndim) in headers.items():
-                index = _index_of(file, address, ndim)
+                index = index_of(file, address, ndim)
                 if index is not None:
                     indexes[name] = index
         self._indexes = indexes
@@ -169,7 +179,7 @@ class IndexJournal:
         with open(self.path, "rb") as file:
             for name, index in self._indexes.items():
                 if index.root == _UNDEFINED:  # the last sync may have written a first chunk
-                    index = _index_of(file, index.header, index.rank) or index
+                    index = index_of(file, index.header, index.rank) or index
                     self._indexes[name] = index
                 for address, data in _rightmost_path(file.fileno(), index):
                     head = struct.pack("<QI", address, len(data))
@@ -238,7 +248,7 @@ def _parse(data: bytes, at: int) -> list[tuple[int, bytes]] | None:
 
 
 # -- reading the file ------------------------------------------------------------------------
-def _index_of(file: BinaryIO, address: int, ndim: int) -> _Index | None:
+def index_of(file: BinaryIO, address: int, ndim: int) -> ChunkIndex | None:
     """The chunk index named by the data layout message of the object header at
     ``address``, a dataset of ``ndim`` dimensions; None if the header or the layout is of
     a kind this does not read, or of another rank (not the variable's dataset)."""
@@ -251,7 +261,7 @@ def _index_of(file: BinaryIO, address: int, ndim: int) -> _Index | None:
         if dimensionality != ndim + 1:
             return None
         root = int.from_bytes(body[3 : 3 + _OFFSET], "little")
-        return _Index(address, root, 8 + 8 * dimensionality)
+        return ChunkIndex(address, root, 8 + 8 * dimensionality)
     return None
 
 
@@ -293,7 +303,7 @@ def _messages(file: BinaryIO, address: int) -> list[tuple[int, bytes]]:
     return messages
 
 
-def _rightmost_path(fd: int, index: _Index) -> list[tuple[int, bytes]]:
+def _rightmost_path(fd: int, index: ChunkIndex) -> list[tuple[int, bytes]]:
     """The nodes from the root down to the last leaf, as they are on disk."""
     nodes = []
     address = index.root

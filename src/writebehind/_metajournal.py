@@ -4,9 +4,10 @@ Creating a group or a variable, or adding an attribute, makes HDF5 rewrite objec
 B-tree nodes, heaps and the superblock in place, and write the new objects they point to
 elsewhere; a kill in between leaves the file unreadable (docs/durability.md). Before the
 first such change after a sync, :meth:`MetadataJournal.save` keeps the *pre-image* of every
-byte of the file below the end of allocation (EOA) of the last sync that is not raw data of
-an unfiltered dataset -- the superblock, object headers, B-tree nodes, local and global
-heaps, free and leaked space -- in ``FILE.writebehind-meta``; the next completed
+byte of the file below the end of allocation (EOA) of the last sync that no flush of this
+session leaves alone for sure -- the superblock, object headers, B-tree nodes but those of
+chunk indexes off their rightmost path, local and global heaps, free and leaked space; not
+the raw data of unfiltered datasets -- in ``FILE.writebehind-meta``; the next completed
 sync voids it. Recovery of a file left open for writing writes a complete journal back
 (:func:`apply`).
 
@@ -31,15 +32,20 @@ Why that restores every acknowledged entry (the crash-safety argument):
   freed and reused within the same session: they are journaled like metadata. A file whose
   journal would exceed :data:`JOURNAL_LIMIT_BYTES` is not journaled; the driver falls back
   to the whole-file rollback copy then.
-- Which ranges are raw data is asked of HDF5 itself, in this process: the library netCDF4
-  loaded, through ctypes, opening the file read-only a second time (HDF5 shares the file
-  netCDF already has open, its caches included, and closing our identifier leaves netCDF's
-  alone), visiting every dataset and listing its chunks (``H5Dchunk_iter``) or its
-  contiguous storage. It must run on the writer thread, under the library lock. What HDF5
-  knows in memory may be newer than the disk (chunks allocated since the sync): such chunks
-  lie past the old EOA or in space that was free at the sync, which the old structures do
-  not reference, so not keeping their old bytes loses nothing.
-
+- Chunk-index nodes off the rightmost path of an unfiltered dataset's index are not
+  journaled either: entries are only added at the end of a variable, so HDF5 only rewrites
+  the nodes from the root down to the last leaf; a node off that path keeps its bytes for
+  the session (the argument in full: ``_stable``). The nodes on the path are journaled.
+- Which ranges are raw data and index nodes is found by ``_stable.StableRanges``, which
+  remembers what it found and reads only what was added since (its cost follows the change,
+  not the file): HDF5 itself, in this process (the library netCDF4 loaded, through ctypes,
+  opening the file read-only a second time: HDF5 shares the file netCDF already has open,
+  its caches included, and closing our identifier leaves netCDF's alone), names every
+  dataset, its filters and its contiguous storage; the chunks are read from the chunk
+  indexes on disk, as the last sync left them (chunks HDF5 knows of since lie past the old
+  EOA or in space that was free at the sync, which the old structures do not reference,
+  so not keeping their old bytes loses nothing). It must run on the writer thread, under
+  the library lock.
 - A dataset whose only filter is Fletcher32 (the checksum writebehind gives numeric
   variables) keeps its chunks' size, so HDF5 rewrites them in place too: it counts as
   unfiltered.
@@ -54,15 +60,13 @@ count. A journal that is incomplete or corrupt is ignored and deleted.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import struct
 import zlib
-from typing import Any
 
-from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, read_only
 from ._sidefiles import FileIdentity, close_and_remove, create_exclusive, fsync_directory
+from ._stable import StableRanges
 from ._superblock import read_superblock
 
 __all__ = [
@@ -72,7 +76,6 @@ __all__ = [
     "journal_path",
     "load",
     "metadata_ranges",
-    "raw_extents",
 ]
 
 logger = logging.getLogger("writebehind")
@@ -112,6 +115,9 @@ class MetadataJournal:
         self._valid = False  # the side file holds a complete journal
         self._settled = True  # what the side file holds (valid or void) is on disk
         self.last_size = 0  # bytes of the last journal written (for the benchmarks)
+        # What no flush of this session writes (raw data, index nodes off the rightmost
+        # path), found anew only where the file changed since the last journal.
+        self._stable = StableRanges(path)
 
     def save(self, durable: bool) -> bool:
         """Write the pre-images of the metadata as the last sync left it; False, writing
@@ -122,11 +128,10 @@ class MetadataJournal:
         storage when this returns, before the flush changes anything.
         """
         superblock = read_superblock(self.path)
-        extents = raw_extents(self.path)
-        if superblock is None or extents is None:
+        if superblock is None or not self._stable.update():
             return False
         eoa = superblock.eof_in_file
-        ranges = metadata_ranges(extents, eoa)
+        ranges = self._stable.gaps(eoa)
         if sum(length for _, length in ranges) > JOURNAL_LIMIT_BYTES:
             return False
         with open(self.path, "rb") as file:
@@ -146,6 +151,15 @@ class MetadataJournal:
             if created:
                 fsync_directory(os.path.dirname(os.path.abspath(self.path)))
         return True
+
+    def keep_up(self) -> bool:
+        """Read what the chunk indexes gained since the last look (after a sync that wrote
+        many entries: see the driver), so that the next :meth:`save` costs what changed
+        since this call, not since the last structural flush; False if HDF5 cannot tell."""
+        if self._stable.started:
+            self._stable.advance()
+            return True
+        return self._stable.update()
 
     def void(self, durable: bool) -> None:
         """The sync the journal guarded completed: void it (on disk too if ``durable``)."""
@@ -273,79 +287,3 @@ def write_back(path: str, fd: int, records: list[tuple[int, bytes]]) -> int:
             journal_path(path),
         )
     return len(records)
-
-
-# -- where the raw data is: HDF5, in this process -------------------------------------------
-_UNDEFINED = (1 << 64) - 1  # HADDR_UNDEF: storage not allocated yet
-_H5O_TYPE_DATASET = 1
-_H5O_TYPE_OFFSET = 24  # in H5O_info2_t: fileno (8), token (16), then the type
-_H5D_CONTIGUOUS, _H5D_CHUNKED = 1, 2
-
-
-def raw_extents(path: str) -> list[tuple[int, int]] | None:
-    """The (address, size) of every chunk of an unfiltered dataset and every contiguous
-    dataset's storage in the HDF5 file at ``path``, as the HDF5 library of this process
-    knows them (the file may be open in netCDF4 for writing); None if HDF5 cannot tell.
-    Call it under the library lock."""
-    with read_only(path) as opened:
-        if opened is None:
-            return None
-        h5, file = opened
-        names: list[bytes] = []
-
-        @VISIT_CALLBACK
-        def visit(obj: int, name: bytes, info: int, data: Any) -> int:
-            if ctypes.c_int.from_address(info + _H5O_TYPE_OFFSET).value == _H5O_TYPE_DATASET:
-                names.append(name)
-            return 0
-
-        if h5.H5Ovisit3(file, 0, 0, visit, None, 1) < 0:  # by name, increasing; H5O_INFO_BASIC
-            return None
-        extents: list[tuple[int, int]] = []
-
-        @CHUNK_CALLBACK
-        def chunk(offset: Any, mask: int, address: int, size: int, data: Any) -> int:
-            extents.append((address, size))
-            return 0
-
-        for name in names:
-            if not _dataset_extents(h5, file, name, chunk, extents):
-                return None
-        return [(a, n) for a, n in extents if a != _UNDEFINED and n > 0]
-
-
-def _dataset_extents(h5: Any, file: int, name: bytes, chunk: Any, extents: list[Any]) -> bool:
-    dataset = h5.H5Dopen2(file, name, 0)
-    if dataset < 0:
-        return False
-    try:
-        plist = h5.H5Dget_create_plist(dataset)
-        if plist < 0:
-            return False
-        layout, filters = h5.H5Pget_layout(plist), h5.H5Pget_nfilters(plist)
-        moving = filters > 0 and not _only_fletcher32(h5, plist, filters)
-        h5.H5Pclose(plist)
-        if layout == _H5D_CHUNKED:
-            # Chunks that change size when rewritten move: left out here, they are
-            # journaled. A checksum alone keeps the size, and the address.
-            return moving or h5.H5Dchunk_iter(dataset, 0, chunk, None) >= 0
-        if layout == _H5D_CONTIGUOUS:
-            extents.append((h5.H5Dget_offset(dataset), h5.H5Dget_storage_size(dataset)))
-        return True  # compact: the data is in the object header
-    finally:
-        h5.H5Dclose(dataset)
-
-
-_H5Z_FILTER_FLETCHER32 = 3
-
-
-def _only_fletcher32(h5: Any, plist: int, filters: int) -> bool:
-    """Whether the dataset creation property list ``plist`` has no filter but Fletcher32."""
-    if filters != 1:
-        return False
-    flags, elements = ctypes.c_uint(), ctypes.c_size_t(0)
-    config = ctypes.c_uint()
-    kind = h5.H5Pget_filter2(
-        plist, 0, ctypes.byref(flags), ctypes.byref(elements), None, 0, None, ctypes.byref(config)
-    )
-    return int(kind) == _H5Z_FILTER_FLETCHER32

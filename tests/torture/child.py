@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--attribute", action="store_true", help="add a root attribute in the first flush"
     )
+    parser.add_argument(
+        "--late", type=int, default=0, help="entry at which checkpoints/state starts (0: LATE)"
+    )
     args = parser.parse_args(argv)
+    late = {**LATE, "checkpoints/state": args.late} if args.late else LATE
     rng = random.Random(args.seed)
 
     store = writebehind.open(args.path, checksums=args.checksums)
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         every = args.flush_every or rng.randint(1, 10)
         for _ in range(every):
             for path, node in nodes.items():
-                if next_index[chosen[0]] < LATE.get(path, 0):
+                if next_index[chosen[0]] < late.get(path, 0):
                     continue
                 node.append(entry(path, next_index[path]))
                 next_index[path] += 1

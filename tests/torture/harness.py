@@ -223,7 +223,11 @@ _ACK = re.compile(r'^\d+\s+write\(1, "ACK ')
 
 
 def flush_pwrites(
-    workdir: Path, frames: int, flush_every: int, variables: list[str] | None = None
+    workdir: Path,
+    frames: int,
+    flush_every: int,
+    variables: list[str] | None = None,
+    late: int = 0,
 ) -> list[tuple[int, int]]:
     """Trace one clean run; for each flush, the 1-based numbers of the pwrite64 calls
     made since the previous acknowledgement, up to its own (``[(first, last), ...]``); a
@@ -239,7 +243,7 @@ def flush_pwrites(
         "-e",
         "trace=pwrite64,write",
         *_child_command(
-            path, 0, ack_before_flush=False, extra=_fixed(frames, flush_every, variables)
+            path, 0, ack_before_flush=False, extra=_fixed(frames, flush_every, variables, late)
         ),
     ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=120)
@@ -259,10 +263,14 @@ def flush_pwrites(
     return ranges
 
 
-def _fixed(frames: int, flush_every: int, variables: list[str] | None = None) -> list[str]:
+def _fixed(
+    frames: int, flush_every: int, variables: list[str] | None = None, late: int = 0
+) -> list[str]:
     extra = ["--max-frames", str(frames), "--flush-every", str(flush_every)]
     if variables:
         extra += ["--variables", ",".join(variables)]
+    if late:
+        extra += ["--late", str(late)]
     return extra
 
 
@@ -275,8 +283,10 @@ def pwrite_kills(
     variables: list[str] | None = None,
     ack_before_flush: bool = False,
     workers: int = 1,
+    late: int = 0,
 ) -> list[Trial]:
-    """Kill a fresh child at each given pwrite64 (strace fault injection) and check."""
+    """Kill a fresh child at each given pwrite64 (strace fault injection) and check
+    (``late``: the entry at which ``checkpoints/state`` starts, 0 for ``workload.LATE``)."""
 
     def trial(number: int) -> Trial:
         path = workdir / f"pwrite-{number}.nc"
@@ -294,7 +304,7 @@ def pwrite_kills(
                 path,
                 0,
                 ack_before_flush=ack_before_flush,
-                extra=_fixed(frames, flush_every, variables),
+                extra=_fixed(frames, flush_every, variables, late),
             ),
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)

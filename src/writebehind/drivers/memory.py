@@ -35,9 +35,9 @@ __all__ = ["MemoryBackend", "MemoryFile"]
 
 #: Entries of a non-numeric appendable variable in one chunk (the netCDF backend's too).
 OBJECT_CHUNK_ENTRIES = 1024
-#: About this many bytes of whole entries make a numeric chunk, at most CHUNK_MAX_ENTRIES
+#: This many bytes of whole entries plus two make a numeric chunk, at most CHUNK_MAX_ENTRIES
 #: (so that the engine stages in buffers of the sizes it uses for netCDF files).
-CHUNK_TARGET_BYTES = 1 << 20
+CHUNK_TARGET_BYTES = 48 << 10
 CHUNK_MAX_ENTRIES = 8192
 
 
@@ -146,7 +146,7 @@ class MemoryBackend(StorageIODriver):
     def chunk_entries(self, layout: Layout) -> int:
         if layout.storage != "numeric":
             return OBJECT_CHUNK_ENTRIES
-        return max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // max(1, layout.entry_nbytes)))
+        return min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // max(1, layout.entry_nbytes) + 2)
 
     # -- structure ---------------------------------------------------------------------
     def create_group(self, path: str) -> None:

@@ -5,9 +5,9 @@ Layout in the file:
 - a group of writebehind is a netCDF group;
 - an appendable variable ``positions`` with entries of shape ``(1000, 3)`` grows along its
   own unlimited dimension ``positions_entry``; its entry axes are ``positions_axis1`` and
-  ``positions_axis2``; it is chunked so that one chunk holds about 1 MiB of whole entries
-  (at most 8192; an entry over 1 MiB is sliced), not netCDF's default of one entry per
-  chunk;
+  ``positions_axis2``; it is chunked so that one chunk holds 48 KiB of whole entries plus
+  two (at most 8192 entries and 1 MiB; an entry over 1 MiB is sliced), not netCDF's default
+  of one entry per chunk;
 - a fixed variable has dimensions ``name_axis0``, ``name_axis1``...;
 - str is a netCDF ``string``, bytes (and msgpack dict records) the variable-length type
   ``writebehind_bytes`` (vlen of ubyte) defined in the root group.
@@ -50,11 +50,14 @@ from .base import NodeRecord, StorageIODriver
 __all__ = ["LIBRARY_LOCK", "NetCDFBackend"]
 
 #: A chunk holds this much of whole entries (plus two, up to CHUNK_SLICE_BYTES): HDF5
-#: allocates a chunk whole, so a variable's first chunk is what a short run pays for it, and
-#: the metadata journal of a structural flush grows with the number of chunks (see
+#: allocates a chunk whole, so a variable's first chunk is what a short run pays for it (see
 #: _chunk_shape). The engine stages by the same rule (it asks chunk_entries).
-CHUNK_TARGET_BYTES = 1 << 20
+CHUNK_TARGET_BYTES = 48 << 10
 CHUNK_MAX_ENTRIES = 8192
+#: After a sync that follows this many bytes of entries, the chunk indexes they grew are read
+#: for the metadata journal (``MetadataJournal.keep_up``): a structural flush after a long
+#: run then reads only the last of them (about 1 ms a 64 MiB, once).
+KEEP_UP_BYTES = 64 << 20
 #: An entry larger than this is stored in slices along its first axis.
 CHUNK_SLICE_BYTES = 1 << 20
 _OBJECT = np.dtype(object)
@@ -120,6 +123,7 @@ class NetCDFBackend(StorageIODriver):
         self._rollback_kept = False
         self._index_journal: IndexJournal | None = None  # see _journal: chunk-index undo
         self._entries_written = False  # since the last sync: only then can an index change
+        self._bytes_unread = 0  # of entries whose index nodes the metadata journal has not read
         self._identity: FileIdentity | None = None  # of the open file, for its side files
         # The pre-images of the metadata, kept before the first change of structure after a
         # sync in place of the rollback copy when they are small enough (see _metajournal).
@@ -288,6 +292,9 @@ class NetCDFBackend(StorageIODriver):
         if self._metadata_journal is not None:  # after the fsync: the file is moved on
             self._metadata_journal.void(durable)
             self._metadata_saved = False
+            if self._bytes_unread >= KEEP_UP_BYTES:
+                self._bytes_unread = 0
+                self._metadata_journal.keep_up()
         self._on_disk_consistent = True
         if self._rollback_kept:
             drop_rollback_copy(self._path)
@@ -456,6 +463,7 @@ class NetCDFBackend(StorageIODriver):
         if path in self._cache_unset:
             self._cache_before_use(path, variable)
         self._entries_written = True
+        self._bytes_unread += getattr(entries, "nbytes", 0)
         if isinstance(entries, np.ndarray) and entries.dtype != _OBJECT:
             if entries.size == 0:
                 return
@@ -662,21 +670,21 @@ def _chunk_shape(layout: Layout) -> tuple[int, ...]:
     """``CHUNK_TARGET_BYTES`` of whole entries plus two (at most 8192 entries and
     ``CHUNK_SLICE_BYTES``), or equal slices of an entry over ``CHUNK_SLICE_BYTES``.
 
-    The target is 1 MiB: about 1 MiB of whole entries. HDF5 allocates a chunk whole, so a
-    variable holding a few entries takes 1 MiB on disk (3,000 variables of one small entry
-    make 1.6 GB, over issue 14's bound of 2x the raw bytes plus 64 KiB a variable, which a
-    48 KiB target meets). The smaller target was measured (docs/performance.md, "How cost
-    grows") and not taken: it leaves appends and reads as they are, but gives a file of 24
-    KB frames 11 times as many chunks, and the metadata journal of a structural flush lists
-    every chunk and copies every chunk-index node: 24 ms at 1 GB and about ten times that
-    at 10 GB, against 2.5 and 15 ms with 1 MiB chunks. Until that journal only visits what
-    changed since the last one, flushes that stay cheap at any size come first.
+    HDF5 allocates a chunk whole, so a variable holding a few entries takes a whole chunk
+    on disk. Issue 14's bound for short runs, 2x the raw bytes plus 64 KiB a variable, must
+    hold from the first entry: a chunk of c entries of e bytes, plus the variable's own
+    metadata (about 5 KB), within 2e + 64 KiB. Two entries plus 48 KiB is the largest chunk
+    that does (1 MiB chunks made 3,000 variables of one small entry 1.6 GB). Smaller chunks
+    mean more of them: appends and reads do not notice (docs/performance.md, "How cost
+    grows"), and the metadata journal of a structural flush looks only at the chunks and
+    index nodes added since the last one (``_stable``), so its cost follows the change, not
+    the number of chunks in the file.
 
     The engine stages entries in buffers of whole chunks, so each write fills whole
     chunks. An entry over the slice size is split evenly along its first axis: a chunk that
     overhangs the entry is still stored whole (1 MiB slices of a 2.4 MB entry would store 3
-    MiB). Files written with other chunk shapes are read and appended to as they are: the
-    shape is each variable's own.
+    MiB). Files written with other chunk shapes (about 1 MiB before this version) are read
+    and appended to as they are: the shape is each variable's own.
     """
     entry_shape = tuple(max(1, n) for n in layout.shape)
     if layout.storage != "numeric":
