@@ -190,7 +190,7 @@ def _gaps_kept_and_fresh(path: Path, monkeypatch, keep_up_bytes: int):
             for _ in range(100):
                 store.x.append(np.ones(3000))
             store.flush()
-        kept = store.storage_driver._metadata_journal._stable  # type: ignore[attr-defined]
+        kept = store.storage_driver.backend._metadata_journal._stable  # type: ignore[attr-defined]
         size = path.stat().st_size
         fresh = _updated(StableRanges(str(path)))
         return kept.gaps(size), fresh.gaps(size)
