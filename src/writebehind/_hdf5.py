@@ -42,17 +42,7 @@ def library() -> Any:
     global _LIBRARY
     if _LIBRARY is not None:
         return _LIBRARY or None
-    import netCDF4  # loads the library
-
-    candidates = []
-    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
-        for line in maps:
-            name = os.path.basename(line.split()[-1])
-            if name.startswith("libhdf5") and "_hl" not in name:
-                candidates.append(line.split()[-1])
-    here = os.path.dirname(netCDF4.__file__)
-    for pattern in ("../netcdf4.libs/libhdf5-*", "../netCDF4.libs/libhdf5-*", ".dylibs/libhdf5*"):
-        candidates += [p for p in sorted(glob.glob(os.path.join(here, pattern))) if "_hl" not in p]
+    candidates = [p for p in loaded_library_paths("libhdf5") if "_hl" not in os.path.basename(p)]
     for candidate in candidates:
         try:
             h5 = ctypes.CDLL(candidate)
@@ -64,6 +54,27 @@ def library() -> Any:
         return h5
     _LIBRARY = False
     return None
+
+
+def loaded_library_paths(prefix: str) -> list[str]:
+    """Paths of the shared libraries named ``prefix*`` that netCDF4 loaded (or ships): those
+    mapped into this process first, then those in the wheel's library folder."""
+    import netCDF4  # loads its libraries
+
+    candidates = []
+    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if os.path.basename(path).startswith(prefix):
+                candidates.append(path)
+    here = os.path.dirname(netCDF4.__file__)
+    for pattern in (
+        f"../netcdf4.libs/{prefix}-*",
+        f"../netCDF4.libs/{prefix}-*",
+        f".dylibs/{prefix}*",
+    ):
+        candidates += sorted(glob.glob(os.path.join(here, pattern)))
+    return candidates
 
 
 def header_addresses(path: str, variables: dict[str, int]) -> dict[str, tuple[int, int]] | None:

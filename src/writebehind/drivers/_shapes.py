@@ -16,10 +16,7 @@ reached or a dataset cannot be read, the dimension's length is asked of netCDF a
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import glob
-import os
 from typing import Any, NamedTuple
 
 from .. import _hdf5
@@ -107,21 +104,7 @@ def _netcdf_library() -> Any:
     global _LIBRARY
     if _LIBRARY is not None:
         return _LIBRARY or None
-    import netCDF4  # loads the library
-
-    candidates = []
-    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if os.path.basename(path).startswith("libnetcdf"):
-                candidates.append(path)
-    here = os.path.dirname(netCDF4.__file__)
-    for pattern in (
-        "../netcdf4.libs/libnetcdf-*",
-        "../netCDF4.libs/libnetcdf-*",
-        ".dylibs/libnetcdf*",
-    ):
-        candidates += sorted(glob.glob(os.path.join(here, pattern)))
+    candidates = _hdf5.loaded_library_paths("libnetcdf")
     for candidate in candidates:
         try:
             nc = ctypes.CDLL(candidate)
