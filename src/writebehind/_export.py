@@ -221,14 +221,10 @@ def export_amber(
         _append_amber(plan, read, out, block)
         return
     partial = f"{out}.partial-{os.getpid()}"
-    sources = plan.sources
-    driver = AmberDriver(
+    driver = _amber_driver(
+        plan,
         partial,
         "w",
-        n_atoms=plan.atoms,
-        velocities="velocities" in sources,
-        forces="forces" in sources,
-        box="box" in sources,
         program="writebehind export",
         program_version=program_version,
         title=title,
@@ -251,15 +247,7 @@ def export_amber(
 def _append_amber(
     plan: ExportPlan, read: Callable[[str, int, int], Any], out: str, block: int
 ) -> None:
-    sources = plan.sources
-    driver = AmberDriver(
-        out,
-        "a",
-        n_atoms=plan.atoms,
-        velocities="velocities" in sources,
-        forces="forces" in sources,
-        box="box" in sources,
-    )
+    driver = _amber_driver(plan, out, "a")
     driver.open()
     try:
         first = driver.frames
@@ -269,6 +257,20 @@ def _append_amber(
         driver.sync(durable=True)  # the record count: all the frames, or none of them
     finally:
         driver.abandon()
+
+
+def _amber_driver(plan: ExportPlan, path: str, mode: str, **header: Any) -> AmberDriver:
+    """An AMBER trajectory at ``path`` for ``plan``'s atoms and variables."""
+    sources = plan.sources
+    return AmberDriver(
+        path,
+        mode,
+        n_atoms=plan.atoms,
+        velocities="velocities" in sources,
+        forces="forces" in sources,
+        box="box" in sources,
+        **header,
+    )
 
 
 def _blocks(frames: int, block: int) -> Iterator[tuple[int, int]]:
