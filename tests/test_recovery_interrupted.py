@@ -110,9 +110,7 @@ def _names(path: Path) -> list[str]:
         ("clear_vlen_rows", "after"),  # every step done, the mark not yet removed
     ],
 )
-def test_a_kill_during_recovery_leaves_dict_records_that_can_be_appended_to(
-    nc_path, name, when
-):
+def test_a_kill_during_recovery_leaves_dict_records_that_can_be_appended_to(nc_path, name, when):
     _crashed_with_dangling_records(nc_path)
     _kill_recovery(nc_path, name, when)
     assert _append_and_read_records(nc_path) == [0, 1, 2, 3, 4, 5]
@@ -191,9 +189,7 @@ def test_the_mark_is_complete_before_recovery_changes_a_byte(nc_path, monkeypatc
     assert seen and seen[0][0] is not None and seen[0][1]
 
 
-def test_a_mark_proves_itself_by_the_file_id_where_there_are_no_generations(
-    nc_path, monkeypatch
-):
+def test_a_mark_proves_itself_by_the_file_id_where_there_are_no_generations(nc_path, monkeypatch):
     from writebehind import _sidefiles
 
     _crashed_with_dangling_records(nc_path)
@@ -261,3 +257,46 @@ def test_needs_recovery_sees_an_interrupted_recovery(nc_path):
     _crashed_with_dangling_records(nc_path)
     _kill_recovery(nc_path, "clear_vlen_rows", "before")
     assert _recovery.needs_recovery(str(nc_path))
+
+
+# -- the helpers recovery starts -----------------------------------------------------------
+# Starts a helper as recovery does (its script writes its pid to argv[1] and sleeps).
+_STARTS_A_HELPER = """
+import sys
+from writebehind._probe import _run
+_run("import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)",
+     sys.argv[1])
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_helper_of_a_killed_recovery_dies_with_it(tmp_path):
+    # A helper left running would go on writing the file while the next open recovers it.
+    import time
+
+    pid_file = tmp_path / "helper.pid"
+    parent = subprocess.Popen([sys.executable, "-c", _STARTS_A_HELPER, str(pid_file)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        helper = int(pid_file.read_text())
+        assert _running(helper)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while _running(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = _running(helper)
+    if alive:
+        os.kill(helper, signal.SIGKILL)
+    assert not alive
