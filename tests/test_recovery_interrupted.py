@@ -231,6 +231,36 @@ def test_an_incomplete_mark_is_ignored_and_removed(nc_path):
     assert not Path(str(nc_path) + MARK).exists()
 
 
+def _claim_more_bytes(path: Path, extra: int) -> None:
+    """Raise the superblock's end of allocation past the file's end by ``extra`` bytes."""
+    from writebehind._recovery import read_superblock
+
+    superblock = read_superblock(str(path))
+    assert superblock is not None
+    with open(path, "r+b") as file:
+        file.write(superblock.with_eof(os.path.getsize(path) + extra))
+
+
+def test_an_interrupted_recovery_is_finished_where_hdf5_left_the_file_short(nc_path):
+    # A kill inside HDF5's close in the last steps: the flag clear, the file not yet grown.
+    _crashed_with_dangling_records(nc_path)
+    _kill_recovery(nc_path, "clear_vlen_rows", "before")
+    _claim_more_bytes(nc_path, 4096)
+    report = recover(str(nc_path))
+    assert report.recovery_interrupted and report.recovered
+
+
+def test_a_file_cut_short_beside_a_mark_of_another_file_is_refused(nc_path):
+    with open(nc_path.parent / "other", "wb") as other:
+        stale = _mark_of(FileIdentity.of(other.fileno(), ""))
+    _clean_file_with_mark(nc_path, stale)
+    _claim_more_bytes(nc_path, 4096)
+    before = nc_path.read_bytes()
+    with pytest.raises(_recovery.TruncatedFileError):
+        recover(str(nc_path))
+    assert nc_path.read_bytes() == before
+
+
 def test_a_read_only_open_reads_a_file_whose_recovery_was_interrupted_as_it_is(nc_path):
     _crashed_with_dangling_records(nc_path)
     _kill_recovery(nc_path, "clear_vlen_rows", "before")

@@ -295,19 +295,11 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
         old_eof=superblock.eof_in_file,
         new_eof=superblock.eof_in_file,
     )
-    short = superblock.eof_in_file - size
-    if short > (0 if clean else ALLOCATION_SLACK):
-        raise TruncatedFileError(
-            f"{path!r} is truncated: it ends at byte {size}, but its HDF5 superblock says it "
-            f"ends at byte {superblock.eof_in_file} ({short} bytes are missing). It was "
-            f"{'closed cleanly' if clean else 'left open by a writer'} and then cut short "
-            "(an interrupted copy or download, a full disk?). Nothing was changed: copy it "
-            "again from its source.",
-            size=size,
-            expected_size=superblock.eof_in_file,
-            report=report,
-        )
-    if clean and not _recoverymark.exists(path):
+    # A kill inside HDF5's close in recovery's last steps can leave the flag clear before
+    # the file has its final length: with a mark, the slack of a killed writer applies.
+    marked = clean and _recoverymark.exists(path)
+    _refuse_if_cut_short(path, superblock, size, report, killed=not clean or marked)
+    if clean and not marked:
         return _clean(path, report, force, write)
     if not write:
         return _check_readable_as_is(path, superblock, size, report)
@@ -316,10 +308,30 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
             raise _in_use(path)
         if clean:  # a recovery that a kill interrupted after it cleared the flag
             if not _recoverymark.proven(path, fd, lambda: probe(path).file_id):
+                _refuse_if_cut_short(path, superblock, size, report, killed=False)
                 return _clean(path, report, force, write)
             report.clean = False
             report.recovery_interrupted = True
         return _recover_locked(path, fd, superblock, size, report, force)
+
+
+def _refuse_if_cut_short(
+    path: str, superblock: Superblock, size: int, report: RecoveryReport, killed: bool
+) -> None:
+    """Raise TruncatedFileError if the file ends before its end of allocation, by more than
+    a killed writer leaves unwritten (``killed``) or at all."""
+    short = superblock.eof_in_file - size
+    if short > (ALLOCATION_SLACK if killed else 0):
+        raise TruncatedFileError(
+            f"{path!r} is truncated: it ends at byte {size}, but its HDF5 superblock says it "
+            f"ends at byte {superblock.eof_in_file} ({short} bytes are missing). It was "
+            f"{'left open by a writer' if killed else 'closed cleanly'} and then cut short "
+            "(an interrupted copy or download, a full disk?). Nothing was changed: copy it "
+            "again from its source.",
+            size=size,
+            expected_size=superblock.eof_in_file,
+            report=report,
+        )
 
 
 def _clean(path: str, report: RecoveryReport, force: bool, write: bool) -> RecoveryReport:
@@ -451,8 +463,9 @@ def _check_readable_as_is(
                 raise _in_use(path) from None
         if superblock.flags == 0:
             mark = _recoverymark.load(path)
-            if mark is None or mark.disproves(fd):
-                return report  # closed cleanly; the mark is not its own
+            if mark is None or mark.disproves(fd):  # closed cleanly; the mark is not its own
+                _refuse_if_cut_short(path, superblock, size, report, killed=False)
+                return report
             report.clean = False
             report.recovery_interrupted = True
         reasons = []
