@@ -199,6 +199,21 @@ def test_a_mark_proves_itself_by_the_file_id_where_there_are_no_generations(nc_p
     assert report.recovery_interrupted and report.cut_rows == {"log": 3}
 
 
+def test_a_recovery_that_cannot_write_its_mark_changes_nothing(nc_path, monkeypatch):
+    from writebehind import _recoverymark
+
+    def full_disk(path: str) -> int:
+        raise OSError(28, "No space left on device", path)
+
+    _crashed_with_dangling_records(nc_path)
+    before, names = nc_path.read_bytes(), _names(nc_path)
+    monkeypatch.setattr(_recoverymark, "create_exclusive", full_disk)
+    with pytest.raises(_recovery.RecoveryError, match=r"No space left.*Nothing was changed"):
+        recover(str(nc_path))
+    assert nc_path.read_bytes() == before
+    assert _names(nc_path) == names
+
+
 def _clean_file_with_mark(nc_path: Path, mark: bytes) -> bytes:
     with writebehind.open(nc_path, "w") as store:
         store.log.append({"step": 0})

@@ -27,6 +27,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from ._errors import RecoveryError
 from ._sidefiles import RECOVERING_SUFFIX, FileIdentity, create_exclusive, fsync_directory
 
 __all__ = ["begin", "exists", "finish", "load", "mark_path", "proven", "record_file_id"]
@@ -62,8 +63,24 @@ def load(path: str) -> FileIdentity | None:
 
 def begin(path: str, fd: int) -> None:
     """Write the mark for the file open as ``fd``, on stable storage before recovery
-    changes a byte of it (its id is not known yet: see :func:`record_file_id`)."""
-    _write(path, FileIdentity.of(fd, ""))
+    changes a byte of it (its id is not known yet: see :func:`record_file_id`).
+
+    Raises
+    ------
+    RecoveryError
+        The mark cannot be written (a full disk, a directory that may not be written):
+        nothing was changed.
+    """
+    try:
+        _write(path, FileIdentity.of(fd, ""))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(mark_path(path) + ".partial")
+        raise RecoveryError(
+            f"{path!r} was left by a crash and must be recovered, which first writes "
+            f"{mark_path(path)!r} beside it, and that failed ({exc}). Nothing was changed: "
+            "free some space (or allow writing to its directory) and open it again."
+        ) from exc
 
 
 def record_file_id(path: str, fd: int, file_id: str | None) -> None:
