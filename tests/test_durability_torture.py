@@ -59,13 +59,9 @@ def test_random_kills_of_a_writer_with_checksums_lose_no_acknowledged_entry(tmp_
     summary = harness.summarize(trials)
     print(json.dumps(summary))
     assert summary["acknowledged_entries_checked"] > 0
-    assert summary["lost_entries"] == 0, harness.failures(trials)
-    assert summary["torn_entries"] == 0, harness.failures(trials)
-    assert summary["unreadable_after_recovery"] == 0, harness.failures(trials)
-    assert summary["read_only_opens_that_wrote"] == 0, harness.failures(trials)
-    # Not asserted, a known open bug, older than checksums (docs/durability.md,
-    # tools/kill_during_recovery.py): a kill during recovery can leave a file whose next
-    # append to dict records fails ("HDF error"), though no acknowledged entry is lost.
+    # child errors included: a kill during recovery once left a file whose next append to
+    # dict records failed ("HDF error"); the recovery mark makes the next open finish it
+    _no_failures(trials)
 
 
 @needs_strace

@@ -23,13 +23,30 @@ __all__ = [
 PROBE_TIMEOUT_SECONDS = 60.0
 
 
+# Run first in every helper: it dies with the process that started it (Linux). A recovery
+# killed while its helper writes the file would otherwise leave the helper writing, without
+# a lock (HDF5's locking is off in it), while the next open recovers the same file.
+_DIE_WITH_PARENT = r"""
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (AttributeError, OSError):  # not Linux
+    pass
+if os.getppid() != int(os.environ["WRITEBEHIND_HELPER_PARENT"]):
+    sys.exit("the process that started this helper is gone")  # before prctl took effect
+"""
+
+
 def _run(script: str, *args: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> tuple[Any, str]:
     """Run ``script`` in a fresh interpreter with HDF5's file locking off (recovery holds
-    its own lock); the JSON of its last line of output, or None and why there is none."""
-    env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
+    its own lock), which dies with this process; the JSON of its last line of output, or
+    None and why there is none."""
+    env = dict(
+        os.environ, HDF5_USE_FILE_LOCKING="FALSE", WRITEBEHIND_HELPER_PARENT=str(os.getpid())
+    )
     try:
         done = subprocess.run(
-            [sys.executable, "-c", script, *args],
+            [sys.executable, "-c", _DIE_WITH_PARENT + script, *args],
             capture_output=True,
             text=True,
             timeout=timeout,

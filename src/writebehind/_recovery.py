@@ -41,7 +41,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import _metajournal
+from . import _metajournal, _recoverymark
 from ._errors import RecoveryError, RecoveryNeededError, TruncatedFileError
 from ._journal import journal_path, load_journal, nodes_differ, write_back
 from ._probe import ProbeResult, clear_vlen_rows, probe, reseal_chunks
@@ -102,6 +102,9 @@ class RecoveryReport:
     metadata_restored: int = 0  # metadata ranges put back from the metadata journal
     resealed_chunks: dict[str, int] = field(default_factory=dict)  # torn by a killed flush
     reseal_error: str = ""  # why chunks could not be resealed
+    # an earlier recovery of it was interrupted (its mark was found): finished now, or read
+    # as it is by a read-only open
+    recovery_interrupted: bool = False
 
     @property
     def recovered(self) -> bool:
@@ -131,6 +134,7 @@ class RecoveryReport:
             "metadata_restored": self.metadata_restored,
             "resealed_chunks": dict(self.resealed_chunks),
             "reseal_error": self.reseal_error,
+            "recovery_interrupted": self.recovery_interrupted,
         }
 
     def describe(self) -> str:
@@ -144,15 +148,12 @@ class RecoveryReport:
             return f"{self.path}: not an HDF5 file{reads}, nothing to recover"
         if self.clean:
             lines = [f"{self.path}: closed cleanly"]
+        elif self.recovery_interrupted:
+            lines = [f"{self.path}: its recovery after a crash was interrupted (killed?)"]
         else:
             lines = [f"{self.path}: left open by a process that did not close it (a crash?)"]
         if self.probe_error:
             lines.append(f"  netCDF4 could not read it: {self.probe_error}")
-        if self.metadata_restored:
-            lines.append(
-                "  a flush changing its structure was interrupted: its metadata was restored "
-                f"as the last completed flush left it ({self.metadata_restored} ranges)"
-            )
         if self.metadata_restored:
             lines.append(
                 "  a flush changing its structure was interrupted: its metadata was restored "
@@ -209,14 +210,15 @@ ALLOCATION_SLACK = 1 << 20
 
 
 def needs_recovery(path: str) -> bool:
-    """Whether the HDF5 file at ``path`` was left open for writing (cheap: no HDF5 call)."""
+    """Whether the HDF5 file at ``path`` was left open for writing, or its recovery was
+    interrupted (cheap: no HDF5 call)."""
     try:
         superblock = read_superblock(path)
     except RecoveryError:
         return True
     if superblock is None:
         return False
-    return superblock.flags != 0
+    return superblock.flags != 0 or _recoverymark.exists(path)
 
 
 def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryReport:
@@ -293,38 +295,69 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
         old_eof=superblock.eof_in_file,
         new_eof=superblock.eof_in_file,
     )
+    # A kill inside HDF5's close in recovery's last steps can leave the flag clear before
+    # the file has its final length: with a mark, the slack of a killed writer applies.
+    marked = clean and _recoverymark.exists(path)
+    _refuse_if_cut_short(path, superblock, size, report, killed=not clean or marked)
+    if clean and not marked:
+        return _clean(path, report, force, write)
+    if not write:
+        return _check_readable_as_is(path, superblock, size, report)
+    with _exclusive(path) as fd:
+        if fd is None:
+            raise _in_use(path)
+        if clean:  # a recovery that a kill interrupted after it cleared the flag
+            if not _recoverymark.proven(path, fd, lambda: probe(path).file_id):
+                _refuse_if_cut_short(path, superblock, size, report, killed=False)
+                return _clean(path, report, force, write)
+            report.clean = False
+            report.recovery_interrupted = True
+        return _recover_locked(path, fd, superblock, size, report, force)
+
+
+def _refuse_if_cut_short(
+    path: str, superblock: Superblock, size: int, report: RecoveryReport, killed: bool
+) -> None:
+    """Raise TruncatedFileError if the file ends before its end of allocation, by more than
+    a killed writer leaves unwritten (``killed``) or at all."""
     short = superblock.eof_in_file - size
-    if short > (0 if clean else ALLOCATION_SLACK):
+    if short > (ALLOCATION_SLACK if killed else 0):
         raise TruncatedFileError(
             f"{path!r} is truncated: it ends at byte {size}, but its HDF5 superblock says it "
             f"ends at byte {superblock.eof_in_file} ({short} bytes are missing). It was "
-            f"{'closed cleanly' if clean else 'left open by a writer'} and then cut short "
+            f"{'left open by a writer' if killed else 'closed cleanly'} and then cut short "
             "(an interrupted copy or download, a full disk?). Nothing was changed: copy it "
             "again from its source.",
             size=size,
             expected_size=superblock.eof_in_file,
             report=report,
         )
-    if clean:
-        if write:  # a clean close removes every side file: these are stale
-            remove_side_files(path, "left beside a file that was closed cleanly")
-        if force:
-            result = probe(path)
-            report.readable_before = report.readable_after = result.ok
-            report.probe_error = "" if result.ok else result.error
-        return report
-    if not write:
-        return _check_readable_as_is(path, superblock, size, report)
-    with _exclusive(path) as fd:
-        if fd is None:
-            raise _in_use(path)
-        return _recover_locked(path, fd, superblock, size, report, force)
+
+
+def _clean(path: str, report: RecoveryReport, force: bool, write: bool) -> RecoveryReport:
+    """A file closed cleanly: nothing to recover."""
+    if write:  # a clean close removes every side file: these are stale
+        remove_side_files(path, "left beside a file that was closed cleanly")
+    if force:
+        result = probe(path)
+        report.readable_before = report.readable_after = result.ok
+        report.probe_error = "" if result.ok else result.error
+    return report
 
 
 def _recover_locked(
     path: str, fd: int, superblock: Superblock, size: int, report: RecoveryReport, force: bool
 ) -> RecoveryReport:
-    """Recovery of a file left open for writing, under its exclusive lock."""
+    """Recovery of a file left open for writing, under its exclusive lock.
+
+    Every step can be run again on what a kill in any step left (the mark says to): the
+    journals are written back and then removed, the superblock rewritten, the reseal and
+    the cut redo only what is still to do.
+    """
+    previous = _recoverymark.load(path)  # a kill in a step that left the flag set
+    if previous is not None and previous.proves(fd, None):
+        report.recovery_interrupted = True
+    _recoverymark.begin(path, fd)  # on disk before a byte of the file changes
     if force:
         before = probe(path)
         report.readable_before = before.ok
@@ -339,6 +372,7 @@ def _recover_locked(
     # covers what the file holds, and the id proves which side files are the file's.
     _repair_superblock(fd, superblock, os.fstat(fd).st_size, report)
     after = probe(path)
+    _recoverymark.record_file_id(path, fd, after.file_id)
     changed = bool(report.metadata_restored)
     if meta is not None and meta[0].proves(fd, after.file_id):
         superblock = _restore_metadata(path, fd, meta[1], report) or superblock
@@ -365,9 +399,9 @@ def _recover_locked(
         )
     with contextlib.suppress(FileNotFoundError):
         os.unlink(journal_path(path))
-    # Only a file with checksums needs (and pays for) the reseal: between the superblock's
-    # repair and the clearing of variable-length rows below, the file looks closed
-    # cleanly, so this window must stay short (a kill in it: docs/durability.md).
+        # the steps below change the file: a journal back after a power loss would undo them
+        fsync_directory(os.path.dirname(os.path.abspath(path)))
+    # Only a file with checksums needs (and pays for) the reseal.
     if after.checksummed:
         report.resealed_chunks, report.reseal_error = reseal_chunks(path)
     if changed or report.resealed_chunks:
@@ -386,7 +420,8 @@ def _recover_locked(
         _give_up(path, report, after.error)
     if has_rollback:  # the flush it guarded did not break the file: not needed
         drop_rollback_copy(path)
-    remove_side_files(path, "recovery no longer needs them")
+    remove_side_files(path, "recovery no longer needs them", keep=_recoverymark.mark_path(path))
+    _recoverymark.finish(path)  # last: every step is done
     logger.warning("writebehind: %s", report.describe())
     return report
 
@@ -399,6 +434,7 @@ def _restore_metadata(
     report.metadata_restored = _metajournal.write_back(path, fd, records)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_metajournal.journal_path(path))
+        fsync_directory(os.path.dirname(os.path.abspath(path)))
     superblock = read_superblock(path)
     if superblock is not None:
         report.old_eof = superblock.eof_in_file
@@ -413,6 +449,10 @@ def _check_readable_as_is(
     It reads as it is when the last flush completed: the superblock's end of allocation
     within the file, no copy of an interrupted structural flush, no chunk-index node
     other than its journal's, and netCDF4 reads it (in a subprocess). Writes nothing.
+
+    A file whose flag is clear gets here only with the mark of an interrupted recovery
+    (``_recoverymark``), and is read the same way unless its inode disproves the mark (which
+    the next open that may write removes).
     """
     with open(path, "rb") as file:
         fd = file.fileno()
@@ -421,6 +461,13 @@ def _check_readable_as_is(
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise _in_use(path) from None
+        if superblock.flags == 0:
+            mark = _recoverymark.load(path)
+            if mark is None or mark.disproves(fd):  # closed cleanly; the mark is not its own
+                _refuse_if_cut_short(path, superblock, size, report, killed=False)
+                return report
+            report.clean = False
+            report.recovery_interrupted = True
         reasons = []
         if superblock.eof_in_file > size:
             reasons.append(f"it ends at byte {size}, before its end of allocation")
@@ -439,8 +486,13 @@ def _check_readable_as_is(
     if result is not None and not result.ok:
         reasons.append(f"netCDF4 cannot read it as it is ({result.error})")
     if reasons:
+        left = (
+            "its recovery after a crash was interrupted (killed?)"
+            if report.recovery_interrupted
+            else "was left open by a writer that did not close it (a crash?)"
+        )
         raise RecoveryNeededError(
-            f"{path!r} was left open by a writer that did not close it (a crash?) and "
+            f"{path!r} {left} and "
             f"cannot be read as it is: {'; '.join(reasons)}. It was opened read-only, so "
             f"nothing was changed: run `writebehind recover {path}` or open it to append "
             "('a'), which recovers it first.",
@@ -450,9 +502,12 @@ def _check_readable_as_is(
     report.readable_before = report.readable_after = True
     report.uncommitted_rows = result.uncommitted_rows
     logger.warning(
-        "writebehind: %s: left open by a writer that did not close it (a crash?); read as it "
-        "is, not repaired (opened read-only): every flushed entry is readable",
+        "writebehind: %s: %s; read as it is, not repaired (opened read-only): every flushed "
+        "entry is readable",
         path,
+        "its recovery after a crash was interrupted (killed?)"
+        if report.recovery_interrupted
+        else "left open by a writer that did not close it (a crash?)",
     )
     return report
 
@@ -551,6 +606,7 @@ def _give_up(path: str, report: RecoveryReport, error: str) -> NoReturn:
     aside = _aside_name(path)
     os.rename(path, aside)  # same directory, so never a copy: the bytes stay as they were
     fsync_directory(os.path.dirname(os.path.abspath(path)))
+    _recoverymark.finish(path)  # the mark was the moved file's
     report.moved_to = aside
     logger.error("writebehind: %s", report.describe())
     raise RecoveryError(

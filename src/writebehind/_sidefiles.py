@@ -5,7 +5,8 @@ A store writing ``run.nc`` may keep, for the length of a flush or of the run:
 - ``run.nc.writebehind-new``: the file being created, renamed to ``run.nc`` once valid;
 - ``run.nc.writebehind-undo``: the undo journal of the chunk indexes (``_journal``);
 - ``run.nc.writebehind-rollback`` (and ``.partial`` while it is written): the copy taken
-  before a flush that changes the file's structure (``_recovery``).
+  before a flush that changes the file's structure (``_recovery``);
+- ``run.nc.writebehind-recovering``: the mark of a recovery in progress (``_recoverymark``).
 
 A killed run leaves them behind, and the path may then hold another file: a run restarted
 with ``"w"``, a copy, a file another program wrote. Applying a side file to a file it was not
@@ -51,6 +52,7 @@ SIDE_INFIX = ".writebehind-"
 NEW_SUFFIX = SIDE_INFIX + "new"
 UNDO_SUFFIX = SIDE_INFIX + "undo"
 ROLLBACK_SUFFIX = SIDE_INFIX + "rollback"
+RECOVERING_SUFFIX = SIDE_INFIX + "recovering"
 
 _FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long): the inode's generation (Linux)
 _NO_GENERATION = -1
@@ -161,10 +163,13 @@ def side_files(path: str) -> list[str]:
     return sorted(glob.glob(glob.escape(path) + SIDE_INFIX + "*"))
 
 
-def remove_side_files(path: str, why: str) -> list[str]:
-    """Remove every side file of ``path`` (never following a link); the ones removed."""
+def remove_side_files(path: str, why: str, keep: str = "") -> list[str]:
+    """Remove every side file of ``path`` but ``keep`` (never following a link); the ones
+    removed."""
     removed = []
     for side in side_files(path):
+        if side == keep:
+            continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(side)
             removed.append(side)
@@ -182,17 +187,18 @@ def create_exclusive(path: str) -> int:
     return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
 
 
-def close_and_remove(fd: int, path: str) -> None:
-    """Close a side file a store kept open and remove it (its file was closed cleanly)."""
-    os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 def fsync_directory(directory: str) -> None:
-    """fsync a directory, so that a file created or renamed in it survives a power loss."""
+    """fsync a directory, so that a file created, renamed or removed in it stays so after a
+    power loss."""
     fd = os.open(directory or ".", os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def close_and_remove(fd: int, path: str) -> None:
+    """Close a side file a store kept open and remove it (its file was closed cleanly)."""
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

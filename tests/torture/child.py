@@ -1,7 +1,7 @@
 """The process that gets killed: appends entries and reports each acknowledgement.
 
 Usage: ``python child.py PATH --seed S [--ack-before-flush] [--durable] [--max-frames N]
-[--flush-every N] [--variables A,B] [--attribute]``
+[--flush-every N] [--variables A,B] [--attribute] [--say-started]``
 
 It opens PATH with writebehind (mode None: recovers and continues an existing file), then
 appends one entry to every variable of :mod:`workload` per frame, flushing every 1 to 10
@@ -55,9 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--late", type=int, default=0, help="entry at which checkpoints/state starts (0: LATE)"
     )
+    parser.add_argument(
+        "--say-started",
+        action="store_true",
+        help="write STARTED once imported, before the open (which recovers the file)",
+    )
     args = parser.parse_args(argv)
     late = {**LATE, "checkpoints/state": args.late} if args.late else LATE
     rng = random.Random(args.seed)
+    if args.say_started:  # the kill can then be timed from recovery, not from start-up
+        _say("STARTED")
 
     store = writebehind.open(args.path, checksums=args.checksums)
     chosen = args.variables.split(",") if args.variables else DEFAULT
