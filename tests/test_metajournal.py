@@ -443,3 +443,35 @@ def test_a_journal_without_the_nodes_off_the_index_path_undoes_a_flush_splitting
         assert set(reread.variables) == {"positions"}
         values = reread["positions"][:235, :]
         assert (values == np.arange(235)[:, None]).all()
+
+
+def test_a_structural_change_after_a_fixed_value_is_written_syncs_first(nc_path, monkeypatch):
+    # A fixed str or dict value lands in HDF5's global heap (metadata in its cache): as after
+    # entries, the journal's pre-images must be those of a completed sync, or finding them
+    # could flush that cache with no journal in force.
+    import writebehind
+    from writebehind.drivers.netcdf import NetCDFBackend
+
+    with writebehind.open(nc_path, "w") as store:
+        store.note.write("first")
+        store.flush()
+        store.note.write("second")
+        store.flush()  # nothing structural: a plain sync
+        syncs_before_change: list[bool] = []
+        sync_file = NetCDFBackend._sync_file
+
+        def counted(self: NetCDFBackend, durable: bool) -> None:
+            if not self._metadata_saved:  # a sync before the structural change's journal
+                syncs_before_change.append(durable)
+            sync_file(self, durable)
+
+        store.note.write("third")
+        store.flush()
+        monkeypatch.setattr(NetCDFBackend, "_sync_file", counted)
+        store.note.write("fourth")
+        assert store.note.read() == "fourth"  # applied (not synced) before the change
+        store.other.write("new variable")
+        store.flush()
+        assert len(syncs_before_change) == 1  # before the journal (the flush's own: after)
+    with writebehind.open(nc_path, "r") as store:
+        assert store.note.read() == "fourth" and store.other.read() == "new variable"

@@ -475,6 +475,9 @@ class NetCDFBackend(StorageIODriver):
 
     def write_value(self, path: str, value: Any) -> None:
         variable = self._node(path)
+        # A str or dict value goes to HDF5's global heap, metadata in its cache as a chunk
+        # index is: a structural change must sync it first (see _before_structure_change).
+        self._entries_written = True
         if isinstance(value, np.ndarray) and value.dtype != _OBJECT:
             if value.size == 0:
                 return
