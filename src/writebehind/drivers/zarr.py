@@ -1,0 +1,457 @@
+"""Zarr v3 stores, in a local directory or in object storage, through zarr-python 3.
+
+``writebehind.open("run.zarr")`` and ``writebehind.open("s3://bucket/prefix/run.zarr")``
+store here (see ``docs/scale-out.md``). Layout in the store:
+
+- a group of writebehind is a zarr group; a variable is a zarr array whose
+  ``dimension_names`` are the netCDF backend's (``positions_entry``, ``positions_axis1``...
+  for an appendable variable, ``name_axis0``... for a fixed one), so that
+  ``xarray.open_zarr(target, group=..., consolidated=False)`` opens each group;
+- attributes are JSON in ``zarr.json`` (``units`` as a string); their numpy dtypes are
+  recorded beside them (see ``_zarr_attrs``);
+- str is zarr's variable-length ``string`` type, bytes (and msgpack dict records) its
+  ``variable_length_bytes`` (zarr-python's; other Zarr libraries may not read it yet);
+- an appendable variable is chunked along axis 0 in about 1 MiB of whole entries (an entry
+  over 1 MiB is sliced along its first axis), with zarr's default codecs and no sharding:
+  sharding rewrites a whole shard for every append.
+
+**Commit protocol.** An appendable array's shape is its committed length. Entries are
+written as whole chunks (in the background, all variables at once), beyond the shape;
+``commit_lengths`` waits for every chunk to be stored and only then writes each array's
+``zarr.json`` with the new shape (and the length in ``writebehind_length``), one object
+per array. A reader (this backend in ``'r'``, xarray, zarr) therefore sees a prefix of
+written entries that only grows, never a row that was not written, and a process killed at
+any moment leaves every committed entry. ``durable`` on a local directory also fsyncs the
+chunk files (before the shapes) and the ``zarr.json`` files, and their directories; an
+object store's write is durable when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from zarr import AsyncArray, AsyncGroup
+from zarr.api import asynchronous as zarr_async
+from zarr.core.dtype import VariableLengthBytes, VariableLengthUTF8
+
+from .._bookkeeping import ATTR_DTYPES_ATTR, KIND_ATTR, LENGTH_ATTR
+from ..codecs.base import Layout
+from . import _zarr_io
+from ._zarr_attrs import decode_attrs, encode_attrs
+from .base import NodeRecord, StorageIODriver
+
+__all__ = ["ZarrBackend"]
+
+#: As the netCDF backend: about 1 MiB of whole entries a chunk, at most 8192 entries; an
+#: entry over CHUNK_SLICE_BYTES is stored in slices along its first axis.
+CHUNK_TARGET_BYTES = 1 << 20
+CHUNK_MAX_ENTRIES = 8192
+CHUNK_SLICE_BYTES = 1 << 20
+OBJECT_CHUNK_ENTRIES = 1024
+_OBJECT = np.dtype(object)
+#: zarr.json of a node, relative to the node.
+METADATA = "zarr.json"
+
+
+@dataclasses.dataclass
+class _Array:
+    """An array of the open store: what is committed, and how far entries were written."""
+
+    array: AsyncArray[Any]  # as stored: its shape is the committed one
+    layout: Layout
+    appendable: bool
+    attrs: dict[str, Any]  # as zarr.json holds them (JSON values, dtype record included)
+    extent: int = 0  # entries written (committed or not), along axis 0
+
+    def shaped(self, rows: int) -> AsyncArray[Any]:
+        """The array as if ``rows`` long: writes and reads beyond the committed shape go to
+        the same chunk objects, and nothing is written to zarr.json."""
+        shape = (rows, *self.array.shape[1:])
+        metadata = dataclasses.replace(self.array.metadata, shape=shape)
+        return AsyncArray(
+            metadata=metadata, store_path=self.array.store_path, config=self.array.config
+        )
+
+
+class ZarrBackend(StorageIODriver):
+    """The backend of Zarr v3 stores: a local directory, or ``s3://``, ``gs://``, ``az://``.
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        A directory (``run.zarr``) or a URL obstore knows (``s3://bucket/prefix/run.zarr``).
+    access_mode : {None, 'w', 'a', 'r'}
+        See :class:`~writebehind.StorageIODriver`. ``'w'`` deletes what the target holds
+        (refused for a local directory that holds files but no Zarr store).
+    storage_options : mapping, optional
+        For a URL: obstore's configuration (``endpoint``, ``access_key_id``,
+        ``region``, ``client_options={"allow_http": True}``...); what it leaves out comes
+        from the environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...).
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str],
+        access_mode: str | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ):
+        super().__init__(target, access_mode)
+        self.storage_options = dict(storage_options or {})
+        self._store: Any = None
+        self._root: AsyncGroup | None = None  # None until the store exists
+        self._groups: dict[str, AsyncGroup] = {}
+        self._arrays: dict[str, _Array] = {}
+        self._pending = _zarr_io.PendingWrites()
+        self._local = None if _zarr_io.is_url(self._file_name) else os.path.abspath(self._file_name)
+        self._unsynced: set[str] = set()  # keys written since the last durable commit
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self) -> None:
+        if self._store is not None:
+            return
+        mode = self._access_mode
+        if self._local is not None and os.path.isfile(self._local):
+            raise NotADirectoryError(f"{self._file_name!r} is a file, not a Zarr store")
+        store = _zarr_io.make_store(self._file_name, self.read_only, self.storage_options)
+        exists = _zarr_io.run(store.exists(METADATA))
+        if mode in ("a", "r") and not exists:
+            raise FileNotFoundError(f"No Zarr store at {self._file_name!r}")
+        if mode == "w":
+            self._refuse_to_clear_a_foreign_directory(exists)
+            _zarr_io.run(store.delete_dir(""))
+        self._store = store
+        self._pending = _zarr_io.PendingWrites()
+        self._groups, self._arrays, self._unsynced = {}, {}, set()
+        if exists and mode != "w":
+            self._root = _zarr_io.run(zarr_async.open_group(store=store, mode="r"))
+            self._groups[""] = self._root
+        elif mode == "w":
+            self._ensure_root()
+
+    def _refuse_to_clear_a_foreign_directory(self, is_zarr: bool) -> None:
+        local = self._local
+        if not is_zarr and local is not None and os.path.isdir(local) and os.listdir(local):
+            raise FileExistsError(
+                f"{self._file_name!r} holds files but no Zarr store: writebehind does not "
+                "delete them; remove the directory or choose another name"
+            )
+
+    def _ensure_root(self) -> AsyncGroup:
+        """The root group, created at the first write (a read never makes a store)."""
+        if self.read_only:
+            raise OSError(f"{self._file_name!r} was opened read-only")
+        if self._store is None:
+            raise ValueError(f"the Zarr store {self._file_name!r} is not open")
+        if self._root is None:
+            self._root = _zarr_io.run(
+                zarr_async.open_group(store=self._store, mode="w", zarr_format=3)
+            )
+            self._groups[""] = self._root
+            self._unsynced.add(METADATA)
+        return self._root
+
+    def scan(self) -> Iterator[NodeRecord]:
+        if self._root is None:
+            return
+        members = _zarr_io.run(_members(self._root))
+        for path, node in sorted(members, key=lambda member: member[0].split("/")):
+            if isinstance(node, AsyncGroup):
+                self._groups[path] = node
+                yield NodeRecord(path, True, decode_attrs(node.attrs))
+                continue
+            state = _scanned(node)
+            known = self._arrays.get(path)
+            if known is not None:  # written beyond its shape in this session
+                state.extent = max(state.extent, known.extent)
+            self._arrays[path] = state
+            attrs = decode_attrs(state.attrs)
+            length = state.extent if state.appendable else 0
+            yield NodeRecord(path, False, attrs, state.layout, state.appendable, length)
+
+    def sync(self, durable: bool = False) -> None:
+        self._pending.wait()
+        if durable:
+            self._fsync()
+
+    def commit_lengths(self, lengths: dict[str, int], durable: bool) -> None:
+        # Chunks first (stored, and fsynced if durable), then the shapes: a reader or a
+        # crash never finds a shape that counts a chunk not stored.
+        self.sync(durable)
+        if not lengths:
+            return
+        commits = []
+        for path in sorted(lengths):
+            state = self._arrays[path]
+            attrs = {**state.attrs, LENGTH_ATTR: int(lengths[path])}
+            shape = (int(lengths[path]), *state.array.shape[1:])
+            commits.append(self._save(path, attrs, shape))
+        _zarr_io.run(_gather(commits))
+        if durable:
+            self._fsync()
+
+    def _fsync(self) -> None:
+        if self._local is not None and self._unsynced:
+            _zarr_io.fsync_files(self._local, self._unsynced)
+        self._unsynced = set()
+
+    def close(self) -> None:
+        if self._store is None:
+            return
+        try:
+            self._pending.wait()
+        finally:
+            self._store, self._root = None, None
+            self._groups, self._arrays = {}, {}
+
+    def chunk_entries(self, layout: Layout) -> int:
+        return _chunk_shape(layout, appendable=True)[0]
+
+    # -- structure ---------------------------------------------------------------------
+    def create_group(self, path: str) -> None:
+        parent = self._group(path.rpartition("/")[0])
+        name = path.rpartition("/")[2]
+        self._groups[path] = _zarr_io.run(parent.create_group(name))
+        self._unsynced.add(f"{path}/{METADATA}")
+
+    def create_variable(self, path: str, layout: Layout, appendable: bool) -> None:
+        parent_path, _, name = path.rpartition("/")
+        group = self._group(parent_path)
+        first = int(appendable)
+        axes = [f"{name}_entry"] if appendable else []
+        axes += [f"{name}_axis{axis}" for axis in range(first, len(layout.shape) + first)]
+        shape = ((0,) if appendable else ()) + tuple(layout.shape)
+        attrs: dict[str, Any] = {KIND_ATTR: "appendable" if appendable else "fixed"}
+        if appendable:
+            attrs[LENGTH_ATTR] = 0
+        with warnings.catch_warnings():  # variable_length_bytes has no Zarr v3 spec yet
+            warnings.simplefilter("ignore")
+            array = _zarr_io.run(
+                group.create_array(
+                    name,
+                    shape=shape,
+                    chunks=_chunk_shape(layout, appendable),
+                    dtype=_zarr_dtype(layout),
+                    fill_value=_fill_value(layout),
+                    dimension_names=self._new_dimension_names(parent_path, axes),
+                    attributes=attrs,
+                    config={"write_empty_chunks": True},
+                )
+            )
+        self._arrays[path] = _Array(array, layout, appendable, dict(array.attrs))
+        self._unsynced.add(f"{path}/{METADATA}")
+
+    def _new_dimension_names(self, group_path: str, names: list[str]) -> list[str]:
+        """``names``, each made unique in the group as the netCDF backend does (``_1``...):
+        xarray takes a dimension of one name for one length across the group."""
+        prefix = f"{group_path}/" if group_path else ""
+        taken: set[str] = set()
+        for path, state in self._arrays.items():
+            if path.rpartition("/")[0] == group_path:
+                taken.add(path.rpartition("/")[2])
+                taken.update(state.array.metadata.dimension_names or ())
+        taken.update(p.rpartition("/")[2] for p in self._groups if p.startswith(prefix) and p)
+        out = []
+        for name in names:
+            candidate, n = name, 0
+            while candidate in taken:
+                n += 1
+                candidate = f"{name}_{n}"
+            taken.add(candidate)
+            out.append(candidate)
+        return out
+
+    def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
+        if path in self._arrays:
+            state = self._arrays[path]
+            merged = _with_attrs(state.attrs, attrs)
+            _zarr_io.run(self._save(path, merged, state.array.shape))
+            return
+        group = self._group(path) if path else self._ensure_root()
+        merged = _with_attrs(dict(group.attrs), attrs)
+        self._groups[path] = _zarr_io.run(group.update_attributes(merged))
+        self._unsynced.add(f"{path}/{METADATA}" if path else METADATA)
+
+    async def _save(self, path: str, attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
+        """Write the zarr.json of array ``path``: its shape and attributes, one object."""
+        state = self._arrays[path]
+        metadata = dataclasses.replace(state.array.metadata, attributes=attrs)
+        array = AsyncArray(metadata=metadata, store_path=state.array.store_path)
+        await array.resize(shape, delete_outside_chunks=False)
+        state.array, state.attrs = array, attrs
+        self._unsynced.add(f"{path}/{METADATA}")
+
+    def get_attrs(self, path: str) -> dict[str, Any]:
+        if path in self._arrays:
+            return decode_attrs(self._arrays[path].attrs)
+        if not path and self._root is None:
+            return {}
+        return decode_attrs(self._group(path).attrs)
+
+    def _group(self, path: str) -> AsyncGroup:
+        if not path:
+            return self._ensure_root() if self._root is None else self._root
+        try:
+            return self._groups[path]
+        except KeyError:
+            raise KeyError(f"No group at {path!r} in {self._file_name!r}") from None
+
+    def _array(self, path: str) -> _Array:
+        try:
+            return self._arrays[path]
+        except KeyError:
+            raise KeyError(f"No variable at {path!r} in {self._file_name!r}") from None
+
+    # -- data --------------------------------------------------------------------------
+    def write_entries(self, path: str, start: int, entries: Any) -> None:
+        state = self._array(path)
+        if self.read_only:
+            raise OSError(f"{self._file_name!r} was opened read-only")
+        count = len(entries)
+        if count == 0:
+            return
+        end = start + count
+        state.extent = max(state.extent, end)
+        data = _as_stored(entries, state.layout)  # a copy: the engine reuses its buffer
+        target = state.shaped(state.extent)
+        keys = _chunk_keys(state.array, start, end)
+        self._unsynced.update(f"{path}/{key}" for key in keys)
+        write = target.setitem(slice(start, end), data)  # runs on the I/O loop, not here
+        self._pending.add([(path, key) for key in keys], data.nbytes, write)
+
+    def write_value(self, path: str, value: Any) -> None:
+        state = self._array(path)
+        if self.read_only:
+            raise OSError(f"{self._file_name!r} was opened read-only")
+        if state.layout.storage == "numeric":
+            data = np.array(value, dtype=state.layout.dtype, copy=True)
+        else:
+            data = np.empty((), dtype=_OBJECT)
+            data[()] = str(value) if state.layout.storage == "string" else bytes(value)
+        keys = _chunk_keys(state.array, 0, 1)
+        self._unsynced.update(f"{path}/{key}" for key in keys)
+        write = state.array.setitem(..., data)
+        self._pending.add([(path, key) for key in keys], int(np.asarray(data).nbytes), write)
+
+    def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
+        state = self._array(path)
+        self._pending.wait()  # read-your-writes: the chunks written so far
+        rows = range(start, stop, step)
+        if len(rows) == 0:
+            return _empty((0, *state.layout.shape), state.layout)
+        low, high = min(rows[0], rows[-1]), max(rows[0], rows[-1]) + 1
+        source = state.shaped(max(state.extent, high))
+        block = _zarr_io.run(source.getitem(slice(low, high)))
+        picked = np.asarray(block)[np.asarray(rows, dtype=np.intp) - low]
+        return _as_read(picked, state.layout)
+
+    def read_value(self, path: str) -> Any:
+        state = self._array(path)
+        self._pending.wait()
+        value = _zarr_io.run(state.array.getitem(...))
+        if state.layout.storage == "numeric":
+            return np.asarray(value)
+        item = np.asarray(value, dtype=_OBJECT).reshape(-1)[0] if np.size(value) else ""
+        return str(item) if state.layout.storage == "string" else bytes(item)
+
+
+async def _members(root: AsyncGroup) -> list[tuple[str, Any]]:
+    return [member async for member in root.members(max_depth=None)]
+
+
+async def _gather(coros: list[Any]) -> None:
+    await asyncio.gather(*coros)
+
+
+def _scanned(array: AsyncArray[Any]) -> _Array:
+    attrs = dict(array.attrs)
+    data_type = array.metadata.data_type
+    if isinstance(data_type, VariableLengthUTF8):
+        storage, dtype = "string", _OBJECT
+    elif isinstance(data_type, VariableLengthBytes):
+        storage, dtype = "bytes", _OBJECT
+    else:
+        storage, dtype = "numeric", np.dtype(data_type.to_native_dtype())
+    appendable = attrs.get(KIND_ATTR) == "appendable" and array.ndim >= 1
+    entry_shape = tuple(array.shape[1:] if appendable else array.shape)
+    state = _Array(array, Layout(storage, dtype, entry_shape), appendable, attrs)
+    state.extent = array.shape[0] if appendable else 0
+    return state
+
+
+def _with_attrs(stored: dict[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
+    dtypes = dict(stored.get(ATTR_DTYPES_ATTR) or {})
+    merged = {**stored, **encode_attrs(attrs, dtypes)}
+    merged[ATTR_DTYPES_ATTR] = dtypes
+    return merged
+
+
+def _zarr_dtype(layout: Layout) -> Any:
+    if layout.storage == "string":
+        return VariableLengthUTF8()
+    if layout.storage == "bytes":
+        return VariableLengthBytes()
+    return layout.dtype
+
+
+def _fill_value(layout: Layout) -> Any:
+    return {"string": "", "bytes": b""}.get(layout.storage, 0)
+
+
+def _chunk_shape(layout: Layout, appendable: bool) -> tuple[int, ...]:
+    """About ``CHUNK_TARGET_BYTES`` of whole entries (an entry over ``CHUNK_SLICE_BYTES``
+    in equal slices of its first axis); a fixed value is one chunk."""
+    entry_shape = tuple(max(1, n) for n in layout.shape)
+    if not appendable:
+        return entry_shape
+    if layout.storage != "numeric":
+        return (OBJECT_CHUNK_ENTRIES,)
+    entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
+    if entry_bytes <= CHUNK_SLICE_BYTES:
+        entries = max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_bytes))
+        return (entries, *entry_shape)
+    pieces = -(-entry_bytes // CHUNK_SLICE_BYTES)
+    return (1, -(-entry_shape[0] // pieces), *entry_shape[1:])
+
+
+def _chunk_keys(array: AsyncArray[Any], start: int, stop: int) -> list[str]:
+    """The keys (relative to the array) of the chunks holding entries ``start:stop``."""
+    chunks = array.metadata.chunks
+    if not chunks:  # a 0-d array: one chunk
+        return [array.metadata.encode_chunk_key(())]
+    shape = array.shape
+    ranges = [range(start // chunks[0], (stop - 1) // chunks[0] + 1)]
+    ranges += [range(max(1, -(-n // c))) for n, c in zip(shape[1:], chunks[1:], strict=True)]
+    return [array.metadata.encode_chunk_key(coords) for coords in itertools.product(*ranges)]
+
+
+def _as_stored(entries: Any, layout: Layout) -> np.ndarray[Any, Any]:
+    """A copy of ``entries`` as zarr writes them (numeric, or an object array)."""
+    if layout.storage == "numeric":
+        return np.array(entries, dtype=layout.dtype, copy=True)
+    out = np.empty(len(entries), dtype=_OBJECT)
+    if layout.storage == "string":
+        out[:] = [str(item) for item in entries]
+    else:
+        out[:] = [bytes(item) for item in entries]
+    return out
+
+
+def _as_read(values: np.ndarray[Any, Any], layout: Layout) -> np.ndarray[Any, Any]:
+    if layout.storage == "numeric":
+        return values
+    out = np.empty(values.shape, dtype=_OBJECT)
+    convert: Callable[[Any], Any] = str if layout.storage == "string" else bytes
+    out.reshape(-1)[:] = [convert(item) for item in values.reshape(-1)]
+    return out
+
+
+def _empty(shape: tuple[int, ...], layout: Layout) -> np.ndarray[Any, Any]:
+    return np.empty(shape, dtype=layout.dtype if layout.storage == "numeric" else _OBJECT)
