@@ -358,7 +358,7 @@ class ZarrBackend(StorageIODriver):
         value = _zarr_io.run(state.array.getitem(...))
         if state.layout.storage == "numeric":
             return np.asarray(value)
-        item = np.asarray(value, dtype=_OBJECT).reshape(-1)[0] if np.size(value) else ""
+        item: Any = np.asarray(value, dtype=_OBJECT).reshape(-1)[0]
         return str(item) if state.layout.storage == "string" else bytes(item)
 
 
