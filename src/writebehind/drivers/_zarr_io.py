@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 from zarr.abc.store import Store
 from zarr.storage import LocalStore, ObjectStore
 
-__all__ = ["PendingWrites", "fsync_files", "is_url", "make_store", "run", "submit"]
+from .._paths import is_url
+
+__all__ = ["PendingWrites", "fsync_files", "make_store", "run", "submit"]
 
 T = TypeVar("T")
 
@@ -110,12 +112,6 @@ async def _after(before: list[Future[Any]], write: Coroutine[Any, Any, T]) -> T:
         with contextlib.suppress(BaseException):
             await asyncio.wrap_future(future)
     return await write
-
-
-def is_url(target: str) -> bool:
-    """Whether ``target`` names object storage (``s3://...``) rather than a directory."""
-    scheme, sep, _ = target.partition("://")
-    return bool(sep) and scheme not in ("", "file")
 
 
 def make_store(target: str, read_only: bool, options: Mapping[str, Any] | None) -> Store:

@@ -42,6 +42,7 @@ from zarr.api import asynchronous as zarr_async
 from zarr.core.dtype import VariableLengthBytes, VariableLengthUTF8
 
 from .._bookkeeping import ATTR_DTYPES_ATTR, KIND_ATTR, LENGTH_ATTR
+from .._paths import is_url
 from ..codecs.base import Layout
 from . import _zarr_io
 from ._zarr_attrs import decode_attrs, encode_attrs
@@ -58,6 +59,13 @@ OBJECT_CHUNK_ENTRIES = 1024
 _OBJECT = np.dtype(object)
 #: zarr.json of a node, relative to the node.
 METADATA = "zarr.json"
+
+# zarr-python warns at every use of its variable_length_bytes type (no Zarr v3 spec yet),
+# on its I/O thread too; the choice is made and documented above, so only that warning of
+# that type is silenced (xarray reading such an array still warns, in the reader's code).
+warnings.filterwarnings(
+    "ignore", message=r"The data type \(VariableLengthBytes\(\)\)", module=r"zarr\."
+)
 
 
 @dataclasses.dataclass
@@ -110,7 +118,7 @@ class ZarrBackend(StorageIODriver):
         self._groups: dict[str, AsyncGroup] = {}
         self._arrays: dict[str, _Array] = {}
         self._pending = _zarr_io.PendingWrites()
-        self._local = None if _zarr_io.is_url(self._file_name) else os.path.abspath(self._file_name)
+        self._local = None if is_url(self._file_name) else os.path.abspath(self._file_name)
         self._unsynced: set[str] = set()  # keys written since the last durable commit
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -211,6 +219,12 @@ class ZarrBackend(StorageIODriver):
             self._store, self._root = None, None
             self._groups, self._arrays = {}, {}
 
+    def stored_bytes(self) -> int:
+        """Bytes of every object (file) of the store."""
+        if self._store is None:
+            return 0
+        return int(_zarr_io.run(self._store.getsize_prefix("")))
+
     def chunk_entries(self, layout: Layout) -> int:
         return _chunk_shape(layout, appendable=True)[0]
 
@@ -231,20 +245,18 @@ class ZarrBackend(StorageIODriver):
         attrs: dict[str, Any] = {KIND_ATTR: "appendable" if appendable else "fixed"}
         if appendable:
             attrs[LENGTH_ATTR] = 0
-        with warnings.catch_warnings():  # variable_length_bytes has no Zarr v3 spec yet
-            warnings.simplefilter("ignore")
-            array = _zarr_io.run(
-                group.create_array(
-                    name,
-                    shape=shape,
-                    chunks=_chunk_shape(layout, appendable),
-                    dtype=_zarr_dtype(layout),
-                    fill_value=_fill_value(layout),
-                    dimension_names=self._new_dimension_names(parent_path, axes),
-                    attributes=attrs,
-                    config={"write_empty_chunks": True},
-                )
+        array = _zarr_io.run(
+            group.create_array(
+                name,
+                shape=shape,
+                chunks=_chunk_shape(layout, appendable),
+                dtype=_zarr_dtype(layout),
+                fill_value=_fill_value(layout),
+                dimension_names=self._new_dimension_names(parent_path, axes),
+                attributes=attrs,
+                config={"write_empty_chunks": True},
             )
+        )
         self._arrays[path] = _Array(array, layout, appendable, dict(array.attrs))
         self._unsynced.add(f"{path}/{METADATA}")
 
