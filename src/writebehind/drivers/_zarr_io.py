@@ -77,6 +77,7 @@ class PendingWrites:
         self._last: dict[Any, Future[Any]] = {}
         self._nbytes = 0
         self.error: BaseException | None = None
+        self.reported = False  # whether ``wait`` raised ``error`` already
 
     def add(self, keys: list[Any], nbytes: int, write: Coroutine[Any, Any, Any]) -> None:
         before = [self._last[key] for key in keys if key in self._last]
@@ -103,6 +104,7 @@ class PendingWrites:
             self._wait_oldest()
         self._last.clear()
         if self.error is not None:
+            self.reported = True
             raise self.error
 
 

@@ -139,7 +139,9 @@ class ZarrBackend(StorageIODriver):
         self._pending = _zarr_io.PendingWrites()
         self._groups, self._arrays, self._unsynced = {}, {}, set()
         if exists and mode != "w":
-            self._root = _zarr_io.run(zarr_async.open_group(store=store, mode="r"))
+            # "r" would give the group (and every node found from it) a read-only store
+            group_mode = "r" if self.read_only else "r+"
+            self._root = _zarr_io.run(zarr_async.open_group(store=store, mode=group_mode))
             self._groups[""] = self._root
         elif mode == "w":
             self._ensure_root()
@@ -152,12 +154,15 @@ class ZarrBackend(StorageIODriver):
                 "delete them; remove the directory or choose another name"
             )
 
-    def _ensure_root(self) -> AsyncGroup:
-        """The root group, created at the first write (a read never makes a store)."""
-        if self.read_only:
-            raise OSError(f"{self._file_name!r} was opened read-only")
+    def _check_writable(self) -> None:
         if self._store is None:
             raise ValueError(f"the Zarr store {self._file_name!r} is not open")
+        if self.read_only:
+            raise OSError(f"{self._file_name!r} was opened read-only")
+
+    def _ensure_root(self) -> AsyncGroup:
+        """The root group, created at the first write (a read never makes a store)."""
+        self._check_writable()
         if self._root is None:
             self._root = _zarr_io.run(
                 zarr_async.open_group(store=self._store, mode="w", zarr_format=3)
@@ -213,8 +218,12 @@ class ZarrBackend(StorageIODriver):
     def close(self) -> None:
         if self._store is None:
             return
+        reported = self._pending.reported
         try:
             self._pending.wait()
+        except BaseException:
+            if not reported:  # a failed write that no commit has reported yet
+                raise
         finally:
             self._store, self._root = None, None
             self._groups, self._arrays = {}, {}
@@ -230,12 +239,14 @@ class ZarrBackend(StorageIODriver):
 
     # -- structure ---------------------------------------------------------------------
     def create_group(self, path: str) -> None:
+        self._check_writable()
         parent = self._group(path.rpartition("/")[0])
         name = path.rpartition("/")[2]
         self._groups[path] = _zarr_io.run(parent.create_group(name))
         self._unsynced.add(f"{path}/{METADATA}")
 
     def create_variable(self, path: str, layout: Layout, appendable: bool) -> None:
+        self._check_writable()
         parent_path, _, name = path.rpartition("/")
         group = self._group(parent_path)
         first = int(appendable)
@@ -281,6 +292,7 @@ class ZarrBackend(StorageIODriver):
         return out
 
     def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
+        self._check_writable()
         if path in self._arrays:
             state = self._arrays[path]
             merged = _with_attrs(state.attrs, attrs)
@@ -324,8 +336,7 @@ class ZarrBackend(StorageIODriver):
     # -- data --------------------------------------------------------------------------
     def write_entries(self, path: str, start: int, entries: Any) -> None:
         state = self._array(path)
-        if self.read_only:
-            raise OSError(f"{self._file_name!r} was opened read-only")
+        self._check_writable()
         count = len(entries)
         if count == 0:
             return
@@ -340,8 +351,7 @@ class ZarrBackend(StorageIODriver):
 
     def write_value(self, path: str, value: Any) -> None:
         state = self._array(path)
-        if self.read_only:
-            raise OSError(f"{self._file_name!r} was opened read-only")
+        self._check_writable()
         if state.layout.storage == "numeric":
             data = np.array(value, dtype=state.layout.dtype, copy=True)
         else:
