@@ -140,8 +140,8 @@ class ZarrBackend(StorageIODriver):
         self._groups, self._arrays, self._unsynced = {}, {}, set()
         if exists and mode != "w":
             # "r" would give the group (and every node found from it) a read-only store
-            group_mode = "r" if self.read_only else "r+"
-            self._root = _zarr_io.run(zarr_async.open_group(store=store, mode=group_mode))
+            group = zarr_async.open_group(store=store, mode="r" if self.read_only else "r+")
+            self._root = _zarr_io.run(group)
             self._groups[""] = self._root
         elif mode == "w":
             self._ensure_root()
