@@ -168,7 +168,7 @@ class ZarrBackend(StorageIODriver):
                 zarr_async.open_group(store=self._store, mode="w", zarr_format=3)
             )
             self._groups[""] = self._root
-            self._unsynced.add(METADATA)
+            self._track(METADATA)
         return self._root
 
     def scan(self) -> Iterator[NodeRecord]:
@@ -210,6 +210,12 @@ class ZarrBackend(StorageIODriver):
         if durable:
             self._fsync()
 
+    def _track(self, *keys: str) -> None:
+        """Remember files written, for the next durable commit to fsync (local only: an
+        object store's write is durable when it returns)."""
+        if self._local is not None:
+            self._unsynced.update(keys)
+
     def _fsync(self) -> None:
         if self._local is not None and self._unsynced:
             _zarr_io.fsync_files(self._local, self._unsynced)
@@ -243,7 +249,7 @@ class ZarrBackend(StorageIODriver):
         parent = self._group(path.rpartition("/")[0])
         name = path.rpartition("/")[2]
         self._groups[path] = _zarr_io.run(parent.create_group(name))
-        self._unsynced.add(f"{path}/{METADATA}")
+        self._track(f"{path}/{METADATA}")
 
     def create_variable(self, path: str, layout: Layout, appendable: bool) -> None:
         self._check_writable()
@@ -269,7 +275,7 @@ class ZarrBackend(StorageIODriver):
             )
         )
         self._arrays[path] = _Array(array, layout, appendable, dict(array.attrs))
-        self._unsynced.add(f"{path}/{METADATA}")
+        self._track(f"{path}/{METADATA}")
 
     def _new_dimension_names(self, group_path: str, names: list[str]) -> list[str]:
         """``names``, each made unique in the group as the netCDF backend does (``_1``...):
@@ -301,7 +307,7 @@ class ZarrBackend(StorageIODriver):
         group = self._group(path) if path else self._ensure_root()
         merged = _with_attrs(dict(group.attrs), attrs)
         self._groups[path] = _zarr_io.run(group.update_attributes(merged))
-        self._unsynced.add(f"{path}/{METADATA}" if path else METADATA)
+        self._track(f"{path}/{METADATA}" if path else METADATA)
 
     async def _save(self, path: str, attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
         """Write the zarr.json of array ``path``: its shape and attributes, one object."""
@@ -310,7 +316,7 @@ class ZarrBackend(StorageIODriver):
         array = AsyncArray(metadata=metadata, store_path=state.array.store_path)
         await array.resize(shape, delete_outside_chunks=False)
         state.array, state.attrs = array, attrs
-        self._unsynced.add(f"{path}/{METADATA}")
+        self._track(f"{path}/{METADATA}")
 
     def get_attrs(self, path: str) -> dict[str, Any]:
         if path in self._arrays:
@@ -345,7 +351,7 @@ class ZarrBackend(StorageIODriver):
         data = _as_stored(entries, state.layout)  # a copy: the engine reuses its buffer
         target = state.shaped(state.extent)
         keys = _chunk_keys(state.array, start, end)
-        self._unsynced.update(f"{path}/{key}" for key in keys)
+        self._track(*(f"{path}/{key}" for key in keys))
         write = target.setitem(slice(start, end), data)  # runs on the I/O loop, not here
         self._pending.add([(path, key) for key in keys], data.nbytes, write)
 
@@ -358,7 +364,7 @@ class ZarrBackend(StorageIODriver):
             data = np.empty((), dtype=_OBJECT)
             data[()] = str(value) if state.layout.storage == "string" else bytes(value)
         keys = _chunk_keys(state.array, 0, 1)
-        self._unsynced.update(f"{path}/{key}" for key in keys)
+        self._track(*(f"{path}/{key}" for key in keys))
         write = state.array.setitem(..., data)
         self._pending.add([(path, key) for key in keys], int(np.asarray(data).nbytes), write)
 
