@@ -30,33 +30,35 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from zarr import AsyncArray, AsyncGroup
 from zarr.api import asynchronous as zarr_async
-from zarr.core.dtype import VariableLengthBytes, VariableLengthUTF8
 
 from .._bookkeeping import ATTR_DTYPES_ATTR, KIND_ATTR, LENGTH_ATTR
 from .._paths import is_url
 from ..codecs.base import Layout
 from . import _zarr_io
 from ._zarr_attrs import decode_attrs, encode_attrs
+from ._zarr_layout import (
+    OBJECT,
+    as_read,
+    as_stored,
+    chunk_keys,
+    chunk_shape,
+    empty,
+    fill_value,
+    storage_of,
+    zarr_dtype,
+)
 from .base import NodeRecord, StorageIODriver
 
 __all__ = ["ZarrBackend"]
 
-#: As the netCDF backend: about 1 MiB of whole entries a chunk, at most 8192 entries; an
-#: entry over CHUNK_SLICE_BYTES is stored in slices along its first axis.
-CHUNK_TARGET_BYTES = 1 << 20
-CHUNK_MAX_ENTRIES = 8192
-CHUNK_SLICE_BYTES = 1 << 20
-OBJECT_CHUNK_ENTRIES = 1024
-_OBJECT = np.dtype(object)
 #: zarr.json of a node, relative to the node.
 METADATA = "zarr.json"
 
@@ -241,7 +243,7 @@ class ZarrBackend(StorageIODriver):
         return int(_zarr_io.run(self._store.getsize_prefix("")))
 
     def chunk_entries(self, layout: Layout) -> int:
-        return _chunk_shape(layout, appendable=True)[0]
+        return chunk_shape(layout, appendable=True)[0]
 
     # -- structure ---------------------------------------------------------------------
     def create_group(self, path: str) -> None:
@@ -266,9 +268,9 @@ class ZarrBackend(StorageIODriver):
             group.create_array(
                 name,
                 shape=shape,
-                chunks=_chunk_shape(layout, appendable),
-                dtype=_zarr_dtype(layout),
-                fill_value=_fill_value(layout),
+                chunks=chunk_shape(layout, appendable),
+                dtype=zarr_dtype(layout),
+                fill_value=fill_value(layout),
                 dimension_names=self._new_dimension_names(parent_path, axes),
                 attributes=attrs,
                 config={"write_empty_chunks": True},
@@ -348,9 +350,9 @@ class ZarrBackend(StorageIODriver):
             return
         end = start + count
         state.extent = max(state.extent, end)
-        data = _as_stored(entries, state.layout)  # a copy: the engine reuses its buffer
+        data = as_stored(entries, state.layout)  # a copy: the engine reuses its buffer
         target = state.shaped(state.extent)
-        keys = _chunk_keys(state.array, start, end)
+        keys = chunk_keys(state.array, start, end)
         self._track(*(f"{path}/{key}" for key in keys))
         write = target.setitem(slice(start, end), data)  # runs on the I/O loop, not here
         self._pending.add([(path, key) for key in keys], data.nbytes, write)
@@ -361,9 +363,9 @@ class ZarrBackend(StorageIODriver):
         if state.layout.storage == "numeric":
             data = np.array(value, dtype=state.layout.dtype, copy=True)
         else:
-            data = np.empty((), dtype=_OBJECT)
+            data = np.empty((), dtype=OBJECT)
             data[()] = str(value) if state.layout.storage == "string" else bytes(value)
-        keys = _chunk_keys(state.array, 0, 1)
+        keys = chunk_keys(state.array, 0, 1)
         self._track(*(f"{path}/{key}" for key in keys))
         write = state.array.setitem(..., data)
         self._pending.add([(path, key) for key in keys], int(np.asarray(data).nbytes), write)
@@ -373,12 +375,12 @@ class ZarrBackend(StorageIODriver):
         self._pending.wait()  # read-your-writes: the chunks written so far
         rows = range(start, stop, step)
         if len(rows) == 0:
-            return _empty((0, *state.layout.shape), state.layout)
+            return empty((0, *state.layout.shape), state.layout)
         low, high = min(rows[0], rows[-1]), max(rows[0], rows[-1]) + 1
         source = state.shaped(max(state.extent, high))
         block = _zarr_io.run(source.getitem(slice(low, high)))
         picked = np.asarray(block)[np.asarray(rows, dtype=np.intp) - low]
-        return _as_read(picked, state.layout)
+        return as_read(picked, state.layout)
 
     def read_value(self, path: str) -> Any:
         state = self._array(path)
@@ -386,7 +388,7 @@ class ZarrBackend(StorageIODriver):
         value = _zarr_io.run(state.array.getitem(...))
         if state.layout.storage == "numeric":
             return np.asarray(value)
-        item: Any = np.asarray(value, dtype=_OBJECT).reshape(-1)[0]
+        item: Any = np.asarray(value, dtype=OBJECT).reshape(-1)[0]
         return str(item) if state.layout.storage == "string" else bytes(item)
 
 
@@ -400,13 +402,7 @@ async def _gather(coros: list[Any]) -> None:
 
 def _scanned(array: AsyncArray[Any]) -> _Array:
     attrs = dict(array.attrs)
-    data_type = array.metadata.data_type
-    if isinstance(data_type, VariableLengthUTF8):
-        storage, dtype = "string", _OBJECT
-    elif isinstance(data_type, VariableLengthBytes):
-        storage, dtype = "bytes", _OBJECT
-    else:
-        storage, dtype = "numeric", np.dtype(data_type.to_native_dtype())
+    storage, dtype = storage_of(array)
     appendable = attrs.get(KIND_ATTR) == "appendable" and array.ndim >= 1
     entry_shape = tuple(array.shape[1:] if appendable else array.shape)
     state = _Array(array, Layout(storage, dtype, entry_shape), appendable, attrs)
@@ -419,67 +415,3 @@ def _with_attrs(stored: dict[str, Any], attrs: Mapping[str, Any]) -> dict[str, A
     merged = {**stored, **encode_attrs(attrs, dtypes)}
     merged[ATTR_DTYPES_ATTR] = dtypes
     return merged
-
-
-def _zarr_dtype(layout: Layout) -> Any:
-    if layout.storage == "string":
-        return VariableLengthUTF8()
-    if layout.storage == "bytes":
-        return VariableLengthBytes()
-    return layout.dtype
-
-
-def _fill_value(layout: Layout) -> Any:
-    return {"string": "", "bytes": b""}.get(layout.storage, 0)
-
-
-def _chunk_shape(layout: Layout, appendable: bool) -> tuple[int, ...]:
-    """About ``CHUNK_TARGET_BYTES`` of whole entries (an entry over ``CHUNK_SLICE_BYTES``
-    in equal slices of its first axis); a fixed value is one chunk."""
-    entry_shape = tuple(max(1, n) for n in layout.shape)
-    if not appendable:
-        return entry_shape
-    if layout.storage != "numeric":
-        return (OBJECT_CHUNK_ENTRIES,)
-    entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
-    if entry_bytes <= CHUNK_SLICE_BYTES:
-        entries = max(1, min(CHUNK_MAX_ENTRIES, CHUNK_TARGET_BYTES // entry_bytes))
-        return (entries, *entry_shape)
-    pieces = -(-entry_bytes // CHUNK_SLICE_BYTES)
-    return (1, -(-entry_shape[0] // pieces), *entry_shape[1:])
-
-
-def _chunk_keys(array: AsyncArray[Any], start: int, stop: int) -> list[str]:
-    """The keys (relative to the array) of the chunks holding entries ``start:stop``."""
-    chunks = array.metadata.chunks
-    if not chunks:  # a 0-d array: one chunk
-        return [array.metadata.encode_chunk_key(())]
-    shape = array.shape
-    ranges = [range(start // chunks[0], (stop - 1) // chunks[0] + 1)]
-    ranges += [range(max(1, -(-n // c))) for n, c in zip(shape[1:], chunks[1:], strict=True)]
-    return [array.metadata.encode_chunk_key(coords) for coords in itertools.product(*ranges)]
-
-
-def _as_stored(entries: Any, layout: Layout) -> np.ndarray[Any, Any]:
-    """A copy of ``entries`` as zarr writes them (numeric, or an object array)."""
-    if layout.storage == "numeric":
-        return np.array(entries, dtype=layout.dtype, copy=True)
-    out = np.empty(len(entries), dtype=_OBJECT)
-    if layout.storage == "string":
-        out[:] = [str(item) for item in entries]
-    else:
-        out[:] = [bytes(item) for item in entries]
-    return out
-
-
-def _as_read(values: np.ndarray[Any, Any], layout: Layout) -> np.ndarray[Any, Any]:
-    if layout.storage == "numeric":
-        return values
-    out = np.empty(values.shape, dtype=_OBJECT)
-    convert: Callable[[Any], Any] = str if layout.storage == "string" else bytes
-    out.reshape(-1)[:] = [convert(item) for item in values.reshape(-1)]
-    return out
-
-
-def _empty(shape: tuple[int, ...], layout: Layout) -> np.ndarray[Any, Any]:
-    return np.empty(shape, dtype=layout.dtype if layout.storage == "numeric" else _OBJECT)
