@@ -22,7 +22,7 @@ from zarr.storage import LocalStore, ObjectStore
 
 from .._paths import is_url
 
-__all__ = ["PendingWrites", "fsync_files", "make_store", "run", "submit"]
+__all__ = ["PendingWrites", "fsync_files", "lease_location", "make_store", "run", "submit"]
 
 T = TypeVar("T")
 
@@ -133,6 +133,20 @@ def make_store(target: str, read_only: bool, options: Mapping[str, Any] | None) 
     extra = {name: config.pop(name) for name in names if name in config}
     objects = obstore.store.from_url(target, config=config or None, **extra)
     return ObjectStore(objects, read_only=read_only)
+
+
+def lease_location(
+    target: str, options: Mapping[str, Any] | None, inside: str
+) -> tuple[Store, str, bool]:
+    """Where the lease of the store at ``target`` lives: a store, a key in it, and whether
+    that is inside the store (only at the root of a bucket: nothing is beside it)."""
+    if not is_url(target):
+        path = os.path.abspath(target.removeprefix("file://"))
+        return LocalStore(os.path.dirname(path)), os.path.basename(path) + ".lease", False
+    head, _, name = target.rstrip("/").rpartition("/")
+    if not name or head.endswith(":/"):  # s3://bucket: the store is the whole bucket
+        return make_store(target, False, options), inside, True
+    return make_store(head, False, options), name + ".lease", False
 
 
 def fsync_files(root: str, keys: set[str]) -> None:

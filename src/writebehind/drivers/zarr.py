@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -40,6 +41,7 @@ from zarr import AsyncArray, AsyncGroup
 from zarr.api import asynchronous as zarr_async
 
 from .._bookkeeping import ATTR_DTYPES_ATTR, KIND_ATTR, LENGTH_ATTR
+from .._errors import StoreInUseError
 from .._paths import is_url
 from ..codecs.base import Layout
 from . import _zarr_io
@@ -55,6 +57,7 @@ from ._zarr_layout import (
     storage_of,
     zarr_dtype,
 )
+from ._zarr_lease import LEASE_KEY, Lease
 from .base import NodeRecord, StorageIODriver
 
 __all__ = ["ZarrBackend"]
@@ -104,6 +107,16 @@ class ZarrBackend(StorageIODriver):
         For a URL: obstore's configuration (``endpoint``, ``access_key_id``,
         ``region``, ``client_options={"allow_http": True}``...); what it leaves out comes
         from the environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...).
+    lease_seconds : float
+        A writer holds the store's lease (one writer per store) and renews it every third
+        of this while open; a lease not renewed for this long is taken over by the next
+        writer (see ``drivers/_zarr_lease.py``).
+
+    Raises
+    ------
+    StoreInUseError
+        At ``open`` (or the first write, in mode None), when another writer holds the
+        store; at a commit, when another writer took the lease over.
     """
 
     def __init__(
@@ -112,9 +125,14 @@ class ZarrBackend(StorageIODriver):
         access_mode: str | None = None,
         *,
         storage_options: Mapping[str, Any] | None = None,
+        lease_seconds: float = 60.0,
     ):
         super().__init__(target, access_mode)
         self.storage_options = dict(storage_options or {})
+        #: How long the store's lease outlives its writer (see ``_zarr_lease``).
+        self.lease_seconds = lease_seconds
+        self._lease: Lease | None = None
+        self._lease_inside = False  # the lease is an object of the store (bucket root)
         self._store: Any = None
         self._root: AsyncGroup | None = None  # None until the store exists
         self._groups: dict[str, AsyncGroup] = {}
@@ -136,8 +154,11 @@ class ZarrBackend(StorageIODriver):
             raise FileNotFoundError(f"No Zarr store at {self._file_name!r}")
         if mode == "w":
             self._refuse_to_clear_a_foreign_directory(exists)
-            _zarr_io.run(store.delete_dir(""))
         self._store = store
+        if (exists and mode != "r") or mode == "w":
+            self._take_lease()  # before 'w' deletes anything: it may be another's store
+        if mode == "w":
+            self._delete_all_but_the_lease()
         self._pending = _zarr_io.PendingWrites()
         self._groups, self._arrays, self._unsynced = {}, {}, set()
         if exists and mode != "w":
@@ -147,6 +168,33 @@ class ZarrBackend(StorageIODriver):
             self._groups[""] = self._root
         elif mode == "w":
             self._ensure_root()
+
+    def _take_lease(self) -> None:
+        store, key, self._lease_inside = _zarr_io.lease_location(
+            self._file_name, self.storage_options, LEASE_KEY
+        )
+        lease = Lease(store, key, self._file_name, self.lease_seconds)
+        _zarr_io.run(lease.acquire())
+        self._lease = lease
+
+    def _check_lease(self) -> None:
+        if self._lease is not None and self._lease.lost:
+            raise StoreInUseError(f"{self._lease.lost}: nothing more is written")
+
+    def _delete_all_but_the_lease(self) -> None:
+        kept = LEASE_KEY if self._lease_inside else ""
+        if self._local is None:
+            _zarr_io.run(_delete_all_but(self._store, kept))
+            return
+        if not os.path.isdir(self._local):
+            return
+        for entry in os.scandir(self._local):  # directories too: zarr leaves them empty
+            if entry.name == kept:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
 
     def _refuse_to_clear_a_foreign_directory(self, is_zarr: bool) -> None:
         local = self._local
@@ -166,8 +214,12 @@ class ZarrBackend(StorageIODriver):
         """The root group, created at the first write (a read never makes a store)."""
         self._check_writable()
         if self._root is None:
+            if self._lease is None:
+                self._take_lease()
+            # "a" creates it: "w" would delete the store's objects first, the lease among
+            # them, and "w-" refuses a store holding any object
             self._root = _zarr_io.run(
-                zarr_async.open_group(store=self._store, mode="w", zarr_format=3)
+                zarr_async.open_group(store=self._store, mode="a", zarr_format=3)
             )
             self._groups[""] = self._root
             self._track(METADATA)
@@ -200,6 +252,7 @@ class ZarrBackend(StorageIODriver):
         # Chunks first (stored, and fsynced if durable), then the shapes: a reader or a
         # crash never finds a shape that counts a chunk not stored.
         self.sync(durable)
+        self._check_lease()
         if not lengths:
             return
         commits = []
@@ -233,6 +286,9 @@ class ZarrBackend(StorageIODriver):
             if not reported:  # a failed write that no commit has reported yet
                 raise
         finally:
+            lease, self._lease = self._lease, None
+            if lease is not None:
+                _zarr_io.run(lease.release())
             self._store, self._root = None, None
             self._groups, self._arrays = {}, {}
 
@@ -345,6 +401,7 @@ class ZarrBackend(StorageIODriver):
     def write_entries(self, path: str, start: int, entries: Any) -> None:
         state = self._array(path)
         self._check_writable()
+        self._check_lease()
         count = len(entries)
         if count == 0:
             return
@@ -394,6 +451,12 @@ class ZarrBackend(StorageIODriver):
 
 async def _members(root: AsyncGroup) -> list[tuple[str, Any]]:
     return [member async for member in root.members(max_depth=None)]
+
+
+async def _delete_all_but(store: Any, kept: str) -> None:
+    """Delete every object of ``store`` but ``kept`` (what 'w' does to an object store)."""
+    keys = [key async for key in store.list() if key != kept]
+    await asyncio.gather(*(store.delete(key) for key in keys))
 
 
 async def _gather(coros: list[Any]) -> None:
