@@ -236,3 +236,22 @@ def test_storage_options_name_the_endpoint(
         store.x.append(1.5)
     with writebehind.open(url, "r", storage_options=options) as store:
         assert store.x.read() == [1.5]
+
+
+@pytest.mark.parametrize("reopened", [False, True])
+def test_a_chunk_of_fill_values_is_stored_not_deleted(
+    backend: ZarrBackend, store_path: Path, reopened: bool
+) -> None:
+    # One object put per chunk written, in every session: zarr's default deletes it instead.
+    layout = Layout("numeric", np.dtype("f8"), (1 << 17,))  # 1 MiB: one entry a chunk
+    backend.create_variable("x", layout, appendable=True)
+    if reopened:
+        backend.close()
+        backend = ZarrBackend(str(store_path), "a")
+        backend.open()
+        list(backend.scan())
+    backend.write_entries("x", 0, np.zeros((1, 1 << 17)))
+    backend.sync()
+    assert (store_path / "x" / "c" / "0" / "0").is_file()
+    if reopened:
+        backend.close()

@@ -66,6 +66,9 @@ __all__ = ["ZarrBackend"]
 
 #: zarr.json of a node, relative to the node.
 METADATA = "zarr.json"
+#: How arrays are written: every chunk stored, even one of fill values only (zarr would
+#: delete it instead, after scanning it for one), so that each write is one object put.
+CONFIG: Any = {"write_empty_chunks": True}
 
 # zarr-python warns at every use of its variable_length_bytes type (no Zarr v3 spec yet),
 # on its I/O thread too; the choice is made and documented above, so only that warning of
@@ -85,14 +88,14 @@ class _Array:
     attrs: dict[str, Any]  # as zarr.json holds them (JSON values, dtype record included)
     extent: int = 0  # entries written (committed or not), along axis 0
 
-    def shaped(self, rows: int) -> AsyncArray[Any]:
-        """The array as if ``rows`` long: writes and reads beyond the committed shape go to
-        the same chunk objects, and nothing is written to zarr.json."""
-        shape = (rows, *self.array.shape[1:])
-        metadata = dataclasses.replace(self.array.metadata, shape=shape)
-        return AsyncArray(
-            metadata=metadata, store_path=self.array.store_path, config=self.array.config
-        )
+    def shaped(self, rows: int | None = None) -> AsyncArray[Any]:
+        """The array, written with CONFIG, as if ``rows`` long: writes and reads beyond the
+        committed shape go to the same chunk objects, and nothing is written to zarr.json.
+        """
+        metadata = self.array.metadata
+        if rows is not None:
+            metadata = dataclasses.replace(metadata, shape=(rows, *self.array.shape[1:]))
+        return AsyncArray(metadata=metadata, store_path=self.array.store_path, config=CONFIG)
 
 
 class ZarrBackend(StorageIODriver):
@@ -331,7 +334,7 @@ class ZarrBackend(StorageIODriver):
                 fill_value=fill_value(layout),
                 dimension_names=self._new_dimension_names(parent_path, axes),
                 attributes=attrs,
-                config={"write_empty_chunks": True},
+                config=CONFIG,
             )
         )
         self._arrays[path] = _Array(array, layout, appendable, dict(array.attrs))
@@ -426,7 +429,7 @@ class ZarrBackend(StorageIODriver):
             data[()] = str(value) if state.layout.storage == "string" else bytes(value)
         keys = chunk_keys(state.array, 0, 1)
         self._track(*(f"{path}/{key}" for key in keys))
-        write = state.array.setitem(..., data)
+        write = state.shaped().setitem(..., data)
         self._pending.add([(path, key) for key in keys], int(np.asarray(data).nbytes), write)
 
     def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
