@@ -118,12 +118,18 @@ def test_xarray_opens_a_group_with_its_dims_and_units(tmp_path: Path) -> None:
     np.testing.assert_array_equal(positions.values[:, 0, 0], [0, 1, 2, 3])
 
 
-@pytest.mark.parametrize("reader", ["writebehind", "xarray"])
-def test_a_live_reader_sees_a_prefix_of_written_entries(tmp_path: Path, reader: str) -> None:
+@pytest.mark.parametrize(
+    ("reader", "where"), [("writebehind", "local"), ("xarray", "local"), ("writebehind", "s3")]
+)
+def test_a_live_reader_sees_a_prefix_of_written_entries(
+    request: pytest.FixtureRequest, tmp_path: Path, reader: str, where: str
+) -> None:
     # Entry i is filled with i + 1: a row of zeros (the fill value) would be a row the
     # reader saw before it was written.
     xarray = pytest.importorskip("xarray") if reader == "xarray" else None
-    path = tmp_path / "live.zarr"
+    path: str | Path = tmp_path / "live.zarr"
+    if where == "s3":
+        path = f"s3://{request.getfixturevalue('s3_bucket')}/live.zarr"
     with writebehind.open(path, "w") as store:
         store.x.append(np.full(64, 1.0))
     done = threading.Event()
