@@ -483,17 +483,17 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
 
 def open_async(
-    target: Target,
+    file_name: Target,
     mode: str | None = None,
     *,
     checksums: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> AsyncStorageInterface:
-    """``AsyncStorageInterface(backend_for(target, mode, ...), **options)``: as ``open``.
+    """``AsyncStorageInterface(backend_for(file_name, mode, ...), **options)``: as ``open``.
 
     Not a coroutine: use ``async with open_async("run.nc") as store:`` (or
     ``store = await open_async("run.nc")`` and ``await store.aclose()``).
     """
-    driver = backend_for(target, mode, checksums=checksums, storage_options=storage_options)
+    driver = backend_for(file_name, mode, checksums=checksums, storage_options=storage_options)
     return AsyncStorageInterface(driver, **options)

@@ -174,18 +174,18 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
 
 
 def open(
-    target: Target,
+    file_name: Target,
     mode: str | None = None,
     *,
     checksums: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> StorageInterface:
-    """A store on ``target``: a NetCDF file, a Zarr store (``run.zarr``, ``s3://...``) or a
-    backend; ``StorageInterface(backend_for(target, mode, ...), **options)``.
+    """A store on ``file_name``: a NetCDF file, a Zarr store (``run.zarr``, ``s3://...``) or a
+    backend; ``StorageInterface(backend_for(file_name, mode, ...), **options)``.
 
     ``checksums`` is for NetCDF files, ``storage_options`` for object storage (see
     ``ZarrBackend``). Raises as ``backend_for`` and ``StorageInterface`` do.
     """
-    driver = backend_for(target, mode, checksums=checksums, storage_options=storage_options)
+    driver = backend_for(file_name, mode, checksums=checksums, storage_options=storage_options)
     return StorageInterface(driver, **options)
