@@ -28,6 +28,7 @@ from ._errors import (
     RecoveryError,
     RecoveryNeededError,
     StoreClosedError,
+    StoreInUseError,
     TruncatedFileError,
     WriteBehindError,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "StorageInterface",
     "StorageInterfaceDirVar",
     "StoreClosedError",
+    "StoreInUseError",
     "TruncatedFileError",
     "WriteBehindError",
     "__version__",

@@ -20,9 +20,8 @@ written even if its task is cancelled later) or not at all.
 from __future__ import annotations
 
 import contextlib
-import os
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
@@ -33,9 +32,9 @@ import anyio.to_thread
 
 from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize, snapshot
 from ._engine import Engine, Handle, VarState
-from ._legacy import NetCDFIODriver
 from ._node import NodeBase
 from ._store import StoreBase
+from ._targets import Target, backend_for
 from .codecs import make_encoder, spec_for
 from .drivers.base import StorageIODriver
 
@@ -484,16 +483,17 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
 
 def open_async(
-    file_name: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    file_name: Target,
     mode: str | None = None,
     *,
     checksums: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> AsyncStorageInterface:
-    """``AsyncStorageInterface(NetCDFIODriver(file_name, mode, checksums=...), **options)``.
+    """``AsyncStorageInterface(backend_for(file_name, mode, ...), **options)``: as ``open``.
 
     Not a coroutine: use ``async with open_async("run.nc") as store:`` (or
     ``store = await open_async("run.nc")`` and ``await store.aclose()``).
     """
-    driver = NetCDFIODriver(os.fsdecode(file_name), mode, checksums=checksums)
+    driver = backend_for(file_name, mode, checksums=checksums, storage_options=storage_options)
     return AsyncStorageInterface(driver, **options)

@@ -8,6 +8,7 @@ imports anything, so every layer (codecs, drivers, engine, store, tools) can use
 from __future__ import annotations
 
 __all__ = [
+    "ATTR_DTYPES_ATTR",
     "ATTR_PREFIX",
     "BYTES_TYPE_NAME",
     "CODEC_ATTR",
@@ -43,3 +44,6 @@ DTYPE_ATTR = ATTR_PREFIX + "dtype"
 QUANTITY_ATTR = ATTR_PREFIX + "quantity"
 #: The netCDF variable-length type (vlen of ubyte) that holds bytes values.
 BYTES_TYPE_NAME = ATTR_PREFIX + "bytes"
+#: On a node of a Zarr store: the numpy dtype of each non-str attribute (a JSON object, name
+#: -> dtype string), which JSON alone loses (see drivers._zarr_attrs).
+ATTR_DTYPES_ATTR = ATTR_PREFIX + "attribute_dtypes"

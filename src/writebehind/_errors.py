@@ -19,7 +19,9 @@ The tree::
           │    │                               cannot be read until it is recovered
           │    └── TruncatedFileError          the file is shorter than its own superblock
           │                                    says (a cut copy): nothing is changed
-          └── ReadOnlyError (+PermissionError) a write through a store opened with ``'r'``
+          ├── ReadOnlyError (+PermissionError) a write through a store opened with ``'r'``
+          └── StoreInUseError (+OSError)       a Zarr store another writer holds (its
+                                               lease), at open or at a commit
 
 Errors of the caller's own making are raised as the built-in types users already catch:
 ``TypeError`` for a value that cannot be stored, ``ValueError`` for a shape, dtype or name
@@ -38,6 +40,7 @@ __all__ = [
     "RecoveryError",
     "RecoveryNeededError",
     "StoreClosedError",
+    "StoreInUseError",
     "TruncatedFileError",
     "WriteBehindError",
 ]
@@ -129,3 +132,9 @@ class DamagedDataError(WriteBehindError, OSError):
         super().__init__(message)
         self.path = path
         self.entries = entries
+
+
+class StoreInUseError(WriteBehindError, OSError):
+    """A Zarr store is written by another writer: it holds the store's lease (one writer
+    per store). Raised at open, or at a commit once another writer took the lease over;
+    the message names the holder. See ``docs/scale-out.md``, "One writer per store"."""

@@ -24,9 +24,11 @@ from ._bookkeeping import LENGTH_ATTR, UNBOUND_ATTR
 from ._core import pending_attrs, unbound_from_json
 from ._errors import DamagedDataError
 from ._paths import join
+from ._targets import is_zarr_target
 from .codecs import ATTR_PREFIX, spec_from_attrs
 from .codecs.base import Layout
 from .codecs.metadata import decode_attrs
+from .drivers.base import StorageIODriver
 from .drivers.netcdf import NetCDFBackend
 
 __all__ = [
@@ -142,9 +144,15 @@ def inspect_file(file_name: str | os.PathLike[str], *, verify: bool = False) -> 
         The file is not a NetCDF file.
     """
     path = os.fsdecode(file_name)
-    if os.path.isdir(path):
+    driver: StorageIODriver
+    if is_zarr_target(path):
+        from .drivers.zarr import ZarrBackend
+
+        driver = ZarrBackend(path, "r")
+    elif os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory, not a NetCDF file")
-    driver = NetCDFBackend(path, "r")
+    else:
+        driver = NetCDFBackend(path, "r")
     driver.open()
     try:
         root_attrs = driver.get_attrs("")
@@ -172,6 +180,7 @@ def inspect_file(file_name: str | os.PathLike[str], *, verify: bool = False) -> 
             if verify and variable.problem is None:
                 variable.problem = _verify(driver, variable)
             parent.children.append(variable)
+        size = driver.stored_bytes()
     finally:
         driver.close()
     for group in groups.values():
@@ -183,14 +192,14 @@ def inspect_file(file_name: str | os.PathLike[str], *, verify: bool = False) -> 
             if not (isinstance(node, UnboundSummary) and node.name in written)
         ]
         group.children.sort(key=lambda node: node.name)
-    return FileSummary(path, os.path.getsize(path), ours, root)
+    return FileSummary(path, size, ours, root)
 
 
 #: How much one read of ``_verify`` asks of memory at most.
 VERIFY_SLICE_BYTES = 64 << 20
 
 
-def _verify(driver: NetCDFBackend, variable: VariableSummary) -> str | None:
+def _verify(driver: StorageIODriver, variable: VariableSummary) -> str | None:
     """Read every entry of ``variable`` once; what is damaged, or None."""
     try:
         if variable.entries is None:

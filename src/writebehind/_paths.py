@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 
-__all__ = ["MAX_NAME_BYTES", "check_name", "join", "parent", "split"]
+__all__ = ["MAX_NAME_BYTES", "check_name", "is_url", "join", "parent", "split"]
 
 # NC_MAX_NAME is 256, but netCDF4-python reads a 256-byte name back with bytes after it
 # (garbage, or a UnicodeDecodeError), and a file with a 256-byte group name then fails to
@@ -84,3 +84,10 @@ def parent(path: str) -> str:
     """The path of the group holding ``path`` (``""`` for the root's children)."""
     head, _, _ = path.rpartition("/")
     return head
+
+
+def is_url(target: str) -> bool:
+    """Whether a store's location (not a node path) is a URL of object storage, such as
+    ``s3://bucket/run.zarr``; ``file://`` and plain paths are local."""
+    scheme, sep, _ = target.partition("://")
+    return bool(sep) and scheme not in ("", "file")

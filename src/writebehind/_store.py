@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize
 from ._engine import EngineStats
-from ._legacy import NetCDFIODriver
 from ._node import NodeBase, StorageInterfaceDirVar
+from ._targets import Target, backend_for
 from .drivers.base import StorageIODriver
 
 __all__ = ["StorageInterface", "StoreBase", "open"]
@@ -175,12 +174,18 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
 
 
 def open(
-    file_name: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    file_name: Target,
     mode: str | None = None,
     *,
     checksums: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> StorageInterface:
-    """``StorageInterface(NetCDFIODriver(file_name, mode, checksums=checksums), **options)``."""
-    driver = NetCDFIODriver(os.fsdecode(file_name), mode, checksums=checksums)
+    """A store on ``file_name``: a NetCDF file, a Zarr store (``run.zarr``, ``s3://...``) or a
+    backend; ``StorageInterface(backend_for(file_name, mode, ...), **options)``.
+
+    ``checksums`` is for NetCDF files, ``storage_options`` for object storage (see
+    ``ZarrBackend``). Raises as ``backend_for`` and ``StorageInterface`` do.
+    """
+    driver = backend_for(file_name, mode, checksums=checksums, storage_options=storage_options)
     return StorageInterface(driver, **options)

@@ -34,6 +34,8 @@ from ._inspect import (
     inspect_file,
     render_tree,
 )
+from ._paths import is_url
+from ._targets import backend_for, is_zarr_target
 
 __all__ = ["main"]
 
@@ -244,17 +246,22 @@ def _index(text: str) -> int | slice:
 
 # -- inspect ---------------------------------------------------------------------------
 def _summary(file_name: str, verify: bool = False) -> FileSummary:
-    if not os.path.exists(file_name):
+    if not is_url(file_name) and not os.path.exists(file_name):
         raise CommandError(f"no such file: {file_name!r}")
     try:
         return inspect_file(file_name, verify=verify)
+    except FileNotFoundError as exc:  # a URL that holds no Zarr store
+        raise CommandError(str(exc)) from None
+    except ImportError as exc:  # the zarr extra is not installed
+        raise CommandError(str(exc)) from None
     except OSError as exc:
         if isinstance(exc, IsADirectoryError | WriteBehindError):  # such as RecoveryError
             raise CommandError(str(exc)) from None
         reason = _reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
         if isinstance(exc, PermissionError):
             raise CommandError(f"cannot open {file_name!r}: {reason}") from None
-        raise CommandError(f"{file_name!r} is not a NetCDF file ({reason})") from None
+        kind = "a Zarr store" if is_zarr_target(file_name) else "a NetCDF file"
+        raise CommandError(f"{file_name!r} is not {kind} ({reason})") from None
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -276,7 +283,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 # -- read ------------------------------------------------------------------------------
 def _read(args: argparse.Namespace) -> int:
-    from ._legacy import NetCDFIODriver
     from ._store import StorageInterface
 
     summary = _summary(args.file)  # the same checks and messages as inspect
@@ -292,7 +298,7 @@ def _read(args: argparse.Namespace) -> int:
         names = ", ".join(node.metadata) or "nothing"
         raise CommandError(f"nothing was written to {path!r}: it holds only metadata ({names})")
     try:
-        with StorageInterface(NetCDFIODriver(args.file, "r")) as store:
+        with StorageInterface(backend_for(args.file, "r")) as store:
             value = store[path].read(args.index)
     except MemoryError:  # the driver refuses a read larger than the machine's memory
         raise CommandError(_too_large(node)) from None
@@ -386,6 +392,12 @@ def _reason(exc: BaseException) -> str:
 def _recover(args: argparse.Namespace) -> int:
     from ._recovery import recover
 
+    if is_zarr_target(args.file):
+        print(
+            f"{args.file}: a Zarr store needs no recovery: each array's shape is its "
+            "committed length, written after its chunks"
+        )
+        return 0
     if not os.path.exists(args.file):
         raise CommandError(f"no such file: {args.file!r}")
     try:
@@ -400,7 +412,6 @@ def _recover(args: argparse.Namespace) -> int:
 
 # -- export ----------------------------------------------------------------------------
 def _export(args: argparse.Namespace) -> int:
-    from ._legacy import NetCDFIODriver
     from ._store import StorageInterface
 
     out = args.amber
@@ -416,7 +427,7 @@ def _export(args: argparse.Namespace) -> int:
         )
     except ExportError as exc:
         raise CommandError(f"cannot export {args.file!r}: {exc}") from None
-    with StorageInterface(NetCDFIODriver(args.file, "r")) as store:
+    with StorageInterface(backend_for(args.file, "r")) as store:
 
         def read(path: str, start: int, stop: int) -> Any:
             return store[path].read(slice(start, stop))

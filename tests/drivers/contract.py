@@ -105,6 +105,24 @@ class DriverContract:
             np.testing.assert_array_equal(again.read_entries("g/x", 0, 3), rows(0, 3))
             again.close()
 
+    def test_what_was_written_can_be_added_to_after_reopening_in_a(
+        self, backend: StorageIODriver, make_backend: MakeBackend
+    ) -> None:
+        backend.create_variable("x", F8, appendable=True)
+        backend.write_entries("x", 0, rows(0, 2))
+        backend.commit_lengths({"x": 2}, durable=False)
+        backend.close()
+        again = self.reopened(make_backend, "a")
+        again.write_entries("x", 2, rows(2, 1))
+        again.create_group("g")
+        again.set_attrs("x", {"title": "more"})
+        again.commit_lengths({"x": 3}, durable=False)
+        again.close()
+        last = self.reopened(make_backend, "r")
+        np.testing.assert_array_equal(last.read_entries("x", 0, 3), rows(0, 3))
+        assert last.get_attrs("x")["title"] == "more"
+        last.close()
+
     def test_opening_in_w_discards_what_was_there(
         self, backend: StorageIODriver, make_backend: MakeBackend
     ) -> None:

@@ -142,6 +142,11 @@ class StorageIODriver(ABC):
     def close(self) -> None:
         """Sync and close; closing twice is allowed. Commits no length."""
 
+    def stored_bytes(self) -> int:
+        """Bytes the storage takes (for ``writebehind inspect``); the default is the size
+        of the file ``file_name``."""
+        return os.path.getsize(self._file_name)
+
     # -- rules -----------------------------------------------------------------------
     def check_name(self, name: object) -> str:
         """Return ``name`` if this backend can hold it as a group or variable name.

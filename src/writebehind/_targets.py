@@ -1,0 +1,80 @@
+"""Which backend a target names: the one place ``open``, ``inspect`` and the CLI ask.
+
+============================================  ==========================================
+target                                        backend
+============================================  ==========================================
+a backend or a facade (``MemoryBackend()``)   itself
+``"run.zarr"`` (a path ending in ``.zarr``)   :class:`~writebehind.drivers.zarr.ZarrBackend`
+``"s3://bucket/prefix/run.zarr"`` (any URL)   ``ZarrBackend``, through obstore
+any other path (``"run.nc"``)                 :class:`~writebehind.NetCDFIODriver`
+============================================  ==========================================
+
+The Zarr backend needs the ``zarr`` extra (``pip install 'writebehind[zarr]'``); it is
+imported only when a target names it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ._core import DriverFacade
+from ._paths import is_url
+from .drivers.base import StorageIODriver
+
+__all__ = ["backend_for", "is_zarr_target"]
+
+Target = str | bytes | os.PathLike[str] | os.PathLike[bytes] | StorageIODriver | DriverFacade
+
+
+def is_zarr_target(target: str) -> bool:
+    """Whether ``target`` names a Zarr store: a URL (``s3://...``) or a ``*.zarr`` path."""
+    return is_url(target) or target.rstrip("/\\").endswith(".zarr")
+
+
+def backend_for(
+    target: Target,
+    mode: str | None = None,
+    *,
+    checksums: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> StorageIODriver | DriverFacade:
+    """The backend (or facade) that stores ``target``, opened in ``mode`` when made here.
+
+    Raises
+    ------
+    ValueError
+        ``target`` is a backend and ``mode`` differs from its own, or an option does not
+        apply to the backend (``checksums`` on Zarr, ``storage_options`` on NetCDF).
+    ImportError
+        ``target`` names a Zarr store and the ``zarr`` extra is not installed.
+    """
+    if isinstance(target, StorageIODriver | DriverFacade):
+        given = target.access_mode if isinstance(target, StorageIODriver) else None
+        if mode is not None and isinstance(target, StorageIODriver) and mode != given:
+            raise ValueError(
+                f"mode {mode!r} differs from the backend's own ({given!r}): give the mode to "
+                "the backend"
+            )
+        return target
+    name = os.fsdecode(target)
+    if is_zarr_target(name):
+        if checksums:
+            raise ValueError(
+                f"checksums=True is for NetCDF files; {name!r} is a Zarr store, whose "
+                "chunks zarr's codecs decode (a damaged compressed chunk fails to decode)"
+            )
+        try:
+            from .drivers.zarr import ZarrBackend
+        except ImportError as exc:
+            raise ImportError(
+                f"{name!r} is a Zarr store: install the zarr extra "
+                "(pip install 'writebehind[zarr]')"
+            ) from exc
+        return ZarrBackend(name, mode, storage_options=storage_options)
+    if storage_options:
+        raise ValueError(f"storage_options are for object storage; {name!r} is a local file")
+    from ._legacy import NetCDFIODriver
+
+    return NetCDFIODriver(name, mode, checksums=checksums)

@@ -1,0 +1,176 @@
+"""The Zarr backend's I/O: where a target's bytes live, the loop that moves them, fsync.
+
+zarr-python 3 is asynchronous underneath; the backend is synchronous (called on the
+engine's writer thread). It runs zarr's coroutines on one event loop in a daemon thread of
+its own, shared by every Zarr backend of the process, so that the chunk writes of a flush
+run at once: against object storage, a flush of ten variables costs about one round trip,
+not ten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from zarr.abc.store import Store
+from zarr.storage import LocalStore, ObjectStore
+
+from .._paths import is_url
+
+__all__ = ["PendingWrites", "fsync_files", "lease_location", "make_store", "run", "submit"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="writebehind-zarr", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def _forget_loop_in_child() -> None:
+    global _loop, _lock
+    _loop = None  # its thread was not forked: a child starts its own
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop_in_child)
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
+    """Run ``coro`` on the I/O loop; its future."""
+    return asyncio.run_coroutine_threadsafe(coro, _event_loop())
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the I/O loop and wait for its result."""
+    return submit(coro).result()
+
+
+class PendingWrites:
+    """Writes submitted and not yet waited for, ordered per key, bounded in bytes.
+
+    Writes of one chunk (``key``) run in the order submitted (a partial chunk, then the
+    whole one); writes of different chunks run at once. ``wait`` raises the first error of
+    any write, and every later ``wait`` raises it too: a length must never be committed
+    over a chunk that did not reach the storage.
+    """
+
+    #: Bytes submitted and not stored past which ``add`` waits for the oldest writes (the
+    #: engine counts an entry as written once the backend returns).
+    MAX_PENDING_BYTES = 64 << 20
+
+    def __init__(self) -> None:
+        self._futures: list[tuple[Future[Any], int]] = []
+        self._last: dict[Any, Future[Any]] = {}
+        self._nbytes = 0
+        self.error: BaseException | None = None
+        self.reported = False  # whether ``wait`` raised ``error`` already
+
+    def add(self, keys: list[Any], nbytes: int, write: Coroutine[Any, Any, Any]) -> None:
+        before = [self._last[key] for key in keys if key in self._last]
+        future = submit(_after(before, write))
+        for key in keys:
+            self._last[key] = future
+        self._futures.append((future, nbytes))
+        self._nbytes += nbytes
+        while self._nbytes > self.MAX_PENDING_BYTES and len(self._futures) > 1:
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        future, nbytes = self._futures.pop(0)
+        self._nbytes -= nbytes
+        try:
+            future.result()
+        except BaseException as exc:
+            if self.error is None:
+                self.error = exc
+
+    def wait(self) -> None:
+        """Wait for every write; raise the first that failed (now or before)."""
+        while self._futures:
+            self._wait_oldest()
+        self._last.clear()
+        if self.error is not None:
+            self.reported = True
+            raise self.error
+
+
+async def _after(before: list[Future[Any]], write: Coroutine[Any, Any, T]) -> T:
+    for future in before:
+        # its own wait reports its error; this write still runs after it
+        with contextlib.suppress(BaseException):
+            await asyncio.wrap_future(future)
+    return await write
+
+
+def make_store(target: str, read_only: bool, options: Mapping[str, Any] | None) -> Store:
+    """The zarr store of ``target``: a local directory, or object storage through obstore.
+
+    ``options`` go to ``obstore.store.from_url`` (its ``config`` keys, such as
+    ``endpoint`` or ``access_key_id``; ``client_options`` and ``retry_config`` as they
+    are); what they leave out comes from the environment (``AWS_ENDPOINT_URL``...).
+    """
+    if not is_url(target):
+        path = target.removeprefix("file://")
+        return LocalStore(os.path.abspath(path), read_only=read_only)
+    import obstore.store
+
+    config: Any = dict(options or {})
+    names = ("client_options", "retry_config")
+    extra = {name: config.pop(name) for name in names if name in config}
+    objects = obstore.store.from_url(target, config=config or None, **extra)
+    return ObjectStore(objects, read_only=read_only)
+
+
+def lease_location(
+    target: str, options: Mapping[str, Any] | None, inside: str
+) -> tuple[Store, str, bool]:
+    """Where the lease of the store at ``target`` lives: a store, a key in it, and whether
+    that is inside the store (only at the root of a bucket: nothing is beside it)."""
+    if not is_url(target):
+        path = os.path.abspath(target.removeprefix("file://"))
+        return LocalStore(os.path.dirname(path)), os.path.basename(path) + ".lease", False
+    head, _, name = target.rstrip("/").rpartition("/")
+    if not name or head.endswith(":/"):  # s3://bucket: the store is the whole bucket
+        return make_store(target, False, options), inside, True
+    return make_store(head, False, options), name + ".lease", False
+
+
+def fsync_files(root: str, keys: set[str]) -> None:
+    """fsync each file ``keys`` names under ``root``, then each directory holding one (up to
+    and including the directory holding ``root``), so that the names survive too."""
+    directories: set[str] = set()
+    for key in sorted(keys):
+        path = os.path.join(root, key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # a chunk zarr did not store (nothing in it)
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        directory = os.path.dirname(path)
+        while directory not in directories and len(directory) >= len(root):
+            directories.add(directory)
+            directory = os.path.dirname(directory)
+    directories.add(os.path.dirname(root))
+    for directory in sorted(directories, key=len, reverse=True):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
