@@ -10,7 +10,7 @@ Appends are staged: each appendable variable has an *open chunk*, a preallocated
 sits in the queue at the position of its first entry. A numeric variable's first buffer holds
 one chunk of the backend (``driver.chunk_entries``: about 1 MiB of whole entries in a netCDF
 file); once the variable holds that many entries, each new buffer holds several whole
-chunks, up to about 8 MiB (``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its
+chunks, up to about 8 MiB (``STAGE_TARGET_BYTES``, see ``Staging``). An append copies its
 entry straight into that buffer (the copy is the snapshot) and returns; the writer later
 hands the whole buffer to the driver in one call, which releases the GIL while the C library
 writes. A chunk is sealed (no more entries) when it is full, when the writer takes it, or when
@@ -51,7 +51,7 @@ from ._errors import BackgroundWriteError, ForkedStoreError, StoreClosedError
 from .codecs.base import Layout
 from .drivers.base import StorageIODriver
 
-__all__ = ["Engine", "EngineStats", "GroupState", "Handle", "VarState"]
+__all__ = ["Engine", "EngineStats", "Handle", "Staging"]
 
 logger = logging.getLogger("writebehind")
 
@@ -103,21 +103,16 @@ class EngineStats(NamedTuple):
     failed: bool
 
 
-class GroupState:
-    """A group the store knows of (in the file or enqueued for creation)."""
+class Staging:
+    """The append side of one appendable variable: its length and its staging buffers.
 
-    __slots__ = ("children", "path")
-
-    def __init__(self, path: str):
-        self.path = path
-        self.children: set[str] = set()
-
-
-class VarState:
-    """Everything the caller's side knows of one variable; guarded by ``Engine.lock``."""
+    The engine's, guarded by ``Engine.lock``; the catalog's entry of the variable
+    (``_catalog.VariableEntry``) points to it. It repeats the few facts of the entry the
+    append path needs (path, layout, encoder), which never change, so that an append
+    reads this object alone.
+    """
 
     __slots__ = (
-        "appendable",
         "capacity",
         "encode",
         "entry_nbytes",
@@ -130,23 +125,18 @@ class VarState:
         "numeric",
         "open_chunk",
         "path",
-        "spec",
     )
 
     def __init__(
         self,
         path: str,
-        spec: Any,
         layout: Layout,
-        appendable: bool,
         encode: Callable[[Any], Any],
         chunk_entries: int,
         length: int = 0,
     ):
         self.path = path
-        self.spec = spec
         self.layout = layout
-        self.appendable = appendable
         self.encode = encode
         self.length = length  # entries, pending ones included
         self.numeric = layout.storage == "numeric"
@@ -346,7 +336,7 @@ class _AppendChunk(_Op):
     __slots__ = ("buffer", "capacity", "count", "opened_at", "reusable", "sealed", "start", "var")
     name = "append"
 
-    def __init__(self, var: VarState, start: int, buffer: Any):
+    def __init__(self, var: Staging, start: int, buffer: Any):
         super().__init__(var.path)
         self.var = var
         self.start = start
@@ -485,7 +475,10 @@ _READ_ONLY_CALLS = frozenset({"read", "read metadata"})
 
 # -- the engine -------------------------------------------------------------------------
 class Engine:
-    """The queue, the writer thread and the caller-side catalog of one open file."""
+    """The queue, the writer thread and the staging buffers of one open file.
+
+    Its lock also guards the store's catalog (``_catalog.Catalog``), which it does not own.
+    """
 
     def __init__(self, driver: StorageIODriver, max_pending_bytes: int):
         if max_pending_bytes <= 0:
@@ -496,9 +489,8 @@ class Engine:
         # The hot path takes the mutex itself: ``with cond`` adds two Python-level calls.
         self._mutex = threading.Lock()
         self.cond = threading.Condition(self._mutex)
-        self.lock = self.cond  # ``with engine.lock:`` guards the catalog and the queue
-        self.nodes: dict[str, GroupState | VarState] = {"": GroupState("")}
-        self.pending_metadata: dict[str, dict[str, Any]] = {}  # of nodes not yet bound
+        self.lock = self.cond  # ``with engine.lock:`` guards the queue and the catalog
+        self._staging: dict[str, Staging] = {}  # of the appendable variables, by path
         # queue state (guarded by the lock)
         self._ops: deque[_Op] = deque()
         self._barriers = 0
@@ -599,8 +591,8 @@ class Engine:
     # -- enqueueing (caller threads) ----------------------------------------------
     def _push(self, op: _Op) -> int:
         """Append ``op`` to the queue. Call with the lock held, after check_usable."""
-        var = self.nodes.get(op.path)
-        if isinstance(var, VarState) and var.open_chunk is not None:
+        var = self._staging.get(op.path)
+        if var is not None and var.open_chunk is not None:
             self._seal(var.open_chunk)
         self._seq += 1
         op.seq = self._seq
@@ -630,12 +622,31 @@ class Engine:
         self._push(_CreateGroup(path, attrs))
 
     def create_variable(
-        self, var: VarState, attrs: dict[str, Any], value: Any = None, nbytes: int = 0
+        self,
+        path: str,
+        layout: Layout,
+        appendable: bool,
+        attrs: dict[str, Any],
+        value: Any = None,
+        nbytes: int = 0,
     ) -> int:
-        """Enqueue the creation of ``var`` (with the first ``value`` of a fixed one); call
-        with the lock held. Returns the operation's sequence number."""
-        op = _CreateVariable(var.path, var.layout, var.appendable, attrs, value, nbytes)
+        """Enqueue the creation of a variable (with the first ``value`` of a fixed one);
+        call with the lock held. Returns the operation's sequence number."""
+        op = _CreateVariable(path, layout, appendable, attrs, value, nbytes)
         return self._push(op)
+
+    def add_staging(
+        self,
+        path: str,
+        layout: Layout,
+        encode: Callable[[Any], Any],
+        length: int = 0,
+    ) -> Staging:
+        """The staging state of the appendable variable ``path`` (with ``length`` entries
+        in the file), made now. Lock held, or at the open, before the store is shared."""
+        var = Staging(path, layout, encode, self.driver.chunk_entries(layout), length)
+        self._staging[path] = var
+        return var
 
     def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
         self.enqueue(_SetAttrs(path, attrs))
@@ -644,7 +655,7 @@ class Engine:
         """Enqueue attributes without waiting for room (bookkeeping); lock held."""
         self._push(_SetAttrs(path, attrs))
 
-    def append(self, var: VarState, payload: Any) -> Handle:
+    def append(self, var: Staging, payload: Any) -> Handle:
         """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
         if var.capacity == 1 and var.numeric:
             handle = self._append_alone(var, payload)
@@ -659,7 +670,7 @@ class Engine:
                 self.make_room(var.entry_nbytes)
             return self._stage(var, payload)
 
-    def _stage(self, var: VarState, payload: Any) -> Handle:
+    def _stage(self, var: Staging, payload: Any) -> Handle:
         """Copy one entry into the variable's open chunk. Lock held, store usable."""
         chunk = var.open_chunk
         if chunk is None:
@@ -683,7 +694,7 @@ class Engine:
             self.cond.notify_all()
         return Handle(self, self._seq)
 
-    def _append_alone(self, var: VarState, payload: Any, wait: bool = True) -> Handle | None:
+    def _append_alone(self, var: Staging, payload: Any, wait: bool = True) -> Handle | None:
         """Append a large entry (a buffer to itself), copying it outside the lock.
 
         Copying megabytes (into fresh pages, milliseconds) under the lock would stall the
@@ -757,7 +768,7 @@ class Engine:
                 self._barriers -= 1
                 self._longest_wait = max(self._longest_wait, time.monotonic() - started)
 
-    def try_append(self, var: VarState, payload: Any) -> Handle | None:
+    def try_append(self, var: Staging, payload: Any) -> Handle | None:
         """``append`` if it would not wait under backpressure; None (nothing staged) if so."""
         if var.capacity == 1 and var.numeric:
             return self._append_alone(var, payload, wait=False)
@@ -777,7 +788,7 @@ class Engine:
                 return None
             return self._push(op)
 
-    def _prepare_buffer(self, var: VarState) -> None:
+    def _prepare_buffer(self, var: Staging) -> None:
         """Add a fresh buffer to ``var``'s free list, made before taking the lock.
 
         Only once ``var`` has filled its first buffer (see ``_open_chunk``). When its last
@@ -793,7 +804,7 @@ class Engine:
                 var.free_buffers.append(buffer)
                 self._free_bytes += buffer.nbytes
 
-    def _open_chunk(self, var: VarState) -> _AppendChunk:
+    def _open_chunk(self, var: Staging) -> _AppendChunk:
         if var.numeric:
             if var.free_buffers:
                 buffer: Any = self._reuse(var)
@@ -810,13 +821,13 @@ class Engine:
         self.cond.notify_all()
         return chunk
 
-    def _reuse(self, var: VarState) -> Any:
+    def _reuse(self, var: Staging) -> Any:
         """Take a buffer from ``var``'s free list. Lock held, list not empty."""
         buffer = var.free_buffers.pop()
         self._free_bytes -= buffer.nbytes
         return buffer
 
-    def _offer_for_reuse(self, var: VarState, buffer: Any) -> None:
+    def _offer_for_reuse(self, var: Staging, buffer: Any) -> None:
         """Keep a written buffer for ``var``'s next entries, if the limits allow.
 
         Writer, lock held, library lock not held (see ``_apply``).
@@ -833,9 +844,8 @@ class Engine:
         """Let go of the recycled staging buffers (at close). Lock held."""
         # A closed store can live on in reference cycles until the cyclic GC runs; its
         # recycled staging buffers (up to RECYCLE_BYTES_PER_STORE) must not.
-        for node in list(self.nodes.values()):
-            if isinstance(node, VarState):
-                node.free_buffers.clear()
+        for var in list(self._staging.values()):
+            var.free_buffers.clear()
         self._free_bytes = 0
 
     def _count_backpressure_wait(self) -> None:
