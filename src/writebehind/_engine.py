@@ -32,6 +32,7 @@ there, every call on an engine raises :class:`ForkedStoreError` (see ``_fork``).
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import mmap
@@ -51,7 +52,7 @@ from ._errors import BackgroundWriteError, ForkedStoreError, StoreClosedError
 from .codecs.base import Layout
 from .drivers.base import StorageIODriver
 
-__all__ = ["Engine", "EngineStats", "Handle", "Staging"]
+__all__ = ["Engine", "EngineStats", "Handle", "Lifecycle", "Staging"]
 
 logger = logging.getLogger("writebehind")
 
@@ -86,6 +87,19 @@ RECYCLE_BYTES_PER_VARIABLE = 16 << 20
 # max_pending_bytes bounds): a store with many variables keeps at most this much.
 RECYCLE_BYTES_PER_STORE = 32 << 20
 OBJECT_ENTRY_OVERHEAD = 64
+
+
+class Lifecycle(enum.Enum):
+    """Where an engine is in its life; a failure is apart (``Engine.failed``, sticky).
+
+    A failed engine stays OPEN until it is closed: its queue still holds the close, and
+    every other call raises the failure. A forked child's copy is CLOSING for good: nothing
+    there will ever apply its close.
+    """
+
+    OPEN = "open"  # takes operations (opening the file is the first one)
+    CLOSING = "closing"  # the close is enqueued: no new operation is taken
+    CLOSED = "closed"  # the writer applied the close (or stopped): the file is closed
 
 
 class EngineStats(NamedTuple):
@@ -498,9 +512,11 @@ class Engine:
         self._pending_ops = 0
         self._pending_bytes = 0
         self._free_bytes = 0  # in the variables' free_buffers
-        self._closing = False
-        self._closed = False
-        self._error: BaseException | None = None
+        self._state = Lifecycle.OPEN
+        self._error: BaseException | None = None  # the failure (sticky), with its exception
+        # Failed, closing or closed: the one check of the append path, which then goes to
+        # check_usable to raise the reason. Set with _state and _error, lock held.
+        self._unusable = False
         self.owner_pid = os.getpid()  # the process whose writer thread owns the file
         self.forked = False  # this process is a fork of that one (see _forked_in_child)
         self._failed_op = ""
@@ -533,8 +549,18 @@ class Engine:
 
     # -- state checks --------------------------------------------------------------
     @property
+    def state(self) -> Lifecycle:
+        return self._state
+
+    @property
     def closed(self) -> bool:
-        return self._closed or self._closing
+        """Closing or closed: no new operation is taken."""
+        return self._state is not Lifecycle.OPEN
+
+    def _set_state(self, state: Lifecycle) -> None:
+        """Move on in the lifecycle (never back). Lock held (or in the fork hook)."""
+        self._state = state
+        self._unusable = True
 
     @property
     def failed(self) -> bool:
@@ -542,8 +568,8 @@ class Engine:
 
     def check_usable(self) -> None:
         """Raise if the store is closed, failed or forked. Call with or without the lock."""
-        # A forked engine is also closing: the hot path's check of _closing sends it here.
-        if self._error is not None or self._closing or self._closed:
+        # A forked engine is also closing: the append path's check sends it here.
+        if self._unusable:
             self.check_not_forked()
             if self._error is not None:
                 raise self._background_error()
@@ -571,9 +597,9 @@ class Engine:
         self._mutex = threading.Lock()
         self.cond = threading.Condition(self._mutex)
         self.lock = self.cond
-        if not self._closed:
+        if self._state is not Lifecycle.CLOSED:
             self.forked = True
-            self._closing = True
+            self._set_state(Lifecycle.CLOSING)
 
     def _background_error(self) -> BackgroundWriteError:
         error = BackgroundWriteError(
@@ -664,7 +690,7 @@ class Engine:
         if var.open_chunk is None and var.numeric and not var.free_buffers:
             self._prepare_buffer(var)
         with self._mutex:  # the condition's lock: make_room and _stage may use the condition
-            if self._error is not None or self._closing:
+            if self._unusable:
                 self.check_usable()
             if self._pending_bytes > self.max_pending_bytes:
                 self.make_room(var.entry_nbytes)
@@ -705,7 +731,7 @@ class Engine:
         nbytes = var.entry_nbytes
         cond = self.cond
         with cond:
-            if self._error is not None or self._closing:
+            if self._unusable:
                 self.check_usable()
             if not wait:
                 if not self.has_room(nbytes):
@@ -835,7 +861,7 @@ class Engine:
         if (
             len(var.free_buffers) < var.max_free_buffers
             and self._free_bytes + buffer.nbytes <= RECYCLE_BYTES_PER_STORE
-            and not self._closed
+            and self._state is not Lifecycle.CLOSED
         ):
             var.free_buffers.append(buffer)
             self._free_bytes += buffer.nbytes
@@ -878,7 +904,7 @@ class Engine:
                 self._pending_bytes > 0
                 and self._pending_bytes + nbytes > self.max_pending_bytes
                 and self._error is None
-                and not self._closed
+                and self._state is not Lifecycle.CLOSED
             ):
                 self.cond.wait()
         finally:
@@ -974,9 +1000,9 @@ class Engine:
         """Enqueue the final flush and close; None if already closed."""
         self.check_not_forked()
         with self.cond:
-            if self._closing or self._closed:
+            if self._state is not Lifecycle.OPEN:
                 return None
-            self._closing = True
+            self._set_state(Lifecycle.CLOSING)
             seq = self._seq
             op = _Call("close", lambda: self._close(seq), fatal=True, run_after_failure=True)
             self._push(op)
@@ -1026,13 +1052,13 @@ class Engine:
     def _run(self) -> None:
         _WRITER_THREAD.active = True
         try:
-            while not self._closed:
+            while self._state is not Lifecycle.CLOSED:
                 for op in _structure_first(self._take_batch()):
                     self._apply(op)
         except BaseException as exc:  # a bug in the engine itself: never hang the callers
             self._fail(_Op(""), exc)
             with self.cond:
-                self._closed = True
+                self._set_state(Lifecycle.CLOSED)
                 leftover, self._ops = list(self._ops), deque()
                 self.cond.notify_all()
             for op in leftover:
@@ -1124,7 +1150,7 @@ class Engine:
                 self._offer_for_reuse(op.var, op.reusable)
                 op.reusable = None
             if isinstance(op, _Call) and op.name == "close":
-                self._closed = True
+                self._set_state(Lifecycle.CLOSED)
                 self._drop_free_buffers()
             self.cond.notify_all()
         if isinstance(op, _Call) and not op.future.done():
@@ -1137,6 +1163,7 @@ class Engine:
         with self.cond:
             if self._error is None:
                 self._error = exc
+                self._unusable = True
                 self._failed_op = op.name
                 self._failed_path = op.path
                 self._unwritten = 0
