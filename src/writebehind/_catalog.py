@@ -90,7 +90,8 @@ class Catalog:
         self._nodes: dict[str, Entry] = {"": GroupEntry("")}
         self._pending: dict[str, Metadata] = {}  # of nodes not yet bound
         self._broken: dict[str, FormatError] = {}  # entries of the file it cannot use
-        #: ``UNBOUND_ATTR`` of each group as the file holds it (see ``pending_by_parent``).
+        #: ``UNBOUND_ATTR`` of each group as the file holds it (written at close by
+        #: ``StoreCore.materialize_pending_metadata`` only when it changed).
         self.unbound_on_disk: dict[str, str] = {}
 
     @property

@@ -1,6 +1,6 @@
-"""What the sync and async stores share: the catalog of nodes and every check and encode
-that happens on the caller's side. Nothing here waits on the writer except through
-``Engine.run`` and futures, which the two faces wait on in their own way.
+"""What the sync and async stores share: every check and encode that happens on the
+caller's side, over the store's catalog (``_catalog``). Nothing here waits on the writer
+except through ``Engine.run`` and futures, which the two faces wait on in their own way.
 """
 
 from __future__ import annotations
