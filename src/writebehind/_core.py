@@ -202,11 +202,11 @@ class StoreCore:
             # dimension: the committed length alone counts them.
             length = committed if 0 in record.layout.shape else min(length, committed)
         encode = make_encoder(spec)
-        var = VariableEntry(record.path, spec, record.appendable, encode)
+        staging = None
         if record.appendable:
-            var.staging = self.engine.add_staging(record.path, spec.layout, encode, length)
+            staging = self.engine.add_staging(record.path, spec.layout, encode, length)
             self.engine.lengths_on_disk[record.path] = length
-        return None, var
+        return None, VariableEntry(record.path, spec, record.appendable, encode, staging)
 
     def _restore_unbound(self, parent: str, attrs: dict[str, Any]) -> None:
         """Take back the metadata of ``parent``'s never-written children (see close)."""
@@ -316,9 +316,8 @@ class StoreCore:
             attrs = spec.attrs()
             attrs[KIND_ATTR] = "appendable" if appendable else "fixed"
             attrs.update(self._take_pending_metadata(path, variable=True))
-            var = VariableEntry(path, spec, appendable, encode)
-            if appendable:
-                var.staging = engine.add_staging(path, spec.layout, encode)
+            staging = engine.add_staging(path, spec.layout, encode) if appendable else None
+            var = VariableEntry(path, spec, appendable, encode, staging)
             self.catalog.add_variable(var)
             seq = engine.create_variable(path, spec.layout, appendable, attrs, value, nbytes)
         return var, None if appendable else seq
