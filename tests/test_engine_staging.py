@@ -14,7 +14,7 @@ import pytest
 
 import writebehind
 from writebehind import _engine
-from writebehind._engine import VarState
+from writebehind._engine import Staging
 from writebehind.codecs.base import Layout
 from writebehind.drivers.netcdf import _chunk_shape
 
@@ -42,7 +42,7 @@ def open_store(make_driver: Any) -> Callable[..., writebehind.StorageInterface]:
 def test_large_entries_are_staged_alone_and_small_ones_in_shared_buffers() -> None:
     def capacity(shape: tuple[int, ...]) -> int:
         layout = Layout("numeric", np.dtype("f8"), shape)
-        return VarState("x", None, layout, True, lambda v: v, chunk_entries(layout)).capacity
+        return Staging("x", layout, lambda v: v, chunk_entries(layout)).capacity
 
     assert capacity(LARGE) == 1
     file_chunk = _chunk_shape(Layout("numeric", np.dtype("f8"), (1000, 3)))[0]
@@ -116,7 +116,7 @@ def test_a_large_copy_that_fails_queues_nothing_and_releases_its_room(
     store = open_store(nc_path)
     store.x.append(np.zeros(LARGE))
     store.flush()
-    var = store._core.engine.nodes["x"]
+    var = store._core.engine._staging["x"]
     with pytest.raises(ValueError):
         store._core.engine.append(var, np.zeros((7, 7)))  # cannot be copied into an entry
     assert store.stats().pending_bytes == 0
@@ -158,7 +158,7 @@ def test_try_append_of_a_large_entry_without_room_stages_nothing(
     release = threading.Event()
     engine.call("hold the writer", release.wait)
     store.x.append(entry)  # the writer is held: its room stays taken
-    var = engine.nodes["x"]
+    var = engine._staging["x"]
     try:
         assert engine.try_append(var, np.ones(LARGE)) is None
         assert (len(store.x), store.stats().pending_bytes) == (1, entry.nbytes)
@@ -180,7 +180,7 @@ def test_entries_across_the_small_first_buffer_and_the_full_ones_keep_their_orde
     for i in range(500):  # one file chunk in the first buffer, then buffers of a few hundred
         store.x.append(np.full((1000, 3), float(i)))
         if i == 0:
-            var = store._core.engine.nodes["x"]
+            var = store._core.engine._staging["x"]
             assert var.open_chunk is not None and len(var.open_chunk.buffer) == chunk_entries
         if i == 250:
             store.flush()  # written buffers are recycled while appends go on
@@ -198,7 +198,7 @@ def test_a_store_keeps_at_most_its_recycling_budget_in_free_buffers(
     store = open_store(nc_path)
     engine = store._core.engine
     layout = Layout("numeric", np.dtype("f8"), (1000, 3))
-    capacity = VarState("x", None, layout, True, id, store._core.driver.chunk_entries(layout))
+    capacity = Staging("x", layout, id, store._core.driver.chunk_entries(layout))
     buffer_nbytes = capacity.capacity * 24_000
     monkeypatch.setattr(_engine, "RECYCLE_BYTES_PER_STORE", 3 * buffer_nbytes)
     frame = np.ones((1000, 3))
@@ -208,7 +208,7 @@ def test_a_store_keeps_at_most_its_recycling_budget_in_free_buffers(
             for node in nodes:
                 node.append(frame)
         store.flush()
-    free = [b for v in engine.nodes.values() if isinstance(v, VarState) for b in v.free_buffers]
+    free = [b for v in engine._staging.values() for b in v.free_buffers]
     assert 0 < sum(b.nbytes for b in free) <= 3 * buffer_nbytes
     assert engine._free_bytes == sum(b.nbytes for b in free)
     assert all(len(node) == 3 * capacity.capacity for node in nodes)

@@ -94,7 +94,7 @@ def probe(path: str) -> dict:
     try:
         with writebehind.open(path, "r") as store:
             report["opened"] = True
-            for node_path in [*store._core.iter_paths(), *store._core.broken]:
+            for node_path in [*store._core.iter_paths(), *store._core.catalog.broken_paths()]:
                 try:
                     node = store[node_path]
                     if node.variable is not None:
@@ -359,7 +359,7 @@ def open_and_touch(path: Path, node: str):
     with writebehind.open(path, "r") as store:
         try:
             target = store[node]
-            if target.variable is not None or node in store._core.broken:
+            if target.variable is not None or store._core.catalog.is_broken(node):
                 target.read()
             target.read_metadata()
         except Exception as exc:

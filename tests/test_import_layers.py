@@ -17,7 +17,16 @@ PACKAGE = Path(writebehind.__file__).parent
 #: The modules above the codecs and the drivers.
 UPPER = frozenset(
     f"writebehind.{name}"
-    for name in ("_store", "_async_store", "_node", "_core", "_engine", "_legacy", "_interop")
+    for name in (
+        "_store",
+        "_async_store",
+        "_node",
+        "_core",
+        "_catalog",
+        "_engine",
+        "_legacy",
+        "_interop",
+    )
 )
 LOWER_PACKAGES = ("writebehind.codecs", "writebehind.drivers")
 

@@ -31,7 +31,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize, snapshot
-from ._engine import Engine, Handle, VarState
+from ._engine import Engine, Handle, Staging
 from ._node import NodeBase
 from ._store import StoreBase
 from ._targets import Target, backend_for
@@ -210,7 +210,7 @@ class AsyncStorageInterfaceDirVar(NodeBase):
             The store failed, is closed, or is read-only.
         """
         var = self._var
-        if var is None or not var.appendable:
+        if var is None:
             await self._room_before_binding(data, appendable=True)
             var = self._variable_for_append(data)
         engine = self._core.engine
@@ -230,7 +230,7 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         """
         core = self._core
         core.check_writable(self._path)
-        if core.lookup(self._path) is not None:
+        if core.catalog.lookup(self._path) is not None:
             return
         engine = core.engine
         spec = spec_for(data)  # TypeError/ValueError here, before anything waits
@@ -240,7 +240,7 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         while not engine.has_room(nbytes):
             await _wait_for_room(engine, nbytes)
 
-    async def _append_after_backpressure(self, var: VarState, payload: Any) -> Handle:
+    async def _append_after_backpressure(self, var: Staging, payload: Any) -> Handle:
         engine = self._core.engine
         payload, nbytes = snapshot(var.layout, payload)  # the caller may reuse its array
         while True:
@@ -291,8 +291,6 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         """The user's metadata on this node (writebehind's bookkeeping left out)."""
         core = self._core
         future, decode = core.read_metadata_call(self._path)
-        if future is None:
-            return decode
         return decode(await _result(core.engine, future))
 
     async def to_xarray(self) -> Any:

@@ -1,6 +1,6 @@
-"""What the sync and async stores share: the catalog of nodes and every check and encode
-that happens on the caller's side. Nothing here waits on the writer except through
-``Engine.run`` and futures, which the two faces wait on in their own way.
+"""What the sync and async stores share: every check and encode that happens on the
+caller's side, over the store's catalog (``_catalog``). Nothing here waits on the writer
+except through ``Engine.run`` and futures, which the two faces wait on in their own way.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
@@ -19,10 +19,11 @@ import pint
 
 from . import _paths
 from ._bookkeeping import KIND_ATTR, LENGTH_ATTR, UNBOUND_ATTR
+from ._catalog import Catalog, GroupEntry, Metadata, VariableEntry
 from ._engine import (
     Engine,
-    GroupState,
-    VarState,
+    Staging,
+    _SetMetadata,
     _WriteEntry,
     _WriteValue,
     on_writer_thread,
@@ -129,10 +130,10 @@ class StoreCore:
             unit_registry if unit_registry is not None else (pint.get_application_registry())
         )
         self.read_only = backend.read_only
-        self.broken: dict[str, FormatError] = {}
-        self.unbound_on_disk: dict[str, str] = {}  # UNBOUND_ATTR of each group, as stored
         engine = Engine(backend, max_pending_bytes)
         self.engine = engine
+        #: The store's nodes, guarded by the engine's lock.
+        self.catalog = Catalog(engine)
         _remember_store(backend, self)
         # The async store passes wait_open=False: it awaits ``opening`` without blocking
         # its event loop, then calls finish_open.
@@ -158,65 +159,61 @@ class StoreCore:
 
     # -- catalog ---------------------------------------------------------------------
     def _load_catalog(self, records: list[NodeRecord], root_attrs: dict[str, Any]) -> None:
-        engine = self.engine
+        """Fill the catalog from the file's scan (at the open: nothing else uses it yet)."""
+        catalog = self.catalog
         self._restore_unbound("", root_attrs)
         for record in records:
-            parent = engine.nodes.get(_paths.parent(record.path))
-            if isinstance(parent, GroupState):
-                parent.children.add(record.path.rpartition("/")[2])
             if record.is_group:
-                engine.nodes[record.path] = GroupState(record.path)
+                catalog.add_group(record.path)
                 self._restore_unbound(record.path, record.attrs)
                 continue
-            assert record.layout is not None
-            kind = record.attrs.get(KIND_ATTR)
-            if kind is not None and str(kind) != ("appendable" if record.appendable else "fixed"):
-                self.broken[record.path] = FormatError(
-                    f"{record.path!r}: damaged {KIND_ATTR} attribute ({kind!r} does not fit "
-                    "the variable's dimensions)"
-                )
-                continue
+            error, var = self._variable_from_record(record)
+            if var is None:
+                assert error is not None
+                catalog.add_broken(record.path, error)
+            else:
+                catalog.add_variable(var)
+        catalog.forget_metadata_of_bound()  # written in a later session meanwhile
+
+    def _variable_from_record(
+        self, record: NodeRecord
+    ) -> tuple[FormatError | None, VariableEntry | None]:
+        """The catalog entry of the variable the scan found, or why it cannot be used."""
+        assert record.layout is not None
+        kind = record.attrs.get(KIND_ATTR)
+        if kind is not None and str(kind) != ("appendable" if record.appendable else "fixed"):
+            return FormatError(
+                f"{record.path!r}: damaged {KIND_ATTR} attribute ({kind!r} does not fit "
+                "the variable's dimensions)"
+            ), None
+        try:
+            spec = spec_from_attrs(record.attrs, record.layout, self.registry)
+        except FormatError as exc:
+            return FormatError(f"{record.path!r}: {exc}"), None
+        length = record.length
+        if record.appendable and LENGTH_ATTR in record.attrs:
             try:
-                spec = spec_from_attrs(record.attrs, record.layout, self.registry)
-            except FormatError as exc:
-                self.broken[record.path] = FormatError(f"{record.path!r}: {exc}")
-                continue
-            length = record.length
-            if record.appendable and LENGTH_ATTR in record.attrs:
-                try:
-                    committed = int(record.attrs[LENGTH_ATTR])
-                except (TypeError, ValueError, OverflowError):  # OverflowError: inf
-                    committed = -1
-                if committed < 0:
-                    self.broken[record.path] = FormatError(
-                        f"{record.path!r}: damaged {LENGTH_ATTR} attribute"
-                    )
-                    continue
-                # Entries of a shape with a 0 in it hold no data and never grow the
-                # dimension: the committed length alone counts them.
-                length = committed if 0 in record.layout.shape else min(length, committed)
-            var = VarState(
-                record.path,
-                spec,
-                spec.layout,
-                record.appendable,
-                make_encoder(spec),
-                self.driver.chunk_entries(spec.layout),
-                length=length,
-            )
-            engine.nodes[record.path] = var
-            if record.appendable:
-                engine.lengths_on_disk[record.path] = length
-        for path in list(engine.pending_metadata):  # written in a later session meanwhile
-            if path in engine.nodes or path in self.broken:
-                del engine.pending_metadata[path]
+                committed = int(record.attrs[LENGTH_ATTR])
+            except (TypeError, ValueError, OverflowError):  # OverflowError: inf
+                committed = -1
+            if committed < 0:
+                return FormatError(f"{record.path!r}: damaged {LENGTH_ATTR} attribute"), None
+            # Entries of a shape with a 0 in it hold no data and never grow the
+            # dimension: the committed length alone counts them.
+            length = committed if 0 in record.layout.shape else min(length, committed)
+        encode = make_encoder(spec)
+        staging = None
+        if record.appendable:
+            staging = self.engine.add_staging(record.path, spec.layout, encode, length)
+            self.engine.lengths_on_disk[record.path] = length
+        return None, VariableEntry(record.path, spec, record.appendable, encode, staging)
 
     def _restore_unbound(self, parent: str, attrs: dict[str, Any]) -> None:
         """Take back the metadata of ``parent``'s never-written children (see close)."""
         raw = attrs.get(UNBOUND_ATTR)
         if raw is None:
             return
-        self.unbound_on_disk[parent] = str(raw)
+        self.catalog.unbound_on_disk[parent] = str(raw)
         try:
             children = unbound_from_json(str(raw))
         except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
@@ -229,21 +226,7 @@ class StoreCore:
             )
             return
         for child, metadata in children.items():
-            path = _paths.join(parent, child)
-            self.engine.pending_metadata.setdefault(path, {}).update(metadata)
-
-    def lookup(self, path: str) -> GroupState | VarState | None:
-        broken = self.broken.get(path)
-        if broken is not None:
-            raise broken
-        return self.engine.nodes.get(path)
-
-    def children(self, path: str) -> list[str]:
-        with self.engine.lock:
-            node = self.engine.nodes.get(path)
-            if isinstance(node, GroupState):
-                return sorted(node.children)
-        return []
+            self.catalog.buffer_metadata(_paths.join(parent, child), metadata)
 
     def check_writable(self, path: str) -> None:
         self.engine.check_usable()
@@ -266,28 +249,24 @@ class StoreCore:
 
     def _ensure_groups(self, path: str) -> None:
         """Make sure every group above ``path`` exists (enqueue the missing ones). Locked."""
-        engine = self.engine
-        nodes = engine.nodes
+        catalog = self.catalog
         parts = path.split("/")
         prefix = ""
         for name in parts[:-1]:
             child = _paths.join(prefix, name)
-            node = nodes.get(child)
+            node = catalog.get(child)
             if node is None:
-                if child in self.broken:
+                if catalog.is_broken(child):
                     raise AttributeError(f"{child!r} is a variable, not a group")
-                parent = nodes[prefix]
-                assert isinstance(parent, GroupState)
-                parent.children.add(name)
-                nodes[child] = GroupState(child)
-                engine.create_group(child, self._take_pending_metadata(child))
-            elif isinstance(node, VarState):
+                catalog.add_group(child)
+                self.engine.create_group(child, self._take_pending_metadata(child))
+            elif isinstance(node, VariableEntry):
                 raise AttributeError(f"cannot use {child!r} as a group: it is a variable")
             prefix = child
 
     def _take_pending_metadata(self, path: str, *, variable: bool = False) -> dict[str, Any]:
         """The attributes kept for ``path`` until it existed; it is a ``variable`` or a group."""
-        pending = self.engine.pending_metadata.pop(path, {})
+        pending = self.catalog.take_pending_metadata(path)
         owned = sorted(pending.keys() & VALUE_ATTRS.keys()) if variable else []
         if owned:
             # Only an older session could keep these (add_metadata refuses them now): the
@@ -304,7 +283,7 @@ class StoreCore:
 
     def bind_variable(
         self, path: str, data: Any, appendable: bool, wait: bool = True
-    ) -> tuple[VarState, int | None]:
+    ) -> tuple[VariableEntry, int | None]:
         """The variable at ``path``, created from its first value ``data`` if new.
 
         Returns the variable and, when this call created a fixed variable, the sequence
@@ -313,10 +292,10 @@ class StoreCore:
         first, unless ``wait`` is False (the async store has awaited room already).
         """
         self.check_writable(path)
-        existing = self.lookup(path)
-        if isinstance(existing, VarState):
+        existing = self.catalog.lookup(path)
+        if isinstance(existing, VariableEntry):
             return existing, None
-        if isinstance(existing, GroupState):
+        if isinstance(existing, GroupEntry):
             raise AttributeError(f"cannot write to {path!r}: it is a group, not a variable")
         if self.driver.structure_frozen:
             raise ValueError(f"cannot create {path!r}: {self.driver.structure_frozen}")
@@ -328,22 +307,19 @@ class StoreCore:
             engine.check_usable()
             if wait and nbytes:
                 engine.make_room(nbytes)  # releases the lock while it waits: look again below
-            existing = engine.nodes.get(path)
+            existing = self.catalog.get(path)
             if existing is not None:  # another thread created it meanwhile
-                if isinstance(existing, GroupState):
+                if isinstance(existing, GroupEntry):
                     raise AttributeError(f"cannot write to {path!r}: it is a group")
                 return existing, None
             self._ensure_groups(path)
-            chunk_entries = self.driver.chunk_entries(spec.layout)
-            var = VarState(path, spec, spec.layout, appendable, encode, chunk_entries)
             attrs = spec.attrs()
             attrs[KIND_ATTR] = "appendable" if appendable else "fixed"
             attrs.update(self._take_pending_metadata(path, variable=True))
-            parent = engine.nodes[_paths.parent(path)]
-            assert isinstance(parent, GroupState)
-            parent.children.add(path.rpartition("/")[2])
-            engine.nodes[path] = var
-            seq = engine.create_variable(var, attrs, value, nbytes)
+            staging = engine.add_staging(path, spec.layout, encode) if appendable else None
+            var = VariableEntry(path, spec, appendable, encode, staging)
+            self.catalog.add_variable(var)
+            seq = engine.create_variable(path, spec.layout, appendable, attrs, value, nbytes)
         return var, None if appendable else seq
 
     # -- writes ----------------------------------------------------------------------
@@ -367,8 +343,8 @@ class StoreCore:
             payload, nbytes = snapshot(var.layout, var.encode(data))
             return PreparedWrite(_WriteValue(path, payload, nbytes), nbytes, None)
         self.check_writable(path)
-        found = self.lookup(path)
-        if isinstance(found, GroupState):
+        found = self.catalog.lookup(path)
+        if isinstance(found, GroupEntry):
             raise AttributeError(f"cannot write to {path!r}: it is a group, not a variable")
         if found is None or (found.appendable and found.length == 0):
             raise OSError("Cannot write to a specific index for data that does not exist!")
@@ -379,22 +355,24 @@ class StoreCore:
         payload, nbytes = snapshot(var.layout, var.encode(data))
         return PreparedWrite(_WriteEntry(path, index, payload, nbytes), nbytes, None)
 
-    def append_target(self, path: str, data: Any) -> VarState:
+    def append_target(self, path: str, data: Any) -> Staging:
+        """The staging state to append to ``path`` (the variable is created if new)."""
         var, _ = self.bind_variable(path, data, appendable=True)
-        if not var.appendable:
+        if var.staging is None:
             raise ValueError(
                 f"{path!r} holds a fixed value (it was written, not appended): use write()"
             )
-        return var
+        assert isinstance(var.staging, Staging)
+        return var.staging
 
     # -- reads -----------------------------------------------------------------------
     def read_call(self, path: str, at_index: Any) -> tuple[Future[Any], Any]:
         """Enqueue the read of ``path``; returns its future and the function that decodes it."""
         self.engine.check_usable()
-        var = self.lookup(path)
+        var = self.catalog.lookup(path)
         if var is None:
             raise KeyError(f"no variable {path!r} in {self.driver.file_name!r}")
-        if isinstance(var, GroupState):
+        if isinstance(var, GroupEntry):
             raise AttributeError(f"cannot read {path!r}: it is a group, not a variable")
         driver = self.driver
         spec, registry = var.spec, self.registry
@@ -419,11 +397,11 @@ class StoreCore:
         return future, lambda raw: _decode(raw[0], spec, registry, entries=False, path=path)
 
     def length(self, path: str) -> int:
-        var = self.lookup(path)
-        if isinstance(var, VarState) and var.appendable:
+        var = self.catalog.lookup(path)
+        if isinstance(var, VariableEntry) and var.appendable:
             with self.engine.lock:
                 return var.length
-        if isinstance(var, GroupState):
+        if isinstance(var, GroupEntry):
             return len(var.children)
         if var is None:
             raise KeyError(f"no variable {path!r} in {self.driver.file_name!r}")
@@ -446,26 +424,31 @@ class StoreCore:
         engine = self.engine
         with engine.lock:
             engine.check_usable()
-            node = self.lookup(path)
-            if not isinstance(node, GroupState):  # a variable, or a node that may become one
+            node = self.catalog.lookup(path)
+            if not isinstance(node, GroupEntry):  # a variable, or a node that may become one
                 check_variable_attr_name(name, path)
             if node is None:
                 if self.driver.structure_frozen:
                     raise ValueError(f"cannot create {path!r}: {self.driver.structure_frozen}")
-                engine.pending_metadata.setdefault(path, {})[name] = (stored, tag)
+                self.catalog.buffer_metadata(path, {name: (stored, tag)})
                 return None
-        return _metadata_op(path, name, stored, tag)
+        return _SetMetadata(path, name, stored, tag)
 
-    def read_metadata_call(self, path: str) -> tuple[Future[Any] | None, Any]:
+    def read_metadata_call(self, path: str) -> tuple[Future[Any], Callable[[Any], Any]]:
+        """The read of ``path``'s metadata: its future and the function that decodes it.
+
+        A node not bound yet has only the metadata kept for it: then the future is done
+        already, and nothing waits for the writer.
+        """
         self.engine.check_usable()
-        node = self.lookup(path)
+        node = self.catalog.lookup(path)
         if node is None:
-            with self.engine.lock:
-                pending = dict(self.engine.pending_metadata.get(path, {}))
-            return None, decode_attrs(pending_attrs(pending))
+            kept: Future[Any] = Future()
+            kept.set_result(pending_attrs(self.catalog.pending_metadata(path)))
+            return kept, decode_attrs
         hide = (
             frozenset({"units"})
-            if isinstance(node, VarState) and node.spec.units
+            if isinstance(node, VariableEntry) and node.spec.units
             else (frozenset())
         )
         driver = self.driver
@@ -484,26 +467,25 @@ class StoreCore:
         engine = self.engine
         if self.read_only:
             return
+        catalog = self.catalog
         with engine.lock:
             if engine.closed or engine.failed:
                 return
-            by_parent: dict[str, dict[str, Any]] = {}
-            for path in sorted(engine.pending_metadata):
-                if path in engine.nodes:
-                    continue
+            by_parent: dict[str, dict[str, Metadata]] = {}
+            for path, metadata in catalog.unbound():
                 try:
                     self._ensure_groups(path)
                 except AttributeError:  # a variable where a group should be: nowhere to go
                     continue
                 parent, _, child = path.rpartition("/")
-                by_parent.setdefault(parent, {})[child] = engine.pending_metadata[path]
+                by_parent.setdefault(parent, {})[child] = metadata
             for parent, children in sorted(by_parent.items()):
                 text = unbound_to_json(children)
-                if text == self.unbound_on_disk.get(parent):
+                if text == catalog.unbound_on_disk.get(parent):
                     continue  # as the file has it: a session that wrote nothing changes nothing
-                if isinstance(engine.nodes.get(parent), GroupState):
+                if isinstance(catalog.get(parent), GroupEntry):
                     engine.set_attrs_locked(parent, {UNBOUND_ATTR: text})
-                    self.unbound_on_disk[parent] = text
+                    catalog.unbound_on_disk[parent] = text
 
     def close(self) -> None:
         """Keep the pending metadata, write everything, close; closing again only waits.
@@ -523,9 +505,7 @@ class StoreCore:
 
     # -- iteration -------------------------------------------------------------------
     def iter_paths(self) -> Iterator[str]:
-        with self.engine.lock:
-            paths = [p for p in self.engine.nodes if p]
-        return iter(sorted(paths))
+        return iter(self.catalog.paths())
 
 
 def finalize(core: StoreCore) -> None:
@@ -562,12 +542,6 @@ def snapshot(layout: Any, payload: Any) -> tuple[Any, int]:
         arr = np.array(payload, dtype=layout.dtype, copy=True)
         return arr, arr.nbytes
     return payload, len(payload) + _OBJECT_OVERHEAD
-
-
-def _metadata_op(path: str, name: str, stored: Any, tag: str | None) -> Any:
-    from ._engine import _SetMetadata
-
-    return _SetMetadata(path, name, stored, tag)
 
 
 def _check_index(at_index: Any, length: int) -> int:

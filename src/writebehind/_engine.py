@@ -10,7 +10,7 @@ Appends are staged: each appendable variable has an *open chunk*, a preallocated
 sits in the queue at the position of its first entry. A numeric variable's first buffer holds
 one chunk of the backend (``driver.chunk_entries``: 48 KiB of whole entries plus two in a
 netCDF file); once the variable holds that many entries, each new buffer holds several whole
-chunks, up to about 8 MiB (``STAGE_TARGET_BYTES``, see ``VarState``). An append copies its
+chunks, up to about 8 MiB (``STAGE_TARGET_BYTES``, see ``Staging``). An append copies its
 entry straight into that buffer (the copy is the snapshot) and returns; the writer later
 hands the whole buffer to the driver in one call, which releases the GIL while the C library
 writes. A chunk is sealed (no more entries) when it is full, when the writer takes it, or when
@@ -32,6 +32,7 @@ there, every call on an engine raises :class:`ForkedStoreError` (see ``_fork``).
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import mmap
@@ -51,7 +52,7 @@ from ._errors import BackgroundWriteError, ForkedStoreError, StoreClosedError
 from .codecs.base import Layout
 from .drivers.base import StorageIODriver
 
-__all__ = ["Engine", "EngineStats", "GroupState", "Handle", "VarState"]
+__all__ = ["Engine", "EngineStats", "Handle", "Lifecycle", "Staging"]
 
 logger = logging.getLogger("writebehind")
 
@@ -88,6 +89,19 @@ RECYCLE_BYTES_PER_STORE = 32 << 20
 OBJECT_ENTRY_OVERHEAD = 64
 
 
+class Lifecycle(enum.Enum):
+    """Where an engine is in its life; a failure is apart (``Engine.failed``, sticky).
+
+    A failed engine stays OPEN until it is closed: its queue still holds the close, and
+    every other call raises the failure. A forked child's copy is CLOSING for good: nothing
+    there will ever apply its close.
+    """
+
+    OPEN = "open"  # takes operations (opening the file is the first one)
+    CLOSING = "closing"  # the close is enqueued: no new operation is taken
+    CLOSED = "closed"  # the writer applied the close (or stopped): the file is closed
+
+
 class EngineStats(NamedTuple):
     """A snapshot of the engine's counters (see ``StorageInterface.stats``)."""
 
@@ -103,21 +117,16 @@ class EngineStats(NamedTuple):
     failed: bool
 
 
-class GroupState:
-    """A group the store knows of (in the file or enqueued for creation)."""
+class Staging:
+    """The append side of one appendable variable: its length and its staging buffers.
 
-    __slots__ = ("children", "path")
-
-    def __init__(self, path: str):
-        self.path = path
-        self.children: set[str] = set()
-
-
-class VarState:
-    """Everything the caller's side knows of one variable; guarded by ``Engine.lock``."""
+    The engine's, guarded by ``Engine.lock``; the catalog's entry of the variable
+    (``_catalog.VariableEntry``) points to it. It repeats the few facts of the entry the
+    append path needs (path, layout, encoder), which never change, so that an append
+    reads this object alone.
+    """
 
     __slots__ = (
-        "appendable",
         "capacity",
         "encode",
         "entry_nbytes",
@@ -130,23 +139,18 @@ class VarState:
         "numeric",
         "open_chunk",
         "path",
-        "spec",
     )
 
     def __init__(
         self,
         path: str,
-        spec: Any,
         layout: Layout,
-        appendable: bool,
         encode: Callable[[Any], Any],
         chunk_entries: int,
         length: int = 0,
     ):
         self.path = path
-        self.spec = spec
         self.layout = layout
-        self.appendable = appendable
         self.encode = encode
         self.length = length  # entries, pending ones included
         self.numeric = layout.storage == "numeric"
@@ -346,7 +350,7 @@ class _AppendChunk(_Op):
     __slots__ = ("buffer", "capacity", "count", "opened_at", "reusable", "sealed", "start", "var")
     name = "append"
 
-    def __init__(self, var: VarState, start: int, buffer: Any):
+    def __init__(self, var: Staging, start: int, buffer: Any):
         super().__init__(var.path)
         self.var = var
         self.start = start
@@ -485,7 +489,10 @@ _READ_ONLY_CALLS = frozenset({"read", "read metadata"})
 
 # -- the engine -------------------------------------------------------------------------
 class Engine:
-    """The queue, the writer thread and the caller-side catalog of one open file."""
+    """The queue, the writer thread and the staging buffers of one open file.
+
+    Its lock also guards the store's catalog (``_catalog.Catalog``), which it does not own.
+    """
 
     def __init__(self, driver: StorageIODriver, max_pending_bytes: int):
         if max_pending_bytes <= 0:
@@ -496,9 +503,8 @@ class Engine:
         # The hot path takes the mutex itself: ``with cond`` adds two Python-level calls.
         self._mutex = threading.Lock()
         self.cond = threading.Condition(self._mutex)
-        self.lock = self.cond  # ``with engine.lock:`` guards the catalog and the queue
-        self.nodes: dict[str, GroupState | VarState] = {"": GroupState("")}
-        self.pending_metadata: dict[str, dict[str, Any]] = {}  # of nodes not yet bound
+        self.lock = self.cond  # ``with engine.lock:`` guards the queue and the catalog
+        self._staging: dict[str, Staging] = {}  # of the appendable variables, by path
         # queue state (guarded by the lock)
         self._ops: deque[_Op] = deque()
         self._barriers = 0
@@ -506,9 +512,11 @@ class Engine:
         self._pending_ops = 0
         self._pending_bytes = 0
         self._free_bytes = 0  # in the variables' free_buffers
-        self._closing = False
-        self._closed = False
-        self._error: BaseException | None = None
+        self._state = Lifecycle.OPEN
+        self._error: BaseException | None = None  # the failure (sticky), with its exception
+        # Failed, closing or closed: the one check of the append path, which then goes to
+        # check_usable to raise the reason. Set with _state and _error, lock held.
+        self._unusable = False
         self.owner_pid = os.getpid()  # the process whose writer thread owns the file
         self.forked = False  # this process is a fork of that one (see _forked_in_child)
         self._failed_op = ""
@@ -541,8 +549,18 @@ class Engine:
 
     # -- state checks --------------------------------------------------------------
     @property
+    def state(self) -> Lifecycle:
+        return self._state
+
+    @property
     def closed(self) -> bool:
-        return self._closed or self._closing
+        """Closing or closed: no new operation is taken."""
+        return self._state is not Lifecycle.OPEN
+
+    def _set_state(self, state: Lifecycle) -> None:
+        """Move on in the lifecycle (never back). Lock held (or in the fork hook)."""
+        self._state = state
+        self._unusable = True
 
     @property
     def failed(self) -> bool:
@@ -550,8 +568,8 @@ class Engine:
 
     def check_usable(self) -> None:
         """Raise if the store is closed, failed or forked. Call with or without the lock."""
-        # A forked engine is also closing: the hot path's check of _closing sends it here.
-        if self._error is not None or self._closing or self._closed:
+        # A forked engine is also closing: the append path's check sends it here.
+        if self._unusable:
             self.check_not_forked()
             if self._error is not None:
                 raise self._background_error()
@@ -579,9 +597,9 @@ class Engine:
         self._mutex = threading.Lock()
         self.cond = threading.Condition(self._mutex)
         self.lock = self.cond
-        if not self._closed:
+        if self._state is not Lifecycle.CLOSED:
             self.forked = True
-            self._closing = True
+            self._set_state(Lifecycle.CLOSING)
 
     def _background_error(self) -> BackgroundWriteError:
         error = BackgroundWriteError(
@@ -599,8 +617,8 @@ class Engine:
     # -- enqueueing (caller threads) ----------------------------------------------
     def _push(self, op: _Op) -> int:
         """Append ``op`` to the queue. Call with the lock held, after check_usable."""
-        var = self.nodes.get(op.path)
-        if isinstance(var, VarState) and var.open_chunk is not None:
+        var = self._staging.get(op.path)
+        if var is not None and var.open_chunk is not None:
             self._seal(var.open_chunk)
         self._seq += 1
         op.seq = self._seq
@@ -630,12 +648,31 @@ class Engine:
         self._push(_CreateGroup(path, attrs))
 
     def create_variable(
-        self, var: VarState, attrs: dict[str, Any], value: Any = None, nbytes: int = 0
+        self,
+        path: str,
+        layout: Layout,
+        appendable: bool,
+        attrs: dict[str, Any],
+        value: Any = None,
+        nbytes: int = 0,
     ) -> int:
-        """Enqueue the creation of ``var`` (with the first ``value`` of a fixed one); call
-        with the lock held. Returns the operation's sequence number."""
-        op = _CreateVariable(var.path, var.layout, var.appendable, attrs, value, nbytes)
+        """Enqueue the creation of a variable (with the first ``value`` of a fixed one);
+        call with the lock held. Returns the operation's sequence number."""
+        op = _CreateVariable(path, layout, appendable, attrs, value, nbytes)
         return self._push(op)
+
+    def add_staging(
+        self,
+        path: str,
+        layout: Layout,
+        encode: Callable[[Any], Any],
+        length: int = 0,
+    ) -> Staging:
+        """The staging state of the appendable variable ``path`` (with ``length`` entries
+        in the file), made now. Lock held, or at the open, before the store is shared."""
+        var = Staging(path, layout, encode, self.driver.chunk_entries(layout), length)
+        self._staging[path] = var
+        return var
 
     def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
         self.enqueue(_SetAttrs(path, attrs))
@@ -644,7 +681,7 @@ class Engine:
         """Enqueue attributes without waiting for room (bookkeeping); lock held."""
         self._push(_SetAttrs(path, attrs))
 
-    def append(self, var: VarState, payload: Any) -> Handle:
+    def append(self, var: Staging, payload: Any) -> Handle:
         """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
         if var.capacity == 1 and var.numeric:
             handle = self._append_alone(var, payload)
@@ -653,13 +690,13 @@ class Engine:
         if var.open_chunk is None and var.numeric and not var.free_buffers:
             self._prepare_buffer(var)
         with self._mutex:  # the condition's lock: make_room and _stage may use the condition
-            if self._error is not None or self._closing:
+            if self._unusable:
                 self.check_usable()
             if self._pending_bytes > self.max_pending_bytes:
                 self.make_room(var.entry_nbytes)
             return self._stage(var, payload)
 
-    def _stage(self, var: VarState, payload: Any) -> Handle:
+    def _stage(self, var: Staging, payload: Any) -> Handle:
         """Copy one entry into the variable's open chunk. Lock held, store usable."""
         chunk = var.open_chunk
         if chunk is None:
@@ -683,7 +720,7 @@ class Engine:
             self.cond.notify_all()
         return Handle(self, self._seq)
 
-    def _append_alone(self, var: VarState, payload: Any, wait: bool = True) -> Handle | None:
+    def _append_alone(self, var: Staging, payload: Any, wait: bool = True) -> Handle | None:
         """Append a large entry (a buffer to itself), copying it outside the lock.
 
         Copying megabytes (into fresh pages, milliseconds) under the lock would stall the
@@ -694,7 +731,7 @@ class Engine:
         nbytes = var.entry_nbytes
         cond = self.cond
         with cond:
-            if self._error is not None or self._closing:
+            if self._unusable:
                 self.check_usable()
             if not wait:
                 if not self.has_room(nbytes):
@@ -757,7 +794,7 @@ class Engine:
                 self._barriers -= 1
                 self._longest_wait = max(self._longest_wait, time.monotonic() - started)
 
-    def try_append(self, var: VarState, payload: Any) -> Handle | None:
+    def try_append(self, var: Staging, payload: Any) -> Handle | None:
         """``append`` if it would not wait under backpressure; None (nothing staged) if so."""
         if var.capacity == 1 and var.numeric:
             return self._append_alone(var, payload, wait=False)
@@ -777,7 +814,7 @@ class Engine:
                 return None
             return self._push(op)
 
-    def _prepare_buffer(self, var: VarState) -> None:
+    def _prepare_buffer(self, var: Staging) -> None:
         """Add a fresh buffer to ``var``'s free list, made before taking the lock.
 
         Only once ``var`` has filled its first buffer (see ``_open_chunk``). When its last
@@ -793,7 +830,7 @@ class Engine:
                 var.free_buffers.append(buffer)
                 self._free_bytes += buffer.nbytes
 
-    def _open_chunk(self, var: VarState) -> _AppendChunk:
+    def _open_chunk(self, var: Staging) -> _AppendChunk:
         if var.numeric:
             if var.free_buffers:
                 buffer: Any = self._reuse(var)
@@ -810,13 +847,13 @@ class Engine:
         self.cond.notify_all()
         return chunk
 
-    def _reuse(self, var: VarState) -> Any:
+    def _reuse(self, var: Staging) -> Any:
         """Take a buffer from ``var``'s free list. Lock held, list not empty."""
         buffer = var.free_buffers.pop()
         self._free_bytes -= buffer.nbytes
         return buffer
 
-    def _offer_for_reuse(self, var: VarState, buffer: Any) -> None:
+    def _offer_for_reuse(self, var: Staging, buffer: Any) -> None:
         """Keep a written buffer for ``var``'s next entries, if the limits allow.
 
         Writer, lock held, library lock not held (see ``_apply``).
@@ -824,7 +861,7 @@ class Engine:
         if (
             len(var.free_buffers) < var.max_free_buffers
             and self._free_bytes + buffer.nbytes <= RECYCLE_BYTES_PER_STORE
-            and not self._closed
+            and self._state is not Lifecycle.CLOSED
         ):
             var.free_buffers.append(buffer)
             self._free_bytes += buffer.nbytes
@@ -833,9 +870,8 @@ class Engine:
         """Let go of the recycled staging buffers (at close). Lock held."""
         # A closed store can live on in reference cycles until the cyclic GC runs; its
         # recycled staging buffers (up to RECYCLE_BYTES_PER_STORE) must not.
-        for node in list(self.nodes.values()):
-            if isinstance(node, VarState):
-                node.free_buffers.clear()
+        for var in list(self._staging.values()):
+            var.free_buffers.clear()
         self._free_bytes = 0
 
     def _count_backpressure_wait(self) -> None:
@@ -868,7 +904,7 @@ class Engine:
                 self._pending_bytes > 0
                 and self._pending_bytes + nbytes > self.max_pending_bytes
                 and self._error is None
-                and not self._closed
+                and self._state is not Lifecycle.CLOSED
             ):
                 self.cond.wait()
         finally:
@@ -964,9 +1000,9 @@ class Engine:
         """Enqueue the final flush and close; None if already closed."""
         self.check_not_forked()
         with self.cond:
-            if self._closing or self._closed:
+            if self._state is not Lifecycle.OPEN:
                 return None
-            self._closing = True
+            self._set_state(Lifecycle.CLOSING)
             seq = self._seq
             op = _Call("close", lambda: self._close(seq), fatal=True, run_after_failure=True)
             self._push(op)
@@ -1016,13 +1052,13 @@ class Engine:
     def _run(self) -> None:
         _WRITER_THREAD.active = True
         try:
-            while not self._closed:
+            while self._state is not Lifecycle.CLOSED:
                 for op in _structure_first(self._take_batch()):
                     self._apply(op)
         except BaseException as exc:  # a bug in the engine itself: never hang the callers
             self._fail(_Op(""), exc)
             with self.cond:
-                self._closed = True
+                self._set_state(Lifecycle.CLOSED)
                 leftover, self._ops = list(self._ops), deque()
                 self.cond.notify_all()
             for op in leftover:
@@ -1114,7 +1150,7 @@ class Engine:
                 self._offer_for_reuse(op.var, op.reusable)
                 op.reusable = None
             if isinstance(op, _Call) and op.name == "close":
-                self._closed = True
+                self._set_state(Lifecycle.CLOSED)
                 self._drop_free_buffers()
             self.cond.notify_all()
         if isinstance(op, _Call) and not op.future.done():
@@ -1127,6 +1163,7 @@ class Engine:
         with self.cond:
             if self._error is None:
                 self._error = exc
+                self._unusable = True
                 self._failed_op = op.name
                 self._failed_path = op.path
                 self._unwritten = 0

@@ -20,8 +20,8 @@ child's copy of each store refuse every call at once instead:
   the netCDF driver's hook makes sure the child never writes them, not even in the close
   of every open file that HDF5 runs at exit (see ``drivers/_descriptors.py``).
 
-Nothing here is on the append path: the mark folds into the check of ``_closing`` that the
-append already makes.
+Nothing here is on the append path: the mark folds into the one check of ``_unusable`` that
+the append already makes.
 """
 
 from __future__ import annotations

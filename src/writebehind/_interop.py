@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._engine import GroupState, VarState
+from ._catalog import GroupEntry, VariableEntry
 
 if TYPE_CHECKING:
     from ._core import StoreCore
@@ -45,21 +45,21 @@ def to_xarray(core: StoreCore, path: str) -> Any:
         Nothing is stored at ``path`` yet.
     """
     xr = _xarray()
-    node = core.lookup(path)
+    node = core.catalog.lookup(path)
     if node is None:
         raise KeyError(f"no group or variable {path!r} in {core.driver.file_name!r}")
-    if isinstance(node, VarState):
+    if isinstance(node, VariableEntry):
         return _data_array(xr, core, node)
-    assert isinstance(node, GroupState)
+    assert isinstance(node, GroupEntry)
     variables = {}
-    for name in core.children(path):
-        child = core.lookup(f"{path}/{name}" if path else name)
-        if isinstance(child, VarState):
+    for name in core.catalog.children(path):
+        child = core.catalog.lookup(f"{path}/{name}" if path else name)
+        if isinstance(child, VariableEntry):
             variables[name] = _data_array(xr, core, child)
     return xr.Dataset(variables, attrs=_metadata(core, path))
 
 
-def _data_array(xr: Any, core: StoreCore, var: VarState) -> Any:
+def _data_array(xr: Any, core: StoreCore, var: VariableEntry) -> Any:
     future, decode = core.read_call(var.path, None)
     value = decode(core.engine.result(future))
     attrs = _metadata(core, var.path)
@@ -71,7 +71,7 @@ def _data_array(xr: Any, core: StoreCore, var: VarState) -> Any:
     return xr.DataArray(data, dims=_dims(core, var, data.ndim), attrs=attrs, name=_name(var))
 
 
-def _as_array(value: Any, var: VarState) -> np.ndarray[Any, Any]:
+def _as_array(value: Any, var: VariableEntry) -> np.ndarray[Any, Any]:
     if var.numeric:
         return np.asarray(value)
     # str, bytes and dict values: an object array (entries along axis 0 when appendable)
@@ -82,7 +82,7 @@ def _as_array(value: Any, var: VarState) -> np.ndarray[Any, Any]:
     return out if var.appendable else out.reshape(())
 
 
-def _dims(core: StoreCore, var: VarState, ndim: int) -> tuple[str, ...]:
+def _dims(core: StoreCore, var: VariableEntry, ndim: int) -> tuple[str, ...]:
     """The file's dimension names, or the NetCDF driver's naming rule for other drivers."""
     driver = core.driver
     dimension_names = getattr(driver, "dimension_names", None)
@@ -97,10 +97,10 @@ def _dims(core: StoreCore, var: VarState, ndim: int) -> tuple[str, ...]:
     return dims[:ndim]
 
 
-def _name(var: VarState) -> str:
+def _name(var: VariableEntry) -> str:
     return var.path.rpartition("/")[2]
 
 
 def _metadata(core: StoreCore, path: str) -> dict[str, Any]:
     future, decode = core.read_metadata_call(path)
-    return dict(decode if future is None else decode(core.engine.result(future)))
+    return dict(decode(core.engine.result(future)))

@@ -30,8 +30,9 @@ import numpy as np
 import pint
 
 from . import _paths
+from ._catalog import GroupEntry, VariableEntry
 from ._core import DriverFacade, StoreCore, finalize, last_store
-from ._engine import Engine, GroupState, VarState
+from ._engine import Engine
 from ._node import StorageInterfaceDirVar
 from .codecs.openmm_units import is_openmm_quantity_class
 from .drivers.base import StorageIODriver
@@ -394,13 +395,13 @@ class NetCDFIODriver(DriverFacade):
         path = _normalize(path)
         core = self._legacy_core()
         if path:
-            node = core.lookup(path)
+            node = core.catalog.lookup(path)
             if node is None:
                 if not create:
                     raise KeyError(f"no group {path!r} in {self.file_name!r}")
                 core.check_writable(path)
                 core.ensure_group(path)
-            elif not isinstance(node, GroupState):
+            elif not isinstance(node, GroupEntry):
                 raise AttributeError(f"{path!r} is a variable, not a group")
         backend = self._backend
         return core.engine.run("get directory", lambda: backend.group(path), path)
@@ -423,7 +424,7 @@ class NetCDFIODriver(DriverFacade):
         if not path:
             raise ValueError("a variable needs a name: the root '/' is a group")
         variable = LegacyStorageVariable(self, path, type_key)
-        if isinstance(self._legacy_core().lookup(path), GroupState):
+        if isinstance(self._legacy_core().catalog.lookup(path), GroupEntry):
             raise AttributeError(f"{path!r} is a group, not a variable")
         with self._lock:
             self._variables[path] = variable
@@ -442,7 +443,7 @@ class NetCDFIODriver(DriverFacade):
             known = self._variables.get(path)
         if known is not None:
             return known
-        if not path or not isinstance(self._legacy_core().lookup(path), VarState):
+        if not path or not isinstance(self._legacy_core().catalog.lookup(path), VariableEntry):
             raise KeyError(f"No variable found at {path!r} in {self.file_name!r}")
         variable = LegacyStorageVariable(self, path)
         with self._lock:
@@ -462,7 +463,7 @@ class NetCDFIODriver(DriverFacade):
         """
         path = _normalize(path)
         core = self._legacy_core()
-        if path and core.lookup(path) is None:
+        if path and core.catalog.lookup(path) is None:
             with self._lock:
                 known = path in self._variables
             if not known:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from . import _paths
+from ._catalog import GroupEntry, VariableEntry
 from ._core import StoreCore
-from ._engine import GroupState, Handle, VarState
+from ._engine import Handle, Staging
 
 __all__ = ["RESERVED_NAMES", "GroupInfo", "NodeBase", "StorageInterfaceDirVar", "VariableInfo"]
 
@@ -91,15 +92,16 @@ class NodeBase:
         parent_path = predecessor._path if predecessor is not None else ""
         self._path: str = _paths.join(parent_path, name) if name else parent_path
         self._children: dict[str, NodeBase] = {}
-        self._var: VarState | None = None
+        #: The staging state this node appends to, once it did (the append path's).
+        self._var: Staging | None = None
 
     # -- navigation ------------------------------------------------------------------
     def _child(self, name: str) -> Any:
         child = self._children.get(name)
         if child is None:
             self._core.driver.check_name(name)  # the backend's rule
-            node = self._core.lookup(self._path)
-            if isinstance(node, VarState):
+            node = self._core.catalog.lookup(self._path)
+            if isinstance(node, VariableEntry):
                 raise AttributeError(
                     f"{self._path!r} is a variable: it has no child {name!r} "
                     "(a variable cannot be used as a group)"
@@ -127,21 +129,21 @@ class NodeBase:
         except ValueError:
             return False
         full = "/".join((self._path, *parts)) if self._path else "/".join(parts)
-        return full in self._core.engine.nodes or full in self._core.broken
+        return full in self._core.catalog
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._core.children(self._path))
+        return iter(self._core.catalog.children(self._path))
 
     def __len__(self) -> int:
         return self._core.length(self._path)
 
     def __repr__(self) -> str:
-        node = self._core.engine.nodes.get(self._path)
-        kind = "variable" if isinstance(node, VarState) else "group" if node else "unbound"
+        node = self._core.catalog.get(self._path)
+        kind = "variable" if isinstance(node, VariableEntry) else "group" if node else "unbound"
         return f"<{type(self).__name__} {self._path or '/'!r} ({kind})>"
 
     def __dir__(self) -> list[str]:
-        return sorted({*RESERVED_NAMES, *self._core.children(self._path)})
+        return sorted({*RESERVED_NAMES, *self._core.catalog.children(self._path)})
 
     # -- properties as in openmmtools ---------------------------------------------------
     @property
@@ -160,8 +162,8 @@ class NodeBase:
 
     @property
     def variable(self) -> VariableInfo | None:
-        node = self._core.lookup(self._path)
-        if not isinstance(node, VarState):
+        node = self._core.catalog.lookup(self._path)
+        if not isinstance(node, VariableEntry):
             return None
         spec = node.spec
         return VariableInfo(
@@ -176,8 +178,8 @@ class NodeBase:
 
     @property
     def directory(self) -> GroupInfo | bool | None:
-        node = self._core.lookup(self._path)
-        if isinstance(node, GroupState):
+        node = self._core.catalog.lookup(self._path)
+        if isinstance(node, GroupEntry):
             return GroupInfo(node.path)
         if node is None and self._children:
             return True
@@ -191,9 +193,9 @@ class NodeBase:
         directory = self.directory
         return directory if isinstance(directory, GroupInfo) else None
 
-    def _variable_for_append(self, data: Any) -> VarState:
+    def _variable_for_append(self, data: Any) -> Staging:
         var = self._var
-        if var is None or not var.appendable:
+        if var is None:
             var = self._core.append_target(self._path, data)
             self._var = var
         return var
@@ -241,7 +243,7 @@ class StorageInterfaceDirVar(NodeBase):
             The node is a group.
         """
         var = self._var
-        if var is None or not var.appendable:
+        if var is None:
             var = self._variable_for_append(data)
         return self._core.engine.append(var, var.encode(data))
 
@@ -277,8 +279,6 @@ class StorageInterfaceDirVar(NodeBase):
     def read_metadata(self) -> dict[str, Any]:
         """The user's metadata on this node (writebehind's bookkeeping left out)."""
         future, decode = self._core.read_metadata_call(self._path)
-        if future is None:
-            return decode
         return decode(self._core.engine.result(future))
 
     def to_xarray(self) -> Any:

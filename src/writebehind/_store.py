@@ -42,7 +42,7 @@ class StoreBase(Generic[NodeT]):
         return iter(self._root_node())
 
     def __dir__(self) -> list[str]:
-        return sorted({*object.__dir__(self), *self._core.children("")})
+        return sorted({*object.__dir__(self), *self._core.catalog.children("")})
 
     def __repr__(self) -> str:
         engine = self._core.engine
