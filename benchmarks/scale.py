@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 
 import writebehind
-from writebehind import _metajournal
-from writebehind.drivers import netcdf
+from writebehind.drivers.netcdf import backend as netcdf
+from writebehind.drivers.netcdf import metajournal as _metajournal
 
 FRAME_SHAPE = (1000, 3)
 FRAME_BYTES = 8 * FRAME_SHAPE[0] * FRAME_SHAPE[1]

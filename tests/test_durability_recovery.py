@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import RecoveryError, RecoveryNeededError, _recovery
-from writebehind._recovery import lookup3, read_superblock, recover
-from writebehind._sidefiles import FILE_ID_ATTR, FileIdentity
+from writebehind import RecoveryError, RecoveryNeededError
+from writebehind.drivers.netcdf import recovery as _recovery
+from writebehind.drivers.netcdf.recovery import lookup3, read_superblock, recover
+from writebehind.drivers.netcdf.sidefiles import FILE_ID_ATTR, FileIdentity
 
 # Appends 12 frames, flushes after 10, then kills itself: entries 0..9 are acknowledged.
 _KILLED_WRITER = """
@@ -320,7 +321,7 @@ def test_creating_a_variable_in_an_existing_file_keeps_a_rollback_copy_until_the
 
 
 def test_a_new_file_appears_under_its_name_only_once_created(nc_path, monkeypatch):
-    from writebehind import _recovery as recovery
+    from writebehind.drivers.netcdf import recovery as recovery
 
     seen: list[bool] = []
     real_replace = os.replace
@@ -350,7 +351,7 @@ def test_creating_over_a_file_in_use_is_refused_and_leaves_it(nc_path):
 
 
 def test_a_durable_flush_of_a_new_file_fsyncs_its_directory_once(nc_path, monkeypatch):
-    from writebehind.drivers import netcdf
+    from writebehind.drivers.netcdf import backend as netcdf
 
     calls: list[str] = []
     monkeypatch.setattr(netcdf, "fsync_directory", calls.append)
@@ -370,8 +371,8 @@ def test_the_structure_guard_is_fsynced_once_durable_entries_are_at_stake(
     # durable flush: what guards its structural flushes (the metadata journal, or the
     # rollback copy where the journal would be too large) need not survive a power loss
     # until then. After it, and in a file opened to continue it, it must.
-    from writebehind import _metajournal
-    from writebehind.drivers import netcdf
+    from writebehind.drivers.netcdf import backend as netcdf
+    from writebehind.drivers.netcdf import metajournal as _metajournal
 
     saves: list[tuple[str, bool]] = []
     real_copy = netcdf.keep_rollback_copy
@@ -452,7 +453,7 @@ def test_the_recover_command_leaves_a_netcdf3_file_alone_and_succeeds(tmp_path, 
 
 
 def test_a_durable_flush_fsyncs_the_entries_before_writing_their_length(nc_path, monkeypatch):
-    from writebehind.drivers import netcdf
+    from writebehind.drivers.netcdf import backend as netcdf
 
     events: list[str] = []
     real_set_attrs = netcdf.NetCDFBackend.set_attrs
@@ -531,7 +532,7 @@ def test_variable_length_rows_of_a_variable_named_like_a_dimension_are_cut(nc_pa
 
 # -- the undo journal of chunk indexes -------------------------------------------------------
 def _journal_for(nc_path: Path) -> tuple[str, list[tuple[int, bytes]]]:
-    from writebehind._journal import IndexJournal, _rightmost_path
+    from writebehind.drivers.netcdf.journal import IndexJournal, _rightmost_path
 
     journal = IndexJournal(str(nc_path), _identity(nc_path))
     journal.before_sync(durable=False)
@@ -575,7 +576,7 @@ def test_the_journal_restores_a_variable_named_like_another_ones_dimension(nc_pa
         for i in range(30):
             store.x.append(np.full(3, i, dtype=np.float32))
             store.x_entry.append(np.full((50, 3), i, dtype=np.float32))
-    from writebehind._journal import IndexJournal
+    from writebehind.drivers.netcdf.journal import IndexJournal
 
     code = (  # h5py in its own interpreter: not a second HDF5 library beside netCDF4's
         "import h5py, sys; f = h5py.File(sys.argv[1], 'r'); "
@@ -597,7 +598,7 @@ def test_the_journal_restores_a_variable_named_like_another_ones_dimension(nc_pa
 def test_a_variable_whose_entries_hold_no_data_does_not_stop_the_journal(nc_path):
     # Entries of shape (0,) write no chunk: the variable's index has HDF5's undefined
     # address as its root, which the journal read as a node (OverflowError, store failed).
-    from writebehind._journal import _UNDEFINED, load_journal
+    from writebehind.drivers.netcdf.journal import _UNDEFINED, load_journal
 
     with writebehind.open(nc_path, "w") as store:
         store.empty.append(np.zeros(0))
@@ -635,7 +636,7 @@ def _journal_of_another_file(nc_path: Path, same_inode: bool) -> tuple[str, byte
     the same inode number if ``same_inode``, as a file system that reuses it leaves it),
     whose nodes differ from the new file's; returns the journal's path and the new file's
     bytes."""
-    from writebehind._journal import _MAGIC
+    from writebehind.drivers.netcdf.journal import _MAGIC
 
     _clean_file(nc_path, frames=30)
     journal, _ = _journal_for(nc_path)
@@ -671,7 +672,7 @@ def test_a_journal_whose_generation_differs_is_ignored_even_with_the_same_file_i
     with open(nc_path, "rb") as file:
         if FileIdentity.of(file.fileno(), "").generation is None:
             pytest.skip("this file system has no inode generations")
-    from writebehind._journal import _MAGIC
+    from writebehind.drivers.netcdf.journal import _MAGIC
 
     data = Path(journal).read_bytes()
     old = FileIdentity.unpack(data[len(_MAGIC) :])
@@ -691,7 +692,7 @@ def test_creating_a_file_removes_the_side_files_a_killed_run_left(nc_path):
 
 
 def test_the_journal_holds_the_index_as_the_last_flush_left_it(nc_path):
-    from writebehind._journal import load_journal
+    from writebehind.drivers.netcdf.journal import load_journal
 
     _clean_file(nc_path, frames=3)
     with writebehind.open(nc_path) as store:
@@ -735,7 +736,7 @@ def test_a_crashed_file_that_may_not_be_written_says_so(nc_path, monkeypatch):
 def test_a_store_finds_its_chunk_indexes_without_a_subprocess(nc_path, monkeypatch):
     # A flush after a structural change used to start a Python subprocess to find the
     # chunk indexes (150-200 ms, a stall the caller saw); the open store asks HDF5 here.
-    from writebehind import _journal
+    from writebehind.drivers.netcdf import journal as _journal
 
     def no_subprocess(path: str) -> dict[str, tuple[int, int]]:
         raise AssertionError("a subprocess was started to find the chunk indexes")

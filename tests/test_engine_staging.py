@@ -16,7 +16,7 @@ import writebehind
 from writebehind import _engine
 from writebehind._engine import Staging
 from writebehind.codecs.base import Layout
-from writebehind.drivers.netcdf import _chunk_shape
+from writebehind.drivers.netcdf import chunk_shape
 
 # The engine's staging, on the netCDF and the memory backend (see conftest.py).
 pytestmark = pytest.mark.both_backends
@@ -45,7 +45,7 @@ def test_large_entries_are_staged_alone_and_small_ones_in_shared_buffers() -> No
         return Staging("x", layout, lambda v: v, chunk_entries(layout)).capacity
 
     assert capacity(LARGE) == 1
-    file_chunk = _chunk_shape(Layout("numeric", np.dtype("f8"), (1000, 3)))[0]
+    file_chunk = chunk_shape(Layout("numeric", np.dtype("f8"), (1000, 3)))[0]
     assert capacity((1000, 3)) % file_chunk == 0  # whole file chunks
     assert capacity((1000, 3)) * 24_000 > 4 << 20  # a few hundred entries a buffer
     assert capacity(()) > 1

@@ -3,7 +3,8 @@
 Every import counts, at the top of a module, inside a function or under ``TYPE_CHECKING``:
 a cycle hidden in a function is still a cycle of the design. Codecs and drivers (backends)
 sit below the engine and the store: they never import the store, the node, the core, the
-engine or the openmmtools facade.
+engine or the openmmtools facade. Outside the netCDF backend's package (``drivers/netcdf/``),
+nothing imports its HDF5 internals: only the names the package exports.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ UPPER = frozenset(
     )
 )
 LOWER_PACKAGES = ("writebehind.codecs", "writebehind.drivers")
+#: The netCDF backend's package: its HDF5 internals (journals, superblock, probe...) are
+#: reached from outside only through the names the package itself exports.
+NETCDF_PACKAGE = "writebehind.drivers.netcdf"
 
 
 def module_name(path: Path) -> str:
@@ -115,6 +119,26 @@ def test_codecs_and_drivers_never_import_the_store_node_core_or_engine() -> None
         if name.startswith(LOWER_PACKAGES) and targets & UPPER
     }
     assert upward == {}
+
+
+def reaching_in(graph: dict[str, set[str]], package: str) -> dict[str, list[str]]:
+    """The modules outside ``package`` that import one of its modules (not the package)."""
+    inside = f"{package}."
+    found = {
+        name: sorted(target for target in targets if target.startswith(inside))
+        for name, targets in graph.items()
+        if not name.startswith(inside) and name != package
+    }
+    return {name: targets for name, targets in found.items() if targets}
+
+
+def test_only_the_netcdf_package_imports_its_hdf5_internals() -> None:
+    assert reaching_in(import_graph(), NETCDF_PACKAGE) == {}
+
+
+def test_the_layer_checker_finds_an_import_of_a_package_internal() -> None:
+    graph = {"p": {"p.a"}, "p.a": {"p.b"}, "p.b": set(), "q": {"p"}, "r": {"p.b", "q"}}
+    assert reaching_in(graph, "p") == {"r": ["p.b"]}
 
 
 def test_the_checker_sees_an_import_inside_a_function() -> None:

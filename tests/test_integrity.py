@@ -17,8 +17,8 @@ import pytest
 
 import writebehind
 from writebehind import RecoveryNeededError, TruncatedFileError
-from writebehind._superblock import read_superblock
 from writebehind.cli import main
+from writebehind.drivers.netcdf.superblock import read_superblock
 
 
 def _closed_file(path: Path, frames: int = 40) -> None:
@@ -115,8 +115,8 @@ def test_inspect_of_a_crashed_file_writes_nothing(killed, capsys):
 
 
 def test_a_crashed_file_needing_a_rollback_is_refused_read_only(killed):
-    from writebehind._recovery import _ROLLBACK_MAGIC, _ROLLBACK_TRAILER
-    from writebehind._sidefiles import FileIdentity
+    from writebehind.drivers.netcdf.recovery import _ROLLBACK_MAGIC, _ROLLBACK_TRAILER
+    from writebehind.drivers.netcdf.sidefiles import FileIdentity
 
     with open(killed, "rb") as file:
         identity = FileIdentity.of(file.fileno(), "")

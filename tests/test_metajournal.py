@@ -11,12 +11,12 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from writebehind import _metajournal
-from writebehind._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, read_only
-from writebehind._metajournal import MetadataJournal, apply, metadata_ranges, parse
-from writebehind._sidefiles import FileIdentity
-from writebehind._superblock import read_superblock
 from writebehind.drivers.netcdf import LIBRARY_LOCK
+from writebehind.drivers.netcdf import metajournal as _metajournal
+from writebehind.drivers.netcdf.hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, read_only
+from writebehind.drivers.netcdf.metajournal import MetadataJournal, apply, metadata_ranges, parse
+from writebehind.drivers.netcdf.sidefiles import FileIdentity
+from writebehind.drivers.netcdf.superblock import read_superblock
 
 
 def _dataset_with_entries(path: Path, rows: int = 100) -> netCDF4.Dataset:
@@ -254,7 +254,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
     done = subprocess.run([sys.executable, "-c", code, str(nc_path)], timeout=120)
     assert done.returncode == -9
-    from writebehind._recovery import recover
+    from writebehind.drivers.netcdf.recovery import recover
 
     report = recover(str(nc_path))
     assert report.readable_after
@@ -352,7 +352,7 @@ _KILLED_IN_A_STRUCTURAL_FLUSH = """
 import os, signal, sys
 import numpy as np
 import writebehind
-from writebehind import _metajournal
+from writebehind.drivers.netcdf import metajournal as _metajournal
 store = writebehind.open(sys.argv[1])
 for i in range(10):
     store.traj.positions.append(np.full((50, 3), i, dtype=np.float32))

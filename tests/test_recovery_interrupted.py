@@ -1,4 +1,4 @@
-"""A kill during recovery: the next open finishes it (``_recoverymark``).
+"""A kill during recovery: the next open finishes it (``recoverymark``).
 
 Recovery clears the superblock's open-for-writing flag before its last steps (HDF5 opens the
 file for them only then), so a kill between the two used to leave a file that looked closed
@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import RecoveryNeededError, _recovery
-from writebehind._recovery import lookup3, recover
-from writebehind._sidefiles import FileIdentity
+from writebehind import RecoveryNeededError
+from writebehind.drivers.netcdf import recovery as _recovery
+from writebehind.drivers.netcdf.recovery import lookup3, recover
+from writebehind.drivers.netcdf.sidefiles import FileIdentity
 
 MARK = ".writebehind-recovering"
 
@@ -34,7 +35,8 @@ MARK = ".writebehind-recovering"
 # generations.
 _KILLED_RECOVERY = """
 import os, signal, sys
-from writebehind import _recovery, _sidefiles
+from writebehind.drivers.netcdf import recovery as _recovery
+from writebehind.drivers.netcdf import sidefiles as _sidefiles
 path, name, when, generation = sys.argv[1:5]
 if generation == "no-generation":
     _sidefiles._generation = lambda fd: None
@@ -124,7 +126,7 @@ def test_a_kill_before_the_reseal_of_a_file_with_checksums_is_finished(nc_path):
 
 def _crashed_with_torn_index(nc_path: Path) -> None:
     """A file whose chunk-index nodes a killed flush overwrote, with their undo journal."""
-    from writebehind._journal import IndexJournal, _rightmost_path
+    from writebehind.drivers.netcdf.journal import IndexJournal, _rightmost_path
 
     with writebehind.open(nc_path, "w") as store:
         for i in range(30):
@@ -175,7 +177,7 @@ def test_a_finished_recovery_leaves_no_mark(nc_path):
 def test_the_mark_is_complete_before_recovery_changes_a_byte(nc_path, monkeypatch):
     _crashed_with_dangling_records(nc_path)
     before = nc_path.read_bytes()
-    from writebehind import _recoverymark
+    from writebehind.drivers.netcdf import recoverymark as _recoverymark
 
     seen = []
     original = _recovery._repair_superblock
@@ -190,7 +192,7 @@ def test_the_mark_is_complete_before_recovery_changes_a_byte(nc_path, monkeypatc
 
 
 def test_a_mark_proves_itself_by_the_file_id_where_there_are_no_generations(nc_path, monkeypatch):
-    from writebehind import _sidefiles
+    from writebehind.drivers.netcdf import sidefiles as _sidefiles
 
     _crashed_with_dangling_records(nc_path)
     _kill_recovery(nc_path, "clear_vlen_rows", "before", "no-generation")
@@ -200,7 +202,7 @@ def test_a_mark_proves_itself_by_the_file_id_where_there_are_no_generations(nc_p
 
 
 def test_a_recovery_that_cannot_write_its_mark_changes_nothing(nc_path, monkeypatch):
-    from writebehind import _recoverymark
+    from writebehind.drivers.netcdf import recoverymark as _recoverymark
 
     def full_disk(path: str) -> int:
         raise OSError(28, "No space left on device", path)
@@ -248,7 +250,7 @@ def test_an_incomplete_mark_is_ignored_and_removed(nc_path):
 
 def _claim_more_bytes(path: Path, extra: int) -> None:
     """Raise the superblock's end of allocation past the file's end by ``extra`` bytes."""
-    from writebehind._recovery import read_superblock
+    from writebehind.drivers.netcdf.recovery import read_superblock
 
     superblock = read_superblock(str(path))
     assert superblock is not None
@@ -308,7 +310,7 @@ def test_needs_recovery_sees_an_interrupted_recovery(nc_path):
 # Starts a helper as recovery does (its script writes its pid to argv[1] and sleeps).
 _STARTS_A_HELPER = """
 import sys
-from writebehind._probe import _run
+from writebehind.drivers.netcdf.probe import _run
 _run("import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)",
      sys.argv[1])
 """

@@ -1,6 +1,6 @@
 """What the netCDF driver's scan reports of a file it opens: every variable's shape as netCDF
 reports it, found in a number of library calls that grows with the variables (issue 16;
-drivers/_shapes.py), and the same when a library it uses for that cannot be reached."""
+drivers/netcdf/shapes.py), and the same when a library it uses for that cannot be reached."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import writebehind
-from writebehind import _hdf5
-from writebehind.drivers import _shapes
 from writebehind.drivers.netcdf import NetCDFBackend
+from writebehind.drivers.netcdf import hdf5 as _hdf5
+from writebehind.drivers.netcdf import shapes as _shapes
 
 
 def _scanned(path: Path) -> dict[str, tuple[tuple[int, ...], bool, int]]:

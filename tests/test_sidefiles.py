@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from writebehind._sidefiles import (
+from writebehind.drivers.netcdf.sidefiles import (
     FileIdentity,
     create_exclusive,
     new_file_id,

@@ -9,9 +9,9 @@ import netCDF4
 import numpy as np
 
 import writebehind
-from writebehind._journal import _rightmost_path, index_of
-from writebehind._stable import Extents, StableRanges
 from writebehind.drivers.netcdf import LIBRARY_LOCK
+from writebehind.drivers.netcdf.journal import _rightmost_path, index_of
+from writebehind.drivers.netcdf.stable import Extents, StableRanges
 
 NODE_CHILDREN = 64  # HDF5's chunk-index nodes, as netCDF makes them
 
@@ -60,7 +60,7 @@ def _index_nodes(path: Path) -> tuple[set[int], set[int], int]:
 
 
 def _header_address(path: Path) -> int:
-    from writebehind._hdf5 import header_addresses
+    from writebehind.drivers.netcdf.hdf5 import header_addresses
 
     with LIBRARY_LOCK:
         found = header_addresses(str(path), {"positions": 2})
@@ -180,7 +180,7 @@ def test_a_file_hdf5_cannot_open_has_no_stable_ranges(tmp_path):
 
 # -- keeping up during a long run --------------------------------------------------------------
 def _gaps_kept_and_fresh(path: Path, monkeypatch, keep_up_bytes: int):
-    from writebehind.drivers import netcdf
+    from writebehind.drivers.netcdf import backend as netcdf
 
     monkeypatch.setattr(netcdf, "KEEP_UP_BYTES", keep_up_bytes)
     with writebehind.open(path, "w") as store:

@@ -37,8 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from writebehind._sidefiles import RECOVERING_SUFFIX
-from writebehind._superblock import read_superblock
+from writebehind.drivers.netcdf.sidefiles import RECOVERING_SUFFIX
+from writebehind.drivers.netcdf.superblock import read_superblock
 
 CHILD = Path(__file__).resolve().parent.parent / "tests" / "torture" / "child.py"
 

@@ -8,7 +8,7 @@ Usage: ``.venv/bin/python tools/torture.py [--random N] [--seed S] [--out result
    flushed every 5, the third flush creating a group and a variable;
 3. a SIGKILL at every pwrite64 of the flush that first splits a variable's chunk index (an
    HDF5 B-tree of 64 chunks a node), with 1 MiB entries (``big``): the undo journal of
-   ``_journal.py`` is what keeps those entries;
+   ``drivers/netcdf/journal.py`` is what keeps those entries;
 4. with ``--scale``: a SIGKILL at every pwrite64 of a structural flush (a new group, a new
    variable, a new attribute, and entries) on a file of at least 1 GB (``--scale-gb``),
    each on a fresh copy of one base file (issue 16);

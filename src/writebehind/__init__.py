@@ -34,11 +34,10 @@ from ._errors import (
 )
 from ._legacy import NetCDFIODriver
 from ._node import StorageInterfaceDirVar
-from ._recovery import RecoveryReport, recover
 from ._store import StorageInterface, open
 from .drivers.base import StorageIODriver
 from .drivers.memory import MemoryBackend
-from .drivers.netcdf import NetCDFBackend
+from .drivers.netcdf import NetCDFBackend, RecoveryReport, recover
 
 __version__ = "0.1.0"
 

@@ -95,7 +95,7 @@ class RecoveryError(WriteBehindError, OSError):
     """A file left by a crash could not be recovered, or is in use by another process.
 
     An unrecoverable file is moved aside, unchanged, and the message says where;
-    ``report`` (a :class:`~writebehind._recovery.RecoveryReport`, or None) tells the rest.
+    ``report`` (a :class:`~writebehind.drivers.netcdf.RecoveryReport`, or None) tells the rest.
     """
 
     def __init__(self, message: str, *, report: object = None):

@@ -18,7 +18,7 @@ child's copy of each store refuse every call at once instead:
   raises :class:`~writebehind.ForkedStoreError` before it takes a lock or waits, and the
   finalizer that would close the store at exit does nothing. The files are the parent's:
   the netCDF driver's hook makes sure the child never writes them, not even in the close
-  of every open file that HDF5 runs at exit (see ``drivers/_descriptors.py``).
+  of every open file that HDF5 runs at exit (see ``drivers/netcdf/descriptors.py``).
 
 Nothing here is on the append path: the mark folds into the one check of ``_unusable`` that
 the append already makes.

@@ -40,7 +40,7 @@ from .drivers.netcdf import NetCDFBackend
 
 if TYPE_CHECKING:
     from ._engine import Handle
-    from ._recovery import RecoveryReport
+    from .drivers.netcdf import RecoveryReport
 
 __all__ = ["LegacyStorageVariable", "NetCDFIODriver"]
 

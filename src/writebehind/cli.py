@@ -390,7 +390,7 @@ def _reason(exc: BaseException) -> str:
 
 # -- recover ---------------------------------------------------------------------------
 def _recover(args: argparse.Namespace) -> int:
-    from ._recovery import recover
+    from .drivers.netcdf import recover
 
     if is_zarr_target(args.file):
         print(

@@ -32,9 +32,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from writebehind._journal import _MAGIC as UNDO_MAGIC
-from writebehind._metajournal import _HEADER as META_HEADER
-from writebehind._sidefiles import FileIdentity, side_files
+from writebehind.drivers.netcdf.journal import _MAGIC as UNDO_MAGIC
+from writebehind.drivers.netcdf.metajournal import _HEADER as META_HEADER
+from writebehind.drivers.netcdf.sidefiles import FileIdentity, side_files
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "restart_child.py"

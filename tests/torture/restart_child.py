@@ -88,9 +88,9 @@ def again(path: str, inode: int, entry: int, tries: int) -> None:
 
 
 def check(path: str, trust_any_side_file: bool) -> dict[str, Any]:
-    from writebehind._journal import load_journal, nodes_differ
-    from writebehind._metajournal import load as load_metadata_journal
-    from writebehind._sidefiles import FileIdentity, side_files
+    from writebehind.drivers.netcdf.journal import load_journal, nodes_differ
+    from writebehind.drivers.netcdf.metajournal import load as load_metadata_journal
+    from writebehind.drivers.netcdf.sidefiles import FileIdentity, side_files
 
     if trust_any_side_file:
         FileIdentity.proves = lambda self, fd, file_id: True  # type: ignore[method-assign]

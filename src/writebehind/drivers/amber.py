@@ -52,7 +52,7 @@ from ._netcdf3 import (
     parse_header,
 )
 from .base import NodeRecord, StorageIODriver
-from .netcdf import _chunk_shape
+from .netcdf import chunk_shape
 
 __all__ = ["AmberDriver", "cell_lengths_and_angles"]
 
@@ -306,7 +306,7 @@ class AmberDriver(StorageIODriver):
 
     def chunk_entries(self, layout: Layout) -> int:
         # Records are not chunked: stage as a netCDF-4 file would (the buffers of before).
-        return _chunk_shape(layout)[0]
+        return chunk_shape(layout)[0]
 
     # -- structure -------------------------------------------------------------------
     def create_group(self, path: str) -> None:

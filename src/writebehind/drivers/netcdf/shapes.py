@@ -19,7 +19,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any, NamedTuple
 
-from .. import _hdf5
+from . import hdf5
 
 __all__ = ["Shape", "UnlimitedDimensions", "variable_shapes"]
 
@@ -45,7 +45,7 @@ def variable_shapes(file_path: str, variables: list[tuple[str, Any]]) -> list[Sh
         for (path, _), dims in zip(variables, dimensions, strict=True)
         if any(unlimited(d) for d in dims)
     ]
-    extents = (_hdf5.dataset_extents(file_path, growing) if growing else None) or {}
+    extents = (hdf5.dataset_extents(file_path, growing) if growing else None) or {}
     longest: dict[_Key, int] = {}
     unknown: set[_Key] = set()  # a variable on it could not be read: ask netCDF
     for (path, _), dims in zip(variables, dimensions, strict=True):
@@ -104,7 +104,7 @@ def _netcdf_library() -> Any:
     global _LIBRARY
     if _LIBRARY is not None:
         return _LIBRARY or None
-    candidates = _hdf5.loaded_library_paths("libnetcdf")
+    candidates = hdf5.loaded_library_paths("libnetcdf")
     for candidate in candidates:
         try:
             nc = ctypes.CDLL(candidate)

@@ -14,12 +14,12 @@ nodes, as the last completed sync left them on disk, in ``FILE.writebehind-undo-
 file is closed. Recovery writes a complete journal back: the indexes are then exactly as
 the last completed sync left them, which is what the committed lengths count (chunks keep
 their addresses, and an earlier row keeps its bytes when its chunk is rewritten). A flush
-that changes the file's structure voids the journal; the metadata journal (``_metajournal``)
+that changes the file's structure voids the journal; the metadata journal (``metajournal``)
 guards it instead.
 
 Where the indexes are: HDF5 is asked for the object header address of every appendable
-variable (in this process, through the library netCDF4 loaded, ``_hdf5.header_addresses``;
-in a fresh interpreter, ``_probe.object_header_addresses``, where that is not possible),
+variable (in this process, through the library netCDF4 loaded, ``hdf5.header_addresses``;
+in a fresh interpreter, ``probe.object_header_addresses``, where that is not possible),
 under its HDF5 name (netCDF-C stores a variable named like one of its group's dimensions
 as ``_nc4_non_coord_<name>``, and ``<name>`` is then the dimension's dataset); the header's
 data layout message (version 3,
@@ -39,9 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ._hdf5 import header_addresses
-from ._probe import object_header_addresses
-from ._sidefiles import UNDO_SUFFIX, FileIdentity, close_and_remove, create_exclusive
+from .hdf5 import header_addresses
+from .probe import object_header_addresses
+from .sidefiles import UNDO_SUFFIX, FileIdentity, close_and_remove, create_exclusive
 
 __all__ = [
     "ChunkIndex",

@@ -9,7 +9,7 @@ What a crash leaves, and what is done about it (docs/durability.md tells the who
   headers that point past the EOA, and then HDF5 refuses to read the file ("addr overflow").
 - :func:`recover` repairs that as ``h5clear -s --increment=0`` does: it rewrites the
   superblock with the marks cleared and the EOA raised to the file's size, and a fresh
-  Jenkins lookup3 checksum (``_superblock``). The original superblock
+  Jenkins lookup3 checksum (``superblock``). The original superblock
   bytes are kept (in the report and the log, and restored if the repair does not help).
 - Rows past a variable's committed length (the ``writebehind_length`` attribute written by
   each flush) are not trusted: the store's catalog ignores them and later appends overwrite
@@ -18,11 +18,11 @@ What a crash leaves, and what is done about it (docs/durability.md tells the who
   to heap objects the kill kept from the file, which would make the next append fail).
 - A flush that changes the file's structure (a new group, variable or attribute) can leave
   it unreadable; the driver keeps the pre-images of the file's metadata from before such a
-  change until the next sync completes (``_metajournal``), and recovery writes them back;
+  change until the next sync completes (``metajournal``), and recovery writes them back;
   where that journal would be too large, a whole *rollback copy*, which recovery puts back
   if the file is unreadable.
 - Whether a file is readable is decided by opening it with netCDF4 in a *subprocess* with a
-  timeout, because a damaged HDF5 file can hang or crash the library (``_probe``).
+  timeout, because a damaged HDF5 file can hang or crash the library (``probe``).
 - A file that stays unreadable is moved aside under a new name (never overwritten, never
   deleted) and :class:`~writebehind.RecoveryError` says where it went.
 
@@ -41,11 +41,11 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import _metajournal, _recoverymark
-from ._errors import RecoveryError, RecoveryNeededError, TruncatedFileError
-from ._journal import journal_path, load_journal, nodes_differ, write_back
-from ._probe import ProbeResult, clear_vlen_rows, probe, reseal_chunks
-from ._sidefiles import (
+from ..._errors import RecoveryError, RecoveryNeededError, TruncatedFileError
+from . import metajournal, recoverymark
+from .journal import journal_path, load_journal, nodes_differ, write_back
+from .probe import ProbeResult, clear_vlen_rows, probe, reseal_chunks
+from .sidefiles import (
     FILE_ID_ATTR,
     NEW_SUFFIX,
     ROLLBACK_SUFFIX,
@@ -55,7 +55,7 @@ from ._sidefiles import (
     new_file_id,
     remove_side_files,
 )
-from ._superblock import Superblock, lookup3, read_superblock
+from .superblock import Superblock, lookup3, read_superblock
 
 try:
     import fcntl
@@ -218,7 +218,7 @@ def needs_recovery(path: str) -> bool:
         return True
     if superblock is None:
         return False
-    return superblock.flags != 0 or _recoverymark.exists(path)
+    return superblock.flags != 0 or recoverymark.exists(path)
 
 
 def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryReport:
@@ -231,7 +231,7 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
     subprocess and, with ``write``, repaired: its superblock rewritten (flags cleared, end
     of allocation raised to the file's size), the chunk-index nodes of its undo journal put
     back, or the copy taken before an interrupted structural flush put back, each only when
-    the side file proves to belong to this very file (``_sidefiles``).
+    the side file proves to belong to this very file (``sidefiles``).
 
     Without ``write`` (a read-only open) nothing is written, created, renamed or removed:
     a crashed file that netCDF4 reads as it is, with no sign that a flush was interrupted
@@ -263,7 +263,7 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
         # A flush writes the superblock in one small write, so a kill cannot leave a bad
         # checksum: this damage has another cause. Roll back if a copy taken before an
         # interrupted flush proves to be this file's; otherwise leave the file as it is.
-        meta = _metajournal.load(path) if write else None
+        meta = metajournal.load(path) if write else None
         if write and (meta is not None or os.path.exists(rollback_path(path))):
             report = RecoveryReport(path, clean=False, file_size=size, probe_error=str(exc))
             with _exclusive(path) as fd:
@@ -271,8 +271,8 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
                     raise _in_use(path) from exc
                 if meta is not None and meta[0].proves(fd, None):
                     # the superblock's pre-image is in the journal
-                    restored = _metajournal.write_back(path, fd, meta[1])
-                    os.unlink(_metajournal.journal_path(path))
+                    restored = metajournal.write_back(path, fd, meta[1])
+                    os.unlink(metajournal.journal_path(path))
                     report = recover(path, force=force)
                     report.metadata_restored = restored
                     return report
@@ -297,7 +297,7 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
     )
     # A kill inside HDF5's close in recovery's last steps can leave the flag clear before
     # the file has its final length: with a mark, the slack of a killed writer applies.
-    marked = clean and _recoverymark.exists(path)
+    marked = clean and recoverymark.exists(path)
     _refuse_if_cut_short(path, superblock, size, report, killed=not clean or marked)
     if clean and not marked:
         return _clean(path, report, force, write)
@@ -307,7 +307,7 @@ def recover(path: str, *, force: bool = False, write: bool = True) -> RecoveryRe
         if fd is None:
             raise _in_use(path)
         if clean:  # a recovery that a kill interrupted after it cleared the flag
-            if not _recoverymark.proven(path, fd, lambda: probe(path).file_id):
+            if not recoverymark.proven(path, fd, lambda: probe(path).file_id):
                 _refuse_if_cut_short(path, superblock, size, report, killed=False)
                 return _clean(path, report, force, write)
             report.clean = False
@@ -354,17 +354,17 @@ def _recover_locked(
     journals are written back and then removed, the superblock rewritten, the reseal and
     the cut redo only what is still to do.
     """
-    previous = _recoverymark.load(path)  # a kill in a step that left the flag set
+    previous = recoverymark.load(path)  # a kill in a step that left the flag set
     if previous is not None and previous.proves(fd, None):
         report.recovery_interrupted = True
-    _recoverymark.begin(path, fd)  # on disk before a byte of the file changes
+    recoverymark.begin(path, fd)  # on disk before a byte of the file changes
     if force:
         before = probe(path)
         report.readable_before = before.ok
         report.probe_error = before.error
     # A structural flush that was interrupted: put its metadata back first, when the inode
     # proves the journal is this file's (the file's id may not be readable before).
-    meta = _metajournal.load(path)
+    meta = metajournal.load(path)
     if meta is not None and meta[0].proves(fd, None):
         superblock = _restore_metadata(path, fd, meta[1], report) or superblock
         meta = None
@@ -372,7 +372,7 @@ def _recover_locked(
     # covers what the file holds, and the id proves which side files are the file's.
     _repair_superblock(fd, superblock, os.fstat(fd).st_size, report)
     after = probe(path)
-    _recoverymark.record_file_id(path, fd, after.file_id)
+    recoverymark.record_file_id(path, fd, after.file_id)
     changed = bool(report.metadata_restored)
     if meta is not None and meta[0].proves(fd, after.file_id):
         superblock = _restore_metadata(path, fd, meta[1], report) or superblock
@@ -382,7 +382,7 @@ def _recover_locked(
         logger.warning(
             "writebehind: %s: ignored %s: it does not belong to this file",
             path,
-            _metajournal.journal_path(path),
+            metajournal.journal_path(path),
         )
     journal = load_journal(path)
     if journal is not None and journal[0].proves(fd, after.file_id):
@@ -420,8 +420,8 @@ def _recover_locked(
         _give_up(path, report, after.error)
     if has_rollback:  # the flush it guarded did not break the file: not needed
         drop_rollback_copy(path)
-    remove_side_files(path, "recovery no longer needs them", keep=_recoverymark.mark_path(path))
-    _recoverymark.finish(path)  # last: every step is done
+    remove_side_files(path, "recovery no longer needs them", keep=recoverymark.mark_path(path))
+    recoverymark.finish(path)  # last: every step is done
     logger.warning("writebehind: %s", report.describe())
     return report
 
@@ -431,9 +431,9 @@ def _restore_metadata(
 ) -> Superblock | None:
     """Write the metadata journal's pre-images back; the superblock they hold (the last
     completed flush's, which the caller then repairs)."""
-    report.metadata_restored = _metajournal.write_back(path, fd, records)
+    report.metadata_restored = metajournal.write_back(path, fd, records)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(_metajournal.journal_path(path))
+        os.unlink(metajournal.journal_path(path))
         fsync_directory(os.path.dirname(os.path.abspath(path)))
     superblock = read_superblock(path)
     if superblock is not None:
@@ -451,7 +451,7 @@ def _check_readable_as_is(
     other than its journal's, and netCDF4 reads it (in a subprocess). Writes nothing.
 
     A file whose flag is clear gets here only with the mark of an interrupted recovery
-    (``_recoverymark``), and is read the same way unless its inode disproves the mark (which
+    (``recoverymark``), and is read the same way unless its inode disproves the mark (which
     the next open that may write removes).
     """
     with open(path, "rb") as file:
@@ -462,7 +462,7 @@ def _check_readable_as_is(
             except BlockingIOError:
                 raise _in_use(path) from None
         if superblock.flags == 0:
-            mark = _recoverymark.load(path)
+            mark = recoverymark.load(path)
             if mark is None or mark.disproves(fd):  # closed cleanly; the mark is not its own
                 _refuse_if_cut_short(path, superblock, size, report, killed=False)
                 return report
@@ -472,7 +472,7 @@ def _check_readable_as_is(
         if superblock.eof_in_file > size:
             reasons.append(f"it ends at byte {size}, before its end of allocation")
         rollback = _rollback_identity_of(path)
-        meta = _metajournal.load(path)
+        meta = metajournal.load(path)
         if (rollback is not None and not rollback.disproves(fd)) or (
             meta is not None and not meta[0].disproves(fd)
         ):
@@ -606,7 +606,7 @@ def _give_up(path: str, report: RecoveryReport, error: str) -> NoReturn:
     aside = _aside_name(path)
     os.rename(path, aside)  # same directory, so never a copy: the bytes stay as they were
     fsync_directory(os.path.dirname(os.path.abspath(path)))
-    _recoverymark.finish(path)  # the mark was the moved file's
+    recoverymark.finish(path)  # the mark was the moved file's
     report.moved_to = aside
     logger.error("writebehind: %s", report.describe())
     raise RecoveryError(
@@ -710,7 +710,7 @@ def keep_rollback_copy(path: str, durable: bool, identity: FileIdentity) -> str:
     Called before a flush that creates groups or variables or changes attributes: HDF5
     rewrites the parent's object header in place and writes the new objects after it, so a
     kill in between leaves a link to an object that is not there and the whole file
-    unreadable. The copy ends with the ``identity`` of the file (see ``_sidefiles``); it is
+    unreadable. The copy ends with the ``identity`` of the file (see ``sidefiles``); it is
     written under a temporary name, created exclusively, and renamed, so it exists only
     when complete; with ``durable`` it is fsynced (with its directory) before the flush
     starts changing the file.

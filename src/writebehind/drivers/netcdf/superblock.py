@@ -11,7 +11,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from ._errors import RecoveryError
+from ..._errors import RecoveryError
 
 __all__ = ["HDF5_SIGNATURE", "Superblock", "lookup3", "read_superblock"]
 

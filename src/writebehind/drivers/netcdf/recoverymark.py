@@ -9,11 +9,11 @@ length rows whose heap objects never reached the file (the next append to a dict
 failed with "HDF error"), or an undo journal that the next open discarded as stale.
 
 So before recovery changes any byte, it writes ``FILE.writebehind-recovering``, holding the
-:class:`~writebehind._sidefiles.FileIdentity` of the file, fsyncs it and its directory, and
-removes it (fsyncing the directory) only once every step is done. An open that may write and
-finds a mark proven to be the file's runs the whole recovery again, even though the flag is
-clear: every step is idempotent. A mark that is incomplete or does not prove to be the
-file's is ignored, removed and logged, like every side file (``_sidefiles``).
+:class:`~writebehind.drivers.netcdf.sidefiles.FileIdentity` of the file, fsyncs it and its
+directory, and removes it (fsyncing the directory) only once every step is done. An open that
+may write and finds a mark proven to be the file's runs the whole recovery again, even though
+the flag is clear: every step is idempotent. A mark that is incomplete or does not prove to
+be the file's is ignored, removed and logged, like every side file (``sidefiles``).
 
 The mark records the file's id (``writebehind_file_id``) once recovery has read it, so a
 file system without inode generations proves the mark by that id; a kill before the id was
@@ -27,8 +27,8 @@ import logging
 import os
 from collections.abc import Callable
 
-from ._errors import RecoveryError
-from ._sidefiles import RECOVERING_SUFFIX, FileIdentity, create_exclusive, fsync_directory
+from ..._errors import RecoveryError
+from .sidefiles import RECOVERING_SUFFIX, FileIdentity, create_exclusive, fsync_directory
 
 __all__ = ["begin", "exists", "finish", "load", "mark_path", "proven", "record_file_id"]
 

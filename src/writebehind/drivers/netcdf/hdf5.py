@@ -106,7 +106,7 @@ def dataset_extents(path: str, variables: list[str]) -> dict[str, tuple[int, ...
     A variable whose dataset cannot be found or read is left out. Under the lock.
 
     One lookup per variable: what netCDF-C's length of an unlimited dimension costs for
-    every variable of its group (see drivers/_shapes.py).
+    every variable of its group (see drivers/netcdf/shapes.py).
     """
     with read_only(path) as opened:
         if opened is None:

@@ -3,10 +3,10 @@
 A store writing ``run.nc`` may keep, for the length of a flush or of the run:
 
 - ``run.nc.writebehind-new``: the file being created, renamed to ``run.nc`` once valid;
-- ``run.nc.writebehind-undo``: the undo journal of the chunk indexes (``_journal``);
+- ``run.nc.writebehind-undo``: the undo journal of the chunk indexes (``journal``);
 - ``run.nc.writebehind-rollback`` (and ``.partial`` while it is written): the copy taken
-  before a flush that changes the file's structure (``_recovery``);
-- ``run.nc.writebehind-recovering``: the mark of a recovery in progress (``_recoverymark``).
+  before a flush that changes the file's structure (``recovery``);
+- ``run.nc.writebehind-recovering``: the mark of a recovery in progress (``recoverymark``).
 
 A killed run leaves them behind, and the path may then hold another file: a run restarted
 with ``"w"``, a copy, a file another program wrote. Applying a side file to a file it was not
@@ -33,7 +33,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-from ._bookkeeping import FILE_ID_ATTR
+from ..._bookkeeping import FILE_ID_ATTR
 
 __all__ = [
     "FILE_ID_ATTR",

@@ -35,8 +35,8 @@ Why that restores every acknowledged entry (the crash-safety argument):
 - Chunk-index nodes off the rightmost path of an unfiltered dataset's index are not
   journaled either: entries are only added at the end of a variable, so HDF5 only rewrites
   the nodes from the root down to the last leaf; a node off that path keeps its bytes for
-  the session (the argument in full: ``_stable``). The nodes on the path are journaled.
-- Which ranges are raw data and index nodes is found by ``_stable.StableRanges``, which
+  the session (the argument in full: ``stable``). The nodes on the path are journaled.
+- Which ranges are raw data and index nodes is found by ``stable.StableRanges``, which
   remembers what it found and reads only what was added since (its cost follows the change,
   not the file): HDF5 itself, in this process (the library netCDF4 loaded, through ctypes,
   opening the file read-only a second time: HDF5 shares the file netCDF already has open,
@@ -51,7 +51,7 @@ Why that restores every acknowledged entry (the crash-safety argument):
   unfiltered.
 
 Format: a header (magic, a random 8-byte nonce, the EOA, a CRC32), the identity of the file
-(``_sidefiles``: recovery applies the journal only to the file it proves to be), then one
+(``sidefiles``: recovery applies the journal only to the file it proves to be), then one
 record per range (address, length, the bytes, a CRC32 seeded with the nonce, so records of an
 earlier journal in the same file never pass for this one's), then an end marker with the
 count. A journal that is incomplete or corrupt is ignored and deleted.
@@ -65,9 +65,9 @@ import os
 import struct
 import zlib
 
-from ._sidefiles import FileIdentity, close_and_remove, create_exclusive, fsync_directory
-from ._stable import StableRanges
-from ._superblock import read_superblock
+from .sidefiles import FileIdentity, close_and_remove, create_exclusive, fsync_directory
+from .stable import StableRanges
+from .superblock import read_superblock
 
 __all__ = [
     "JOURNAL_LIMIT_BYTES",

@@ -28,12 +28,15 @@ from typing import Any
 import netCDF4
 import numpy as np
 
-from .._bookkeeping import BYTES_TYPE_NAME, FILE_ID_ATTR, KIND_ATTR, LENGTH_ATTR
-from .._errors import DamagedDataError, ReadOnlyError
-from .._fork import register_library
-from .._journal import IndexJournal
-from .._metajournal import MetadataJournal
-from .._recovery import (
+from ..._bookkeeping import BYTES_TYPE_NAME, FILE_ID_ATTR, KIND_ATTR, LENGTH_ATTR
+from ..._errors import DamagedDataError, ReadOnlyError
+from ..._fork import register_library
+from ...codecs.base import Layout
+from ..base import NodeRecord, StorageIODriver
+from .descriptors import OpenFiles
+from .journal import IndexJournal
+from .metajournal import MetadataJournal
+from .recovery import (
     RecoveryReport,
     create_atomically,
     drop_rollback_copy,
@@ -41,17 +44,14 @@ from .._recovery import (
     keep_rollback_copy,
     recover,
 )
-from .._sidefiles import FileIdentity
-from ..codecs.base import Layout
-from ._descriptors import OpenFiles
-from ._shapes import Shape, UnlimitedDimensions, variable_shapes
-from .base import NodeRecord, StorageIODriver
+from .shapes import Shape, UnlimitedDimensions, variable_shapes
+from .sidefiles import FileIdentity
 
 __all__ = ["LIBRARY_LOCK", "NetCDFBackend"]
 
 #: A chunk holds this much of whole entries (plus two, up to CHUNK_SLICE_BYTES): HDF5
 #: allocates a chunk whole, so a variable's first chunk is what a short run pays for it (see
-#: _chunk_shape). The engine stages by the same rule (it asks chunk_entries).
+#: chunk_shape). The engine stages by the same rule (it asks chunk_entries).
 CHUNK_TARGET_BYTES = 48 << 10
 CHUNK_MAX_ENTRIES = 8192
 #: After a sync that follows this many bytes of entries, the chunk indexes they grew are read
@@ -265,7 +265,7 @@ class NetCDFBackend(StorageIODriver):
             _small_chunk_cache(variable, tuple(chunks), variable.dtype.itemsize)
 
     def chunk_entries(self, layout: Layout) -> int:
-        return _chunk_shape(layout)[0]
+        return chunk_shape(layout)[0]
 
     def sync(self, durable: bool = False) -> None:
         self._sync_file(durable)
@@ -378,7 +378,7 @@ class NetCDFBackend(StorageIODriver):
             # A dimension of length 0 is unlimited in netCDF; entries of such a shape hold
             # no data and are rebuilt from the shape on read.
             dims.append(_new_dimension(group, f"{name}_axis{axis}", size))
-        chunks = _chunk_shape(layout) if appendable else None
+        chunks = chunk_shape(layout) if appendable else None
         variable = group.createVariable(
             name,
             self._datatype(layout),
@@ -669,7 +669,7 @@ def _fit_dimension_name(name: str) -> str:
     return f"{head}_{zlib.crc32(encoded):08x}"
 
 
-def _chunk_shape(layout: Layout) -> tuple[int, ...]:
+def chunk_shape(layout: Layout) -> tuple[int, ...]:
     """``CHUNK_TARGET_BYTES`` of whole entries plus two (at most 8192 entries and
     ``CHUNK_SLICE_BYTES``), or equal slices of an entry over ``CHUNK_SLICE_BYTES``.
 
@@ -680,7 +680,7 @@ def _chunk_shape(layout: Layout) -> tuple[int, ...]:
     that does (1 MiB chunks made 3,000 variables of one small entry 1.6 GB). Smaller chunks
     mean more of them: appends and reads do not notice (docs/performance.md, "How cost
     grows"), and the metadata journal of a structural flush looks only at the chunks and
-    index nodes added since the last one (``_stable``), so its cost follows the change, not
+    index nodes added since the last one (``stable``), so its cost follows the change, not
     the number of chunks in the file.
 
     The engine stages entries in buffers of whole chunks, so each write fills whole

@@ -1,13 +1,13 @@
 """Where no flush of this session can write: the ranges the metadata journal leaves out,
 found incrementally so that its cost follows what changed, not the size of the file.
 
-The metadata journal (``_metajournal``) must hold the pre-image of every byte below the last
+The metadata journal (``metajournal``) must hold the pre-image of every byte below the last
 sync's end of allocation (EOA) that HDF5 may overwrite in a structural flush. It leaves out
 two kinds of ranges, which no flush of a writebehind session writes:
 
 - *Raw data that keeps its place*: the chunks of a dataset without filters or with
   Fletcher32 alone (a chunk keeps its size, its address, and its earlier rows' bytes when
-  rewritten), and contiguous storage. The argument is ``_metajournal``'s.
+  rewritten), and contiguous storage. The argument is ``metajournal``'s.
 - *Chunk-index nodes off the rightmost path*: the nodes of a version 1 B-tree indexing the
   chunks of a dataset without filters, other than the root and the last child of each node
   on the way down. Entries are only added at the end of a variable, so HDF5 inserts chunks
@@ -17,7 +17,7 @@ two kinds of ranges, which no flush of a writebehind session writes:
   chunk of an unfiltered dataset rewritten in place keeps its index entry, so no node is
   touched for it. A node off the rightmost path therefore keeps its bytes, stays off the
   path (it only moves right) and is never freed (a flush never shrinks or deletes a
-  dataset). ``_journal`` (the chunk-index undo journal) rests on the same fact. Indexes of
+  dataset). ``journal`` (the chunk-index undo journal) rests on the same fact. Indexes of
   filtered datasets, Fletcher32 alone included, are journaled whole: HDF5 may update the
   entry of a filtered chunk it rewrites, wherever it is.
 
@@ -39,8 +39,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, hsize, read_only
-from ._journal import ChunkIndex, index_of
+from .hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, hsize, read_only
+from .journal import ChunkIndex, index_of
 
 __all__ = ["Extents", "StableRanges"]
 
