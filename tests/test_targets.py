@@ -9,8 +9,9 @@ import anyio
 import pytest
 
 import writebehind
-from writebehind._targets import backend_for, is_zarr_target
+from writebehind._targets import backend_class_for, backend_for, is_zarr_target
 from writebehind.drivers.memory import MemoryBackend
+from writebehind.drivers.netcdf import NetCDFBackend
 
 zarr_backend = pytest.importorskip("writebehind.drivers.zarr", reason="needs the zarr extra")
 
@@ -93,3 +94,41 @@ def test_the_cli_reports_a_url_that_holds_no_store(
 
     assert main(["inspect", f"s3://{s3_bucket}/nothing.zarr"]) == 1
     assert "No Zarr store" in capsys.readouterr().err
+
+
+# -- recovery, asked of the backend a target names -------------------------------------------
+def test_a_plain_path_names_the_netcdf_backend_class() -> None:
+    assert backend_class_for("run.nc") is NetCDFBackend
+
+
+def test_a_zarr_path_names_the_zarr_backend_class() -> None:
+    assert backend_class_for("s3://bucket/run.zarr") is zarr_backend.ZarrBackend
+
+
+def test_recover_asks_the_netcdf_backend_for_a_plain_path(tmp_path: Path) -> None:
+    with writebehind.open(tmp_path / "run.nc", "w") as store:
+        store.x.append(1.0)
+    report = writebehind.recover(tmp_path / "run.nc")
+    assert isinstance(report, writebehind.RecoveryReport) and report.clean
+
+
+def test_recover_of_a_zarr_store_has_nothing_to_do(tmp_path: Path) -> None:
+    with writebehind.open(tmp_path / "run.zarr", "w") as store:
+        store.x.append(1.0)
+    assert writebehind.recover(tmp_path / "run.zarr") is None
+
+
+def test_a_backend_that_never_recovers_returns_none() -> None:
+    assert MemoryBackend.recover("m", force=True) is None
+
+
+def test_the_cli_says_a_zarr_store_needs_no_recovery(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from writebehind.cli import main
+
+    assert main(["recover", str(tmp_path / "run.zarr")]) == 0
+    assert capsys.readouterr().out == (
+        f"{tmp_path / 'run.zarr'}: a Zarr store needs no recovery: each array's shape is its "
+        "committed length, written after its chunks\n"
+    )

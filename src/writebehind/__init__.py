@@ -35,9 +35,10 @@ from ._errors import (
 from ._legacy import NetCDFIODriver
 from ._node import StorageInterfaceDirVar
 from ._store import StorageInterface, open
+from ._targets import recover
 from .drivers.base import StorageIODriver
 from .drivers.memory import MemoryBackend
-from .drivers.netcdf import NetCDFBackend, RecoveryReport, recover
+from .drivers.netcdf import NetCDFBackend, RecoveryReport
 
 __version__ = "0.1.0"
 

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._core import DriverFacade
 from ._paths import is_url
-from .drivers.base import StorageIODriver
+from .drivers.base import RecoveryOutcome, StorageIODriver
 
-__all__ = ["backend_for", "is_zarr_target"]
+if TYPE_CHECKING:
+    from .drivers.zarr import ZarrBackend
+
+__all__ = ["backend_class_for", "backend_for", "is_zarr_target", "recover"]
 
 Target = str | bytes | os.PathLike[str] | os.PathLike[bytes] | StorageIODriver | DriverFacade
 
@@ -65,16 +68,52 @@ def backend_for(
                 f"checksums=True is for NetCDF files; {name!r} is a Zarr store, whose "
                 "chunks zarr's codecs decode (a damaged compressed chunk fails to decode)"
             )
-        try:
-            from .drivers.zarr import ZarrBackend
-        except ImportError as exc:
-            raise ImportError(
-                f"{name!r} is a Zarr store: install the zarr extra "
-                "(pip install 'writebehind[zarr]')"
-            ) from exc
-        return ZarrBackend(name, mode, storage_options=storage_options)
+        return _zarr_backend(name)(name, mode, storage_options=storage_options)
     if storage_options:
         raise ValueError(f"storage_options are for object storage; {name!r} is a local file")
     from ._legacy import NetCDFIODriver
 
     return NetCDFIODriver(name, mode, checksums=checksums)
+
+
+def backend_class_for(
+    target: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+) -> type[StorageIODriver]:
+    """The class of backend that stores the path or URL ``target`` (nothing is opened).
+
+    Raises
+    ------
+    ImportError
+        ``target`` names a Zarr store and the ``zarr`` extra is not installed.
+    """
+    name = os.fsdecode(target)
+    if is_zarr_target(name):
+        return _zarr_backend(name)
+    from .drivers.netcdf import NetCDFBackend
+
+    return NetCDFBackend
+
+
+def recover(
+    target: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    *,
+    force: bool = False,
+    write: bool = True,
+) -> RecoveryOutcome | None:
+    """Put back what a writer killed while writing ``target`` left, if it needs it: the
+    backend that stores ``target`` recovers it (a netCDF-4 file: see
+    :func:`writebehind.drivers.netcdf.recover`, which returns a
+    :class:`~writebehind.RecoveryReport`). None: that backend never needs recovery (Zarr).
+    """
+    name = os.fsdecode(target)
+    return backend_class_for(name).recover(name, force=force, write=write)
+
+
+def _zarr_backend(name: str) -> type[ZarrBackend]:
+    try:
+        from .drivers.zarr import ZarrBackend
+    except ImportError as exc:
+        raise ImportError(
+            f"{name!r} is a Zarr store: install the zarr extra (pip install 'writebehind[zarr]')"
+        ) from exc
+    return ZarrBackend

@@ -35,7 +35,7 @@ from ._inspect import (
     render_tree,
 )
 from ._paths import is_url
-from ._targets import backend_for, is_zarr_target
+from ._targets import backend_class_for, backend_for, is_zarr_target
 
 __all__ = ["main"]
 
@@ -390,22 +390,24 @@ def _reason(exc: BaseException) -> str:
 
 # -- recover ---------------------------------------------------------------------------
 def _recover(args: argparse.Namespace) -> int:
-    from .drivers.netcdf import recover
-
-    if is_zarr_target(args.file):
-        print(
-            f"{args.file}: a Zarr store needs no recovery: each array's shape is its "
-            "committed length, written after its chunks"
-        )
+    try:
+        backend = backend_class_for(args.file)
+    except ImportError as exc:  # a Zarr store without the zarr extra
+        raise CommandError(str(exc)) from None
+    if backend.no_recovery_needed:  # a backend that never recovers
+        print(f"{args.file}: {backend.no_recovery_needed}")
         return 0
     if not os.path.exists(args.file):
         raise CommandError(f"no such file: {args.file!r}")
     try:
-        report = recover(args.file, force=True)
+        report = backend.recover(args.file, force=True)
     except WriteBehindError as exc:  # RecoveryError: moved aside, in use, damaged superblock
         raise CommandError(str(exc)) from None
     except OSError as exc:  # a directory, a file it may not read
         raise CommandError(f"cannot recover {args.file!r}: {_reason(exc)}") from None
+    if report is None:  # the backend found nothing it would recover
+        print(f"{args.file}: nothing to recover")
+        return 0
     print(json.dumps(report.summary(), indent=2) if args.json else report.describe())
     return 0 if report.readable_after else 1
 

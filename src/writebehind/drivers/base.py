@@ -24,6 +24,9 @@ What the engine relies on, beyond storing what it is given:
   backend; the default is netCDF's rule (``_paths.check_name``), which both built-in
   backends keep, so that code tested on the memory backend runs on netCDF files. A backend
   that holds other names overrides it.
+- **Recovery.** :meth:`~StorageIODriver.recover` puts back what a killed writer left, for a
+  format that needs it (netCDF-4 files do); ``writebehind recover`` and
+  :func:`writebehind.recover` reach it through the backend a target names (``_targets``).
 - **Values.** The store refuses, on every backend, ``str`` values with NUL and attribute
   names starting with ``_`` or ``writebehind_`` (netCDF's limits, kept for all backends for
   the same reason).
@@ -37,7 +40,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,6 +63,20 @@ class NodeRecord:
     length: int = 0  # entries along the growing dimension, as the file reports it
 
 
+class RecoveryOutcome(Protocol):
+    """What a backend's recovery reports (the netCDF backend's ``RecoveryReport``)."""
+
+    @property
+    def readable_after(self) -> bool | None:
+        """Whether the storage reads after recovery (None: not checked)."""
+
+    def summary(self) -> dict[str, Any]:
+        """The report as plain JSON-able values."""
+
+    def describe(self) -> str:
+        """The report for a person, a few lines."""
+
+
 class StorageIODriver(ABC):
     """Abstract base of storage drivers.
 
@@ -77,6 +94,9 @@ class StorageIODriver(ABC):
     #: a library that is process-wide and not thread-safe (each store has its own writer
     #: thread); None when calls on different files may run at once.
     library_lock: Any = None
+    #: Why a killed writer leaves nothing for :meth:`recover` to do, said of a target
+    #: (``"{target}: ..."``) by ``writebehind recover``; "" for a backend that recovers.
+    no_recovery_needed: str = "this backend keeps nothing a killed writer leaves half-done"
     #: Why no group or variable can be created in the open file ("" when they can, the
     #: default); set by ``open``, for files whose format cannot hold what writebehind makes.
     structure_frozen: str = ""
@@ -86,6 +106,18 @@ class StorageIODriver(ABC):
             raise ValueError(f"access_mode must be None, 'w', 'a' or 'r', not {access_mode!r}")
         self._file_name = os.fsdecode(file_name)  # str, bytes or os.PathLike
         self._access_mode = access_mode
+
+    @classmethod
+    def recover(
+        cls, target: str, *, force: bool = False, write: bool = True
+    ) -> RecoveryOutcome | None:
+        """Put back what a writer killed while writing ``target`` left, if it needs it.
+
+        ``force`` checks ``target`` even if it says it was closed cleanly; without ``write``
+        nothing is changed (what a read-only open does). None: this backend never needs
+        recovery (the default; ``no_recovery_needed`` says why).
+        """
+        return None
 
     @property
     def file_name(self) -> str:

@@ -124,6 +124,11 @@ class ZarrBackend(StorageIODriver):
         store; at a commit, when another writer took the lease over.
     """
 
+    no_recovery_needed = (
+        "a Zarr store needs no recovery: each array's shape is its committed length, "
+        "written after its chunks"
+    )
+
     def __init__(
         self,
         target: str | os.PathLike[str],

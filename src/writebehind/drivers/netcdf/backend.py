@@ -93,6 +93,12 @@ class NetCDFBackend(StorageIODriver):
     """
 
     library_lock = LIBRARY_LOCK
+    no_recovery_needed = ""  # a killed writer can leave a file netCDF-C cannot open
+
+    @classmethod
+    def recover(cls, target: str, *, force: bool = False, write: bool = True) -> RecoveryReport:
+        """Recover the netCDF-4 file ``target`` (:func:`~writebehind.drivers.netcdf.recover`)."""
+        return recover(target, force=force, write=write)
 
     def __init__(
         self,
