@@ -307,12 +307,20 @@ def test_needs_recovery_sees_an_interrupted_recovery(nc_path):
 
 
 # -- the helpers recovery starts -----------------------------------------------------------
-# Starts a helper as recovery does (its script writes its pid to argv[1] and sleeps).
+# Starts a helper as recovery does (argv[1]: the helper; argv[2]: where it writes its pid).
 _STARTS_A_HELPER = """
 import sys
 from writebehind.drivers.netcdf.probe import _run
-_run("import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)",
-     sys.argv[1])
+_run("sleep", sys.argv[2], helper=sys.argv[1])
+"""
+# A helper that starts as probe_child.py does, then writes its pid and sleeps.
+_SLEEPING_HELPER = """
+import os, sys, time
+from writebehind.drivers.netcdf.probe_child import die_with_parent
+die_with_parent()
+with open(sys.argv[2], "w") as out:
+    out.write(str(os.getpid()))
+time.sleep(60)
 """
 
 
@@ -329,8 +337,11 @@ def test_a_helper_of_a_killed_recovery_dies_with_it(tmp_path):
     # A helper left running would go on writing the file while the next open recovers it.
     import time
 
-    pid_file = tmp_path / "helper.pid"
-    parent = subprocess.Popen([sys.executable, "-c", _STARTS_A_HELPER, str(pid_file)])
+    pid_file, helper_file = tmp_path / "helper.pid", tmp_path / "helper.py"
+    helper_file.write_text(_SLEEPING_HELPER)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _STARTS_A_HELPER, str(helper_file), str(pid_file)]
+    )
     try:
         deadline = time.monotonic() + 60
         while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
@@ -347,3 +358,10 @@ def test_a_helper_of_a_killed_recovery_dies_with_it(tmp_path):
     if alive:
         os.kill(helper, signal.SIGKILL)
     assert not alive
+
+
+def test_a_helper_command_that_fails_is_reported_as_a_crash(tmp_path):
+    from writebehind.drivers.netcdf.probe import _run
+
+    result, problem = _run("no-such-command", str(tmp_path / "run.nc"))
+    assert result is None and problem.startswith("crashed (KeyError")

@@ -6,9 +6,9 @@ flush from the undo journal of chunk indexes (``journal``), the metadata journal
 (``metajournal``, over the ranges ``stable`` proves stable), the rollback copy and the mark
 of a recovery under way (``recoverymark``); ``superblock`` reads the HDF5 superblock,
 ``hdf5`` calls the HDF5 library netCDF4 loaded, ``probe`` opens a possibly damaged file in a
-fresh interpreter, ``sidefiles`` names and creates the files kept beside a netCDF file,
-``shapes`` reads variables' shapes and ``descriptors`` tracks the files open in this
-process.
+fresh interpreter (the helper ``probe_child``, which imports only netCDF4), ``sidefiles``
+names and creates the files kept beside a netCDF file, ``shapes`` reads variables' shapes
+and ``descriptors`` tracks the files open in this process.
 
 Nothing outside this package imports those modules: the rest of writebehind reaches them
 through the names exported here (tests/test_import_layers.py checks it).

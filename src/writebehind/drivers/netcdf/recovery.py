@@ -533,7 +533,7 @@ def _repair_superblock(fd: int, superblock: Superblock, size: int, report: Recov
 
 
 def _cut_vlen_rows(path: str, probed: ProbeResult, report: RecoveryReport) -> None:
-    """Clear variable-length rows past the committed length (see _SHRINK).
+    """Clear variable-length rows past the committed length (``probe.clear_vlen_rows`` says why).
 
     Not guarded by a copy (a copy of a large file at every recovery could fill the disk):
     HDF5 rewrites the last chunk of each such variable in place, its rows below the
