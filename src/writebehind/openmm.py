@@ -154,7 +154,7 @@ class Reporter:
             "picosecond": unit.picosecond,
         }
         self._to = {name: (_Converter(target), target) for name, target in targets.items()}
-        self._scratch: dict[str, np.ndarray[Any, Any]] = {}
+        self._scratch: dict[str, Any] = {}  # float32 OpenMM quantities, reused
         self._box_key: tuple[bytes, Any] | None = None  # the box _box_cell was computed for
         self._box_cell: tuple[Any, Any] = (None, None)
 
@@ -271,11 +271,15 @@ class Reporter:
         magnitude = quantity._value
         if self._subset is not None:
             magnitude = magnitude[self._subset]
-        out = self._scratch.get(name)
-        if out is None or out.shape != magnitude.shape:
-            out = self._scratch[name] = np.empty(magnitude.shape, np.float32)
+        # The quantity, not only its array, is kept: making one costs more than the
+        # conversion at a few atoms.
+        value = self._scratch.get(name)
+        if value is None or value._value.shape != magnitude.shape:
+            value = unit.Quantity(np.empty(magnitude.shape, np.float32), openmm_unit)
+            self._scratch[name] = value
+        out = value._value
         np.multiply(magnitude, converter.factor(quantity.unit), out=out, casting="same_kind")
-        return unit.Quantity(out, openmm_unit)
+        return value
 
     def _report_amber(self, simulation: Any, state: Any) -> None:
         # OpenMM quantities (cheap to make, unlike pint's) in the file's units: the store
