@@ -443,3 +443,36 @@ def test_an_unwrapped_reporter_reports_without_the_lock(water_box, tmp_path):
     simulate(water_box, other)
     other.close()
     assert other.lock_free_during_report == [True] * (STEPS // INTERVAL)
+
+
+def test_an_amber_reporter_stores_a_box_that_changes_between_frames(water_box, tmp_path):
+    # The reporter reuses the last frame's cell lengths and angles while the box vectors
+    # are unchanged: a box changed between frames (a barostat) must be stored as changed.
+    path = tmp_path / "traj.nc"
+    simulation = make_simulation(water_box)
+    boxes = [
+        [(1.6, 0, 0), (0, 1.6, 0), (0, 0, 1.6)],
+        [(1.6, 0, 0), (0, 1.6, 0), (0, 0, 1.6)],
+        [(1.7, 0, 0), (0, 1.65, 0), (0.4, 0.3, 1.6)],  # triclinic, larger
+        [(1.6, 0, 0), (0, 1.6, 0), (0, 0, 1.6)],  # back to the first box
+    ]
+    with Reporter(path, 1, format="amber") as reporter:
+        for box in boxes:
+            simulation.context.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in box))
+            reporter.report(simulation, simulation.context.getState(positions=True))
+    with netCDF4.Dataset(path) as dataset:
+        lengths = dataset["cell_lengths"][:]
+        angles = dataset["cell_angles"][:]
+    cube = ([16.0] * 3, [90.0] * 3)
+    c = np.array([4.0, 3.0, 16.0])
+    tilted = (
+        [17.0, 16.5, float(np.linalg.norm(c))],
+        [
+            np.degrees(np.arccos(c @ [0, 16.5, 0] / (16.5 * np.linalg.norm(c)))),
+            np.degrees(np.arccos(c @ [17.0, 0, 0] / (17.0 * np.linalg.norm(c)))),
+            90.0,
+        ],
+    )
+    expected = [cube, cube, tilted, cube]
+    np.testing.assert_allclose(lengths, [e[0] for e in expected], rtol=1e-6)
+    np.testing.assert_allclose(angles, [e[1] for e in expected], rtol=1e-6)

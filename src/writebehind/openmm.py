@@ -154,7 +154,9 @@ class Reporter:
             "picosecond": unit.picosecond,
         }
         self._to = {name: (_Converter(target), target) for name, target in targets.items()}
-        self._scratch: dict[str, np.ndarray[Any, Any]] = {}
+        self._scratch: dict[str, Any] = {}  # float32 OpenMM quantities, reused
+        self._box_key: tuple[bytes, Any] | None = None  # the box _box_cell was computed for
+        self._box_cell: tuple[Any, Any] = (None, None)
 
     # -- OpenMM's reporter protocol ---------------------------------------------------
     def describeNextReport(self, simulation: Any) -> Any:
@@ -269,11 +271,15 @@ class Reporter:
         magnitude = quantity._value
         if self._subset is not None:
             magnitude = magnitude[self._subset]
-        out = self._scratch.get(name)
-        if out is None or out.shape != magnitude.shape:
-            out = self._scratch[name] = np.empty(magnitude.shape, np.float32)
+        # The quantity, not only its array, is kept: making one costs more than the
+        # conversion at a few atoms.
+        value = self._scratch.get(name)
+        if value is None or value._value.shape != magnitude.shape:
+            value = unit.Quantity(np.empty(magnitude.shape, np.float32), openmm_unit)
+            self._scratch[name] = value
+        out = value._value
         np.multiply(magnitude, converter.factor(quantity.unit), out=out, casting="same_kind")
-        return unit.Quantity(out, openmm_unit)
+        return value
 
     def _report_amber(self, simulation: Any, state: Any) -> None:
         # OpenMM quantities (cheap to make, unlike pint's) in the file's units: the store
@@ -296,11 +302,26 @@ class Reporter:
                 self._amber_value("forces", forces, "kilocalorie/mole/angstrom")
             )
         if self._box:
-            vectors = state.getPeriodicBoxVectors(asNumpy=True)
+            lengths, angles = self._cell(state.getPeriodicBoxVectors(asNumpy=True))
+            self._node("cell_lengths").append(lengths)
+            self._node("cell_angles").append(angles)
+
+    def _cell(self, vectors: Any) -> tuple[Any, Any]:
+        """The cell lengths (angstrom) and angles (degree) of the box ``vectors``, as OpenMM
+        quantities; computed again only when the vectors' 9 floats or unit change."""
+        # A constant-volume run's box never changes: comparing its bytes costs a fraction
+        # of the trigonometry. The store copies what is appended, so the quantities of the
+        # last box can be appended again.
+        key = (vectors._value.tobytes(), vectors.unit)
+        if key != self._box_key:
             factor = self._to["angstrom"][0].factor(vectors.unit)
             lengths, angles = cell_lengths_and_angles(vectors._value * factor)
-            self._node("cell_lengths").append(unit.Quantity(lengths, unit.angstrom))
-            self._node("cell_angles").append(unit.Quantity(angles, unit.degree))
+            self._box_cell = (
+                unit.Quantity(lengths, unit.angstrom),
+                unit.Quantity(angles, unit.degree),
+            )
+            self._box_key = key
+        return self._box_cell
 
     # -- closing --------------------------------------------------------------------------
     @property
