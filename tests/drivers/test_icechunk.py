@@ -131,3 +131,33 @@ def test_close_commits_what_no_flush_did(url: str) -> None:
 def test_a_missing_repository_is_not_opened_for_reading(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="No Icechunk repository"):
         IcechunkBackend(f"icechunk://{tmp_path}/none", "r").open()
+
+
+def test_w_starts_an_existing_branch_over_and_keeps_its_history(url: str) -> None:
+    with writebehind.open(url, "w") as store:
+        store.x.append(1.0)
+        store.group.y.write(3)
+    before = snapshots(url)
+    with writebehind.open(url, "w") as store:
+        store.z.append(5)
+    with writebehind.open(url, "r") as store:
+        assert list(store) == ["z"]
+    assert snapshots(url) > before
+
+
+def test_a_conflicting_flush_raises_a_background_write_error(url: str) -> None:
+    first = writebehind.open(url, "w")
+    first.x.append(1.0)
+    first.flush()
+    second = writebehind.open(url, "a")
+    second.x.append(2.0)
+    first.x.append(3.0)
+    first.flush()
+    with pytest.raises(writebehind.BackgroundWriteError) as caught:
+        second.flush()
+    assert isinstance(caught.value.__cause__, StoreInUseError)
+    with pytest.raises(writebehind.BackgroundWriteError):
+        second.close()
+    first.close()
+    with writebehind.open(url, "r") as store:
+        np.testing.assert_array_equal(store.x.read(), [1.0, 3.0])

@@ -38,7 +38,7 @@ from zarr.storage import StorePath
 from .._bookkeeping import LENGTH_ATTR
 from .._errors import StoreInUseError
 from . import _zarr_io
-from .zarr import METADATA, ZarrBackend, _delete_all_but, _gather
+from .zarr import METADATA, ZarrBackend, _gather
 
 __all__ = ["IcechunkBackend", "is_icechunk_target", "make_storage"]
 
@@ -145,7 +145,9 @@ class IcechunkBackend(ZarrBackend):
         self._pending = _zarr_io.PendingWrites()
         self._groups, self._arrays, self._unsynced = {}, {}, set()
         if mode == "w":
-            _zarr_io.run(_delete_all_but(store, ""))
+            # every node, one call: deleting key by key fails on a chunk whose array the
+            # deletion of its zarr.json removed already
+            _zarr_io.run(store.delete_dir(""))
             self._ensure_root()
         elif exists:
             group = zarr_async.open_group(store=store, mode="r" if self.read_only else "r+")
