@@ -161,3 +161,14 @@ def test_a_conflicting_flush_raises_a_background_write_error(url: str) -> None:
     first.close()
     with writebehind.open(url, "r") as store:
         np.testing.assert_array_equal(store.x.read(), [1.0, 3.0])
+
+
+def test_inspect_reads_an_icechunk_repository(url: str) -> None:
+    from writebehind._inspect import inspect_file
+
+    with writebehind.open(url, "w") as store:
+        store.traj.x.append(1.0)
+    summary = inspect_file(url)
+    assert summary.written_by_writebehind
+    assert [node.name for node in summary.nodes()] == ["traj", "x"]
+    assert summary.size_bytes > 0

@@ -220,7 +220,15 @@ class IcechunkBackend(ZarrBackend):
             self._session, self._repo = None, None
 
     def stored_bytes(self) -> int:
-        """Bytes of the repository's chunks (Icechunk's count; metadata left out)."""
+        """Bytes of the repository: its files (local), or Icechunk's count of its chunk
+        objects (S3: small chunks inlined in manifests, and metadata, left out)."""
         if self._repo is None:
             return 0
+        if self.location.startswith("icechunk://"):
+            root = os.path.abspath(self.location.removeprefix("icechunk://"))
+            return sum(
+                os.path.getsize(os.path.join(folder, name))
+                for folder, _, names in os.walk(root)
+                for name in names
+            )
         return int(self._repo.total_chunks_storage())
