@@ -172,3 +172,17 @@ def test_inspect_reads_an_icechunk_repository(url: str) -> None:
     assert summary.written_by_writebehind
     assert [node.name for node in summary.nodes()] == ["traj", "x"]
     assert summary.size_bytes > 0
+
+
+def test_the_cli_keeps_icechunks_log_out_of_its_output(
+    url: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from writebehind.cli import main
+
+    monkeypatch.delenv("ICECHUNK_LOG", raising=False)
+    with writebehind.open(url, "w") as store:
+        store.x.append(1.0)
+    capfd.readouterr()
+    assert main(["read", url, "x"]) == 0
+    out = capfd.readouterr().out
+    assert "WARN" not in out and "1." in out
