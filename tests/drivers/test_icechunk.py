@@ -186,3 +186,37 @@ def test_the_cli_keeps_icechunks_log_out_of_its_output(
     assert main(["read", url, "x"]) == 0
     out = capfd.readouterr().out
     assert "WARN" not in out and "1." in out
+
+
+def test_storage_options_name_the_s3_endpoint(
+    s3_server: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP"):
+        monkeypatch.delenv(name)
+    options = {"endpoint_url": s3_server, "allow_http": True}
+    url = f"icechunk+s3://{s3_bucket}/ens#replica-0"
+    with writebehind.open(url, "w", storage_options=options) as store:
+        store.x.append(1.0)
+    with writebehind.open(url, "r", storage_options=options) as store:
+        np.testing.assert_array_equal(store.x.read(), [1.0])
+
+
+def test_storage_options_are_refused_for_a_local_repository(url: str) -> None:
+    with pytest.raises(ValueError, match="object storage"):
+        make_storage(url, {"endpoint_url": "http://127.0.0.1:1"})
+
+
+def test_a_missing_branch_is_not_opened_for_reading(url: str) -> None:
+    with writebehind.open(url, "w") as store:
+        store.x.append(1.0)
+    with pytest.raises(FileNotFoundError, match="No branch 'other'"):
+        IcechunkBackend(f"{url}#other", "r").open()
+
+
+def test_branches_hold_separate_stores(url: str) -> None:
+    for branch in ("replica-0", "replica-1"):
+        with writebehind.open(f"{url}#{branch}", "w") as store:
+            store.x.append(float(branch[-1]))
+    for branch in ("replica-0", "replica-1"):
+        with writebehind.open(f"{url}#{branch}", "r") as store:
+            np.testing.assert_array_equal(store.x.read(), [float(branch[-1])])

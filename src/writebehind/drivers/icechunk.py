@@ -92,7 +92,8 @@ class IcechunkBackend(ZarrBackend):
         The repository's URL; a ``#name`` fragment names the branch (else ``branch``).
     access_mode : {None, 'w', 'a', 'r'}
         See :class:`~writebehind.StorageIODriver`; None and ``'w'`` create the repository
-        when missing, ``'w'`` starts an existing branch over (its history stays).
+        and the branch (from ``main``) when missing, ``'w'`` starts an existing branch
+        over (its history stays).
     storage_options : mapping, optional
         ``icechunk.s3_storage``'s keywords, for ``icechunk+s3://``.
     branch : str
@@ -133,6 +134,11 @@ class IcechunkBackend(ZarrBackend):
         else:
             repo = icechunk.Repository.open_or_create(storage)
         self._repo = repo
+        if self.branch not in repo.list_branches():
+            if mode in ("a", "r"):
+                raise FileNotFoundError(f"No branch {self.branch!r} in {self.location!r}")
+            # a new branch starts at main's tip (a new repository's main: empty)
+            repo.create_branch(self.branch, repo.lookup_branch("main"))
         if self.read_only:
             self._session = repo.readonly_session(branch=self.branch)
         else:
