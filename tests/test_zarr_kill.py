@@ -55,7 +55,8 @@ def run_and_kill(path: Path | str, seconds: float) -> tuple[int, int]:
         [sys.executable, "-c", CHILD, str(path)],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": pythonpath},
+        # Icechunk's warning at open would end the wait for the first flush's line
+        env={**os.environ, "PYTHONPATH": pythonpath, "ICECHUNK_LOG": "error"},
     )
     assert child.stdout is not None
     lines = [child.stdout.readline()]  # started (imports take a while)

@@ -220,3 +220,19 @@ def test_branches_hold_separate_stores(url: str) -> None:
     for branch in ("replica-0", "replica-1"):
         with writebehind.open(f"{url}#{branch}", "r") as store:
             np.testing.assert_array_equal(store.x.read(), [float(branch[-1])])
+
+
+def test_entries_beyond_the_committed_chunks_are_written_and_committed(
+    backend: IcechunkBackend,
+) -> None:
+    # Icechunk refuses a chunk outside the array's shape: the session's shape must grow
+    # before entries of a new chunk are written
+    layout = Layout("numeric", np.dtype("f8"), (4096,))  # 32 kB entries: 32 a chunk
+    backend.create_variable("x", layout, appendable=True)
+    count = backend.chunk_entries(layout) * 2 + 3
+    data = np.arange(count, dtype="f8")[:, None] * np.ones(4096)
+    backend.write_entries("x", 0, data[:5])
+    backend.commit_lengths({"x": 5}, durable=False)
+    backend.write_entries("x", 5, data[5:])
+    backend.commit_lengths({"x": count}, durable=False)
+    np.testing.assert_array_equal(backend.read_entries("x", 0, count), data)

@@ -177,11 +177,25 @@ class IcechunkBackend(ZarrBackend):
         for path in sorted(lengths):
             state = self._arrays[path]
             attrs = {**state.attrs, LENGTH_ATTR: int(lengths[path])}
-            shape = (int(lengths[path]), *state.array.shape[1:])
-            commits.append(self._save(path, attrs, shape))
+            # never shrink: Icechunk drops the chunks outside a shape (see write_entries)
+            rows = max(int(lengths[path]), state.array.shape[0])
+            commits.append(self._save(path, attrs, (rows, *state.array.shape[1:])))
         if commits:
             _zarr_io.run(_gather(commits))
         self._commit("writebehind flush")
+
+    def write_entries(self, path: str, start: int, entries: Any) -> None:
+        # Icechunk refuses a chunk outside the array's shape ("invalid chunk index"), so
+        # the shape in the session grows to cover the entries before they are written.
+        # Only a commit shows it, once every chunk is stored: a reader never finds a row
+        # that was not written (rows written but not yet committed can show: they hold
+        # their data). The shape never shrinks: Icechunk would drop the chunks outside.
+        state = self._array(path)
+        end = start + len(entries)
+        if state.appendable and end > state.array.shape[0]:
+            self._check_writable()
+            _zarr_io.run(self._save(path, state.attrs, (end, *state.array.shape[1:])))
+        super().write_entries(path, start, entries)
 
     def _commit(self, message: str) -> None:
         """Commit the session if it holds changes, and continue in a new one."""
