@@ -1,4 +1,5 @@
-"""Stores on Zarr (a local directory and S3): every value type, xarray, live readers."""
+"""Stores on Zarr (a local directory and S3) and Icechunk: every value type, xarray, live
+readers."""
 
 from __future__ import annotations
 
@@ -36,11 +37,15 @@ VALUES: dict[str, Any] = {
 }
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "icechunk"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A Zarr store's location: a local ``.zarr`` directory, or a URL on the S3 server."""
+    """A Zarr store's location: a local ``.zarr`` directory, a URL on the S3 server, or a
+    local Icechunk repository."""
     if request.param == "local":
         return str(tmp_path / "run.zarr")
+    if request.param == "icechunk":
+        pytest.importorskip("icechunk", reason="needs the icechunk extra")
+        return f"icechunk://{tmp_path}/repo"
     bucket = request.getfixturevalue("s3_bucket")
     return f"s3://{bucket}/runs/run.zarr"
 
@@ -119,7 +124,13 @@ def test_xarray_opens_a_group_with_its_dims_and_units(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("reader", "where"), [("writebehind", "local"), ("xarray", "local"), ("writebehind", "s3")]
+    ("reader", "where"),
+    [
+        ("writebehind", "local"),
+        ("xarray", "local"),
+        ("writebehind", "s3"),
+        ("writebehind", "icechunk"),
+    ],
 )
 def test_a_live_reader_sees_a_prefix_of_written_entries(
     request: pytest.FixtureRequest, tmp_path: Path, reader: str, where: str
@@ -130,6 +141,9 @@ def test_a_live_reader_sees_a_prefix_of_written_entries(
     path: str | Path = tmp_path / "live.zarr"
     if where == "s3":
         path = f"s3://{request.getfixturevalue('s3_bucket')}/live.zarr"
+    if where == "icechunk":
+        pytest.importorskip("icechunk", reason="needs the icechunk extra")
+        path = f"icechunk://{tmp_path}/live"
     with writebehind.open(path, "w") as store:
         store.x.append(np.full(64, 1.0))
     done = threading.Event()

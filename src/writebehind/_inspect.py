@@ -24,7 +24,7 @@ from ._bookkeeping import LENGTH_ATTR, UNBOUND_ATTR
 from ._core import pending_attrs, unbound_from_json
 from ._errors import DamagedDataError
 from ._paths import join
-from ._targets import is_zarr_target
+from ._targets import backend_for, is_zarr_target
 from .codecs import ATTR_PREFIX, spec_from_attrs
 from .codecs.base import Layout
 from .codecs.metadata import decode_attrs
@@ -145,10 +145,10 @@ def inspect_file(file_name: str | os.PathLike[str], *, verify: bool = False) -> 
     """
     path = os.fsdecode(file_name)
     driver: StorageIODriver
-    if is_zarr_target(path):
-        from .drivers.zarr import ZarrBackend
-
-        driver = ZarrBackend(path, "r")
+    if is_zarr_target(path):  # a Zarr store or an Icechunk repository
+        made = backend_for(path, "r")
+        assert isinstance(made, StorageIODriver)  # a name makes a backend, never a facade
+        driver = made
     elif os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory, not a NetCDF file")
     else:

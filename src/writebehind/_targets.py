@@ -5,12 +5,13 @@ target                                        backend
 ============================================  ==========================================
 a backend or a facade (``MemoryBackend()``)   itself
 ``"run.zarr"`` (a path ending in ``.zarr``)   :class:`~writebehind.drivers.zarr.ZarrBackend`
+``"icechunk:///dir"``, ``icechunk+s3://``     ``IcechunkBackend`` (``drivers/icechunk.py``)
 ``"s3://bucket/prefix/run.zarr"`` (any URL)   ``ZarrBackend``, through obstore
 any other path (``"run.nc"``)                 :class:`~writebehind.NetCDFIODriver`
 ============================================  ==========================================
 
 The Zarr backend needs the ``zarr`` extra (``pip install 'writebehind[zarr]'``); it is
-imported only when a target names it.
+imported only when a target names it; Icechunk, the ``icechunk`` extra.
 """
 
 from __future__ import annotations
@@ -62,6 +63,17 @@ def backend_for(
             )
         return target
     name = os.fsdecode(target)
+    if name.startswith(("icechunk://", "icechunk+s3://")):
+        if checksums:
+            raise ValueError(f"checksums=True is for NetCDF files; {name!r} is Icechunk")
+        try:
+            from .drivers.icechunk import IcechunkBackend
+        except ImportError as exc:
+            raise ImportError(
+                f"{name!r} is an Icechunk repository: install the icechunk extra "
+                "(pip install 'writebehind[icechunk]')"
+            ) from exc
+        return IcechunkBackend(name, mode, storage_options=storage_options)
     if is_zarr_target(name):
         if checksums:
             raise ValueError(

@@ -47,6 +47,19 @@ class CommandError(Exception):
     """A user's mistake: printed as one line, exit status 1."""
 
 
+def _quiet_icechunk(argv: Sequence[str]) -> None:
+    """Keep Icechunk's log (its warning about local storage and concurrent committers, at
+    every open) out of the output of a command that names an Icechunk repository, unless
+    ICECHUNK_LOG asks for it: it prints to stdout, where ``read`` writes its data."""
+    if "ICECHUNK_LOG" in os.environ or not any(arg.startswith("icechunk") for arg in argv):
+        return
+    try:
+        import icechunk
+    except ImportError:
+        return
+    icechunk.set_logs_filter("error")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
@@ -54,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "run", None) is None:  # no command: a usage error that lists them
         parser.print_help(sys.stderr)
         return 2
+    _quiet_icechunk(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.run(args))
     except CommandError as exc:
