@@ -3,8 +3,8 @@
 The scenario runs once, in a child process inside its own mount namespace (``unshare``), so
 the small file system disappears with the child whatever happens, and the HDF5 library state
 a failed close leaves behind stays out of the test process. The child reports what it saw as
-JSON; each test below checks one behaviour. Run ``python tests/test_faults_full_disk.py DIR``
-(with DIR on a small file system) to watch the scenario by hand.
+JSON; each test below checks one behaviour. Run ``python tests/engine/test_faults_full_disk.py
+DIR`` (with DIR on a small file system) to watch the scenario by hand.
 """
 
 from __future__ import annotations

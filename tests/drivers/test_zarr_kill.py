@@ -25,7 +25,7 @@ import writebehind
 
 pytest.importorskip("zarr", reason="the Zarr backend needs the zarr extra")
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 CHILD = textwrap.dedent(
     """
     import sys

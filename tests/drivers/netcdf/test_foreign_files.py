@@ -20,7 +20,7 @@ import pytest
 
 import writebehind
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 import foreign_files as foreign
 
 pytestmark = pytest.mark.timeout(30)

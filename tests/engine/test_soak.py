@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
-SOAK = Path(__file__).resolve().parents[1] / "tools" / "soak.py"
+SOAK = Path(__file__).resolve().parents[2] / "tools" / "soak.py"
 MAX_PENDING = 16 * 2**20
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import writebehind
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "async_simulation.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "async_simulation.py"
 
 pytestmark = pytest.mark.anyio
 

@@ -35,7 +35,7 @@ import pytest
 
 from writebehind.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARKER = re.compile(r'^<!--\s*docs-test:\s*([\w-]+)(?:\s+reason="([^"]*)")?\s*-->\s*$')

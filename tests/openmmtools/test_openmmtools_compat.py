@@ -598,7 +598,7 @@ def test_driver_used_alone_writes_everything_when_the_process_exits_without_clos
         assert store.traj.positions.read() == [[step, step] for step in range(100)]
 
 
-MIGRATION_GUIDE = Path(__file__).resolve().parents[1] / "docs" / "migrating.md"
+MIGRATION_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "migrating.md"
 
 
 def test_migration_guide_examples_run(tmp_path, monkeypatch):
