@@ -342,8 +342,8 @@ def test_multiprocessing_fork_children_that_ignore_the_store_finish(nc_path: Pat
     assert out.splitlines() == ["285"]
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_async_store_in_child_raises_forked_store_error(nc_path: Path, backend: str) -> None:
+def test_async_store_in_child_raises_forked_store_error(nc_path: Path, anyio_backend: str) -> None:
+    # anyio_backend (conftest.py) gives the event loops; the script runs its own, in a child.
     out = run(
         """
         import anyio
@@ -378,7 +378,7 @@ def test_async_store_in_child_raises_forked_store_error(nc_path: Path, backend: 
         anyio.run(main, backend=sys.argv[2])
         """,
         str(nc_path),
-        backend,
+        anyio_backend,
     )
     assert out.splitlines() == ["child: 0", "[0, 1]"]
 

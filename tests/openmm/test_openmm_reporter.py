@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import anyio
 import netCDF4
 import numpy as np
 import pint
@@ -328,7 +329,6 @@ def expected_positions(states):
 async def test_an_async_program_stores_frames_into_an_async_store(
     water_box, tmp_path, anyio_backend, steps_in
 ):
-    anyio = pytest.importorskip("anyio")
     import writebehind
 
     simulation = make_simulation(water_box)
@@ -355,7 +355,6 @@ async def test_an_async_program_stores_frames_into_an_async_store(
 async def test_an_async_program_stores_frames_through_a_reporters_own_file(
     water_box, tmp_path, anyio_backend, format
 ):
-    anyio = pytest.importorskip("anyio")
     simulation = make_simulation(water_box)
     recorder = StateRecorder(INTERVAL)
     reporter = Reporter(tmp_path / "run.nc", INTERVAL, format=format)
