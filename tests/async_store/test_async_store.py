@@ -197,7 +197,7 @@ async def test_stats_count_the_operations_applied_after_flush(astore):
 
 
 async def test_to_xarray_returns_the_group_as_a_dataset(astore):
-    pytest.importorskip("xarray")
+    pytest.importorskip("xarray", reason="xarray is not installed (pip install -e '.[xarray]')")
     for i in range(3):
         await astore.traj.energy.append(float(i))
     dataset = await astore.traj.to_xarray()

@@ -95,7 +95,9 @@ def test_targets_are_checked(results: dict) -> None:
 
 
 def test_chart_is_drawn(results: dict, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    pytest.importorskip(
+        "matplotlib", reason="matplotlib is not installed (pip install -e '.[bench]')"
+    )
     sys.path.insert(0, str(ROOT))
     try:
         from benchmarks.chart import draw

@@ -13,7 +13,7 @@ from writebehind import NetCDFIODriver, StorageInterface
 from writebehind.codecs.openmm_units import OPENMM_TO_PINT, pint_units_of
 
 unit = pytest.importorskip("openmm.unit", reason="OpenMM is not installed (pip install openmm)")
-openmm = pytest.importorskip("openmm")
+openmm = pytest.importorskip("openmm", reason="OpenMM is not installed (pip install -e '.[md]')")
 
 UREG = pint.get_application_registry()
 

@@ -26,6 +26,7 @@ import logging
 import re
 import shlex
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,45 @@ def run_python(block: Block, namespace: dict[str, object]) -> None:
     try:
         exec(compile(block.code, block.where, "exec"), namespace)
     except Exception as exc:
+        missing = missing_optional_module(exc)
+        if missing is not None:
+            module, extras = missing
+            pytest.skip(
+                f"the example at {block.where} needs {module}, an optional dependency "
+                f"(pip install -e '.[{extras[0]}]')"
+            )
         raise AssertionError(f"the example at {block.where} raised {exc!r}") from exc
+
+
+def optional_modules() -> dict[str, list[str]]:
+    """The optional dependencies (pyproject's extras), by top-level module: the extras that
+    install each, the one named for it first (distribution names taken as module names,
+    ``-`` read as ``_``)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    modules: dict[str, list[str]] = {}
+    for extra, requirements in extras.items():
+        for requirement in requirements:
+            name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+            assert name is not None, requirement
+            modules.setdefault(name.group(0).lower().replace("-", "_"), []).append(extra)
+    for module, its_extras in modules.items():  # the extra named for the module first
+        its_extras.sort(key=lambda extra: extra.replace("-", "_") != module)
+    return modules
+
+
+def missing_optional_module(exc: BaseException) -> tuple[str, list[str]] | None:
+    """(module, its extras) if ``exc``, or an exception it was raised from, is the import of an
+    optional dependency that is not installed; None for any other failure."""
+    optional = optional_modules()
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            top = seen.name.split(".")[0]
+            if top.lower() in optional:
+                return top, optional[top.lower()]
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def commands_of(block: Block) -> list[tuple[str, list[str]]]:
@@ -181,7 +220,7 @@ def as_if_freshly_imported(module: str) -> None:
     conftest undoes pint_xarray's change of the application registry after each test; a page
     that imports pint_xarray must find the registry as a fresh import leaves it.
     """
-    if module == "pint_xarray" and module in sys.modules:
+    if module == "pint_xarray" and sys.modules.get(module) is not None:
         sys.modules[module].setup_registry(pint.get_application_registry())
 
 
@@ -198,6 +237,32 @@ def test_output_pattern_allows_other_floats_and_elided_lines() -> None:
     assert pattern.match("took 1.50 s\nline\nanother\ndone\n")
     assert not pattern.match("took 1.50 s\nline\n")
     assert not output_pattern(["3 entries"]).match("4 entries\n")
+
+
+def test_an_example_that_needs_a_missing_optional_dependency_skips_naming_it(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "page.md"
+    # raised the way writebehind's to_xarray() reports a missing xarray: from the import error
+    page.write_text(
+        "```python\n"
+        "try:\n"
+        "    raise ModuleNotFoundError('No module named xarray', name='xarray')\n"
+        "except ImportError as exc:\n"
+        "    raise ImportError('to_xarray() needs xarray') from exc\n"
+        "```\n"
+    )
+    (block,) = blocks_of(page)
+    with pytest.raises(pytest.skip.Exception, match=r"needs xarray, an optional dependency"):
+        run_python(block, {})
+
+
+def test_an_example_that_imports_a_module_no_extra_provides_fails(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```python\nimport writebehind_no_such_module\n```\n")
+    (block,) = blocks_of(page)
+    with pytest.raises(AssertionError, match="ModuleNotFoundError"):
+        run_python(block, {})
 
 
 def test_a_failing_example_names_its_page_and_line(tmp_path: Path) -> None:

@@ -109,7 +109,9 @@ def test_metadata_reads_back_after_reopening(target: str) -> None:
 
 
 def test_xarray_opens_a_group_with_its_dims_and_units(tmp_path: Path) -> None:
-    xarray = pytest.importorskip("xarray")
+    xarray = pytest.importorskip(
+        "xarray", reason="xarray is not installed (pip install -e '.[xarray]')"
+    )
     path = tmp_path / "run.zarr"
     with writebehind.open(path, "w") as store:
         for i in range(4):
@@ -137,7 +139,11 @@ def test_a_live_reader_sees_a_prefix_of_written_entries(
 ) -> None:
     # Entry i is filled with i + 1: a row of zeros (the fill value) would be a row the
     # reader saw before it was written.
-    xarray = pytest.importorskip("xarray") if reader == "xarray" else None
+    xarray = (
+        pytest.importorskip("xarray", reason="xarray is not installed (pip install -e '.[xarray]')")
+        if reader == "xarray"
+        else None
+    )
     path: str | Path = tmp_path / "live.zarr"
     if where == "s3":
         path = f"s3://{request.getfixturevalue('s3_bucket')}/live.zarr"

@@ -10,7 +10,7 @@ import pytest
 import writebehind
 from writebehind._demo import DemoParameters, run_demo
 
-xr = pytest.importorskip("xarray")
+xr = pytest.importorskip("xarray", reason="xarray is not installed (pip install -e '.[xarray]')")
 
 PARAMETERS = DemoParameters(n_atoms=4, n_steps=20, checkpoint_every=5)
 GROUPS = ["checkpoints", "energies", "parameters", "trajectory"]
@@ -68,7 +68,9 @@ def test_values_in_xarray_equal_what_the_store_reads(demo_file: Path) -> None:
 
 
 def test_pint_xarray_quantifies_the_units(demo_file: Path) -> None:
-    pint_xarray = pytest.importorskip("pint_xarray")
+    pint_xarray = pytest.importorskip(
+        "pint_xarray", reason="pint-xarray is not installed (pip install -e '.[test]')"
+    )
     import pint
 
     # what importing pint_xarray does, undone by conftest after any earlier test that did it

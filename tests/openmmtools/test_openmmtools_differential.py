@@ -43,8 +43,12 @@ from hypothesis.extra import numpy as hnp
 
 import writebehind
 
-omm_storage = pytest.importorskip("openmmtools.storage")
-omm_unit = pytest.importorskip("openmm.unit")
+omm_storage = pytest.importorskip(
+    "openmmtools.storage", reason="openmmtools is not installed (pip install -e '.[compat]')"
+)
+omm_unit = pytest.importorskip(
+    "openmm.unit", reason="OpenMM is not installed (pip install -e '.[compat]')"
+)
 
 pytestmark = pytest.mark.timeout(TIMEOUT_SECONDS)
 

@@ -114,7 +114,9 @@ def test_file_opens_in_ncdump(store, nc_path, ureg):
 
 
 def test_file_opens_in_xarray_with_sensible_dims(store, nc_path, ureg):
-    xr = pytest.importorskip("xarray")
+    xr = pytest.importorskip(
+        "xarray", reason="xarray is not installed (pip install -e '.[xarray]')"
+    )
     for i in range(3):
         store.traj.positions.append(np.full((4, 3), i, dtype=np.float32) * ureg.nanometer)
         store.traj.energy.append(float(i))

@@ -214,7 +214,9 @@ def test_cf_station_names_read_as_str(cf):
 
 
 def test_cf_appending_a_time_step_is_read_by_netcdf4_and_xarray(cf):
-    xarray = pytest.importorskip("xarray")
+    xarray = pytest.importorskip(
+        "xarray", reason="xarray is not installed (pip install -e '.[xarray]')"
+    )
     field = np.full((4, 5), 300.0, np.float32)
     with writebehind.open(cf, "a") as store:
         store.time.append(195.0)

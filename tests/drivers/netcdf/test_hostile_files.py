@@ -235,7 +235,7 @@ def test_opening_a_damaged_file_for_writing_never_truncates_it(damaged, tmp_path
 
 # -- valid HDF5 that is not netCDF -----------------------------------------------------
 def hdf5_files(directory: Path) -> dict[str, Path]:
-    h5py = pytest.importorskip("h5py")
+    h5py = pytest.importorskip("h5py", reason="h5py is not installed (pip install -e '.[test]')")
     makers = {
         "plain-datasets": lambda f: (
             f.create_dataset("ints", data=np.arange(10)),
