@@ -19,6 +19,7 @@ import pytest
 
 import writebehind
 from writebehind import open_async
+from writebehind._core import DEFAULT_MAX_PENDING_BYTES
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +81,8 @@ class HeldDriver(writebehind.NetCDFBackend):
 
 async def test_the_loop_keeps_running_during_the_flush_of_a_200_mb_backlog(nc_path):
     driver = HeldDriver(str(nc_path), "w")
-    async with writebehind.AsyncStorageInterface(driver) as store:  # 256 MiB may be pending
+    assert FRAMES * FRAME.nbytes <= DEFAULT_MAX_PENDING_BYTES  # else the appends would wait
+    async with writebehind.AsyncStorageInterface(driver) as store:
         for _ in range(FRAMES):  # all of it pending: the writer is held
             await store.traj.positions.append(FRAME)
         assert store.stats().pending_bytes >= BIG_BYTES - FRAME.nbytes

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import writebehind
+from writebehind.drivers.netcdf.backend import CHUNK_SLICE_BYTES, CHUNK_TARGET_BYTES
 
 
 def test_groups_are_netcdf_groups(store, nc_path):
@@ -33,15 +34,15 @@ def test_appendable_variable_grows_along_its_own_unlimited_dimension(store, nc_p
         assert ds["traj/energy"].dimensions == ("energy_entry",)
 
 
-def test_appendable_variable_chunk_holds_48_kibibytes_of_whole_entries_plus_two(store, nc_path):
+def test_appendable_variable_chunk_holds_the_target_bytes_of_whole_entries_plus_two(store, nc_path):
     store.x.append(np.zeros((1000, 3)))  # 24 kB entries
     store.y.append(1.0)
     store.close()
     with netCDF4.Dataset(nc_path) as ds:
         chunks = ds["x"].chunking()
         scalar_chunks = ds["y"].chunking()
-    assert chunks == [(48 << 10) // 24_000 + 2, 1000, 3]
-    assert scalar_chunks == [(48 << 10) // 8 + 2]
+    assert chunks == [CHUNK_TARGET_BYTES // 24_000 + 2, 1000, 3]
+    assert scalar_chunks == [CHUNK_TARGET_BYTES // 8 + 2]
 
 
 def test_a_variable_of_one_entry_costs_at_most_64_kibibytes_of_file(tmp_path):
@@ -54,12 +55,12 @@ def test_a_variable_of_one_entry_costs_at_most_64_kibibytes_of_file(tmp_path):
     assert path.stat().st_size <= 2 * raw + 200 * 64 * 1024
 
 
-def test_large_entries_are_split_into_chunks_of_about_one_mebibyte(store, nc_path):
+def test_large_entries_are_split_into_chunks_of_at_most_the_slice_bytes(store, nc_path):
     store.x.append(np.zeros((100_000, 3)))  # 2.4 MB entries
     store.close()
     with netCDF4.Dataset(nc_path) as ds:
         chunks = ds["x"].chunking()
-    assert chunks[0] == 1 and np.prod(chunks) * 8 <= 1024 * 1024
+    assert chunks[0] == 1 and np.prod(chunks) * 8 <= CHUNK_SLICE_BYTES
 
 
 def test_quantities_carry_cf_units_attribute(store, nc_path, ureg):

@@ -11,12 +11,17 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from writebehind.drivers.netcdf import LIBRARY_LOCK
+from writebehind.codecs import Layout
+from writebehind.drivers.netcdf import LIBRARY_LOCK, NetCDFBackend
 from writebehind.drivers.netcdf import metajournal as _metajournal
 from writebehind.drivers.netcdf.hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, read_only
+from writebehind.drivers.netcdf.journal import _B_TREE_K
 from writebehind.drivers.netcdf.metajournal import MetadataJournal, apply, metadata_ranges, parse
 from writebehind.drivers.netcdf.sidefiles import FileIdentity
 from writebehind.drivers.netcdf.superblock import read_superblock
+
+#: Rows of a chunk of the 24 kB entries below, as writebehind chunks them.
+CHUNK_ROWS = NetCDFBackend("unused.nc").chunk_entries(Layout("numeric", np.dtype("f8"), (1000, 3)))
 
 
 def _dataset_with_entries(path: Path, rows: int = 100) -> netCDF4.Dataset:
@@ -29,7 +34,7 @@ def _dataset_with_entries(path: Path, rows: int = 100) -> netCDF4.Dataset:
         "positions",
         "f8",
         ("positions_entry", "positions_axis1", "positions_axis2"),
-        chunksizes=(43, 1000, 3),
+        chunksizes=(CHUNK_ROWS, 1000, 3),
     )
     positions.setncattr("writebehind_length", np.int64(0))
     box = dataset.createVariable("box", "f8", ("positions_axis2",))  # contiguous
@@ -147,8 +152,9 @@ def test_raw_extents_list_every_chunk_and_contiguous_storage_while_netcdf_writes
         with LIBRARY_LOCK:
             extents = raw_extents(str(nc_path))
         assert extents is not None
-        chunk_bytes = 43 * 1000 * 3 * 8
-        assert sorted(size for _, size in extents) == [24, chunk_bytes, chunk_bytes, chunk_bytes]
+        chunk_bytes = CHUNK_ROWS * 1000 * 3 * 8
+        chunks = -(-100 // CHUNK_ROWS)
+        assert sorted(size for _, size in extents) == [24, *[chunk_bytes] * chunks]
         # the second, read-only identifier did not disturb netCDF's
         dataset["positions"][100] = np.full((1000, 3), 100.0)
         dataset.sync()
@@ -420,7 +426,9 @@ def test_a_journal_without_the_nodes_off_the_index_path_undoes_a_flush_splitting
         assert extents is not None and superblock is not None
         every = metadata_ranges(extents, superblock.eof_in_file)
         left_out = sum(n for _, n in every) - sum(len(data) for _, data in records)
-        assert left_out == 3 * 2616  # three leaves (24 + 64 * 8 + 65 * 32 bytes each)
+        children = 2 * _B_TREE_K  # 64 a node
+        leaf_bytes = 24 + children * 8 + (children + 1) * 32  # header, addresses, 2-D keys
+        assert left_out == 3 * leaf_bytes  # three leaves of 2616 bytes
         positions[235:400] = np.arange(235, 400)[:, None] * np.ones(100)
         dataset.createVariable("velocities", "f4", ("entry",))
         positions.setncattr("units", "nm")

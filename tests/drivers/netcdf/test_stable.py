@@ -11,9 +11,9 @@ import numpy as np
 import writebehind
 from writebehind.drivers.netcdf import LIBRARY_LOCK
 from writebehind.drivers.netcdf.journal import _rightmost_path, index_of
-from writebehind.drivers.netcdf.stable import Extents, StableRanges
+from writebehind.drivers.netcdf.stable import _B_TREE_K, Extents, StableRanges
 
-NODE_CHILDREN = 64  # HDF5's chunk-index nodes, as netCDF makes them
+NODE_CHILDREN = 2 * _B_TREE_K  # HDF5's chunk-index nodes, as netCDF makes them (64)
 
 
 def _file_of_one_row_chunks(path: Path, rows: int, **options: object) -> netCDF4.Dataset:
