@@ -1,4 +1,5 @@
-"""Hypothesis settings shared by tests/codecs/test_fuzz.py and tests/store/test_stateful.py.
+"""Hypothesis settings shared by tests/codecs/test_fuzz.py and tests/store/test_stateful.py
+(their strategies: fuzz_values.py).
 
 Two profiles: ``writebehind-ci`` (the default: a few dozen examples each, so that the fuzz
 and stateful tests together stay within about 30 s on a shared 2-core machine) and

@@ -17,9 +17,9 @@ import numpy as np
 import pint
 import pytest
 from fuzz_settings import TIMEOUT_SECONDS, scaled
+from fuzz_values import FLOATS, INT64, STORABLE_TEXT, assert_identical
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from test_fuzz import FLOATS, INT64, STORABLE_TEXT, assert_identical
 
 import writebehind
 from writebehind.drivers.memory import MemoryBackend, MemoryFile
