@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -117,8 +118,9 @@ def test_to_xarray_gives_dict_records_as_dicts(demo_file: Path) -> None:
     assert [record["step"] for record in state.values] == [5, 10, 15, 20]
 
 
-def test_to_xarray_sees_writes_still_pending(nc_path: Path) -> None:
-    with writebehind.open(nc_path, "w") as store:
+def test_to_xarray_sees_writes_still_pending(open_face: Any, nc_path: Path) -> None:
+    # on the sync and the async face (tests/faces.py)
+    with open_face(nc_path, "w") as store:
         for i in range(5):
             store.run.flag.append(i % 2 == 0)
         store.run.label.write("first")
@@ -142,10 +144,10 @@ def test_to_xarray_of_an_appendable_variable_without_entries_is_empty(tmp_path: 
     assert temp.shape == (0, 2)
 
 
-def test_to_xarray_of_nothing_raises_key_error(store: writebehind.StorageInterface) -> None:
-    store.a.b.write(1)
+def test_to_xarray_of_nothing_raises_key_error(face_store: Any) -> None:
+    face_store.a.b.write(1)
     with pytest.raises(KeyError, match="missing"):
-        store.missing.to_xarray()
+        face_store.missing.to_xarray()
 
 
 def test_to_xarray_of_a_foreign_file_keeps_its_dimension_names(tmp_path: Path) -> None:

@@ -1,4 +1,8 @@
-"""Errors arrive at the call that caused them (issue 2, "Errors" and "Types")."""
+"""Errors arrive at the call that caused them (issue 2, "Errors" and "Types").
+
+Tests that ask for ``face_store`` or ``open_face`` run on the sync and the async face
+(tests/faces.py).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ import writebehind
 from writebehind import BackgroundWriteError, NetCDFBackend, NetCDFIODriver, StorageInterface
 
 
-def test_read_of_missing_variable_raises_key_error_naming_the_path(store):
+def test_read_of_missing_variable_raises_key_error_naming_the_path(face_store):
     with pytest.raises(KeyError, match="traj/nothing"):
-        store.traj.nothing.read()
+        face_store.traj.nothing.read()
 
 
 def test_reading_a_missing_file_raises_and_creates_no_file(nc_path):
@@ -29,44 +33,44 @@ def test_opening_a_missing_file_in_mode_a_or_r_raises_file_not_found(nc_path, mo
     assert not nc_path.exists()
 
 
-def test_write_at_index_of_missing_variable_raises_oserror(store):
+def test_write_at_index_of_missing_variable_raises_oserror(face_store):
     with pytest.raises(OSError, match="Cannot write to a specific index for data that does not"):
-        store.x.write(1, at_index=0)
+        face_store.x.write(1, at_index=0)
 
 
-def test_write_at_index_beyond_length_raises_value_error(store):
-    store.x.append(1)
-    store.x.append(2)
+def test_write_at_index_beyond_length_raises_value_error(face_store):
+    face_store.x.append(1)
+    face_store.x.append(2)
     with pytest.raises(ValueError, match="maximum length of the appended data of 2"):
-        store.x.write(3, at_index=2)
+        face_store.x.write(3, at_index=2)
     with pytest.raises(ValueError, match="of 2"):
-        store.x.write(3, at_index=-3)
+        face_store.x.write(3, at_index=-3)
 
 
-def test_write_without_index_on_appended_variable_raises_value_error(store):
-    store.x.append(1)
+def test_write_without_index_on_appended_variable_raises_value_error(face_store):
+    face_store.x.append(1)
     with pytest.raises(ValueError, match="append"):
-        store.x.write(2)
+        face_store.x.write(2)
 
 
-def test_append_to_written_variable_raises_value_error(store):
-    store.x.write(1)
+def test_append_to_written_variable_raises_value_error(face_store):
+    face_store.x.write(1)
     with pytest.raises(ValueError, match="write"):
-        store.x.append(2)
+        face_store.x.append(2)
 
 
-def test_using_a_variable_as_a_group_raises_attribute_error(store):
-    store.x.write(1)
+def test_using_a_variable_as_a_group_raises_attribute_error(face_store):
+    face_store.x.write(1)
     with pytest.raises(AttributeError):
-        store.x.child.write(2)
+        face_store.x.child.write(2)
 
 
-def test_using_a_group_as_a_variable_raises_attribute_error(store):
-    store.g.x.write(1)
+def test_using_a_group_as_a_variable_raises_attribute_error(face_store):
+    face_store.g.x.write(1)
     with pytest.raises(AttributeError):
-        store.g.write(2)
+        face_store.g.write(2)
     with pytest.raises(AttributeError):
-        store.g.read()
+        face_store.g.read()
 
 
 @pytest.mark.parametrize(
@@ -74,86 +78,86 @@ def test_using_a_group_as_a_variable_raises_attribute_error(store):
     [{1, 2}, object(), [[1, 2], [3]], np.ones(2, dtype=complex), [1, "a"], {1: "int key"}],
     ids=["set", "object", "ragged", "complex", "mixed-list", "int-key-dict"],
 )
-def test_unsupported_value_raises_type_error_and_enqueues_nothing(store, value):
-    before = store.stats().operations_enqueued
+def test_unsupported_value_raises_type_error_and_enqueues_nothing(face_store, value):
+    before = face_store.stats().operations_enqueued
     with pytest.raises(TypeError):
-        store.x.write(value)
+        face_store.x.write(value)
     with pytest.raises(TypeError):
-        store.y.append(value)
-    assert store.stats().operations_enqueued == before
-    assert "x" not in store and "y" not in store
+        face_store.y.append(value)
+    assert face_store.stats().operations_enqueued == before
+    assert "x" not in face_store and "y" not in face_store
 
 
-def test_entry_of_another_shape_raises_value_error(store):
-    store.x.append(np.zeros(3))
+def test_entry_of_another_shape_raises_value_error(face_store):
+    face_store.x.append(np.zeros(3))
     with pytest.raises(ValueError, match="shape"):
-        store.x.append(np.zeros(4))
-    assert len(store.x) == 1
+        face_store.x.append(np.zeros(4))
+    assert len(face_store.x) == 1
 
 
-def test_entry_of_lossy_dtype_raises_type_error(store):
-    store.x.append(np.zeros(3, dtype=np.int32))
+def test_entry_of_lossy_dtype_raises_type_error(face_store):
+    face_store.x.append(np.zeros(3, dtype=np.int32))
     with pytest.raises(TypeError, match="without loss"):
-        store.x.append(np.zeros(3, dtype=np.float64))
+        face_store.x.append(np.zeros(3, dtype=np.float64))
 
 
-def test_entry_of_safe_dtype_is_accepted_and_cast(store):
-    store.x.append(np.zeros(3, dtype=np.float64))
-    store.x.append(np.ones(3, dtype=np.int16))
-    got = store.x.read()
+def test_entry_of_safe_dtype_is_accepted_and_cast(face_store):
+    face_store.x.append(np.zeros(3, dtype=np.float64))
+    face_store.x.append(np.ones(3, dtype=np.int16))
+    got = face_store.x.read()
     assert got.dtype == np.float64 and got[1].tolist() == [1.0, 1.0, 1.0]
 
 
-def test_float_into_int_scalar_variable_raises_type_error(store):
-    store.x.append(1)
+def test_float_into_int_scalar_variable_raises_type_error(face_store):
+    face_store.x.append(1)
     with pytest.raises(TypeError):
-        store.x.append(1.5)
+        face_store.x.append(1.5)
 
 
-def test_value_of_another_kind_raises_type_error(store):
-    store.x.append("a")
+def test_value_of_another_kind_raises_type_error(face_store):
+    face_store.x.append("a")
     with pytest.raises(TypeError):
-        store.x.append(1)
+        face_store.x.append(1)
 
 
-def test_quantity_into_plain_variable_raises_type_error(store, ureg):
-    store.x.append(1.0)
+def test_quantity_into_plain_variable_raises_type_error(face_store, ureg):
+    face_store.x.append(1.0)
     with pytest.raises(TypeError):
-        store.x.append(1.0 * ureg.meter)
+        face_store.x.append(1.0 * ureg.meter)
 
 
-def test_plain_number_into_quantity_variable_raises_type_error(store, ureg):
-    store.x.append(1.0 * ureg.meter)
+def test_plain_number_into_quantity_variable_raises_type_error(face_store, ureg):
+    face_store.x.append(1.0 * ureg.meter)
     with pytest.raises(TypeError, match="units"):
-        store.x.append(1.0)
+        face_store.x.append(1.0)
 
 
-def test_integer_beyond_64_bits_raises_value_error(store):
+def test_integer_beyond_64_bits_raises_value_error(face_store):
     with pytest.raises(ValueError):
-        store.x.write(2**70)
+        face_store.x.write(2**70)
 
 
-def test_str_with_nul_raises_value_error(store):
+def test_str_with_nul_raises_value_error(face_store):
     with pytest.raises(ValueError, match="NUL"):
-        store.x.write("a\x00b")
+        face_store.x.write("a\x00b")
 
 
-def test_invalid_name_raises_value_error_at_the_call(store):
+def test_invalid_name_raises_value_error_at_the_call(face_store):
     with pytest.raises(ValueError):
-        store["bad/"].write(1)
+        face_store["bad/"].write(1)
     with pytest.raises(ValueError):
-        store["trailing space "].write(1)
+        face_store["trailing space "].write(1)
     with pytest.raises(ValueError):
-        store["-leading-dash"].write(1)
+        face_store["-leading-dash"].write(1)
 
 
-def test_writes_through_read_only_store_raise_at_the_call(store, nc_path, reopen):
-    store.x.write(1)
-    store.close()
-    with reopen(nc_path, "r") as again:
+def test_writes_through_read_only_store_raise_at_the_call(face_store, nc_path, open_face):
+    face_store.x.write(1)
+    face_store.close()
+    with open_face(nc_path, "r") as again:
         with pytest.raises(writebehind.ReadOnlyError):
             again.x.write(2)
-        with pytest.raises(PermissionError):
+        with pytest.raises(writebehind.ReadOnlyError):  # a PermissionError
             again.y.append(2)
         with pytest.raises(PermissionError):
             again.add_metadata("a", 1)

@@ -1,4 +1,8 @@
-"""add_metadata / read_metadata on variables, groups and the root."""
+"""add_metadata / read_metadata on variables, groups and the root.
+
+Tests that ask for ``face_store`` or ``open_face`` run on the sync and the async face
+(tests/faces.py).
+"""
 
 from __future__ import annotations
 
@@ -45,61 +49,70 @@ def assert_meta_equal(got, want):
 
 
 @pytest.mark.parametrize("target", ["root", "group", "variable"])
-def test_metadata_round_trips_with_types(store, nc_path, reopen, target):
-    node = {"root": store, "group": store.g, "variable": store.g.v}[target]
-    store.g.v.append(1.0)
+def test_metadata_round_trips_with_types(face_store, nc_path, reopen, target):
+    node = {"root": face_store, "group": face_store.g, "variable": face_store.g.v}[target]
+    face_store.g.v.append(1.0)
     for name, value in VALUES.items():
         node.add_metadata(name, value)
     assert_meta_equal(node.read_metadata(), VALUES)
-    store.close()
+    face_store.close()
     with reopen(nc_path) as again:
         node = {"root": again, "group": again.g, "variable": again.g.v}[target]
         assert_meta_equal(node.read_metadata(), VALUES)
 
 
 @pytest.mark.file_specific("reads or writes the file with netCDF4")
-def test_metadata_on_unbound_node_is_buffered_until_bound(store, nc_path):
-    store.traj.add_metadata("integrator", "langevin")
-    assert store.traj.read_metadata() == {"integrator": "langevin"}
-    store.traj.positions.append(np.zeros(3))
-    store.flush()
+def test_metadata_on_unbound_node_is_buffered_until_bound(face_store, nc_path):
+    face_store.traj.add_metadata("integrator", "langevin")
+    assert face_store.traj.read_metadata() == {"integrator": "langevin"}
+    face_store.traj.positions.append(np.zeros(3))
+    face_store.flush()
     with netCDF4.Dataset(nc_path) as ds:
         assert ds["traj"].getncattr("integrator") == "langevin"
 
 
 @pytest.mark.file_specific("reads or writes the file with netCDF4")
-def test_metadata_on_unbound_variable_is_written_with_it(store, nc_path):
-    store.x.add_metadata("note", "first")
-    store.x.write(3)
-    store.flush()
+def test_metadata_on_unbound_variable_is_written_with_it(face_store, nc_path):
+    face_store.x.add_metadata("note", "first")
+    face_store.x.write(3)
+    face_store.flush()
     with netCDF4.Dataset(nc_path) as ds:
         assert ds["x"].getncattr("note") == "first"
 
 
-def test_metadata_on_node_never_bound_is_kept_at_close(store, nc_path, reopen):
-    store.lonely.add_metadata("kept", 1)
-    store.close()
+def test_metadata_of_an_unbound_node_is_kept_until_the_node_exists(open_face, nc_path):
+    with open_face(nc_path, "w") as store:
+        store.traj.add_metadata("integrator", "langevin")
+        assert store.traj.read_metadata() == {"integrator": "langevin"}
+        store.traj.x.append(1)
+    with open_face(nc_path, "r") as store:
+        assert store.traj.read_metadata() == {"integrator": "langevin"}
+
+
+def test_metadata_on_node_never_bound_is_kept_at_close(face_store, nc_path, reopen):
+    face_store.lonely.add_metadata("kept", 1)
+    face_store.close()
     with reopen(nc_path) as again:
         assert again.lonely.read_metadata() == {"kept": 1}
 
 
 @pytest.mark.file_specific("reads or writes the file with netCDF4")
-def test_a_node_never_bound_stays_unbound_in_the_file(store, nc_path):
+def test_a_node_never_bound_stays_unbound_in_the_file(face_store, nc_path):
     # Not a group: netCDF cannot turn a group into a variable later (openmmtools code that
     # sets metadata first and writes in a later session failed with AttributeError).
-    store.lonely.add_metadata("kept", 1)
-    store.close()
+    face_store.lonely.add_metadata("kept", 1)
+    face_store.close()
     with netCDF4.Dataset(nc_path) as ds:
         assert "lonely" not in ds.groups and "lonely" not in ds.variables
 
 
 @pytest.mark.parametrize("first_write", ["append", "write", "child"])
 def test_a_node_with_metadata_from_an_earlier_session_can_be_written(
-    store, nc_path, reopen, first_write
+    face_store, nc_path, reopen, first_write
 ):
-    store.g.energy.add_metadata("note", "kJ/mol")
-    store.g.energy.add_metadata("scale", np.float32(0.5))
-    store.close()
+    face_store.g.energy.add_metadata("note", "kJ/mol")
+    face_store.g.energy.add_metadata("scale", np.float32(0.5))
+    face_store.close()
     with reopen(nc_path, "a") as again:
         node = again.g.energy
         {"append": lambda: node.append(1.5), "write": lambda: node.write(1.5)}.get(
@@ -142,10 +155,10 @@ def test_a_node_with_metadata_from_an_earlier_session_can_be_written(
     ],
 )
 def test_damaged_metadata_of_unbound_nodes_is_ignored_with_a_warning(
-    store, nc_path, reopen, caplog, damaged
+    face_store, nc_path, reopen, caplog, damaged
 ):
-    store.lonely.add_metadata("kept", 1)
-    store.close()
+    face_store.lonely.add_metadata("kept", 1)
+    face_store.close()
     with netCDF4.Dataset(nc_path, "a") as ds:
         ds.setncattr("writebehind_unbound_metadata", damaged)
     with reopen(nc_path, "a") as again:
@@ -157,30 +170,30 @@ def test_damaged_metadata_of_unbound_nodes_is_ignored_with_a_warning(
         assert again.lonely.read_metadata() == {}
 
 
-def test_metadata_overwrites_previous_value_and_type(store):
-    store.x.write(1)
-    store.x.add_metadata("a", True)
-    store.x.add_metadata("a", "now a string")
-    assert store.x.read_metadata() == {"a": "now a string"}
+def test_metadata_overwrites_previous_value_and_type(face_store):
+    face_store.x.write(1)
+    face_store.x.add_metadata("a", True)
+    face_store.x.add_metadata("a", "now a string")
+    assert face_store.x.read_metadata() == {"a": "now a string"}
 
 
-def test_bookkeeping_attributes_are_hidden(store, ureg):
-    store.x.append(1.0 * ureg.kelvin)
-    assert store.x.read_metadata() == {}
+def test_bookkeeping_attributes_are_hidden(face_store, ureg):
+    face_store.x.append(1.0 * ureg.kelvin)
+    assert face_store.x.read_metadata() == {}
 
 
 @pytest.mark.parametrize("name", ["", "_FillValue", "writebehind_codec", "a/b", 5])
-def test_invalid_metadata_names_are_refused(store, name):
-    store.x.write(1)
+def test_invalid_metadata_names_are_refused(face_store, name):
+    face_store.x.write(1)
     with pytest.raises((ValueError, TypeError)):
-        store.x.add_metadata(name, 1)
+        face_store.x.add_metadata(name, 1)
 
 
 @pytest.mark.parametrize("value", [{"a": 1}, np.zeros((2, 2)), None, [[1, 2]], ["a", "b"]], ids=str)
-def test_unsupported_metadata_values_raise_type_error(store, value):
-    store.x.write(1)
+def test_unsupported_metadata_values_raise_type_error(face_store, value):
+    face_store.x.write(1)
     with pytest.raises(TypeError):
-        store.x.add_metadata("a", value)
+        face_store.x.add_metadata("a", value)
 
 
 # -- attributes the value owns -------------------------------------------------------------
@@ -190,9 +203,9 @@ UNITS_REFUSED = (
 )
 
 
-def test_units_metadata_of_a_variable_not_written_yet_is_refused(store):
+def test_units_metadata_of_a_variable_not_written_yet_is_refused(face_store):
     with pytest.raises(ValueError, match=UNITS_REFUSED):
-        store.traj.energy.add_metadata("units", "kilocalorie/mole")
+        face_store.traj.energy.add_metadata("units", "kilocalorie/mole")
 
 
 @pytest.mark.parametrize(
@@ -200,46 +213,46 @@ def test_units_metadata_of_a_variable_not_written_yet_is_refused(store):
     [1.5 * UREG.kilojoule / UREG.mole, np.zeros(3), "text"],
     ids=["quantity", "array", "str"],
 )
-def test_units_metadata_of_a_written_variable_is_refused_the_same_way(store, first_value):
-    store.traj.energy.append(first_value)
+def test_units_metadata_of_a_written_variable_is_refused_the_same_way(face_store, first_value):
+    face_store.traj.energy.append(first_value)
     with pytest.raises(ValueError, match=UNITS_REFUSED):
-        store.traj.energy.add_metadata("units", "kilocalorie/mole")
+        face_store.traj.energy.add_metadata("units", "kilocalorie/mole")
 
 
-def test_refused_units_metadata_leaves_the_data_in_its_own_units(store, nc_path, reopen):
+def test_refused_units_metadata_leaves_the_data_in_its_own_units(face_store, nc_path, reopen):
     with pytest.raises(ValueError):
-        store.energy.add_metadata("units", "kilocalorie/mole")
-    store.energy.append(1.5 * UREG.kilojoule / UREG.mole)
-    store.close()
+        face_store.energy.add_metadata("units", "kilocalorie/mole")
+    face_store.energy.append(1.5 * UREG.kilojoule / UREG.mole)
+    face_store.close()
     with reopen(nc_path) as again:
         assert again.energy.read()[0] == 1.5 * UREG.kilojoule / UREG.mole
 
 
-def test_refused_units_metadata_enqueues_nothing_and_keeps_nothing(store):
-    store.traj.energy.append(1.0)
-    before = store.stats().operations_enqueued
-    for node in (store.traj.energy, store.traj.later):
+def test_refused_units_metadata_enqueues_nothing_and_keeps_nothing(face_store):
+    face_store.traj.energy.append(1.0)
+    before = face_store.stats().operations_enqueued
+    for node in (face_store.traj.energy, face_store.traj.later):
         with pytest.raises(ValueError):
             node.add_metadata("units", "meter")
-    assert store.stats().operations_enqueued == before
-    assert store.traj.energy.read_metadata() == store.traj.later.read_metadata() == {}
+    assert face_store.stats().operations_enqueued == before
+    assert face_store.traj.energy.read_metadata() == face_store.traj.later.read_metadata() == {}
 
 
 @pytest.mark.parametrize("name", ["scale_factor", "add_offset"])
 @pytest.mark.parametrize("written", [False, True], ids=["not written yet", "written"])
-def test_cf_packing_metadata_of_a_variable_is_refused(store, name, written):
+def test_cf_packing_metadata_of_a_variable_is_refused(face_store, name, written):
     if written:
-        store.x.append(1.0)
+        face_store.x.append(1.0)
     with pytest.raises(ValueError, match=f"attribute '{name}' of 'x'.*unpacked"):
-        store.x.add_metadata(name, 2.0)
+        face_store.x.add_metadata(name, 2.0)
 
 
 @pytest.mark.parametrize("target", ["root", "group"])
-def test_units_metadata_of_a_group_is_ordinary_metadata(store, nc_path, reopen, target):
-    store.traj.energy.append(1.0)
-    node = store if target == "root" else store.traj
+def test_units_metadata_of_a_group_is_ordinary_metadata(face_store, nc_path, reopen, target):
+    face_store.traj.energy.append(1.0)
+    node = face_store if target == "root" else face_store.traj
     node.add_metadata("units", "SI")
-    store.close()
+    face_store.close()
     with reopen(nc_path) as again:
         node = again if target == "root" else again.traj
         assert node.read_metadata() == {"units": "SI"}
@@ -261,8 +274,9 @@ def test_units_left_for_a_node_by_an_older_session_yield_to_its_values(nc_path, 
 
 
 @pytest.mark.parametrize("target", ["root", "unwritten node", "variable"])
-def test_big_endian_metadata_arrays_read_back_native(store, target):
-    store.v.write(1)
+def test_big_endian_metadata_arrays_read_back_native(face_store, target):
+    face_store.v.write(1)
+    store = face_store
     node = {"root": store, "unwritten node": store.later, "variable": store.v}[target]
     node.add_metadata("arr", np.arange(3, dtype=">f8"))
     got = node.read_metadata()["arr"]
@@ -270,20 +284,20 @@ def test_big_endian_metadata_arrays_read_back_native(store, target):
     np.testing.assert_array_equal(got, [0.0, 1.0, 2.0])
 
 
-def test_a_memmap_metadata_value_reads_back_as_a_plain_array(store, tmp_path):
+def test_a_memmap_metadata_value_reads_back_as_a_plain_array(face_store, tmp_path):
     value = np.memmap(tmp_path / "m.dat", dtype=np.int16, mode="w+", shape=(3,))
     value[:] = [1, 2, 3]
-    store.add_metadata("arr", value)
-    assert_meta_equal(store.read_metadata(), {"arr": np.array([1, 2, 3], dtype=np.int16)})
+    face_store.add_metadata("arr", value)
+    assert_meta_equal(face_store.read_metadata(), {"arr": np.array([1, 2, 3], dtype=np.int16)})
 
 
-def test_a_metadata_value_of_an_unknown_ndarray_subclass_is_refused(store):
+def test_a_metadata_value_of_an_unknown_ndarray_subclass_is_refused(face_store):
     class Tagged(np.ndarray):
         pass
 
     with pytest.raises(TypeError, match="Tagged"):
-        store.add_metadata("arr", np.zeros(2).view(Tagged))
-    assert store.read_metadata() == {}
+        face_store.add_metadata("arr", np.zeros(2).view(Tagged))
+    assert face_store.read_metadata() == {}
 
 
 @pytest.mark.file_specific("reads or writes the file with netCDF4")
@@ -302,15 +316,15 @@ def test_foreign_attributes_read_as_python_values(nc_path, reopen):
     ("value", "error", "match"),
     [([True, 2], TypeError, "mixes bools"), ([2**53 + 1, 0.5], ValueError, "exactly")],
 )
-def test_a_metadata_list_numpy_would_change_is_refused(store, value, error, match):
+def test_a_metadata_list_numpy_would_change_is_refused(face_store, value, error, match):
     with pytest.raises(error, match=match):
-        store.add_metadata("bad", value)
-    assert "bad" not in store.read_metadata()
+        face_store.add_metadata("bad", value)
+    assert "bad" not in face_store.read_metadata()
 
 
-def test_metadata_ints_beyond_int64_read_back_as_ints(store):
-    store.add_metadata("seeds", [1, 2**63])
-    assert store.read_metadata()["seeds"] == [1, 2**63]
+def test_metadata_ints_beyond_int64_read_back_as_ints(face_store):
+    face_store.add_metadata("seeds", [1, 2**63])
+    assert face_store.read_metadata()["seeds"] == [1, 2**63]
 
 
 _NUMBER_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint64", "float32", "float64"]
@@ -347,14 +361,14 @@ def test_unbound_metadata_json_round_trips_every_value_encode_attr_allows(value)
 
 
 def test_a_session_that_writes_nothing_leaves_unbound_metadata_as_it_was(
-    store, nc_path, reopen, monkeypatch
+    face_store, nc_path, reopen, monkeypatch
 ):
     # Rewriting the same attribute at close would change the file (a structural flush,
     # its rollback copy) for a session that only read it.
     from writebehind import _engine
 
-    store.lonely.add_metadata("kept", 1)
-    store.close()
+    face_store.lonely.add_metadata("kept", 1)
+    face_store.close()
     written: list[dict] = []
     real = _engine.Engine.set_attrs_locked
     monkeypatch.setattr(
@@ -370,13 +384,13 @@ def test_a_session_that_writes_nothing_leaves_unbound_metadata_as_it_was(
     assert [list(attrs) for attrs in written] == [["writebehind_unbound_metadata"]]
 
 
-def test_a_store_closes_even_if_keeping_unbound_metadata_fails(store, monkeypatch):
-    store.lonely.add_metadata("kept", 1)
+def test_a_store_closes_even_if_keeping_unbound_metadata_fails(face_store, monkeypatch):
+    face_store.lonely.add_metadata("kept", 1)
 
     def fail() -> None:
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(store._core, "materialize_pending_metadata", fail)
+    monkeypatch.setattr(face_store._core, "materialize_pending_metadata", fail)
     with pytest.raises(RuntimeError, match="injected"):
-        store.close()
-    assert store._core.engine.closed
+        face_store.close()
+    assert face_store._core.engine.closed
