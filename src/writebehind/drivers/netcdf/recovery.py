@@ -52,6 +52,7 @@ from .sidefiles import (
     FileIdentity,
     create_exclusive,
     fsync_directory,
+    log_unproven,
     new_file_id,
     remove_side_files,
 )
@@ -764,12 +765,7 @@ def _rollback_identity(path: str, fd: int, file_id: str | None) -> bool:
     identity = _rollback_identity_of(path)
     if identity is not None and identity.proves(fd, file_id):
         return True
-    logger.warning(
-        "writebehind: %s: ignored and removed %s: %s",
-        path,
-        rollback_path(path),
-        "it is incomplete" if identity is None else "it is a copy of another file",
-    )
+    log_unproven(path, rollback_path(path), identity, "it is a copy of another file")
     drop_rollback_copy(path)
     return False
 
