@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -48,7 +48,19 @@ from .. import _paths
 from .._bookkeeping import LENGTH_ATTR
 from ..codecs.base import Layout
 
-__all__ = ["NodeRecord", "StorageIODriver"]
+__all__ = ["NodeRecord", "StorageIODriver", "node_at"]
+
+_Node = TypeVar("_Node")
+
+
+def node_at(nodes: Mapping[str, _Node], path: str, what: str, where: str = "") -> _Node:
+    """``nodes[path]``; a missing one raises ``KeyError("No {what} at {path!r}")``, with
+    `` in {where!r}`` after it when ``where`` (a backend's storage) is given."""
+    try:
+        return nodes[path]
+    except KeyError:
+        place = f" in {where!r}" if where else ""
+        raise KeyError(f"No {what} at {path!r}{place}") from None
 
 
 @dataclass

@@ -60,7 +60,7 @@ from ._zarr_layout import (
     zarr_dtype,
 )
 from ._zarr_lease import LEASE_KEY, Lease
-from .base import NodeRecord, StorageIODriver
+from .base import NodeRecord, StorageIODriver, node_at
 
 __all__ = ["ZarrBackend"]
 
@@ -396,16 +396,10 @@ class ZarrBackend(StorageIODriver):
     def _group(self, path: str) -> AsyncGroup:
         if not path:
             return self._ensure_root() if self._root is None else self._root
-        try:
-            return self._groups[path]
-        except KeyError:
-            raise KeyError(f"No group at {path!r} in {self._file_name!r}") from None
+        return node_at(self._groups, path, "group", self._file_name)
 
     def _array(self, path: str) -> _Array:
-        try:
-            return self._arrays[path]
-        except KeyError:
-            raise KeyError(f"No variable at {path!r} in {self._file_name!r}") from None
+        return node_at(self._arrays, path, "variable", self._file_name)
 
     # -- data --------------------------------------------------------------------------
     def write_entries(self, path: str, start: int, entries: Any) -> None:
