@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future
-from types import TracebackType
 from typing import Any
 
 import anyio
@@ -342,17 +341,10 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
     # -- lifecycle -----------------------------------------------------------------------
     async def flush(self, durable: bool = False) -> None:
-        """Return once everything enqueued before is written and the file synced.
+        """The sync store's :meth:`~writebehind.StorageInterface.flush`, awaited.
 
-        With ``durable=True`` the file is also fsynced, so it survives an OS crash. Only the
-        calling task waits; cancelling it leaves the flush to finish in the background.
-
-        Raises
-        ------
-        BackgroundWriteError
-            An operation failed on the writer.
-        StoreClosedError
-            The store is closed.
+        Only the calling task waits; cancelling it leaves the flush to finish in the
+        background. Raises what the sync ``flush`` raises.
         """
         engine = self._core.engine
         await _result(engine, engine.flush_future(durable))
@@ -412,12 +404,7 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
     async def __aenter__(self) -> AsyncStorageInterface:
         return await self._open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         with close_failure_noted(exc):
             await self.aclose()
 

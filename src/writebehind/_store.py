@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterator, Mapping
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize
@@ -164,24 +163,13 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
         BackgroundWriteError
             An operation failed on the writer (the file is closed all the same).
         """
-        if self._core.engine.closed:
-            self._core.engine.close()
-            return
-        try:
-            self._core.materialize_pending_metadata()
-        finally:  # the store closes even if that fails (and then raises it)
-            self._finalizer.detach()
-            self._core.engine.close()
+        self._finalizer.detach()
+        self._core.close()
 
     def __enter__(self) -> StorageInterface:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         with close_failure_noted(exc):
             self.close()
 
