@@ -326,7 +326,7 @@ class NetCDFIODriver(DriverFacade):
 
     # -- openmmtools' driver API -----------------------------------------------------------
     def sync(self, durable: bool = False) -> None:
-        """Flush the store using the driver (``durable``: fsync too); see ``flush``.
+        """Flush the store using the driver (``durable``: fsync too), as ``StorageInterface.flush``.
 
         Raises
         ------

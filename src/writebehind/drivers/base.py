@@ -4,11 +4,11 @@ A driver (a *backend*) stores groups, variables with a :class:`~writebehind.code
 their entries and attributes. It knows nothing of codecs, threads, queues or stores: the
 engine calls every method from its one writer thread (``chunk_entries`` and ``check_name``
 excepted: they are pure), so an implementation needs no locking of its own, and no method
-calls back into the engine or a store. A new backend (Zarr, say) is one subclass of
-:class:`StorageIODriver` that passes the shared contract suite in ``tests/drivers/``
-(subclass ``tests.drivers.contract.DriverContract`` as ``tests/drivers/test_memory.py``
-does). Two are built in: ``NetCDFBackend`` (files) and ``MemoryBackend`` (Python objects,
-for tests).
+calls back into the engine or a store. A new backend is one subclass of
+:class:`StorageIODriver` that passes the shared contract suite (the tests'
+``DriverContract``, subclassed once per backend). Built in: ``NetCDFBackend`` (netCDF-4
+files), ``MemoryBackend`` (Python objects, for tests), ``ZarrBackend`` and
+``IcechunkBackend`` (Zarr v3 stores), ``AmberDriver`` (AMBER NetCDF-3 trajectories).
 
 What the engine relies on, beyond storing what it is given:
 

@@ -21,7 +21,7 @@ written as whole chunks (in the background, all variables at once), beyond the s
 ``zarr.json`` with the new shape (and the length in ``writebehind_length``), one object
 per array. A reader (this backend in ``'r'``, xarray, zarr) therefore sees a prefix of
 written entries that only grows, never a row that was not written, and a process killed at
-any moment leaves every committed entry (tests/test_zarr_kill.py). Shapes of different
+any moment leaves every committed entry (a kill test proves it). Shapes of different
 arrays are separate objects: a kill within a commit can leave some committed and others
 not. ``durable`` on a local directory also fsyncs the chunk files (before the shapes) and
 the ``zarr.json`` files, and their directories; an object store's write is durable when it
