@@ -24,7 +24,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 import numpy as np
 import pint
@@ -160,7 +160,7 @@ class _FromBackend(Generic[_T]):
     def __get__(self, driver: NetCDFIODriver | None, owner: type) -> Any:
         return self if driver is None else getattr(driver.backend, self._name)
 
-    def __set__(self, driver: NetCDFIODriver, value: Any) -> None:
+    def __set__(self, driver: NetCDFIODriver, value: NoReturn) -> NoReturn:
         raise AttributeError(f"{self._name!r} is the backend's: it cannot be set on the driver")
 
 
