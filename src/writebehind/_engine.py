@@ -230,21 +230,6 @@ class _Op:
         """The operation will not be applied (the engine failed before it)."""
 
 
-class _CreateGroup(_Op):
-    __slots__ = ("attrs",)
-    name = "create group"
-    structural = True
-
-    def __init__(self, path: str, attrs: dict[str, Any]):
-        super().__init__(path)
-        self.attrs = attrs
-
-    def apply(self, engine: Engine) -> None:
-        engine.driver.create_group(self.path)
-        if self.attrs:
-            engine.driver.set_attrs(self.path, self.attrs)
-
-
 class _CreateVariable(_Op):
     """Create a variable; a fixed one gets its first value in the same operation, so the
     file never holds a fixed variable without a value."""
@@ -314,6 +299,18 @@ class _SetAttrs(_Op):
 
     def apply(self, engine: Engine) -> None:
         engine.driver.set_attrs(self.path, self.attrs)
+
+
+class _CreateGroup(_SetAttrs):
+    """Create a group, with its attributes."""
+
+    __slots__ = ()
+    name = "create group"
+
+    def apply(self, engine: Engine) -> None:
+        engine.driver.create_group(self.path)
+        if self.attrs:
+            super().apply(engine)
 
 
 class _SetMetadata(_Op):
@@ -653,11 +650,12 @@ class Engine:
         layout: Layout,
         appendable: bool,
         attrs: dict[str, Any],
-        value: Any = None,
-        nbytes: int = 0,
+        value: Any,
+        nbytes: int,
     ) -> int:
-        """Enqueue the creation of a variable (with the first ``value`` of a fixed one);
-        call with the lock held. Returns the operation's sequence number."""
+        """Enqueue the creation of a variable (with the first ``value`` of a fixed one, of
+        ``nbytes``; None and 0 for an appendable one); call with the lock held. Returns the
+        operation's sequence number."""
         op = _CreateVariable(path, layout, appendable, attrs, value, nbytes)
         return self._push(op)
 

@@ -580,3 +580,19 @@ def test_format_stats_names_every_field(store: writebehind.StorageInterface) -> 
 def test_format_value_shows_a_nested_dict_indented() -> None:
     text = format_value({"a": 1, "b": {"c": np.arange(3)}})
     assert text == "a: 1\nb:\n  c: [0 1 2]"
+
+
+@pytest.mark.parametrize("command", ["demo", "inspect", "read", "recover", "export"])
+def test_every_command_has_a_summary_and_a_description(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    line = next(line for line in listing.splitlines() if line.strip().startswith(command + " "))
+    assert len(line.split(None, 1)) == 2  # the command, then its summary
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    usage, description = capsys.readouterr().out.split("\n\n")[:2]
+    assert usage.startswith(f"usage: writebehind {command}")
+    assert not description.startswith(("positional arguments", "options"))

@@ -48,6 +48,26 @@ def test_the_facade_reports_the_backends_facts(nc_path: Path) -> None:
     assert not driver.is_open
 
 
+@pytest.mark.parametrize(
+    "fact",
+    [
+        "file_name",
+        "access_mode",
+        "read_only",
+        "is_open",
+        "checksums",
+        "recovery",
+        "structure_frozen",
+    ],
+)
+def test_the_backends_facts_cannot_be_set_on_the_facade(nc_path: Path, fact: str) -> None:
+    driver = NetCDFIODriver(str(nc_path), "w")
+    before = getattr(driver.backend, fact)
+    with pytest.raises(AttributeError, match="backend"):
+        setattr(driver, fact, "changed")
+    assert getattr(driver, fact) == before
+
+
 def test_a_subclass_of_the_facade_that_overrides_a_backend_method_is_refused() -> None:
     with pytest.raises(TypeError, match=r"subclass writebehind\.NetCDFBackend"):
 

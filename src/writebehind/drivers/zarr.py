@@ -21,7 +21,7 @@ written as whole chunks (in the background, all variables at once), beyond the s
 ``zarr.json`` with the new shape (and the length in ``writebehind_length``), one object
 per array. A reader (this backend in ``'r'``, xarray, zarr) therefore sees a prefix of
 written entries that only grows, never a row that was not written, and a process killed at
-any moment leaves every committed entry (tests/drivers/test_zarr_kill.py). Shapes of different
+any moment leaves every committed entry (a kill test proves it). Shapes of different
 arrays are separate objects: a kill within a commit can leave some committed and others
 not. ``durable`` on a local directory also fsyncs the chunk files (before the shapes) and
 the ``zarr.json`` files, and their directories; an object store's write is durable when it
@@ -60,7 +60,7 @@ from ._zarr_layout import (
     zarr_dtype,
 )
 from ._zarr_lease import LEASE_KEY, Lease
-from .base import NodeRecord, StorageIODriver
+from .base import NodeRecord, StorageIODriver, node_at
 
 __all__ = ["ZarrBackend"]
 
@@ -396,16 +396,10 @@ class ZarrBackend(StorageIODriver):
     def _group(self, path: str) -> AsyncGroup:
         if not path:
             return self._ensure_root() if self._root is None else self._root
-        try:
-            return self._groups[path]
-        except KeyError:
-            raise KeyError(f"No group at {path!r} in {self._file_name!r}") from None
+        return node_at(self._groups, path, "group", self._file_name)
 
     def _array(self, path: str) -> _Array:
-        try:
-            return self._arrays[path]
-        except KeyError:
-            raise KeyError(f"No variable at {path!r} in {self._file_name!r}") from None
+        return node_at(self._arrays, path, "variable", self._file_name)
 
     # -- data --------------------------------------------------------------------------
     def write_entries(self, path: str, start: int, entries: Any) -> None:
