@@ -35,6 +35,7 @@ import contextlib
 import enum
 import json
 import logging
+import math
 import mmap
 import os
 import threading
@@ -1213,7 +1214,7 @@ def _new_buffer(shape: tuple[int, ...], layout: Layout, populate: bool) -> Any:
     (MAP_POPULATE, Linux) at about half that cost, in the one append that opens the buffer
     instead of in every one.
     """
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     nbytes = count * layout.dtype.itemsize
     if _MAP_FLAGS is None or nbytes < MAP_MIN_BYTES:
         return np.empty(shape, dtype=layout.dtype)
