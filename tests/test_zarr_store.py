@@ -18,6 +18,8 @@ import writebehind
 pytest.importorskip("zarr", reason="the Zarr backend needs the zarr extra")
 pytest.importorskip("obstore", reason="the Zarr backend needs the zarr extra")
 
+pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 3.12 too
+
 UREG = pint.get_application_registry()
 
 #: One value of every kind a store holds, and how it reads back (None: as written).

@@ -24,6 +24,8 @@ from writebehind.drivers.zarr import ZarrBackend
 
 from .contract import DriverContract, MakeBackend, rows
 
+pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 3.12 too
+
 
 class TestZarrBackendLocal(DriverContract):
     @pytest.fixture
