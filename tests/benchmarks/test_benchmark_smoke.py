@@ -305,6 +305,14 @@ def test_latency_appends_are_set_beside_a_plain_copy_of_this_trees_source(
     assert Path(row["runs"][0]["writebehind_file"]).is_relative_to(ROOT / "src")
 
 
+def test_latency_first_append_is_set_beside_a_spin_of_its_median(latency_results: dict) -> None:
+    rows = [r for r in latency_results["rows"] if r["op"] == "first append of a new variable"]
+    assert {r["face"] for r in rows} == {"sync", "async"}
+    for row in rows:
+        assert row["peer"].startswith("spin of its p50")
+        assert row["peer_p50_us"] >= 0.9 * row["p50_us"]  # a spin lasts at least as asked
+
+
 @pytest.fixture
 def latency_report() -> Any:
     sys.path.insert(0, str(ROOT))

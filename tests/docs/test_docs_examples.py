@@ -200,7 +200,18 @@ def logging_restored() -> Iterator[None]:
     ours.setLevel(saved[2])
 
 
-@pytest.mark.parametrize("page", PAGES, ids=shown)
+#: Pages whose examples use the Zarr backend: among the Zarr tests (``-m zarr``) too.
+ZARR_PAGES = {"scale-out.md"}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(page, marks=pytest.mark.zarr) if page.name in ZARR_PAGES else page
+        for page in PAGES
+    ],
+    ids=shown,
+)
 def test_examples_of_page_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     as_if_freshly_imported("pint_xarray")

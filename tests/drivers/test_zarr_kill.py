@@ -25,6 +25,8 @@ import writebehind
 
 pytest.importorskip("zarr", reason="the Zarr backend needs the zarr extra")
 
+pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 3.12 too
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 CHILD = textwrap.dedent(
     """

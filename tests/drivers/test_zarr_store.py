@@ -3,6 +3,8 @@ readers."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ import writebehind
 
 pytest.importorskip("zarr", reason="the Zarr backend needs the zarr extra")
 pytest.importorskip("obstore", reason="the Zarr backend needs the zarr extra")
+
+pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 3.12 too
 
 UREG = pint.get_application_registry()
 
@@ -52,11 +56,19 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def written(target: str | Path) -> dict[str, Any]:
     """Write every value of VALUES to ``target`` (fixed, and appended twice); read back."""
+    write_values(target)
+    return read_values(target)
+
+
+def write_values(target: str | Path) -> None:
     with writebehind.open(target, "w") as store:
         for name, value in VALUES.items():
             store.fixed[name].write(value)
             store.appended[name].append(value)
             store.appended[name].append(value)
+
+
+def read_values(target: str | Path) -> dict[str, Any]:
     with writebehind.open(target, "r") as store:
         return {
             path: store[path].read()
@@ -96,6 +108,51 @@ def test_every_value_type_reads_back_as_from_a_netcdf_file(target: str, tmp_path
     assert list(on_zarr) == list(on_netcdf)
     for path, value in on_netcdf.items():
         assert_same(on_zarr[path], value)
+
+
+def check_values(target: str, reference: str) -> None:
+    """The store at ``target`` holds what VALUES read back as from a netCDF file."""
+    on_netcdf = written(reference)
+    on_zarr = read_values(target)
+    assert list(on_zarr) == list(on_netcdf)
+    for path, value in on_netcdf.items():
+        assert_same(on_zarr[path], value)
+
+
+#: Another interpreter with writebehind's test extras (on another zarr and Icechunk: .ci/run
+#: sets the Python 3.11 one when it runs these tests on Python 3.12).
+OTHER_PYTHON = os.environ.get("WRITEBEHIND_OTHER_PYTHON", "")
+
+
+def on_other_python(function: str, *args: str) -> None:
+    """Call ``function`` of this module with ``args`` on OTHER_PYTHON, on this source tree."""
+    code = f"import sys, test_zarr_store as t; t.{function}(*sys.argv[1:])"
+    env = {**os.environ, "PYTHONPATH": str(Path(writebehind.__file__).parents[1])}
+    done = subprocess.run(
+        [OTHER_PYTHON, "-c", code, *args],
+        cwd=Path(__file__).parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"{function} on {OTHER_PYTHON}:\n{done.stderr[-3000:]}"
+
+
+@pytest.mark.skipif(not OTHER_PYTHON, reason="WRITEBEHIND_OTHER_PYTHON is not set")
+@pytest.mark.parametrize("kind", ["local", "icechunk"])
+def test_a_store_written_on_the_other_python_reads_back_here(kind: str, tmp_path: Path) -> None:
+    target = str(tmp_path / "run.zarr") if kind == "local" else f"icechunk://{tmp_path}/repo"
+    on_other_python("write_values", target)
+    check_values(target, str(tmp_path / "reference.nc"))
+
+
+@pytest.mark.skipif(not OTHER_PYTHON, reason="WRITEBEHIND_OTHER_PYTHON is not set")
+@pytest.mark.parametrize("kind", ["local", "icechunk"])
+def test_a_store_written_here_reads_back_on_the_other_python(kind: str, tmp_path: Path) -> None:
+    target = str(tmp_path / "run.zarr") if kind == "local" else f"icechunk://{tmp_path}/repo"
+    write_values(target)
+    on_other_python("check_values", target, str(tmp_path / "reference.nc"))
 
 
 def test_metadata_reads_back_after_reopening(target: str) -> None:

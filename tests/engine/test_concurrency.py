@@ -285,3 +285,78 @@ def test_store_collected_on_another_stores_writer_thread_is_closed_without_deadl
     subprocess.run([sys.executable, "-c", GC_ON_A_WRITER, str(tmp_path)], check=True, timeout=30)
     with reopen(tmp_path / "b.nc") as store:
         assert store.x.read().tolist() == [2]
+
+
+class SyncGatedBackend(writebehind.NetCDFBackend):
+    """Holds the writer inside ``sync`` (a flush, the library lock held) until ``gate``."""
+
+    def __init__(self, file_name: str, mode: str | None = None):
+        super().__init__(file_name, mode)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.fail_next_sync = False
+
+    def sync(self, durable: bool = False) -> None:
+        if not self.gate.is_set():
+            self.entered.set()
+            if not self.gate.wait(50):
+                raise TimeoutError("the test never opened the gate")
+        if self.fail_next_sync:
+            raise OSError(5, "Input/output error")
+        super().sync(durable)
+
+
+def flush_in_background(store: StorageInterface) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            store.flush()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=flush)
+    thread.start()
+    return thread, errors
+
+
+def test_threads_create_variables_while_the_writer_is_stuck_in_a_flush(nc_path):
+    backend = SyncGatedBackend(str(nc_path), "w")
+    store = StorageInterface(backend)
+    store.before.append(np.zeros(3))
+    flusher, flush_errors = flush_in_background(store)
+    assert backend.entered.wait(20)
+
+    def create(k: int) -> None:  # new groups, new variables, each with a first entry
+        for i in range(40):
+            store[f"thread{k}/group{i % 4}/v{i}"].append(np.full(3, 100 * k + i))
+
+    # Creating variables needs nothing of the writer, stuck with the file's library lock.
+    assert run_threads(create, count=2) == []
+    assert flusher.is_alive()  # the flush was still held the whole time
+    backend.gate.set()
+    flusher.join(20)
+    assert flush_errors == []
+    store.close()
+    with writebehind.open(str(nc_path), "r") as again:
+        for k in range(2):
+            for i in range(40):
+                got = again[f"thread{k}/group{i % 4}/v{i}"].read()
+                np.testing.assert_array_equal(got, [np.full(3, 100 * k + i)])
+
+
+def test_variables_created_during_a_flush_that_fails_raise_the_failure(nc_path):
+    backend = SyncGatedBackend(str(nc_path), "w")
+    backend.fail_next_sync = True
+    store = StorageInterface(backend)
+    store.before.append(np.zeros(3))
+    flusher, flush_errors = flush_in_background(store)
+    assert backend.entered.wait(20)
+    store.during.append(np.ones(3))  # accepted: the failure is not known yet
+    backend.gate.set()
+    flusher.join(20)
+    assert [type(e) for e in flush_errors] == [writebehind.BackgroundWriteError]
+    with pytest.raises(writebehind.BackgroundWriteError):  # sticky, for new variables too
+        store.after.append(np.ones(3))
+    with pytest.raises(writebehind.BackgroundWriteError):
+        store.close()

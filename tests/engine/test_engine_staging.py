@@ -231,6 +231,54 @@ def test_an_append_to_an_idle_store_is_written_without_a_flush(
     store.close()
 
 
+def wait_until_written(store: writebehind.StorageInterface) -> None:
+    deadline = time.monotonic() + 30  # a liveness bound, not a timing claim (linger: 50 ms)
+    while store.stats().pending_operations and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_variables_created_behind_a_lingering_chunk_are_written_without_a_flush(
+    open_store: Any, nc_path: Path
+) -> None:
+    # The writer lingers over the young chunk of x with a timeout, and is not woken for the
+    # creations queued behind it: its timeout must still take them.
+    store = open_store(nc_path)
+    store.x.append(1.0)
+    store.flush()
+    store.x.append(2.0)
+    for i in range(5):
+        store[f"made/v{i}"].write(float(i))
+        store[f"made/a{i}"].append(float(i))
+    wait_until_written(store)
+    assert store.stats().pending_operations == 0
+    store.close()
+
+
+def test_a_loop_creating_variables_does_not_wake_the_writer_at_each_one(
+    open_store: Any, nc_path: Path
+) -> None:
+    # Each wake-up of the writer takes the GIL and the engine's lock from the caller.
+    store = open_store(nc_path)
+    store.x.append(1.0)
+    store.flush()
+    engine = store._core.engine
+    notify_all = engine.cond.notify_all
+    wakes = 0
+
+    def counted() -> None:
+        nonlocal wakes
+        wakes += 1
+        notify_all()
+
+    engine.cond.notify_all = counted
+    for i in range(100):
+        store[f"g{i // 10}/v{i}"].append(np.arange(3.0))
+    # One to wake the idle writer; a few more if it took a batch meanwhile (a loaded machine).
+    assert wakes < 20
+    engine.cond.notify_all = notify_all
+    store.close()
+
+
 @pytest.mark.file_specific("netCDF's process-wide library lock")
 def test_a_store_closed_under_another_stores_lock_does_not_deadlock(
     open_store: Any, tmp_path: Path

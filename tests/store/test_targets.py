@@ -15,6 +15,8 @@ from writebehind.drivers.netcdf import NetCDFBackend
 
 zarr_backend = pytest.importorskip("writebehind.drivers.zarr", reason="needs the zarr extra")
 
+pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 3.12 too
+
 
 @pytest.mark.parametrize(
     "target", ["run.zarr", "run.zarr/", "/data/run.zarr", "s3://bucket/run.zarr", "gs://b/x"]

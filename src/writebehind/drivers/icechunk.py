@@ -21,7 +21,9 @@ here (a ``#branch`` fragment picks a branch; ``main`` by default); see
 - ``'w'`` on an existing repository starts the branch over: its first commit holds an
   empty hierarchy plus what is written; earlier snapshots stay in the history (Icechunk
   1.x has no amend: the history grows by one snapshot per flush; expiring it, with
-  ``Repository.expire_snapshots``, is future work).
+  ``Repository.expire_snapshots``, is future work);
+- a repository is created in Icechunk's format 1 on Icechunk 2 too (``CREATE_OPTIONS``), so
+  that it moves between Python 3.11 (Icechunk 1.x) and 3.12+ (Icechunk 2.x).
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ __all__ = ["IcechunkBackend", "is_icechunk_target", "make_storage"]
 
 #: URL schemes of Icechunk repositories: a local directory, or S3 (and compatibles).
 SCHEMES = ("icechunk://", "icechunk+s3://")
+
+#: The major version of the Icechunk installed: 1 on Python 3.11, 2 on 3.12 and later.
+ICECHUNK_MAJOR = int(icechunk.__version__.split(".")[0])
+#: How a repository is created. Icechunk 2 creates its format 2 by default, which Icechunk 1
+#: cannot open ("no repository"); format 1, which Icechunk 2 reads and writes too, lets a
+#: repository written under one Python be read and appended to under the other. What format
+#: 2 adds that this costs: ``Session.amend`` (writebehind does not use it).
+CREATE_OPTIONS: dict[str, Any] = {"create_version": 1} if ICECHUNK_MAJOR >= 2 else {}
 
 
 def is_icechunk_target(target: str) -> bool:
@@ -81,6 +91,15 @@ def make_storage(location: str, options: Mapping[str, Any] | None) -> icechunk.S
         raise ValueError(f"storage_options are for object storage; {location!r} is local")
     path = location.removeprefix("icechunk://")
     return icechunk.local_filesystem_storage(os.path.abspath(path))
+
+
+def _hint() -> str:
+    if ICECHUNK_MAJOR >= 2:
+        return ""
+    return (
+        f" (Icechunk {icechunk.__version__} opens repositories of format 1 only: one "
+        "created by Icechunk 2 in its format 2 needs Python 3.12+ and Icechunk 2)"
+    )
 
 
 class IcechunkBackend(ZarrBackend):
@@ -129,10 +148,10 @@ class IcechunkBackend(ZarrBackend):
         storage = make_storage(self.location, self.storage_options)
         if mode in ("a", "r"):
             if not icechunk.Repository.exists(storage):
-                raise FileNotFoundError(f"No Icechunk repository at {self.location!r}")
+                raise FileNotFoundError(f"No Icechunk repository at {self.location!r}{_hint()}")
             repo = icechunk.Repository.open(storage)
         else:
-            repo = icechunk.Repository.open_or_create(storage)
+            repo = icechunk.Repository.open_or_create(storage, **CREATE_OPTIONS)
         self._repo = repo
         if self.branch not in repo.list_branches():
             if mode in ("a", "r"):

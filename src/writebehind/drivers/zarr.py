@@ -49,7 +49,6 @@ from ..codecs.base import Layout
 from . import _zarr_io
 from ._zarr_attrs import decode_attrs, encode_attrs
 from ._zarr_layout import (
-    OBJECT,
     as_read,
     as_stored,
     chunk_keys,
@@ -421,15 +420,17 @@ class ZarrBackend(StorageIODriver):
     def write_value(self, path: str, value: Any) -> None:
         state = self._array(path)
         self._check_writable()
-        if state.layout.storage == "numeric":
-            data = np.array(value, dtype=state.layout.dtype, copy=True)
-        else:
-            data = np.empty((), dtype=OBJECT)
-            data[()] = str(value) if state.layout.storage == "string" else bytes(value)
         keys = chunk_keys(state.array, 0, 1)
         self._track(*(f"{path}/{key}" for key in keys))
-        write = state.shaped().setitem(..., data)
-        self._pending.add([(path, key) for key in keys], int(np.asarray(data).nbytes), write)
+        if state.layout.storage == "numeric":
+            data = np.array(value, dtype=state.layout.dtype, copy=True)
+            write = state.shaped().setitem(..., data)
+            nbytes = data.nbytes
+        else:  # not through setitem: _zarr_io says why
+            item = str(value) if state.layout.storage == "string" else bytes(value)
+            write = _zarr_io.set_object_value(state.array, item)
+            nbytes = len(item)
+        self._pending.add([(path, key) for key in keys], nbytes, write)
 
     def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
         state = self._array(path)
@@ -446,10 +447,9 @@ class ZarrBackend(StorageIODriver):
     def read_value(self, path: str) -> Any:
         state = self._array(path)
         self._pending.wait()
-        value = _zarr_io.run(state.array.getitem(...))
         if state.layout.storage == "numeric":
-            return np.asarray(value)
-        item: Any = np.asarray(value, dtype=OBJECT).reshape(-1)[0]
+            return np.asarray(_zarr_io.run(state.array.getitem(...)))
+        item = _zarr_io.run(_zarr_io.get_object_value(state.array))
         return str(item) if state.layout.storage == "string" else bytes(item)
 
 

@@ -675,6 +675,7 @@ def _fit_dimension_name(name: str) -> str:
     return f"{head}_{zlib.crc32(encoded):08x}"
 
 
+@functools.lru_cache(maxsize=1024)  # on the caller's path: each new variable asks
 def chunk_shape(layout: Layout) -> tuple[int, ...]:
     """``CHUNK_TARGET_BYTES`` of whole entries plus two (at most 8192 entries and
     ``CHUNK_SLICE_BYTES``), or equal slices of an entry over ``CHUNK_SLICE_BYTES``.
@@ -698,7 +699,7 @@ def chunk_shape(layout: Layout) -> tuple[int, ...]:
     entry_shape = tuple(max(1, n) for n in layout.shape)
     if layout.storage != "numeric":
         return (1024,)
-    entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
+    entry_bytes = max(1, math.prod(entry_shape) * layout.dtype.itemsize)
     if entry_bytes <= CHUNK_SLICE_BYTES:
         fits = CHUNK_TARGET_BYTES // entry_bytes + 2
         entries = max(1, min(CHUNK_MAX_ENTRIES, fits, CHUNK_SLICE_BYTES // entry_bytes))
