@@ -41,6 +41,7 @@ LAYOUTS = (
     "own_entry_own_axis",
     "own_entry_own_axis_1attr",
     "own_entry_shared_axis",
+    "own_entry_shared_axis_1attr",
     "shared_entry_shared_axis",
     "shared_entry_shared_axis_1attr",
 )

@@ -74,6 +74,7 @@ def test_reopen_layouts_times_the_libraries_open_of_every_layout(tmp_path: Path)
         "own_entry_own_axis",
         "own_entry_own_axis_1attr",
         "own_entry_shared_axis",
+        "own_entry_shared_axis_1attr",
         "shared_entry_shared_axis",
         "shared_entry_shared_axis_1attr",
     ]
