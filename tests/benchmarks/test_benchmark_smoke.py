@@ -60,6 +60,42 @@ def test_scale_job_reports_flushes_creation_reopening_and_a_long_run(tmp_path: P
     for row in result["reopen"]:
         assert row["reopen_r_read_close_s"] > 0 and row["reopen_a_read_close_cpu_s"] > 0
         assert row["netcdf4_open_close_s"] > 0
+        assert row["netcdf_c_open_close_cpu_us_per_variable"] > 0
+        assert row["netcdf_c_open_attrs_close_cpu_s"] > 0
+
+
+def test_reopen_layouts_times_the_libraries_open_of_every_layout(tmp_path: Path) -> None:
+    out = tmp_path / "layouts.json"
+    command = [sys.executable, "-m", "benchmarks.reopen_layouts", "--variables=20"]
+    command += ["--per-group=10", "--repeats=1", f"--out={out}"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["layout"] for row in rows] == [
+        "own_entry_own_axis",
+        "own_entry_own_axis_1attr",
+        "own_entry_shared_axis",
+        "own_entry_shared_axis_1attr",
+        "shared_entry_shared_axis",
+        "shared_entry_shared_axis_1attr",
+    ]
+    for row in rows:
+        assert row["netcdf_c_open_close_cpu_s"] > 0 and row["netcdf4_open_close_cpu_s"] > 0
+
+
+def test_reopen_layouts_makes_the_dimensions_each_layout_names(tmp_path: Path) -> None:
+    from benchmarks.reopen_layouts import make
+
+    shared, own = tmp_path / "shared.nc", tmp_path / "own.nc"
+    make(shared, "shared_entry_shared_axis_1attr", 4, 2)
+    make(own, "own_entry_own_axis", 4, 2)
+    with netCDF4.Dataset(shared) as dataset:
+        group = dataset.groups["g1"]
+        assert sorted(group.dimensions) == ["axis_8", "entry"]
+        assert group.variables["v3"].ncattrs() == ["writebehind_length"]
+    with netCDF4.Dataset(own) as dataset:
+        variable = dataset.groups["g0"].variables["v1"]
+        assert variable.dimensions == ("v1_entry", "v1_axis1")
+        assert variable.shape == (2, 8) and len(variable.ncattrs()) == 5
 
 
 def test_writebehind_row_has_latencies_job_read_and_rss(results: dict) -> None:

@@ -696,7 +696,7 @@ def chunk_shape(layout: Layout) -> tuple[int, ...]:
     MiB). Files written with other chunk shapes (about 1 MiB before this version) are read
     and appended to as they are: the shape is each variable's own.
     """
-    entry_shape = tuple(max(1, n) for n in layout.shape)
+    entry_shape = tuple(max(1, int(n)) for n in layout.shape)
     if layout.storage != "numeric":
         return (1024,)
     entry_bytes = max(1, math.prod(entry_shape) * layout.dtype.itemsize)
