@@ -64,6 +64,7 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Iterable
 
 from .sidefiles import FileIdentity, close_and_remove, create_exclusive, fsync_directory
 from .stable import StableRanges
@@ -152,14 +153,20 @@ class MetadataJournal:
                 fsync_directory(os.path.dirname(os.path.abspath(self.path)))
         return True
 
+    def note(self, paths: Iterable[str]) -> None:
+        """The netCDF variables at ``paths`` were created or written to by the sync that
+        just completed: the next :meth:`save` or :meth:`keep_up` looks at their datasets
+        again, and at no other (what was found of the others still holds)."""
+        self._stable.note(paths)
+
     def keep_up(self) -> bool:
-        """Read what the chunk indexes gained since the last look (after a sync that wrote
-        many entries: see the driver), so that the next :meth:`save` costs what changed
-        since this call, not since the last structural flush; False if HDF5 cannot tell."""
-        if self._stable.started:
-            self._stable.advance()
+        """Read what the chunk indexes of the noted variables gained since the last look
+        (after a sync that wrote many entries: see the driver), so that the next
+        :meth:`save` costs what changed since this call, not since the last structural
+        flush; False if HDF5 cannot tell."""
+        if self._stable.started and self._stable.advance():
             return True
-        return self._stable.update()
+        return self._stable.update()  # new datasets among the noted: HDF5 finds them
 
     def void(self, durable: bool) -> None:
         """The sync the journal guarded completed: void it (on disk too if ``durable``)."""

@@ -36,10 +36,11 @@ import ctypes
 import functools
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, hsize, read_only
+from .hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, dataset_header, hsize, read_only
 from .journal import ChunkIndex, index_of
 
 __all__ = ["Extents", "StableRanges"]
@@ -119,57 +120,106 @@ class StableRanges:
         #: cost for the tests).
         self.lookups = 0
         self._nodes_known = False  # the file's chunk-index nodes have the size computed
+        self._pending: set[str] = set()  # variables created or written since the last look
+        self._listed = False  # every dataset of the file was listed once
+
+    def note(self, paths: Iterable[str]) -> None:
+        """The netCDF variables at ``paths`` (such as ``"g/v"``) were created or written to
+        since the last look: the next :meth:`update` or :meth:`advance` looks at them."""
+        self._pending.update(paths)
 
     def update(self) -> bool:
         """Find what was added since the last call; False if HDF5 cannot tell (nothing is
-        then known to be stable: the caller keeps a rollback copy)."""
+        then known to be stable: the caller keeps a rollback copy).
+
+        The first call lists every dataset of the file; later ones look only at the
+        datasets of the variables :meth:`note` named since (a dataset no variable of this
+        session changed keeps what was found of it: see the module's docstring).
+        """
         self.lookups = 0
         with read_only(self.path) as opened:
             if opened is None:
                 return False
             h5, file = opened
-            found = _datasets_of(h5, file)
-            if found is None:
-                return False
-            self._nodes_known = _istore_k(h5, file) == _B_TREE_K  # else node_size is wrong
-            for attempt in range(2):
-                if attempt or any(
-                    name not in found or found[name] != known.header
-                    for name, known in self._datasets.items()
-                ):
-                    self._datasets, self._extents = {}, Extents()  # start over, from scratch
-                shrunk = False
-                for name, header in found.items():
-                    result = self._update_dataset(h5, file, name, header)
-                    if result is None:
-                        self._datasets, self._extents = {}, Extents()
-                        return False
-                    shrunk = shrunk or not result
-                if not shrunk:
-                    break
+            looked = self._update_noted(h5, file) if self._listed else None
+            if looked is None:
+                self._listed = False
+                looked = self._update_all(h5, file)
+                if looked is None:
+                    return False
+                self._listed = True
+        self._pending.clear()
         # After our identifier is closed (which flushes the shared file): the indexes on
         # disk are HDF5's, and are read from there.
         with open(self.path, "rb") as raw:
-            for dataset in self._datasets.values():
+            for dataset in looked:
                 if dataset.index is not None:
                     self._read_index(raw.fileno(), dataset)
         return True
 
-    def advance(self) -> None:
-        """Read the chunk indexes of the datasets found so far, as far as they grew since
-        the last look (disk reads only). Called after a sync that wrote many entries, so
-        that the next :meth:`update` has little left to read; never before the first
-        :meth:`update`, which finds the datasets."""
+    def _update_all(self, h5: Any, file: int) -> list[_Dataset] | None:
+        """List every dataset of the file and look at each; None if HDF5 cannot tell."""
+        found = _datasets_of(h5, file)
+        if found is None:
+            return None
+        self._nodes_known = _istore_k(h5, file) == _B_TREE_K  # else node_size is wrong
+        for attempt in range(2):
+            if attempt or any(
+                name not in found or found[name] != known.header
+                for name, known in self._datasets.items()
+            ):
+                self._datasets, self._extents = {}, Extents()  # start over, from scratch
+            shrunk = False
+            for name, header in found.items():
+                result = self._update_dataset(h5, file, name, header)
+                if result is None:
+                    self._datasets, self._extents = {}, Extents()
+                    return None
+                shrunk = shrunk or not result
+            if not shrunk:
+                break
+        return list(self._datasets.values())
+
+    def _update_noted(self, h5: Any, file: int) -> list[_Dataset] | None:
+        """Look at the datasets of the noted variables only; None if that is not enough (a
+        dataset shrank or is another object than the one known under its name, or HDF5
+        cannot tell): the caller then starts over from every dataset."""
+        looked = []
+        for path in sorted(self._pending):
+            found = dataset_header(h5, file, path)
+            if found is None:
+                continue  # no dataset (yet): nothing of it to find
+            name, header = found
+            known = self._datasets.get(name)
+            if known is not None and known.header != header:
+                return None
+            if not self._update_dataset(h5, file, name, header):
+                return None
+            looked.append(self._datasets[name])
+        return looked
+
+    def advance(self) -> bool:
+        """Read the chunk indexes of the noted datasets found so far, as far as they grew
+        since the last look (disk reads only). Called after a sync that wrote many entries,
+        so that the next :meth:`update` has little left to read; never before the first
+        :meth:`update`, which finds the datasets. A noted variable whose dataset has no
+        index known yet stays noted for the next :meth:`update`: False if there is one."""
         self.lookups = 0
         with open(self.path, "rb") as raw:
-            for dataset in self._datasets.values():
-                if dataset.index is not None and dataset.index.root != _UNDEFINED:
-                    self._read_index(raw.fileno(), dataset)
+            for path in list(self._pending):
+                parent, _, leaf = path.rpartition("/")
+                secret = f"{parent}/_nc4_non_coord_{leaf}".lstrip("/").encode()
+                dataset = self._datasets.get(secret) or self._datasets.get(path.encode())
+                if dataset is None or dataset.index is None or dataset.index.root == _UNDEFINED:
+                    continue
+                self._read_index(raw.fileno(), dataset)
+                self._pending.discard(path)
+        return not self._pending
 
     @property
     def started(self) -> bool:
         """Whether :meth:`update` found the file's datasets."""
-        return bool(self._datasets)
+        return self._listed
 
     def gaps(self, eoa: int) -> list[tuple[int, int]]:
         """The ranges of ``[0, eoa)`` that are not known to be stable."""
