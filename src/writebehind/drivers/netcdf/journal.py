@@ -119,6 +119,7 @@ class IndexJournal:
         self._records: dict[str, bytes] = {}
         self._counts: dict[str, int] = {}  # records (nodes) of each
         self._unindexed: set[str] = set()  # variables whose index this does not read
+        self._changed = False  # a record changed since the journal was last built
         self._stale = True  # the variables changed: find the indexes again
         self._fd = -1  # the journal, open for as long as the store
         self._target = ""
@@ -184,6 +185,7 @@ class IndexJournal:
         """Find the index of every appendable variable: in this process when the file is
         open in it (under the library lock), else in a subprocess (about 0.2 s)."""
         self._indexes, self._records, self._counts, self._unindexed = {}, {}, {}, set()
+        self._changed = True
         variables = self._variables() if self._variables is not None else None
         self._look_up(variables)
         self._stale = False
@@ -231,13 +233,20 @@ class IndexJournal:
                     head = struct.pack("<QI", address, len(data))
                     records.append(head + data + struct.pack("<I", zlib.crc32(head + data)))
                     self.lookups += 1
-                self._records[name] = b"".join(records)
-                self._counts[name] = len(records)
+                joined = b"".join(records)
+                if self._records.get(name) != joined:
+                    self._records[name] = joined
+                    self._counts[name] = len(records)
+                    self._changed = True
 
     def _record(self, durable: bool) -> None:
         if not self._indexes:
             return
-        content = self._content()
+        if self._changed or not self._written:
+            content = self._content()
+            self._changed = False
+        else:
+            content = self._written  # no node read since the last write changed
         if content != self._written:
             if self._fd < 0:
                 self._target = journal_path(self.path)

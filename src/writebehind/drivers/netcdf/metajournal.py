@@ -210,8 +210,9 @@ def _encode(identity: FileIdentity, eoa: int, fd: int, ranges: list[tuple[int, i
         data = os.pread(fd, length, address)
         if not data:
             continue  # the file is shorter than its EOA: nothing there to keep
-        record = _RECORD.pack(address, len(data)) + data
-        parts += [record, struct.pack("<I", zlib.crc32(record, seed))]
+        head = _RECORD.pack(address, len(data))
+        crc = zlib.crc32(data, zlib.crc32(head, seed))  # no copy of the bytes to check them
+        parts += [head, data, struct.pack("<I", crc)]
         count += 1
     tail = _END + struct.pack("<Q", count)
     parts += [tail, struct.pack("<I", zlib.crc32(tail, seed))]
