@@ -37,7 +37,8 @@ Why that restores every acknowledged entry (the crash-safety argument):
   the nodes from the root down to the last leaf; a node off that path keeps its bytes for
   the session (the argument in full: ``stable``). The nodes on the path are journaled.
 - Which ranges are raw data and index nodes is found by ``stable.StableRanges``, which
-  remembers what it found and reads only what was added since (its cost follows the change,
+  remembers what it found and reads only what was added since, in the datasets of the
+  variables the driver names (:meth:`MetadataJournal.note`; its cost follows the change,
   not the file): HDF5 itself, in this process (the library netCDF4 loaded, through ctypes,
   opening the file read-only a second time: HDF5 shares the file netCDF already has open,
   its caches included, and closing our identifier leaves netCDF's alone), names every

@@ -21,12 +21,14 @@ two kinds of ranges, which no flush of a writebehind session writes:
   filtered datasets, Fletcher32 alone included, are journaled whole: HDF5 may update the
   entry of a filtered chunk it rewrites, wherever it is.
 
-Both only grow within a session, so :class:`StableRanges` remembers what it found: at each
-journal it looks up, per dataset, only the chunks past the last one found (by coordinate,
-a B-tree lookup each, up to the first that is not allocated; chunks not found are journaled,
-which is safe), and per index only the nodes that left the rightmost path since. If a dataset
-disappears, shrinks or is another object under its name, everything is forgotten and found
-again, as a first journal does.
+Both only grow within a session, so :class:`StableRanges` remembers what it found. The
+first journal of a session lists every dataset; later ones look only at the datasets of the
+variables the driver names (:meth:`StableRanges.note`: created, appended to or given a value
+since the last look), since a dataset no flush wrote gained nothing, and what was found of
+it stays stable. Of those it reads only the nodes of the index's rightmost path and those
+that left it since. What is not looked at is journaled, which is safe: this can only find
+less than a listing from scratch, never more. If a dataset shrinks or is another object
+under its name, everything is forgotten and found again, as a first journal does.
 """
 
 from __future__ import annotations
