@@ -40,7 +40,7 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from .hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, dataset_header, hsize, read_only
 from .journal import ChunkIndex, index_of
@@ -139,14 +139,15 @@ class StableRanges:
         session changed keeps what was found of it: see the module's docstring).
         """
         self.lookups = 0
-        with read_only(self.path) as opened:
+        with read_only(self.path) as opened, open(self.path, "rb") as headers:
             if opened is None:
                 return False
             h5, file = opened
-            looked = self._update_noted(h5, file) if self._listed else None
+            # ``headers``: the layout messages are read on disk (one open, not one each)
+            looked = self._update_noted(h5, file, headers) if self._listed else None
             if looked is None:
                 self._listed = False
-                looked = self._update_all(h5, file)
+                looked = self._update_all(h5, file, headers)
                 if looked is None:
                     return False
                 self._listed = True
@@ -159,7 +160,7 @@ class StableRanges:
                     self._read_index(raw.fileno(), dataset)
         return True
 
-    def _update_all(self, h5: Any, file: int) -> list[_Dataset] | None:
+    def _update_all(self, h5: Any, file: int, headers: BinaryIO) -> list[_Dataset] | None:
         """List every dataset of the file and look at each; None if HDF5 cannot tell."""
         found = _datasets_of(h5, file)
         if found is None:
@@ -173,7 +174,7 @@ class StableRanges:
                 self._datasets, self._extents = {}, Extents()  # start over, from scratch
             shrunk = False
             for name, header in found.items():
-                result = self._update_dataset(h5, file, name, header)
+                result = self._update_dataset(h5, file, headers, name, header)
                 if result is None:
                     self._datasets, self._extents = {}, Extents()
                     return None
@@ -182,7 +183,7 @@ class StableRanges:
                 break
         return list(self._datasets.values())
 
-    def _update_noted(self, h5: Any, file: int) -> list[_Dataset] | None:
+    def _update_noted(self, h5: Any, file: int, headers: BinaryIO) -> list[_Dataset] | None:
         """Look at the datasets of the noted variables only; None if that is not enough (a
         dataset shrank or is another object than the one known under its name, or HDF5
         cannot tell): the caller then starts over from every dataset."""
@@ -195,7 +196,7 @@ class StableRanges:
             known = self._datasets.get(name)
             if known is not None and known.header != header:
                 return None
-            if not self._update_dataset(h5, file, name, header):
+            if not self._update_dataset(h5, file, headers, name, header):
                 return None
             looked.append(self._datasets[name])
         return looked
@@ -227,7 +228,9 @@ class StableRanges:
         """The ranges of ``[0, eoa)`` that are not known to be stable."""
         return self._extents.gaps(eoa)
 
-    def _update_dataset(self, h5: Any, file: int, name: bytes, header: int) -> bool | None:
+    def _update_dataset(
+        self, h5: Any, file: int, headers: BinaryIO, name: bytes, header: int
+    ) -> bool | None:
         """Look at one dataset: False if it shrank or changed shape (HDF5 may have freed
         space of it), None if HDF5 cannot tell."""
         handle = h5.H5Dopen2(file, name, 0)
@@ -255,8 +258,7 @@ class StableRanges:
                     return False
                 dataset.dims = dims
                 if dataset.index is None or dataset.index.root == _UNDEFINED:
-                    with open(self.path, "rb") as raw:  # the layout message, on disk
-                        dataset.index = index_of(raw, header, dataset.rank)
+                    dataset.index = index_of(headers, header, dataset.rank)
                 if dataset.index is None or not self._nodes_known:
                     # Not an index this reads (other programs' files): HDF5 lists the chunks.
                     dataset.index = None
