@@ -25,8 +25,9 @@ as ``_nc4_non_coord_<name>``, and ``<name>`` is then the dimension's dataset); t
 data layout message (version 3,
 chunked, of the variable's rank) holds the index's root address, and the nodes are read
 from there. An index no chunk was written to yet has no root: it is looked up again at each
-sync until it has one. Variables stored otherwise (other layout versions, other index
-types) are not journaled.
+sync that appends to its variable until it has one. Variables stored otherwise (other layout
+versions, other index types) are not journaled. The driver names the variables each sync
+appended to, and only their indexes are looked up (once) and read again (see IndexJournal).
 """
 
 from __future__ import annotations
