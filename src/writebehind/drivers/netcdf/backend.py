@@ -134,6 +134,10 @@ class NetCDFBackend(StorageIODriver):
         # created or given a value.
         self._appended: set[str] = set()
         self._touched: set[str] = set()
+        # The open file was handed out (``dataset``, ``group``): its variables may be
+        # written behind the driver's back, so the chunk-index journal reads every index
+        # at each sync again, as it did before it kept them.
+        self._raw_handed_out = False
         self._bytes_unread = 0  # of entries whose index nodes the metadata journal has not read
         self._identity: FileIdentity | None = None  # of the open file, for its side files
         # The pre-images of the metadata, kept before the first change of structure after a
@@ -290,13 +294,18 @@ class NetCDFBackend(StorageIODriver):
         guarded = self._rollback_kept or self._metadata_saved
         journal = self._index_journal
         appended = {path: self._nodes[path].ndim for path in self._appended}
-        if journal is not None and not guarded and self._entries_written:
-            journal.before_sync(durable, appended)
+        raw = self._raw_handed_out
+        used = journal is not None and not guarded and self._entries_written
+        if journal is not None and used:
+            journal.before_sync(durable, None if raw else appended)
         self._entries_written = False
         self._dataset.sync()
         touched = self._appended | self._touched
         self._appended, self._touched = set(), set()
-        if journal is not None and appended:
+        if journal is not None and raw:
+            if used:
+                journal.after_sync(durable)
+        elif journal is not None and appended:
             journal.after_sync(durable, appended, record=not guarded)
         if durable:
             _fsync_path(self._path)
@@ -320,6 +329,7 @@ class NetCDFBackend(StorageIODriver):
         self._nodes = {}
         self._cache_unset = set()
         self._appended, self._touched = set(), set()  # the journals go with the file
+        self._raw_handed_out = False
         if dataset is not None and dataset.isopen():
             try:
                 dataset.close()
@@ -441,12 +451,16 @@ class NetCDFBackend(StorageIODriver):
     @property
     def dataset(self) -> netCDF4.Dataset | None:
         """The open ``netCDF4.Dataset`` (None while there is none)."""
+        if self._dataset is not None:
+            self._raw_handed_out = True
         return self._dataset
 
     def group(self, path: str) -> Any:
         """The ``netCDF4.Group`` at ``path`` (the Dataset for ``""``, creating a deferred
         file); KeyError if there is none."""
-        return self._node(path) if path else self._ds()
+        node = self._node(path) if path else self._ds()
+        self._raw_handed_out = True
+        return node
 
     def create_dimension(self, name: str, size: int | None) -> None:
         """Create the root dimension ``name`` (unlimited if ``size`` is None) if missing.

@@ -122,6 +122,7 @@ class IndexJournal:
         self._unindexed: set[str] = set()  # variables whose index this does not read
         self._changed = False  # a record changed since the journal was last built
         self._stale = True  # the variables changed: find the indexes again
+        self._found_all = False  # every appendable variable's index was looked up
         self._fd = -1  # the journal, open for as long as the store
         self._target = ""
         self._written = b""  # what the journal holds; b"" when it holds nothing valid
@@ -148,12 +149,11 @@ class IndexJournal:
         """
         self.lookups = 0
         if appended is None:
-            if self._stale:
+            if self._stale or not self._found_all:
                 self._refresh()
             self._read(list(self._indexes))
         else:
             self._read(self._look_up_unknown(appended))
-        self._stale = False
         self._record(durable)
 
     def after_sync(
@@ -190,6 +190,7 @@ class IndexJournal:
         variables = self._variables() if self._variables is not None else None
         self._look_up(variables)
         self._stale = False
+        self._found_all = True
 
     def _look_up_unknown(self, variables: dict[str, int]) -> list[str]:
         """Find the indexes of those of ``variables`` not looked up yet; their paths."""
