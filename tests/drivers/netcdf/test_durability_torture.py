@@ -83,6 +83,26 @@ def test_a_kill_at_each_write_of_the_flush_that_creates_a_group_loses_nothing(tm
 
 
 @needs_strace
+def test_a_kill_at_each_write_of_the_data_flush_after_it_loses_nothing(tmp_path):
+    # The first flush that appends to the variable the structural flush created: the
+    # chunk-index journal found its index after that flush and writes it from what it kept.
+    ranges = harness.flush_pwrites(tmp_path, FRAMES, FLUSH_EVERY, SMALL)
+    first, last = ranges[3]  # the fourth flush: after 15 entries
+    trials = harness.pwrite_kills(
+        tmp_path,
+        range(first, last + 1),
+        frames=FRAMES,
+        flush_every=FLUSH_EVERY,
+        variables=SMALL,
+        workers=2,
+    )
+    print(json.dumps(harness.summarize(trials)))
+    assert all(trial.killed for trial in trials)
+    assert all(trial.acked["traj/positions"] == 15 for trial in trials)
+    _no_failures(trials)
+
+
+@needs_strace
 def test_negative_control_acknowledging_before_the_flush_is_caught(tmp_path):
     # Acknowledging before flush() returned is the bug the torture must be able to see:
     # killed at the first write of the third flush, the child has acknowledged 15 entries

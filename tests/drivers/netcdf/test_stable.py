@@ -34,7 +34,9 @@ def _append(variable: netCDF4.Variable, rows: int) -> None:
     variable[start : start + rows] = np.arange(start, start + rows)[:, None] * np.ones(100)
 
 
-def _updated(ranges: StableRanges) -> StableRanges:
+def _updated(ranges: StableRanges, *noted: str) -> StableRanges:
+    """``ranges`` updated, told that the variables ``noted`` changed since its last update."""
+    ranges.note(noted)
     with LIBRARY_LOCK:
         assert ranges.update()
     return ranges
@@ -130,7 +132,8 @@ def test_found_incrementally_the_ranges_are_those_found_from_scratch(nc_path):
             dataset.createVariable(f"v{added}", "i4", ("entry",))[0:3] = [1, 2, 3]
             dataset.sync()
             size = nc_path.stat().st_size
-            assert _updated(ranges).gaps(size) == _updated(StableRanges(str(nc_path))).gaps(size)
+            kept = _updated(ranges, "positions", f"v{added}").gaps(size)
+            assert kept == _updated(StableRanges(str(nc_path))).gaps(size)
     finally:
         dataset.close()
 
@@ -141,14 +144,25 @@ def test_an_update_reads_only_the_index_nodes_added_since_the_last(nc_path):
         ranges = _updated(StableRanges(str(nc_path)))
         nodes, path_nodes, _ = _index_nodes(nc_path)
         assert ranges.lookups == len(nodes)  # the first reads every node
-        assert _updated(ranges).lookups == len(path_nodes)  # then the rightmost path
+        assert _updated(ranges, "positions").lookups == len(path_nodes)  # then the path
         _append(dataset["positions"], 3)
         dataset.sync()
-        assert _updated(ranges).lookups == len(path_nodes)  # the last leaf took them
+        assert _updated(ranges, "positions").lookups == len(path_nodes)  # the last leaf
         _append(dataset["positions"], 2 * NODE_CHILDREN)
         dataset.sync()
         new_nodes = len(_index_nodes(nc_path)[0]) - len(nodes)
-        assert _updated(ranges).lookups == len(path_nodes) + new_nodes
+        assert _updated(ranges, "positions").lookups == len(path_nodes) + new_nodes
+    finally:
+        dataset.close()
+
+
+def test_an_update_looks_only_at_the_variables_noted(nc_path):
+    dataset = _file_of_one_row_chunks(nc_path, rows=10 * NODE_CHILDREN)
+    try:
+        ranges = _updated(StableRanges(str(nc_path)))
+        dataset.createVariable("other", "i4", ("entry",))[0:3] = [1, 2, 3]
+        dataset.sync()
+        assert _updated(ranges, "other").lookups == 1  # its one leaf, not positions' index
     finally:
         dataset.close()
 

@@ -129,6 +129,15 @@ class NetCDFBackend(StorageIODriver):
         self._rollback_kept = False
         self._index_journal: IndexJournal | None = None  # see journal: chunk-index undo
         self._entries_written = False  # since the last sync: only then can an index change
+        # Since the last sync, for the journals to look at those alone (their cost follows
+        # the change, not the file): the variables entries were appended to, and those
+        # created or given a value.
+        self._appended: set[str] = set()
+        self._touched: set[str] = set()
+        # The open file was handed out (``dataset``, ``group``): its variables may be
+        # written behind the driver's back, so the chunk-index journal reads every index
+        # at each sync again, as it did before it kept them.
+        self._raw_handed_out = False
         self._bytes_unread = 0  # of entries whose index nodes the metadata journal has not read
         self._identity: FileIdentity | None = None  # of the open file, for its side files
         # The pre-images of the metadata, kept before the first change of structure after a
@@ -283,19 +292,28 @@ class NetCDFBackend(StorageIODriver):
         # rollback copy); any other by an undo journal of the chunk-index nodes it may
         # rewrite in place.
         guarded = self._rollback_kept or self._metadata_saved
-        journal = None if guarded or not self._entries_written else self._index_journal
+        journal = self._index_journal
+        appended = {path: self._nodes[path].ndim for path in self._appended}
+        raw = self._raw_handed_out
+        used = journal is not None and not guarded and self._entries_written
+        if journal is not None and used:
+            journal.before_sync(durable, None if raw else appended)
         self._entries_written = False
-        if journal is not None:
-            journal.before_sync(durable)
         self._dataset.sync()
-        if journal is not None:
-            journal.after_sync(durable)
+        touched = self._appended | self._touched
+        self._appended, self._touched = set(), set()
+        if journal is not None and raw:
+            if used:
+                journal.after_sync(durable)
+        elif journal is not None and appended:
+            journal.after_sync(durable, appended, record=not guarded)
         if durable:
             _fsync_path(self._path)
             if not self._directory_synced:  # a new file's name survives a power loss too
                 fsync_directory(os.path.dirname(self._path))
                 self._directory_synced = True
         if self._metadata_journal is not None:  # after the fsync: the file is moved on
+            self._metadata_journal.note(touched)
             self._metadata_journal.void(durable)
             self._metadata_saved = False
             if self._bytes_unread >= KEEP_UP_BYTES:
@@ -310,6 +328,8 @@ class NetCDFBackend(StorageIODriver):
         dataset, self._dataset = self._dataset, None
         self._nodes = {}
         self._cache_unset = set()
+        self._appended, self._touched = set(), set()  # the journals go with the file
+        self._raw_handed_out = False
         if dataset is not None and dataset.isopen():
             try:
                 dataset.close()
@@ -401,6 +421,7 @@ class NetCDFBackend(StorageIODriver):
         if appendable:  # no row is committed before the first flush says so
             variable.setncattr(LENGTH_ATTR, np.int64(0))
         self._nodes[path] = variable
+        self._touched.add(path)
 
     def _datatype(self, layout: Layout) -> Any:
         if layout.storage == "string":
@@ -430,12 +451,16 @@ class NetCDFBackend(StorageIODriver):
     @property
     def dataset(self) -> netCDF4.Dataset | None:
         """The open ``netCDF4.Dataset`` (None while there is none)."""
+        if self._dataset is not None:
+            self._raw_handed_out = True
         return self._dataset
 
     def group(self, path: str) -> Any:
         """The ``netCDF4.Group`` at ``path`` (the Dataset for ``""``, creating a deferred
         file); KeyError if there is none."""
-        return self._node(path) if path else self._ds()
+        node = self._node(path) if path else self._ds()
+        self._raw_handed_out = True
+        return node
 
     def create_dimension(self, name: str, size: int | None) -> None:
         """Create the root dimension ``name`` (unlimited if ``size`` is None) if missing.
@@ -469,6 +494,7 @@ class NetCDFBackend(StorageIODriver):
         if path in self._cache_unset:
             self._cache_before_use(path, variable)
         self._entries_written = True
+        self._appended.add(path)
         self._bytes_unread += getattr(entries, "nbytes", 0)
         if isinstance(entries, np.ndarray) and entries.dtype != _OBJECT:
             if entries.size == 0:
@@ -484,6 +510,7 @@ class NetCDFBackend(StorageIODriver):
         # A str or dict value goes to HDF5's global heap, metadata in its cache as a chunk
         # index is: a structural change must sync it first (see _before_structure_change).
         self._entries_written = True
+        self._touched.add(path)
         if isinstance(value, np.ndarray) and value.dtype != _OBJECT:
             if value.size == 0:
                 return

@@ -19,6 +19,7 @@ __all__ = [
     "CHUNK_CALLBACK",
     "VISIT_CALLBACK",
     "dataset_extents",
+    "dataset_header",
     "header_addresses",
     "hsize",
     "library",
@@ -143,6 +144,19 @@ def _dataset_name(h5: Any, file: int, name: str) -> bytes | None:
         return secret
     plain = ("/" + name).encode()
     return plain if h5.H5Lexists(file, plain, 0) > 0 else None
+
+
+def dataset_header(h5: Any, file: int, name: str) -> tuple[bytes, int] | None:
+    """The HDF5 name (from the root, without its leading slash) and the object header
+    address of the dataset of the netCDF variable ``name`` in the open ``file``; None if it
+    has none. Under the lock."""
+    target = _dataset_name(h5, file, name)
+    if target is None:
+        return None
+    info = ctypes.create_string_buffer(256)  # an H5O_info2_t: fileno, the 16-byte token
+    if h5.H5Oget_info_by_name3(file, target, info, 1, 0) < 0:  # H5O_INFO_BASIC
+        return None
+    return target.lstrip(b"/"), int.from_bytes(info.raw[8:16], "little")
 
 
 @contextlib.contextmanager

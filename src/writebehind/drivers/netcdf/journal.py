@@ -25,8 +25,9 @@ as ``_nc4_non_coord_<name>``, and ``<name>`` is then the dimension's dataset); t
 data layout message (version 3,
 chunked, of the variable's rank) holds the index's root address, and the nodes are read
 from there. An index no chunk was written to yet has no root: it is looked up again at each
-sync until it has one. Variables stored otherwise (other layout versions, other index
-types) are not journaled.
+sync that appends to its variable until it has one. Variables stored otherwise (other layout
+versions, other index types) are not journaled. The driver names the variables each sync
+appended to, and only their indexes are looked up (once) and read again (see IndexJournal).
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ class IndexJournal:
     index does (once a chunk of a variable), and only then costs a write, and
     an fdatasync when the flush is durable: the pre-images must be on disk before the sync
     rewrites them, and a stale journal must never outlive a durable flush.
+
+    Given the variables a sync appended to (``appended``, as the driver passes them), only
+    their indexes are looked up and read: an index changes only when entries are added to
+    its variable, and keeps its root's address for the life of the file (a root that splits
+    keeps its address: ``stable``), so what was read of the others still holds. Without it,
+    every index is read (the tests' way, and any caller that cannot tell).
     """
 
     def __init__(
@@ -109,30 +116,65 @@ class IndexJournal:
         #: has the file open in this process: their indexes are then found here.
         self._variables = variables
         self._indexes: dict[str, ChunkIndex] = {}
+        #: Per index, its journal records: the rightmost path as the last sync left it.
+        self._records: dict[str, bytes] = {}
+        self._counts: dict[str, int] = {}  # records (nodes) of each
+        self._unindexed: set[str] = set()  # variables whose index this does not read
+        self._changed = False  # a record changed since the journal was last built
         self._stale = True  # the variables changed: find the indexes again
+        self._found_all = False  # every appendable variable's index was looked up
         self._fd = -1  # the journal, open for as long as the store
         self._target = ""
         self._written = b""  # what the journal holds; b"" when it holds nothing valid
         self._durable = False  # whether that is fsynced
+        #: Index nodes read in the last before_sync or after_sync (a measure of its cost).
+        self.lookups = 0
 
     def mark_stale(self) -> None:
         """The file's structure is about to change: void the journal until the next sync
-        that writes entries finds the indexes again."""
+        that writes entries finds the indexes again (the metadata journal guards this one).
+        What was read of each index stays: a structural flush moves no index, and the
+        indexes it appends to are read again after it (``after_sync``)."""
         self._stale = True
         if self._fd >= 0 and self._written:
             os.pwrite(self._fd, bytes(len(_MAGIC)), 0)
             self._written = b""
             self._durable = False
 
-    def before_sync(self, durable: bool) -> None:
-        """Make sure the journal holds the nodes as they are on disk (fsynced if durable)."""
-        if self._stale:
-            self._refresh()
+    def before_sync(self, durable: bool, appended: dict[str, int] | None = None) -> None:
+        """Make sure the journal holds the nodes as they are on disk (fsynced if durable).
+
+        ``appended``: the variables (path -> dimensions) this sync writes entries of; those
+        not known yet are looked up now. None: every index is found (if stale) and read.
+        """
+        self.lookups = 0
+        if appended is None:
+            if self._stale or not self._found_all:
+                self._refresh()
+            self._read(list(self._indexes))
+        else:
+            self._read(self._look_up_unknown(appended))
         self._record(durable)
 
-    def after_sync(self, durable: bool) -> None:
-        """Bring the journal up to date with the nodes the sync wrote."""
-        self._record(durable)
+    def after_sync(
+        self, durable: bool, appended: dict[str, int] | None = None, *, record: bool = True
+    ) -> None:
+        """Bring the journal up to date with the nodes the sync wrote: those of the indexes
+        of ``appended`` (the variables the sync wrote entries of, looked up now if new;
+        None: every index known).
+
+        ``record=False`` after a sync the metadata journal guarded: what is known of the
+        indexes is brought up to date, and the journal is written by the next
+        :meth:`before_sync`.
+        """
+        self.lookups = 0
+        if appended is None:
+            self._read(list(self._indexes))
+        else:
+            self._look_up_unknown(appended)  # read below, with the others
+            self._read([path for path in appended if path in self._indexes])
+        if record:
+            self._record(durable)
 
     def close(self) -> None:
         """Delete the journal (the file was closed cleanly)."""
@@ -143,24 +185,70 @@ class IndexJournal:
     def _refresh(self) -> None:
         """Find the index of every appendable variable: in this process when the file is
         open in it (under the library lock), else in a subprocess (about 0.2 s)."""
+        self._indexes, self._records, self._counts, self._unindexed = {}, {}, {}, set()
+        self._changed = True
+        variables = self._variables() if self._variables is not None else None
+        self._look_up(variables)
+        self._stale = False
+        self._found_all = True
+
+    def _look_up_unknown(self, variables: dict[str, int]) -> list[str]:
+        """Find the indexes of those of ``variables`` not looked up yet; their paths."""
+        unknown = {
+            path: ndim
+            for path, ndim in variables.items()
+            if path not in self._indexes and path not in self._unindexed
+        }
+        return self._look_up(unknown) if unknown else []
+
+    def _look_up(self, variables: dict[str, int] | None) -> list[str]:
+        """Find the indexes of ``variables`` (path -> dimensions; None: every appendable
+        variable, in a subprocess); the paths of those found."""
         headers = None
-        if self._variables is not None:
-            headers = header_addresses(self.path, self._variables())
+        if variables is not None:
+            headers = header_addresses(self.path, variables)
         if headers is None:
             headers = object_header_addresses(self.path)
-        indexes = {}
+            if variables is not None:
+                headers = {name: found for name, found in headers.items() if name in variables}
+        found = []
         with open(self.path, "rb") as file:
             for name, (address, ndim) in headers.items():
                 index = index_of(file, address, ndim)
-                if index is not None:
-                    indexes[name] = index
-        self._indexes = indexes
-        self._stale = False
+                if index is None:
+                    self._unindexed.add(name)
+                else:
+                    self._indexes[name] = index
+                    found.append(name)
+        return found
+
+    def _read(self, paths: list[str]) -> None:
+        """Read the rightmost path of the indexes of ``paths`` from disk into the records."""
+        with open(self.path, "rb") as file:
+            for name in paths:
+                index = self._indexes[name]
+                if index.root == _UNDEFINED:  # the last sync may have written a first chunk
+                    index = index_of(file, index.header, index.rank) or index
+                    self._indexes[name] = index
+                records = []
+                for address, data in _rightmost_path(file.fileno(), index):
+                    head = struct.pack("<QI", address, len(data))
+                    records.append(head + data + struct.pack("<I", zlib.crc32(head + data)))
+                    self.lookups += 1
+                joined = b"".join(records)
+                if self._records.get(name) != joined:
+                    self._records[name] = joined
+                    self._counts[name] = len(records)
+                    self._changed = True
 
     def _record(self, durable: bool) -> None:
         if not self._indexes:
             return
-        content = self._content()
+        if self._changed or not self._written:
+            content = self._content()
+            self._changed = False
+        else:
+            content = self._written  # no node read since the last write changed
         if content != self._written:
             if self._fd < 0:
                 self._target = journal_path(self.path)
@@ -174,19 +262,10 @@ class IndexJournal:
             self._durable = True
 
     def _content(self) -> bytes:
-        records = [_MAGIC, self._identity.pack()]
-        count = 0
-        with open(self.path, "rb") as file:
-            for name, index in self._indexes.items():
-                if index.root == _UNDEFINED:  # the last sync may have written a first chunk
-                    index = index_of(file, index.header, index.rank) or index
-                    self._indexes[name] = index
-                for address, data in _rightmost_path(file.fileno(), index):
-                    head = struct.pack("<QI", address, len(data))
-                    records.append(head + data + struct.pack("<I", zlib.crc32(head + data)))
-                    count += 1
-        records.append(_END + struct.pack("<I", count))
-        return b"".join(records)
+        count = sum(self._counts.values())
+        parts = [_MAGIC, self._identity.pack(), *self._records.values()]
+        parts.append(_END + struct.pack("<I", count))
+        return b"".join(parts)
 
 
 def load_journal(path: str) -> tuple[FileIdentity, list[tuple[int, bytes]]] | None:

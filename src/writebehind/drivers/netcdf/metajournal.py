@@ -37,7 +37,8 @@ Why that restores every acknowledged entry (the crash-safety argument):
   the nodes from the root down to the last leaf; a node off that path keeps its bytes for
   the session (the argument in full: ``stable``). The nodes on the path are journaled.
 - Which ranges are raw data and index nodes is found by ``stable.StableRanges``, which
-  remembers what it found and reads only what was added since (its cost follows the change,
+  remembers what it found and reads only what was added since, in the datasets of the
+  variables the driver names (:meth:`MetadataJournal.note`; its cost follows the change,
   not the file): HDF5 itself, in this process (the library netCDF4 loaded, through ctypes,
   opening the file read-only a second time: HDF5 shares the file netCDF already has open,
   its caches included, and closing our identifier leaves netCDF's alone), names every
@@ -64,6 +65,7 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Iterable
 
 from .sidefiles import FileIdentity, close_and_remove, create_exclusive, fsync_directory
 from .stable import StableRanges
@@ -152,14 +154,20 @@ class MetadataJournal:
                 fsync_directory(os.path.dirname(os.path.abspath(self.path)))
         return True
 
+    def note(self, paths: Iterable[str]) -> None:
+        """The netCDF variables at ``paths`` were created or written to by the sync that
+        just completed: the next :meth:`save` or :meth:`keep_up` looks at their datasets
+        again, and at no other (what was found of the others still holds)."""
+        self._stable.note(paths)
+
     def keep_up(self) -> bool:
-        """Read what the chunk indexes gained since the last look (after a sync that wrote
-        many entries: see the driver), so that the next :meth:`save` costs what changed
-        since this call, not since the last structural flush; False if HDF5 cannot tell."""
-        if self._stable.started:
-            self._stable.advance()
+        """Read what the chunk indexes of the noted variables gained since the last look
+        (after a sync that wrote many entries: see the driver), so that the next
+        :meth:`save` costs what changed since this call, not since the last structural
+        flush; False if HDF5 cannot tell."""
+        if self._stable.started and self._stable.advance():
             return True
-        return self._stable.update()
+        return self._stable.update()  # new datasets among the noted: HDF5 finds them
 
     def void(self, durable: bool) -> None:
         """The sync the journal guarded completed: void it (on disk too if ``durable``)."""
@@ -203,8 +211,9 @@ def _encode(identity: FileIdentity, eoa: int, fd: int, ranges: list[tuple[int, i
         data = os.pread(fd, length, address)
         if not data:
             continue  # the file is shorter than its EOA: nothing there to keep
-        record = _RECORD.pack(address, len(data)) + data
-        parts += [record, struct.pack("<I", zlib.crc32(record, seed))]
+        head = _RECORD.pack(address, len(data))
+        crc = zlib.crc32(data, zlib.crc32(head, seed))  # no copy of the bytes to check them
+        parts += [head, data, struct.pack("<I", crc)]
         count += 1
     tail = _END + struct.pack("<Q", count)
     parts += [tail, struct.pack("<I", zlib.crc32(tail, seed))]

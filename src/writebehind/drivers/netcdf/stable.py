@@ -21,12 +21,14 @@ two kinds of ranges, which no flush of a writebehind session writes:
   filtered datasets, Fletcher32 alone included, are journaled whole: HDF5 may update the
   entry of a filtered chunk it rewrites, wherever it is.
 
-Both only grow within a session, so :class:`StableRanges` remembers what it found: at each
-journal it looks up, per dataset, only the chunks past the last one found (by coordinate,
-a B-tree lookup each, up to the first that is not allocated; chunks not found are journaled,
-which is safe), and per index only the nodes that left the rightmost path since. If a dataset
-disappears, shrinks or is another object under its name, everything is forgotten and found
-again, as a first journal does.
+Both only grow within a session, so :class:`StableRanges` remembers what it found. The
+first journal of a session lists every dataset; later ones look only at the datasets of the
+variables the driver names (:meth:`StableRanges.note`: created, appended to or given a value
+since the last look), since a dataset no flush wrote gained nothing, and what was found of
+it stays stable. Of those it reads only the nodes of the index's rightmost path and those
+that left it since. What is not looked at is journaled, which is safe: this can only find
+less than a listing from scratch, never more. If a dataset shrinks or is another object
+under its name, everything is forgotten and found again, as a first journal does.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ import ctypes
 import functools
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
-from .hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, hsize, read_only
+from .hdf5 import CHUNK_CALLBACK, VISIT_CALLBACK, dataset_header, hsize, read_only
 from .journal import ChunkIndex, index_of
 
 __all__ = ["Extents", "StableRanges"]
@@ -119,63 +122,115 @@ class StableRanges:
         #: cost for the tests).
         self.lookups = 0
         self._nodes_known = False  # the file's chunk-index nodes have the size computed
+        self._pending: set[str] = set()  # variables created or written since the last look
+        self._listed = False  # every dataset of the file was listed once
+
+    def note(self, paths: Iterable[str]) -> None:
+        """The netCDF variables at ``paths`` (such as ``"g/v"``) were created or written to
+        since the last look: the next :meth:`update` or :meth:`advance` looks at them."""
+        self._pending.update(paths)
 
     def update(self) -> bool:
         """Find what was added since the last call; False if HDF5 cannot tell (nothing is
-        then known to be stable: the caller keeps a rollback copy)."""
+        then known to be stable: the caller keeps a rollback copy).
+
+        The first call lists every dataset of the file; later ones look only at the
+        datasets of the variables :meth:`note` named since (a dataset no variable of this
+        session changed keeps what was found of it: see the module's docstring).
+        """
         self.lookups = 0
-        with read_only(self.path) as opened:
+        with read_only(self.path) as opened, open(self.path, "rb") as headers:
             if opened is None:
                 return False
             h5, file = opened
-            found = _datasets_of(h5, file)
-            if found is None:
-                return False
-            self._nodes_known = _istore_k(h5, file) == _B_TREE_K  # else node_size is wrong
-            for attempt in range(2):
-                if attempt or any(
-                    name not in found or found[name] != known.header
-                    for name, known in self._datasets.items()
-                ):
-                    self._datasets, self._extents = {}, Extents()  # start over, from scratch
-                shrunk = False
-                for name, header in found.items():
-                    result = self._update_dataset(h5, file, name, header)
-                    if result is None:
-                        self._datasets, self._extents = {}, Extents()
-                        return False
-                    shrunk = shrunk or not result
-                if not shrunk:
-                    break
+            # ``headers``: the layout messages are read on disk (one open, not one each)
+            looked = self._update_noted(h5, file, headers) if self._listed else None
+            if looked is None:
+                self._listed = False
+                looked = self._update_all(h5, file, headers)
+                if looked is None:
+                    return False
+                self._listed = True
+        self._pending.clear()
         # After our identifier is closed (which flushes the shared file): the indexes on
         # disk are HDF5's, and are read from there.
         with open(self.path, "rb") as raw:
-            for dataset in self._datasets.values():
+            for dataset in looked:
                 if dataset.index is not None:
                     self._read_index(raw.fileno(), dataset)
         return True
 
-    def advance(self) -> None:
-        """Read the chunk indexes of the datasets found so far, as far as they grew since
-        the last look (disk reads only). Called after a sync that wrote many entries, so
-        that the next :meth:`update` has little left to read; never before the first
-        :meth:`update`, which finds the datasets."""
+    def _update_all(self, h5: Any, file: int, headers: BinaryIO) -> list[_Dataset] | None:
+        """List every dataset of the file and look at each; None if HDF5 cannot tell."""
+        found = _datasets_of(h5, file)
+        if found is None:
+            return None
+        self._nodes_known = _istore_k(h5, file) == _B_TREE_K  # else node_size is wrong
+        for attempt in range(2):
+            if attempt or any(
+                name not in found or found[name] != known.header
+                for name, known in self._datasets.items()
+            ):
+                self._datasets, self._extents = {}, Extents()  # start over, from scratch
+            shrunk = False
+            for name, header in found.items():
+                result = self._update_dataset(h5, file, headers, name, header)
+                if result is None:
+                    self._datasets, self._extents = {}, Extents()
+                    return None
+                shrunk = shrunk or not result
+            if not shrunk:
+                break
+        return list(self._datasets.values())
+
+    def _update_noted(self, h5: Any, file: int, headers: BinaryIO) -> list[_Dataset] | None:
+        """Look at the datasets of the noted variables only; None if that is not enough (a
+        dataset shrank or is another object than the one known under its name, or HDF5
+        cannot tell): the caller then starts over from every dataset."""
+        looked = []
+        for path in sorted(self._pending):
+            found = dataset_header(h5, file, path)
+            if found is None:
+                continue  # no dataset (yet): nothing of it to find
+            name, header = found
+            known = self._datasets.get(name)
+            if known is not None and known.header != header:
+                return None
+            if not self._update_dataset(h5, file, headers, name, header):
+                return None
+            looked.append(self._datasets[name])
+        return looked
+
+    def advance(self) -> bool:
+        """Read the chunk indexes of the noted datasets found so far, as far as they grew
+        since the last look (disk reads only). Called after a sync that wrote many entries,
+        so that the next :meth:`update` has little left to read; never before the first
+        :meth:`update`, which finds the datasets. A noted variable whose dataset has no
+        index known yet stays noted for the next :meth:`update`: False if there is one."""
         self.lookups = 0
         with open(self.path, "rb") as raw:
-            for dataset in self._datasets.values():
-                if dataset.index is not None and dataset.index.root != _UNDEFINED:
-                    self._read_index(raw.fileno(), dataset)
+            for path in list(self._pending):
+                parent, _, leaf = path.rpartition("/")
+                secret = f"{parent}/_nc4_non_coord_{leaf}".lstrip("/").encode()
+                dataset = self._datasets.get(secret) or self._datasets.get(path.encode())
+                if dataset is None or dataset.index is None or dataset.index.root == _UNDEFINED:
+                    continue
+                self._read_index(raw.fileno(), dataset)
+                self._pending.discard(path)
+        return not self._pending
 
     @property
     def started(self) -> bool:
         """Whether :meth:`update` found the file's datasets."""
-        return bool(self._datasets)
+        return self._listed
 
     def gaps(self, eoa: int) -> list[tuple[int, int]]:
         """The ranges of ``[0, eoa)`` that are not known to be stable."""
         return self._extents.gaps(eoa)
 
-    def _update_dataset(self, h5: Any, file: int, name: bytes, header: int) -> bool | None:
+    def _update_dataset(
+        self, h5: Any, file: int, headers: BinaryIO, name: bytes, header: int
+    ) -> bool | None:
         """Look at one dataset: False if it shrank or changed shape (HDF5 may have freed
         space of it), None if HDF5 cannot tell."""
         handle = h5.H5Dopen2(file, name, 0)
@@ -203,8 +258,7 @@ class StableRanges:
                     return False
                 dataset.dims = dims
                 if dataset.index is None or dataset.index.root == _UNDEFINED:
-                    with open(self.path, "rb") as raw:  # the layout message, on disk
-                        dataset.index = index_of(raw, header, dataset.rank)
+                    dataset.index = index_of(headers, header, dataset.rank)
                 if dataset.index is None or not self._nodes_known:
                     # Not an index this reads (other programs' files): HDF5 lists the chunks.
                     dataset.index = None
