@@ -106,6 +106,9 @@ class IcechunkBackend(ZarrBackend):
         (Icechunk's ``ConflictError`` is its cause).
     """
 
+    #: No ``group=``: a replica gets a branch (or a repository) of its own.
+    has_groups = False
+
     def __init__(
         self,
         target: str,
