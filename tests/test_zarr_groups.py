@@ -3,6 +3,11 @@ and ``ens.zarr/replica-0`` (drivers/zarr.py, drivers/_zarr_lease.py, _targets.py
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -182,3 +187,25 @@ def test_a_group_of_an_icechunk_repository_is_refused(tmp_path: Path) -> None:
 def test_a_group_for_a_backend_object_is_refused() -> None:
     with pytest.raises(ValueError, match="give the group to the backend"):
         backend_for(MemoryBackend("m", "w"), group="replica-0")
+
+
+def test_the_lease_of_a_group_whose_writer_is_gone_is_taken_over(tmp_path: Path) -> None:
+    hierarchy = tmp_path / "ens.zarr"
+    with writebehind.open(hierarchy, "w", group="replica-0") as store:
+        store.x.append(1.0)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    record = {"owner": "dead", "pid": int(gone.stdout), "renewed": time.time(), "seconds": 60}
+    lease = tmp_path / "ens.zarr.leases" / "replica-0.lease"
+    lease.write_text(json.dumps({**record, "host": "another-host"}))
+    with pytest.raises(StoreInUseError, match="another-host"):  # maybe alive: refused
+        writebehind.open(hierarchy, "a", group="replica-0")
+    lease.write_text(json.dumps({**record, "host": socket.gethostname()}))
+    with writebehind.open(hierarchy, "a", group="replica-0") as store:
+        store.x.append(2.0)
+        assert list(store.x.read()) == [1.0, 2.0]
+    assert not lease.exists()
