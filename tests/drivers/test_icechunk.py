@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -236,3 +237,42 @@ def test_entries_beyond_the_committed_chunks_are_written_and_committed(
     backend.write_entries("x", 5, data[5:])
     backend.commit_lengths({"x": count}, durable=False)
     np.testing.assert_array_equal(backend.read_entries("x", 0, count), data)
+
+
+# -- keep_history: the history shortened at close ----------------------------------------------
+def write_flushes(url: str, flushes: int, **options: Any) -> None:
+    with writebehind.StorageInterface(IcechunkBackend(url, "w", **options)) as store:
+        for i in range(flushes):
+            store.x.append(np.full(1000, float(i)))
+            store.flush()
+
+
+def repository_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_keep_history_zero_leaves_the_tip_and_deletes_older_chunks(
+    url: str, tmp_path: Path
+) -> None:
+    write_flushes(url, 12)
+    kept = repository_bytes(tmp_path / "repo")
+    write_flushes(f"{url}#other", 12, keep_history=0)  # expires every branch's history
+    assert snapshots(url) <= 2  # main's tip (and the repository's first snapshot)
+    assert repository_bytes(tmp_path / "repo") < kept
+    with writebehind.open(url, "r") as store:
+        np.testing.assert_array_equal(store.x.read()[:, 0], np.arange(12.0))
+
+
+def test_without_keep_history_every_flush_stays_in_the_history(url: str) -> None:
+    write_flushes(url, 12)
+    assert snapshots(url) > 12
+
+
+def test_keep_history_keeps_the_snapshots_younger_than_it(url: str) -> None:
+    write_flushes(url, 12, keep_history=3600)
+    assert snapshots(url) > 12
+
+
+def test_keep_history_must_be_a_duration(url: str) -> None:
+    with pytest.raises(ValueError, match="keep_history"):
+        IcechunkBackend(url, "w", keep_history=-1)

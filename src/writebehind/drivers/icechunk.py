@@ -20,12 +20,19 @@ here (a ``#branch`` fragment picks a branch; ``main`` by default); see
   committers (its documentation); use object storage for many writers;
 - ``'w'`` on an existing repository starts the branch over: its first commit holds an
   empty hierarchy plus what is written; earlier snapshots stay in the history (Icechunk
-  1.x has no amend: the history grows by one snapshot per flush; expiring it, with
-  ``Repository.expire_snapshots``, is future work).
+  1.x has no amend: the history grows by one snapshot per flush);
+- ``keep_history`` (seconds) shortens the history at close: the writer expires the
+  snapshots older than that (``Repository.expire_snapshots``; every branch's tip stays)
+  and deletes the objects older than that which no branch or tag reaches any more
+  (``Repository.garbage_collect``). Those include chunks another writer of the repository
+  wrote and has not committed yet: ``keep_history`` must exceed the longest time any
+  writer of the repository goes between a write and its next flush.
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +48,8 @@ from . import _zarr_io
 from .zarr import METADATA, ZarrBackend, _gather
 
 __all__ = ["IcechunkBackend", "is_icechunk_target", "make_storage"]
+
+logger = logging.getLogger("writebehind")
 
 #: URL schemes of Icechunk repositories: a local directory, or S3 (and compatibles).
 SCHEMES = ("icechunk://", "icechunk+s3://")
@@ -98,6 +107,11 @@ class IcechunkBackend(ZarrBackend):
         ``icechunk.s3_storage``'s keywords, for ``icechunk+s3://``.
     branch : str
         The branch written or read, when the URL has no fragment.
+    keep_history : float, optional
+        Seconds of history kept: a writer's ``close`` expires the snapshots older than this
+        and garbage-collects the objects older than this that nothing reaches any more
+        (see the module's docstring for the margin it needs). None (the default): keep
+        every snapshot.
 
     Raises
     ------
@@ -116,7 +130,11 @@ class IcechunkBackend(ZarrBackend):
         *,
         storage_options: Mapping[str, Any] | None = None,
         branch: str = "main",
+        keep_history: float | None = None,
     ):
+        if keep_history is not None and not keep_history >= 0:
+            raise ValueError(f"keep_history must be a number of seconds >= 0: {keep_history!r}")
+        self.keep_history = keep_history
         location, _, fragment = target.partition("#")
         super().__init__(target, access_mode, storage_options=storage_options)
         self.location = location
@@ -238,9 +256,36 @@ class IcechunkBackend(ZarrBackend):
             if not self.read_only and self._pending.error is None:
                 self._pending.wait()
                 self._commit("writebehind close")
+                if self.keep_history is not None:
+                    self._expire_history(self.keep_history)
         finally:
             super().close()
             self._session, self._repo = None, None
+
+    def _expire_history(self, seconds: float) -> None:
+        """Expire the snapshots older than ``seconds`` and delete the objects older than
+        that which no branch or tag reaches any more. A failure is logged, not raised:
+        everything written is committed already."""
+        repo = self._repo
+        if repo is None:
+            return
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)
+        try:
+            expired = repo.expire_snapshots(older_than=cutoff)
+            collected = repo.garbage_collect(delete_object_older_than=cutoff)
+        except Exception as exc:
+            logger.warning(
+                "writebehind: %s: expiring the history failed (what was written is committed): %r",
+                self._where(),
+                exc,
+            )
+            return
+        logger.info(
+            "writebehind: %s: expired %d snapshots, deleted %d chunks",
+            self._where(),
+            len(expired),
+            collected.chunks_deleted,
+        )
 
     def stored_bytes(self) -> int:
         """Bytes of the repository: its files (local), or Icechunk's count of its chunk
