@@ -209,3 +209,19 @@ def test_the_lease_of_a_group_whose_writer_is_gone_is_taken_over(tmp_path: Path)
         store.x.append(2.0)
         assert list(store.x.read()) == [1.0, 2.0]
     assert not lease.exists()
+
+
+def test_the_cli_inspects_the_hierarchy_and_reads_one_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from writebehind.cli import main
+
+    hierarchy = tmp_path / "ens.zarr"
+    for i in range(2):
+        with writebehind.open(hierarchy, "w", group=f"replica-{i}") as store:
+            store.x.append(float(i) + 0.5)
+    assert main(["inspect", str(hierarchy)]) == 0
+    listing = capsys.readouterr().out
+    assert "replica-0/" in listing and "replica-1/" in listing
+    assert main(["read", str(hierarchy / "replica-1"), "x"]) == 0
+    assert "1.5" in capsys.readouterr().out

@@ -213,7 +213,7 @@ class ZarrBackend(StorageIODriver):
         self._lease_inside = inside and not self.group
 
         async def rivals() -> list[str]:
-            groups = [key async for key in store.list_prefix(prefix)]
+            groups = [found async for found in store.list_prefix(prefix)]
             if not self.group:
                 return groups
             return [root_key] + [
