@@ -48,6 +48,7 @@ LIBRARIES = [
     "openmmtools",
     "bulk",
     "writebehind-zarr",
+    "writebehind-zarr-30ms",
     "writebehind-zarr-s3",
     "writebehind-icechunk-s3",
 ]
@@ -69,6 +70,7 @@ def available(library: str) -> bool:
         "h5py": ["h5py"],
         "openmmtools": ["openmmtools"],
         "writebehind-zarr": ["zarr", "obstore", "xarray"],
+        "writebehind-zarr-30ms": ["zarr", "obstore", "xarray"],
         "writebehind-zarr-s3": ["zarr", "obstore", "xarray"],
         "writebehind-icechunk-s3": ["zarr", "obstore", "icechunk"],
     }.get(library, [])

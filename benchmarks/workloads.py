@@ -222,7 +222,16 @@ def kept_copy_floor(frame: Any, n: int) -> np.ndarray[Any, Any]:
 # -- Zarr and Icechunk ---------------------------------------------------------------------
 #: The Zarr libraries: where each one stores (the worker's path ``<dir>/<library>.nc`` names
 #: the store; ``s3`` ones go to the bucket in WRITEBEHIND_BENCH_BUCKET, see run.py).
-ZARR_LIBRARIES = ("writebehind-zarr", "writebehind-zarr-s3", "writebehind-icechunk-s3")
+ZARR_LIBRARIES = (
+    "writebehind-zarr",
+    "writebehind-zarr-30ms",
+    "writebehind-zarr-s3",
+    "writebehind-icechunk-s3",
+)
+#: The library whose local store answers every get and set 30 ms late (zarr's
+#: ``LatencyStore``), standing in for distant object storage; its baselines get the same.
+LATENCY_LIBRARY = "writebehind-zarr-30ms"
+LATENCY_SECONDS = 0.03
 #: The environment variable naming the bucket of the S3 libraries.
 BUCKET_ENV = "WRITEBEHIND_BENCH_BUCKET"
 
@@ -230,12 +239,31 @@ BUCKET_ENV = "WRITEBEHIND_BENCH_BUCKET"
 def zarr_target(path: str, library: str) -> str:
     """The store a Zarr library writes for the worker's ``path``."""
     stem = os.path.splitext(os.path.basename(path))[0]
-    if library == "writebehind-zarr":
+    if library == LATENCY_LIBRARY:
+        _add_latency()
+    if library in ("writebehind-zarr", LATENCY_LIBRARY):
         return os.path.splitext(path)[0] + ".zarr"
     bucket = os.environ[BUCKET_ENV]
     if library == "writebehind-icechunk-s3":
         return f"icechunk+s3://{bucket}/{stem}"
     return f"s3://{bucket}/{stem}.zarr"
+
+
+@functools.cache
+def _add_latency() -> None:
+    """From now on in this process, every Zarr store the backend (and the baselines) make
+    is a local one wrapped in zarr's ``LatencyStore`` (the lease excepted)."""
+    from zarr.testing.store import LatencyStore
+
+    from writebehind.drivers import _zarr_io
+
+    make_store = _zarr_io.make_store
+
+    def slow_store(target: str, read_only: bool, options: Any) -> Any:
+        store = make_store(target, read_only, options)
+        return LatencyStore(store, get_latency=LATENCY_SECONDS, set_latency=LATENCY_SECONDS)
+
+    _zarr_io.make_store = slow_store  # type: ignore[assignment]
 
 
 def write_writebehind_zarr(path: str, frame: Any, n: int, library: str) -> WriteResult:
