@@ -48,7 +48,7 @@ def test_suite_reports_the_requested_size_and_libraries(results: dict) -> None:
 def test_zarr_rows_compare_with_zarrs_bulk_write_and_xarrays_append(tmp_path: Path) -> None:
     for module in ("zarr", "obstore", "icechunk", "xarray", "moto", "boto3"):
         pytest.importorskip(module)
-    libraries = "writebehind-zarr,writebehind-zarr-s3,writebehind-icechunk-s3"
+    libraries = "writebehind-zarr,writebehind-zarr-30ms,writebehind-zarr-s3,writebehind-icechunk-s3"
     command = [sys.executable, "-m", "benchmarks", "--quick", "--sizes=24KB", "--appends=20"]
     command += [f"--libraries={libraries}", "--toy-steps=0", "--name=zarr", f"--out={tmp_path}"]
     command += ["--no-chart", "--no-scale", "--no-openmm", "--no-latency"]
