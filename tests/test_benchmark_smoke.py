@@ -45,7 +45,7 @@ def test_suite_reports_the_requested_size_and_libraries(results: dict) -> None:
     ]
 
 
-@pytest.mark.slow  # 15 to 35 s: five libraries, a moto server, a store with 30 ms requests
+@pytest.mark.slow  # 15 to 35 s: four libraries, a moto server, a store with 30 ms requests
 def test_zarr_rows_compare_with_zarrs_bulk_write_and_xarrays_append(tmp_path: Path) -> None:
     for module in ("zarr", "obstore", "icechunk", "xarray", "moto", "boto3"):
         pytest.importorskip(module)
