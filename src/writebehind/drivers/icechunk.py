@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from typing import Any
 
 import icechunk
@@ -280,11 +280,12 @@ class IcechunkBackend(ZarrBackend):
                 exc,
             )
             return
+        # (what the two return differs between Icechunk releases: only logged, loosely)
         logger.info(
-            "writebehind: %s: expired %d snapshots, deleted %d chunks",
+            "writebehind: %s: expired snapshots %s; deleted chunks: %s",
             self._where(),
-            len(expired),
-            collected.chunks_deleted,
+            len(expired) if isinstance(expired, Sized) else expired,
+            getattr(collected, "chunks_deleted", collected),
         )
 
     def stored_bytes(self) -> int:
