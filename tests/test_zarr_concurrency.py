@@ -1,5 +1,6 @@
-"""Four replicas write one hierarchy on S3 at once, each its own group, while a reader
-follows them live (the issue's concurrency test; S3 is moto's server on 127.0.0.1).
+"""Four replicas write one hierarchy on S3 at once, each its own group (or one Icechunk
+repository, a branch each), while a reader follows them live (the issue's concurrency
+test; S3 is moto's server on 127.0.0.1).
 
 Each writer process appends entries to two variables of its group (entry k filled with k,
 so a row of the fill value 0 shows) and prints each length a flush acknowledged. Meanwhile
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ WRITER = textwrap.dedent(
     import writebehind
 
     url, group, entries, every = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    with writebehind.open(url, "w", group=group) as store:
+    with writebehind.open(url, "w", group=group or None) as store:
         for k in range(1, entries + 1):
             store.positions.append(np.full((16, 3), k, dtype="float32"))
             store.energy.append(float(k))
@@ -117,25 +119,15 @@ def read_with_xarray(url: str, seen: dict[str, int]) -> None:
                 check_prefix(seen, f"xarray replica-{i}/{name}", rows)
 
 
-def check_paused_writers(url: str, writers: list[subprocess.Popen[str]]) -> None:
-    """Every writer waits after acknowledging ENTRIES // 2: a reader finds exactly that, and
-    a second writer of a group is refused; then let them go on."""
-    halfway: dict[str, int] = {}
-    read_with_writebehind(url, halfway)
-    read_with_xarray(url, halfway)
-    assert len(halfway) == 4 * REPLICAS and set(halfway.values()) == {ENTRIES // 2}
-    for mode in ("a", "w"):
-        with pytest.raises(StoreInUseError, match="another writer"):
-            writebehind.open(url, mode, group="replica-0")
-    for writer in writers:
-        assert writer.stdin is not None and writer.poll() is None
-        writer.stdin.write("go on\n")
-        writer.stdin.flush()
-
-
-def test_four_replicas_write_one_hierarchy_while_a_reader_follows(s3_bucket: str) -> None:
-    url = f"s3://{s3_bucket}/ens.zarr"
-    writers = [start_writer(url, f"replica-{i}") for i in range(REPLICAS)]
+def run_and_follow(
+    targets: list[tuple[str, str]],
+    read: Callable[[dict[str, int]], None],
+    check_paused: Callable[[], None],
+) -> None:
+    """Start a writer for each (url, group) of ``targets``; ``read`` (which checks what
+    it finds) over and over while they run; ``check_paused`` once all of them wait halfway,
+    then let them go on; at the end, every entry is there."""
+    writers = [start_writer(url, group) for url, group in targets]
     acks: list[list[int]] = [[] for _ in writers]
     seen: dict[str, int] = {}
     paused = False
@@ -143,10 +135,19 @@ def test_four_replicas_write_one_hierarchy_while_a_reader_follows(s3_bucket: str
         while any(writer.poll() is None for writer in writers):
             for writer, lines in zip(writers, acks, strict=True):
                 acknowledged(writer, lines)
-            read_with_writebehind(url, seen)
-            read_with_xarray(url, seen)
+            read(seen)
+            for writer in writers:  # one ended before the pause: the others would wait
+                if not paused and writer.poll() is not None:
+                    raise AssertionError(f"a writer ended early: {writer.stderr.read()}")
             if not paused and all(ENTRIES // 2 in lines for lines in acks):
-                check_paused_writers(url, writers)
+                halfway: dict[str, int] = {}
+                read(halfway)
+                assert len(halfway) == 4 * REPLICAS and set(halfway.values()) == {ENTRIES // 2}
+                check_paused()
+                for writer in writers:
+                    assert writer.stdin is not None and writer.poll() is None
+                    writer.stdin.write("go on\n")
+                    writer.stdin.flush()
                 paused = True
             time.sleep(0.01)
     finally:
@@ -160,6 +161,54 @@ def test_four_replicas_write_one_hierarchy_while_a_reader_follows(s3_bucket: str
         assert lines[-1] == ENTRIES
     assert paused, "the writers ended without pausing halfway"
     final: dict[str, int] = {}
-    read_with_writebehind(url, final)
-    read_with_xarray(url, final)
+    read(final)
     assert len(final) == 4 * REPLICAS and set(final.values()) == {ENTRIES}
+
+
+def test_four_replicas_write_one_hierarchy_while_a_reader_follows(s3_bucket: str) -> None:
+    url = f"s3://{s3_bucket}/ens.zarr"
+
+    def read(seen: dict[str, int]) -> None:
+        read_with_writebehind(url, seen)
+        read_with_xarray(url, seen)
+
+    def second_writers_are_refused() -> None:
+        for mode in ("a", "w"):
+            with pytest.raises(StoreInUseError, match="another writer"):
+                writebehind.open(url, mode, group="replica-0")
+
+    targets = [(url, f"replica-{i}") for i in range(REPLICAS)]
+    run_and_follow(targets, read, second_writers_are_refused)
+
+
+def test_four_replicas_write_one_icechunk_repository_a_branch_each(s3_bucket: str) -> None:
+    icechunk = pytest.importorskip("icechunk", reason="needs the icechunk extra")
+    from writebehind.drivers.icechunk import make_storage
+
+    url = f"icechunk+s3://{s3_bucket}/ens"
+
+    def read(seen: dict[str, int]) -> None:
+        try:
+            repo = icechunk.Repository.open(make_storage(url, None))
+        except icechunk.IcechunkError:  # no writer has created it yet
+            return
+        for i in range(REPLICAS):
+            branch = f"replica-{i}"
+            try:
+                store = writebehind.open(f"{url}#{branch}", "r")
+            except FileNotFoundError:  # the branch, or its first commit, is not there yet
+                continue
+            with store:
+                for name in ("positions", "energy"):
+                    if name in store:
+                        rows = np.asarray(store[name].read()).reshape(len(store[name]), -1)
+                        check_prefix(seen, f"writebehind {branch}/{name}", rows[:, 0])
+            session = repo.readonly_session(branch=branch)
+            dataset = xarray.open_zarr(session.store, consolidated=False)
+            for name in ("positions", "energy"):
+                if name in dataset:
+                    values = dataset[name].values.reshape(dataset[name].shape[0], -1)
+                    check_prefix(seen, f"xarray {branch}/{name}", values[:, 0])
+
+    targets = [(f"{url}#replica-{i}", "") for i in range(REPLICAS)]
+    run_and_follow(targets, read, lambda: None)

@@ -3,6 +3,9 @@ one commit per flush, readers at one snapshot, a second writer's commit refused.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from writebehind.drivers.icechunk import IcechunkBackend, make_storage
 from .contract import DriverContract, MakeBackend, rows
 
 F8 = Layout("numeric", np.dtype("f8"), (2, 3))
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 class TestIcechunkBackendLocal(DriverContract):
@@ -276,3 +280,34 @@ def test_keep_history_keeps_the_snapshots_younger_than_it(url: str) -> None:
 def test_keep_history_must_be_a_duration(url: str) -> None:
     with pytest.raises(ValueError, match="keep_history"):
         IcechunkBackend(url, "w", keep_history=-1)
+
+
+CREATE_AND_WRITE = """
+import sys, writebehind
+with writebehind.open(sys.argv[1], "w") as store:
+    store.x.append(1.0)
+"""
+
+
+def test_writers_creating_one_repository_at_once_all_write(s3_bucket: str) -> None:
+    # Icechunk lets one of them create the repository and fails the others ("branch
+    # update conflict", "repositories can only be created in clean prefixes"); before
+    # writebehind retried, 2 of 6 such rounds lost a writer
+    pythonpath = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": pythonpath, "ICECHUNK_LOG": "error"}
+    for round_ in range(3):
+        url = f"icechunk+s3://{s3_bucket}/round-{round_}"
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", CREATE_AND_WRITE, f"{url}#replica-{i}"],
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for i in range(4)
+        ]
+        failures = [w.communicate(timeout=60)[1] for w in writers if w.wait(timeout=60) != 0]
+        assert not failures, failures[0][-800:]
+        for i in range(4):
+            with writebehind.open(f"{url}#replica-{i}", "r") as store:
+                assert list(store.x.read()) == [1.0]

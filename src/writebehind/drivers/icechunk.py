@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import time
 from collections.abc import Mapping, Sized
 from typing import Any
 
@@ -90,6 +91,21 @@ def make_storage(location: str, options: Mapping[str, Any] | None) -> icechunk.S
         raise ValueError(f"storage_options are for object storage; {location!r} is local")
     path = location.removeprefix("icechunk://")
     return icechunk.local_filesystem_storage(os.path.abspath(path))
+
+
+def _open_or_create(storage: icechunk.Storage) -> icechunk.Repository:
+    """``Repository.open_or_create``, when other writers may be creating the repository at
+    the same moment: Icechunk lets one of them create it and fails the others ("branch
+    update conflict", "repositories can only be created in clean prefixes"), which then
+    open what it made. Raises Icechunk's error if it still fails after about 1.6 s."""
+    for attempt in range(8):
+        try:
+            return icechunk.Repository.open_or_create(storage)
+        except icechunk.IcechunkError:
+            if attempt == 7:
+                raise
+            time.sleep(0.05 * 2**attempt / 4)  # the creating writer finishes meanwhile
+    raise AssertionError("unreachable")
 
 
 class IcechunkBackend(ZarrBackend):
@@ -153,13 +169,17 @@ class IcechunkBackend(ZarrBackend):
                 raise FileNotFoundError(f"No Icechunk repository at {self.location!r}")
             repo = icechunk.Repository.open(storage)
         else:
-            repo = icechunk.Repository.open_or_create(storage)
+            repo = _open_or_create(storage)
         self._repo = repo
         if self.branch not in repo.list_branches():
             if mode in ("a", "r"):
                 raise FileNotFoundError(f"No branch {self.branch!r} in {self.location!r}")
             # a new branch starts at main's tip (a new repository's main: empty)
-            repo.create_branch(self.branch, repo.lookup_branch("main"))
+            try:
+                repo.create_branch(self.branch, repo.lookup_branch("main"))
+            except icechunk.IcechunkError:
+                if self.branch not in repo.list_branches():  # not made by another writer
+                    raise
         if self.read_only:
             self._session = repo.readonly_session(branch=self.branch)
         else:
