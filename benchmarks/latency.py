@@ -16,7 +16,11 @@ beside its target and a peer where one exists, and says whether the target is me
   of a store with nothing pending;
 - the same through the async store (anyio on asyncio);
 - the largest gap of a 1 ms ticker on an asyncio loop while a *sync* store is used inside
-  it (appends, flushes, creating variables, close), peer: the ticker on an idle loop;
+  it (appends, flushes, creating variables, close), peer: the ticker on an idle loop; the
+  same for the gaps that span no sync ``flush()`` call, and the flush calls' own times,
+  the floor of a gap that spans one (a sync call blocks the loop's thread);
+- the first append of a new variable beside a spin of its p50 timed alike: the machine's
+  p99 for work that long (preemption by other processes), the floor of its p99;
 - the whole scalar job (open, 2000 appends, close) against the minimal write-behind store
   of ``benchmarks.floors``, the two alternated in one process.
 
@@ -59,6 +63,7 @@ NEW_VARIABLES = 20
 #: A step that stores a few large arrays: appends in bursts, then the caller computes.
 BURST = 10
 PAUSE_SECONDS = 0.04
+SPIN_PEER = "spin of its p50 (machine floor)"
 
 
 def _stats(samples_ns: Any) -> dict[str, float]:
@@ -71,6 +76,19 @@ def _timed(action: Callable[[], Any]) -> int:
     started = perf_counter_ns()
     action()
     return perf_counter_ns() - started
+
+
+def spin_floor(samples_ns: Any) -> np.ndarray[Any, Any]:
+    """As many spins of the samples' median length, timed alike: the machine's percentiles
+    for work that long on this thread (preemption by other processes), no writebehind."""
+    length = int(np.median(samples_ns))
+    latencies = np.empty(len(samples_ns), dtype=np.int64)
+    for i in range(len(latencies)):
+        started = perf_counter_ns()
+        while perf_counter_ns() - started < length:
+            pass
+        latencies[i] = perf_counter_ns() - started
+    return latencies
 
 
 def _warm_up(directory: str, shape: tuple[int, ...]) -> None:
@@ -143,7 +161,9 @@ def group_ops(directory: str, mode: int) -> list[dict]:
     with writebehind.open(path, "w") as store:
         _fill(store, frame)
         first = [_timed(lambda i=i: store[f"new{i // 50}/v{i}"].append(frame)) for i in range(n)]
-        rows.append(_row("first append of a new variable", "sync", first))
+        rows.append(
+            _row("first append of a new variable", "sync", first, SPIN_PEER, spin_floor(first))
+        )
         writes = [_timed(lambda i=i: store[f"fixed/w{i}"].write(frame)) for i in range(n)]
         rows.append(_row("write (new 24 KB variable)", "sync", writes))
         node = store.data.x
@@ -183,7 +203,13 @@ def group_ops(directory: str, mode: int) -> list[dict]:
 
 
 def group_loop_gap(directory: str, mode: int) -> list[dict]:
-    """The largest gap of a 1 ms asyncio ticker while a sync store works on the loop."""
+    """The largest gap of a 1 ms asyncio ticker while a sync store works on the loop.
+
+    A sync ``flush()`` blocks the thread that calls it, here the loop's, for the whole
+    flush: a gap that spans one is at least that long. So the gaps are also split: those
+    that span no ``flush()`` call (what the writer's background work costs the loop: the
+    GIL it holds, the machine) and, as the floor of the others, the flush calls' own times.
+    """
     import asyncio
 
     import writebehind
@@ -192,9 +218,10 @@ def group_loop_gap(directory: str, mode: int) -> list[dict]:
     frame = w.make_frame((1000, 3))
     path = os.path.join(directory, "gap.nc")
     n = APPENDS["24KB"][mode]
+    flushes: list[tuple[int, int]] = []  # (started, ended) of each sync flush() call
 
-    async def gaps_while(work: Callable[[], Any]) -> list[int]:
-        gaps: list[int] = []
+    async def gaps_while(work: Callable[[], Any]) -> list[tuple[int, int]]:
+        gaps: list[tuple[int, int]] = []  # (ended, length)
         running = True
 
         async def ticker() -> None:
@@ -202,7 +229,7 @@ def group_loop_gap(directory: str, mode: int) -> list[dict]:
             while running:
                 await asyncio.sleep(0.001)
                 now = perf_counter_ns()
-                gaps.append(now - last)
+                gaps.append((now, now - last))
                 last = now
 
         task = asyncio.create_task(ticker())
@@ -216,23 +243,41 @@ def group_loop_gap(directory: str, mode: int) -> list[dict]:
     async def idle() -> None:
         await asyncio.sleep(0.3)
 
+    def flush(store: Any) -> None:
+        started = perf_counter_ns()
+        store.flush()
+        flushes.append((started, perf_counter_ns()))
+
     async def use_sync_store() -> None:
         store = writebehind.open(path, "w")
         for i in range(n):
             store.traj.x.append(frame)
             if i % 100 == 99:
-                store.flush()
+                flush(store)
             if i % 400 == 399:  # 20 new variables and their flush
                 for j in range(NEW_VARIABLES):
                     store[f"g{i}/v{j}"].append(frame)
-                store.flush()
+                flush(store)
             await asyncio.sleep(0)  # the loop runs between the calls, as a server's would
         store.close()
 
-    idle_gaps = asyncio.run(gaps_while(idle))
-    busy_gaps = asyncio.run(gaps_while(use_sync_store))
+    idle_gaps = [gap for _, gap in asyncio.run(gaps_while(idle))]
+    busy = asyncio.run(gaps_while(use_sync_store))
     w.remove(path)
-    return [_row("event-loop gap, sync store in the loop", "sync", busy_gaps, "idle", idle_gaps)]
+
+    def spans_a_flush(ended: int, length: int) -> bool:
+        return any(start < ended and stop > ended - length for start, stop in flushes)
+
+    outside = [gap for ended, gap in busy if not spans_a_flush(ended, gap)]
+    all_gaps = [gap for _, gap in busy]
+    rows = [_row("event-loop gap, sync store in the loop", "sync", all_gaps, "idle", idle_gaps)]
+    if outside:  # (a smoke run has too few appends to flush)
+        op = "event-loop gap outside sync flush() calls"
+        rows.append(_row(op, "sync", outside, "idle", idle_gaps))
+    if flushes:
+        op = "sync flush() on the loop (floor of the gaps)"
+        rows.append(_row(op, "sync", [stop - start for start, stop in flushes]))
+    return rows
 
 
 def group_scalar_job(directory: str, mode: int) -> list[dict]:
@@ -310,7 +355,9 @@ def group_async_ops(directory: str, mode: int) -> list[dict]:
             first = [
                 await timed(lambda i=i: store[f"n{i // 50}/v{i}"].append(frame)) for i in range(n)
             ]
-            rows.append(_row("first append of a new variable", "async", first))
+            rows.append(
+                _row("first append of a new variable", "async", first, SPIN_PEER, spin_floor(first))
+            )
             writes = [await timed(lambda i=i: store[f"fixed/w{i}"].write(frame)) for i in range(n)]
             rows.append(_row("write (new 24 KB variable)", "async", writes))
             node = store.data.x
@@ -430,7 +477,7 @@ def _group_of(row: dict) -> str:
     op = row["op"]
     if op.startswith("append"):
         return "append-" + op.split()[1]
-    if op.startswith("event-loop"):
+    if op.startswith(("event-loop", "sync flush() on the loop")):
         return "loop-gap"
     if op.startswith("scalar job"):
         return "scalar-job"

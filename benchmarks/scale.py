@@ -25,7 +25,11 @@ of two entries of 8 float64 each, made as users do, in groups of 100 (of half of
 fewer than 200) and all in one group (``flat``); then, median of ``--repeats``, the time
 to open it (``"r"`` and ``"a"``), read one variable and close it, wall clock and this
 process's CPU (the machine may be shared), beside netCDF4's own open and close of the file
-(``netcdf4_open_close``: what any reader of this layout pays, writebehind's scan aside).
+(``netcdf4_open_close``: what netCDF4-python pays, writebehind's scan aside), netCDF-C's
+alone (``netcdf_c_open_close``: ``nc_open`` and ``nc_close``, the floor of any netCDF reader
+of the layout) and netCDF-C's with every variable's attributes read
+(``netcdf_c_open_attrs_close``: the floor of a reader that learns every variable at open);
+each also per variable, in CPU microseconds.
 
 ``long_run``: ``--long-gb`` of 24 KB frames, then a tenth of that of 2.4 MB frames: the
 caller's append p50 and p99 in each tenth of the run, the whole job's rate (appends and
@@ -41,6 +45,7 @@ Prints one JSON document (also written to ``--out``).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -54,6 +59,7 @@ import numpy as np
 
 import writebehind
 from writebehind.drivers.netcdf import backend as netcdf
+from writebehind.drivers.netcdf import hdf5 as _hdf5
 from writebehind.drivers.netcdf import metajournal as _metajournal
 
 FRAME_SHAPE = (1000, 3)
@@ -193,11 +199,19 @@ def reopen_variables(path: Path, variables: int, per_group: int, repeats: int) -
     def netcdf4_open_close() -> None:
         netCDF4_dataset(path).close()
 
-    runs: dict[str, list[tuple[float, float]]] = {"r": [], "a": [], "netcdf4_open_close": []}
+    runs: dict[str, list[tuple[float, float]]] = {
+        "r": [],
+        "a": [],
+        "netcdf4_open_close": [],
+        "netcdf_c_open_close": [],
+        "netcdf_c_open_attrs_close": [],
+    }
     for _ in range(repeats):  # interleaved: the machine's load falls on all alike
         runs["r"].append(_wall_and_cpu(reopen("r")))
         runs["a"].append(_wall_and_cpu(reopen("a")))
         runs["netcdf4_open_close"].append(_wall_and_cpu(netcdf4_open_close))
+        runs["netcdf_c_open_close"].append(_wall_and_cpu(lambda: netcdf_c_open(path, False)))
+        runs["netcdf_c_open_attrs_close"].append(_wall_and_cpu(lambda: netcdf_c_open(path, True)))
     size = path.stat().st_size
     path.unlink()
     row: dict[str, Any] = {
@@ -207,10 +221,57 @@ def reopen_variables(path: Path, variables: int, per_group: int, repeats: int) -
         "file_mb": round(size / 1e6, 1),
     }
     for name, times in runs.items():
-        key = name if name.startswith("netcdf4") else f"reopen_{name}_read_close"
+        key = name if name.startswith("netcdf") else f"reopen_{name}_read_close"
         row[f"{key}_s"] = round(statistics.median(t[0] for t in times), 3)
         row[f"{key}_cpu_s"] = round(statistics.median(t[1] for t in times), 3)
+        row[f"{key}_cpu_us_per_variable"] = round(
+            statistics.median(t[1] for t in times) / variables * 1e6, 1
+        )
     return row
+
+
+def netcdf_c_open(path: Path, attributes: bool) -> None:
+    """Open and close ``path`` with netCDF-C alone (``nc_open``, ``nc_close``, through
+    ctypes): the floor of any netCDF reader of the file. With ``attributes``, ask each
+    variable its number of attributes in between, which makes netCDF-C read every
+    variable's attributes and match its dimension scales (it reads them lazily): the floor
+    of a reader that learns every variable's metadata at open, as netCDF4-python does."""
+    nc = _netcdf_c()
+    ncid = ctypes.c_int()
+    if nc.nc_open(os.fsencode(path), 0, ctypes.byref(ncid)) != 0:
+        raise OSError(f"nc_open failed on {path}")
+    try:
+        if attributes:
+            groups = [ncid.value]
+            while groups:
+                group = groups.pop()
+                groups += _ids(nc.nc_inq_grps, group)
+                count = ctypes.c_int()
+                for varid in _ids(nc.nc_inq_varids, group):
+                    if nc.nc_inq_varnatts(group, varid, ctypes.byref(count)) != 0:
+                        raise OSError(f"nc_inq_varnatts failed on {path}")
+    finally:
+        nc.nc_close(ncid)
+
+
+def _ids(inquire: Any, group: int) -> list[int]:
+    """What ``nc_inq_grps`` or ``nc_inq_varids`` lists of ``group``."""
+    count = ctypes.c_int()
+    if inquire(group, ctypes.byref(count), None) != 0:
+        raise OSError("netCDF-C refused to list a group")
+    ids = (ctypes.c_int * max(1, count.value))()
+    inquire(group, ctypes.byref(count), ids)
+    return list(ids[: count.value])
+
+
+def _netcdf_c() -> Any:
+    """The netCDF-C library netCDF4 loaded (the same one writebehind calls)."""
+    for candidate in _hdf5.loaded_library_paths("libnetcdf"):
+        try:
+            return ctypes.CDLL(candidate)
+        except OSError:
+            continue
+    raise OSError("cannot find the netCDF-C library netCDF4 loaded")
 
 
 def _tenths(times_ns: np.ndarray) -> list[dict[str, float]]:

@@ -7,12 +7,17 @@ from typing import Any
 
 import pint
 import pytest
+from anyio.from_thread import start_blocking_portal
+from faces import Awaited, opened
 
 import writebehind
 from writebehind.drivers.memory import MemoryBackend, MemoryFile
 
+#: The event loops every async test runs on (anyio_backend's parameters).
+ANYIO_BACKENDS = ("asyncio", "trio")
 
-@pytest.fixture(params=["asyncio", "trio"])
+
+@pytest.fixture(params=ANYIO_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Every async test runs on asyncio and on trio (anyio's pytest plugin)."""
     return str(request.param)
@@ -127,6 +132,56 @@ def open_async_store(make_driver: Any) -> Callable[..., writebehind.AsyncStorage
         return writebehind.AsyncStorageInterface(make_driver(path, mode), **options)
 
     return open_async_store
+
+
+# -- the behaviour suite's two faces (faces.py) --------------------------------------------
+#: The faces a test that asks for ``open_face`` or ``face_store`` runs on: the sync store, and
+#: the async store on each event loop.
+FACES = [("sync", None), *(("async", loop) for loop in ANYIO_BACKENDS)]
+
+
+@pytest.fixture(params=FACES, ids=["sync", *(f"async-{loop}" for loop in ANYIO_BACKENDS)])
+def _face_and_loop(request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def face(_face_and_loop: tuple[str, str | None]) -> str:
+    """The store's face the test runs on: "sync" or "async"."""
+    return _face_and_loop[0]
+
+
+@pytest.fixture
+def open_face(
+    _face_and_loop: tuple[str, str | None], open_store: Any, make_driver: Any
+) -> Iterator[Callable[..., Any]]:
+    """``open_face(path, mode=None, **options)``: an open store on the test's face and backend,
+    called the sync way on both faces (the async one through ``faces.Awaited``)."""
+    face, loop = _face_and_loop
+    if face == "sync":
+        yield open_store
+        return
+    assert loop is not None
+    stores: list[writebehind.AsyncStorageInterface] = []
+    with start_blocking_portal(loop) as portal:
+
+        def open_face(path: str | Path, mode: str | None = None, **options: Any) -> Awaited:
+            store = writebehind.AsyncStorageInterface(make_driver(path, mode), **options)
+            stores.append(store)
+            return Awaited(portal.call(opened, store), portal)
+
+        yield open_face
+        for store in stores:  # before the loop stops, as the sync stores close at the latest
+            if not store.closed:
+                portal.call(store.aclose)
+
+
+@pytest.fixture
+def face_store(nc_path: Path, open_face: Any) -> Iterator[Any]:
+    """A store opened for writing at ``nc_path``, on the test's face and backend."""
+    store = open_face(nc_path, "w")
+    yield store
+    store.close()
 
 
 @pytest.fixture

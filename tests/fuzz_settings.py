@@ -1,9 +1,10 @@
-"""Hypothesis settings shared by tests/test_fuzz.py and tests/test_stateful.py.
+"""Hypothesis settings shared by tests/codecs/test_fuzz.py and tests/store/test_stateful.py
+(their strategies: fuzz_values.py).
 
 Two profiles: ``writebehind-ci`` (the default: a few dozen examples each, so that the fuzz
 and stateful tests together stay within about 30 s on a shared 2-core machine) and
-``writebehind-long`` for a run at home (``WRITEBEHIND_FUZZ=long pytest tests/test_fuzz.py
-tests/test_stateful.py``: fifty times the examples, longer state machine runs). No
+``writebehind-long`` for a run at home (``WRITEBEHIND_FUZZ=long pytest tests/codecs/test_fuzz.py
+tests/store/test_stateful.py``: fifty times the examples, longer state machine runs). No
 deadline: the machine is shared, and a slow example is not a failure.
 """
 

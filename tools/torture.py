@@ -1,4 +1,4 @@
-"""The full kill-torture run (the CI variant is tests/test_durability_torture.py).
+"""The full kill-torture run (the CI variant is tests/drivers/netcdf/test_durability_torture.py).
 
 Usage: ``.venv/bin/python tools/torture.py [--random N] [--seed S] [--out results.json]``
 

@@ -20,23 +20,20 @@ written even if its task is cancelled later) or not at all.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future
-from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize, snapshot
+from ._core import snapshot
 from ._engine import Engine, Handle, Staging
 from ._node import NodeBase
-from ._store import StoreBase
+from ._store import StoreBase, close_failure_noted
 from ._targets import Target, backend_for
 from .codecs import make_encoder, spec_for
-from .drivers.base import StorageIODriver
 
 __all__ = ["AsyncHandle", "AsyncStorageInterface", "AsyncStorageInterfaceDirVar", "open_async"]
 
@@ -163,22 +160,11 @@ class AsyncStorageInterfaceDirVar(NodeBase):
     __slots__ = ()
 
     async def write(self, data: Any, at_index: int | None = None) -> AsyncHandle:
-        """Store ``data`` as the variable's value; with ``at_index``, overwrite that entry.
+        """The sync node's :meth:`~writebehind.StorageInterfaceDirVar.write`, awaited.
 
         Returns once ``data`` is checked, copied and enqueued; suspends only under
-        backpressure. If cancelled while suspended, nothing is written.
-
-        Raises
-        ------
-        TypeError, ValueError
-            ``data`` cannot be stored, or does not match the variable's kind, shape,
-            dtype; ``write`` without ``at_index`` on an appendable variable.
-        OSError
-            ``at_index`` on a variable with no entries.
-        AttributeError
-            The node is a group.
-        BackgroundWriteError, StoreClosedError, ReadOnlyError
-            The store failed, is closed, or is read-only.
+        backpressure. If cancelled while suspended, nothing is written. Raises what the
+        sync ``write`` raises.
         """
         core = self._core
         engine = core.engine
@@ -193,21 +179,12 @@ class AsyncStorageInterfaceDirVar(NodeBase):
         return AsyncHandle(Handle(engine, seq), engine)
 
     async def append(self, data: Any) -> AsyncHandle:
-        """Add ``data`` as the next entry of the variable (created on the first append).
+        """The sync node's :meth:`~writebehind.StorageInterfaceDirVar.append`, awaited.
 
         The hot path: checks and copies ``data`` on the calling task and returns without
         suspending, unless the pending payload is over ``max_pending_bytes``; then ``data`` is
         copied at once and the task waits until the writer has made room. If cancelled
-        while it waits, nothing is appended.
-
-        Raises
-        ------
-        TypeError, ValueError
-            ``data`` cannot be stored or does not match the earlier entries.
-        AttributeError
-            The node is a group.
-        BackgroundWriteError, StoreClosedError, ReadOnlyError
-            The store failed, is closed, or is read-only.
+        while it waits, nothing is appended. Raises what the sync ``append`` raises.
         """
         var = self._var
         if var is None:
@@ -250,37 +227,20 @@ class AsyncStorageInterfaceDirVar(NodeBase):
                 return handle
 
     async def read(self, at_index: int | slice | None = None) -> Any:
-        """The variable's value; with ``at_index`` (int or slice) only those entries.
+        """The sync node's :meth:`~writebehind.StorageInterfaceDirVar.read`, awaited.
 
         Sees every operation enqueued before it (by any task). The read runs on the writer
-        thread; only this task waits. Cancelling it leaves the store as it was.
-
-        Raises
-        ------
-        KeyError
-            No variable at this path.
-        AttributeError
-            The node is a group.
-        ValueError
-            ``at_index`` is out of range, or given for a fixed variable.
-        BackgroundWriteError, StoreClosedError
-            The store failed or is closed.
+        thread; only this task waits. Cancelling it leaves the store as it was. Raises what
+        the sync ``read`` raises.
         """
         core = self._core
         future, decode = core.read_call(self._path, at_index)
         return decode(await _result(core.engine, future))
 
     async def add_metadata(self, name: str, value: Any) -> None:
-        """Set the attribute ``name``; buffered until the node exists in the file.
-
-        Raises
-        ------
-        TypeError, ValueError
-            The name or value cannot be stored as an attribute. ``ValueError`` also for
-            ``units``, ``scale_factor`` and ``add_offset`` on a variable or a node not
-            written yet: a variable's value owns them (a quantity its units).
-        BackgroundWriteError, StoreClosedError, ReadOnlyError
-            The store failed, is closed, or is read-only.
+        """The sync node's :meth:`~writebehind.StorageInterfaceDirVar.add_metadata`, awaited:
+        set the attribute ``name``, buffered until the node exists in the file. Raises what
+        the sync ``add_metadata`` raises.
         """
         core = self._core
         op = core.metadata_op(self._path, name, value)
@@ -346,23 +306,10 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
     opened it, every call raises ``ForkedStoreError`` (the parent keeps the store).
     """
 
-    def __init__(
-        self,
-        storage_driver: StorageIODriver | DriverFacade,
-        *,
-        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-        unit_registry: Any = None,
-    ):
-        core = StoreCore(
-            storage_driver,
-            max_pending_bytes=max_pending_bytes,
-            unit_registry=unit_registry,
-            wait_open=False,
-        )
-        self._core = core
-        self._root = AsyncStorageInterfaceDirVar("", core, store=self)
-        self._finalizer = weakref.finalize(self, finalize, core)
-        self._close_future: Future[Any] | None = None
+    _node_class = AsyncStorageInterfaceDirVar
+    _waits_for_open = False  # entering the store waits for the open, on the loop
+    #: The close an ``aclose`` cancelled while it waited left running.
+    _close_future: Future[Any] | None = None
 
     def _root_node(self) -> AsyncStorageInterfaceDirVar:
         if self._core.opening is not None:
@@ -394,17 +341,10 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
     # -- lifecycle -----------------------------------------------------------------------
     async def flush(self, durable: bool = False) -> None:
-        """Return once everything enqueued before is written and the file synced.
+        """The sync store's :meth:`~writebehind.StorageInterface.flush`, awaited.
 
-        With ``durable=True`` the file is also fsynced, so it survives an OS crash. Only the
-        calling task waits; cancelling it leaves the flush to finish in the background.
-
-        Raises
-        ------
-        BackgroundWriteError
-            An operation failed on the writer.
-        StoreClosedError
-            The store is closed.
+        Only the calling task waits; cancelling it leaves the flush to finish in the
+        background. Raises what the sync ``flush`` raises.
         """
         engine = self._core.engine
         await _result(engine, engine.flush_future(durable))
@@ -464,20 +404,9 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
     async def __aenter__(self) -> AsyncStorageInterface:
         return await self._open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        with close_failure_noted(exc):
             await self.aclose()
-            return
-        try:
-            await self.aclose()
-        except Exception as close_error:
-            # The user's exception propagates; the close failure is attached as a note.
-            exc.add_note(f"writebehind: closing the store also failed: {close_error!r}")
 
 
 def open_async(

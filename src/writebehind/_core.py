@@ -209,7 +209,8 @@ class StoreCore:
         return None, VariableEntry(record.path, spec, record.appendable, encode, staging)
 
     def _restore_unbound(self, parent: str, attrs: dict[str, Any]) -> None:
-        """Take back the metadata of ``parent``'s never-written children (see close)."""
+        """Take back the metadata of ``parent``'s never-written children (written by
+        ``materialize_pending_metadata``)."""
         raw = attrs.get(UNBOUND_ATTR)
         if raw is None:
             return

@@ -35,6 +35,7 @@ import contextlib
 import enum
 import json
 import logging
+import math
 import mmap
 import os
 import threading
@@ -230,21 +231,6 @@ class _Op:
         """The operation will not be applied (the engine failed before it)."""
 
 
-class _CreateGroup(_Op):
-    __slots__ = ("attrs",)
-    name = "create group"
-    structural = True
-
-    def __init__(self, path: str, attrs: dict[str, Any]):
-        super().__init__(path)
-        self.attrs = attrs
-
-    def apply(self, engine: Engine) -> None:
-        engine.driver.create_group(self.path)
-        if self.attrs:
-            engine.driver.set_attrs(self.path, self.attrs)
-
-
 class _CreateVariable(_Op):
     """Create a variable; a fixed one gets its first value in the same operation, so the
     file never holds a fixed variable without a value."""
@@ -314,6 +300,18 @@ class _SetAttrs(_Op):
 
     def apply(self, engine: Engine) -> None:
         engine.driver.set_attrs(self.path, self.attrs)
+
+
+class _CreateGroup(_SetAttrs):
+    """Create a group, with its attributes."""
+
+    __slots__ = ()
+    name = "create group"
+
+    def apply(self, engine: Engine) -> None:
+        engine.driver.create_group(self.path)
+        if self.attrs:
+            super().apply(engine)
 
 
 class _SetMetadata(_Op):
@@ -618,8 +616,10 @@ class Engine:
     def _push(self, op: _Op) -> int:
         """Append ``op`` to the queue. Call with the lock held, after check_usable."""
         var = self._staging.get(op.path)
-        if var is not None and var.open_chunk is not None:
-            self._seal(var.open_chunk)
+        chunk = var.open_chunk if var is not None else None
+        if chunk is not None:
+            self._seal(chunk)
+        idle = not self._ops
         self._seq += 1
         op.seq = self._seq
         self._ops.append(op)
@@ -627,7 +627,12 @@ class Engine:
         self._pending_bytes += op.nbytes
         if op.barrier:
             self._barriers += 1
-        self.cond.notify_all()
+        # A writer with operations queued is busy, or lingers with a timeout over a young
+        # chunk or structural change; another structural change does not end its linger,
+        # so it is not woken for one. Each wake-up takes the GIL and this lock from the
+        # caller: a loop creating variables woke it at every one (see _take_batch).
+        if idle or op.barrier or chunk is not None or not op.structural:
+            self.cond.notify_all()
         return self._seq
 
     def _seal(self, chunk: _AppendChunk) -> None:
@@ -653,11 +658,12 @@ class Engine:
         layout: Layout,
         appendable: bool,
         attrs: dict[str, Any],
-        value: Any = None,
-        nbytes: int = 0,
+        value: Any,
+        nbytes: int,
     ) -> int:
-        """Enqueue the creation of a variable (with the first ``value`` of a fixed one);
-        call with the lock held. Returns the operation's sequence number."""
+        """Enqueue the creation of a variable (with the first ``value`` of a fixed one, of
+        ``nbytes``; None and 0 for an appendable one); call with the lock held. Returns the
+        operation's sequence number."""
         op = _CreateVariable(path, layout, appendable, attrs, value, nbytes)
         return self._push(op)
 
@@ -840,11 +846,15 @@ class Engine:
         else:
             buffer = []
         chunk = _AppendChunk(var, var.length, buffer)
+        idle = not self._ops
         self._ops.append(chunk)
         var.open_chunk = chunk
         # An idle writer waits without a timeout: wake it, so that it takes the chunk once
-        # its linger is up (and at once for a caller already waiting for room).
-        self.cond.notify_all()
+        # its linger is up. With operations queued it is busy, or lingers with a timeout
+        # (a young chunk does not end its linger), or takes chunks at once (a caller waits
+        # for room): waking it would only take the GIL and this lock from the caller.
+        if idle:
+            self.cond.notify_all()
         return chunk
 
     def _reuse(self, var: Staging) -> Any:
@@ -1213,7 +1223,7 @@ def _new_buffer(shape: tuple[int, ...], layout: Layout, populate: bool) -> Any:
     (MAP_POPULATE, Linux) at about half that cost, in the one append that opens the buffer
     instead of in every one.
     """
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     nbytes = count * layout.dtype.itemsize
     if _MAP_FLAGS is None or nbytes < MAP_MIN_BYTES:
         return np.empty(shape, dtype=layout.dtype)

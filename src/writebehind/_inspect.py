@@ -1,13 +1,16 @@
-"""What a NetCDF file holds, for ``writebehind inspect`` and the demo's closing tree.
+"""What a NetCDF file (or a Zarr store) holds, for ``writebehind inspect`` and the demo's
+closing tree.
 
-The file is read through :class:`~writebehind.NetCDFBackend` on the calling thread alone
-(no store, no writer thread: one short-lived, single-threaded reader), so the tree shows
-exactly what a store would see: kind, entries, entry shape, dtype and units of each
-variable as writebehind interprets them, and the user's metadata without writebehind's
-bookkeeping attributes. Files written by other programs are shown as a store reads them
-(an unlimited first dimension makes a variable appendable). A node that was given metadata
-but never written is shown too: its parent group keeps that metadata (in writebehind's
-``writebehind_unbound_metadata`` attribute) until a later session writes the node.
+The file is read through :class:`~writebehind.NetCDFBackend` (a target that names a Zarr
+store or an Icechunk repository, through the backend ``_targets`` names for it) on the
+calling thread alone (no store, no writer thread: one short-lived, single-threaded
+reader), so the tree shows exactly what a store would see: kind, entries, entry shape,
+dtype and units of each variable as writebehind interprets them, and the user's metadata
+without writebehind's bookkeeping attributes. Files written by other programs are shown as
+a store reads them (an unlimited first dimension makes a variable appendable). A node that
+was given metadata but never written is shown too: its parent group keeps that metadata
+(in writebehind's ``writebehind_unbound_metadata`` attribute) until a later session writes
+the node.
 """
 
 from __future__ import annotations

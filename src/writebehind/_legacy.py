@@ -24,7 +24,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 import numpy as np
 import pint
@@ -36,11 +36,10 @@ from ._engine import Engine
 from ._node import StorageInterfaceDirVar
 from .codecs.openmm_units import is_openmm_quantity_class
 from .drivers.base import StorageIODriver
-from .drivers.netcdf import NetCDFBackend
+from .drivers.netcdf import NetCDFBackend, RecoveryReport
 
 if TYPE_CHECKING:
     from ._engine import Handle
-    from .drivers.netcdf import RecoveryReport
 
 __all__ = ["LegacyStorageVariable", "NetCDFIODriver"]
 
@@ -145,6 +144,26 @@ class LegacyStorageVariable:
         return f"<LegacyStorageVariable {self._path!r} of {key} in {self._driver.file_name!r}>"
 
 
+_T = TypeVar("_T")
+
+
+class _FromBackend(Generic[_T]):
+    """A read-only attribute of the driver: its backend's attribute of the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, driver: None, owner: type) -> _FromBackend[_T]: ...
+    @overload
+    def __get__(self, driver: NetCDFIODriver, owner: type) -> _T: ...
+    def __get__(self, driver: NetCDFIODriver | None, owner: type) -> Any:
+        return self if driver is None else getattr(driver.backend, self._name)
+
+    def __set__(self, driver: NetCDFIODriver, value: NoReturn) -> NoReturn:
+        raise AttributeError(f"{self._name!r} is the backend's: it cannot be set on the driver")
+
+
 #: Methods of the backend contract that the facade does not have (``sync`` and ``close``
 #: are openmmtools' own, the store's flush and close).
 _BACKEND_ONLY = frozenset(
@@ -177,28 +196,11 @@ class NetCDFIODriver(DriverFacade):
 
     Parameters
     ----------
-    file_name : str, bytes or os.PathLike
-        Path of the ``.nc`` file (a link is resolved once, at open).
-    access_mode : {None, 'w', 'a', 'r'}
-        See :class:`~writebehind.StorageIODriver`.
-    checksums : bool
-        Give the numeric appendable variables this driver creates HDF5's Fletcher32
-        checksum per chunk: a read of damaged bytes then raises
-        :class:`~writebehind.DamagedDataError` instead of returning them. Off by default
-        (it costs the writer about half its throughput).
+    file_name, access_mode, checksums
+        Those of :class:`~writebehind.NetCDFBackend`, which the driver makes with them: the
+        path of the ``.nc`` file; ``None``, ``'w'``, ``'a'`` or ``'r'``; whether numeric
+        appendable variables get HDF5's Fletcher32 checksum per chunk (off by default).
     """
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # Before the facade, a subclass could override the backend's methods here; now the
-        # engine would never call them. Refuse such a subclass rather than ignore it.
-        super().__init_subclass__(**kwargs)
-        overridden = sorted(_BACKEND_ONLY & vars(cls).keys())
-        if overridden:
-            raise TypeError(
-                f"{cls.__name__} overrides {', '.join(overridden)}: NetCDFIODriver is "
-                "openmmtools' driver API over a backend, and the store calls the backend's "
-                "methods; subclass writebehind.NetCDFBackend (and pass it to the store) instead"
-            )
 
     def __init__(
         self,
@@ -217,6 +219,18 @@ class NetCDFIODriver(DriverFacade):
         self._root: StorageInterfaceDirVar | None = None
         self._variables: dict[str, LegacyStorageVariable] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Before the facade, a subclass could override the backend's methods here; now the
+        # engine would never call them. Refuse such a subclass rather than ignore it.
+        super().__init_subclass__(**kwargs)
+        overridden = sorted(_BACKEND_ONLY & vars(cls).keys())
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(overridden)}: NetCDFIODriver is "
+                "openmmtools' driver API over a backend, and the store calls the backend's "
+                "methods; subclass writebehind.NetCDFBackend (and pass it to the store) instead"
+            )
+
     # -- what the store uses ---------------------------------------------------------------
     @property
     def backend(self) -> NetCDFBackend:
@@ -229,37 +243,17 @@ class NetCDFIODriver(DriverFacade):
         self._used = True
         return self._backend
 
-    # -- the backend's facts ---------------------------------------------------------------
-    @property
-    def file_name(self) -> str:
-        return self._backend.file_name
-
-    @property
-    def access_mode(self) -> str | None:
-        return self._backend.access_mode
-
-    @property
-    def read_only(self) -> bool:
-        return self._backend.read_only
-
-    @property
-    def checksums(self) -> bool:
-        """Whether the numeric appendable variables created get HDF5's Fletcher32."""
-        return self._backend.checksums
-
-    @property
-    def recovery(self) -> RecoveryReport | None:
-        """What crash recovery found when the file was opened (None: not opened, or new)."""
-        return self._backend.recovery
-
-    @property
-    def structure_frozen(self) -> str:
-        """Why no group or variable can be created in the open file ("" when they can)."""
-        return self._backend.structure_frozen
-
-    @property
-    def is_open(self) -> bool:
-        return self._backend.is_open
+    # -- the backend's facts, read-only -----------------------------------------------------
+    file_name = _FromBackend[str]()
+    access_mode = _FromBackend[str | None]()
+    read_only = _FromBackend[bool]()
+    is_open = _FromBackend[bool]()
+    checksums = _FromBackend[bool]()
+    """Whether the numeric appendable variables created get HDF5's Fletcher32."""
+    recovery = _FromBackend[RecoveryReport | None]()
+    """What crash recovery found when the file was opened (None: not opened, or new)."""
+    structure_frozen = _FromBackend[str]()
+    """Why no group or variable can be created in the open file ("" when they can)."""
 
     def __repr__(self) -> str:
         return f"<NetCDFIODriver {self.file_name!r} mode={self.access_mode!r}>"
@@ -312,35 +306,35 @@ class NetCDFIODriver(DriverFacade):
             private.close()
             self._backend.stop_truncating()
 
-    def _last_engine(self) -> Engine | None:
+    def _open_engine(self) -> Engine | None:
+        """The engine of the store using the driver, while that store is open.
+
+        None when no store was ever opened on the driver, or when it is closed or closing:
+        then only after its writer has finished the close (raising its failure, if any).
+        """
         engine, _core = last_store(self._backend)
+        if engine is not None and engine.closed:
+            engine.close()  # already closed or closing: this only waits for the writer
+            return None
         return engine
 
     def _drain(self) -> None:
         """Wait until the store using the driver has applied everything enqueued."""
-        engine = self._last_engine()
-        if engine is None:
-            return
-        if engine.closed:
-            engine.close()  # already closed or closing: this only waits for the writer
-            return
-        engine.run("drain", lambda: None)
+        engine = self._open_engine()
+        if engine is not None:
+            engine.run("drain", lambda: None)
 
     # -- openmmtools' driver API -----------------------------------------------------------
     def sync(self, durable: bool = False) -> None:
-        """Flush the store using the driver (``durable``: fsync too); see ``flush``.
+        """Flush the store using the driver (``durable``: fsync too), as ``StorageInterface.flush``.
 
         Raises
         ------
         BackgroundWriteError
             An operation failed on the writer.
         """
-        engine = self._last_engine()
-        if engine is None:
-            return  # no store was ever opened on the driver: nothing was written
-        if engine.closed:
-            engine.close()  # already closed or closing: this only waits for the writer
-        else:
+        engine = self._open_engine()
+        if engine is not None:  # None: nothing was written, or the close synced it
             engine.flush(durable)
 
     def close(self) -> None:

@@ -224,6 +224,8 @@ class StorageInterfaceDirVar(NodeBase):
             ``at_index`` on a variable with no entries.
         AttributeError
             The node is a group.
+        BackgroundWriteError, StoreClosedError, ReadOnlyError
+            The store failed, is closed, or is read-only.
         """
         core = self._core
         prepared = core.write_op(self._path, data, at_index)
@@ -241,6 +243,8 @@ class StorageInterfaceDirVar(NodeBase):
             ``data`` cannot be stored or does not match the earlier entries.
         AttributeError
             The node is a group.
+        BackgroundWriteError, StoreClosedError, ReadOnlyError
+            The store failed, is closed, or is read-only.
         """
         var = self._var
         if var is None:
@@ -258,6 +262,10 @@ class StorageInterfaceDirVar(NodeBase):
             No variable at this path.
         AttributeError
             The node is a group.
+        ValueError
+            ``at_index`` is out of range, or given for a fixed variable.
+        BackgroundWriteError, StoreClosedError
+            The store failed or is closed.
         """
         future, decode = self._core.read_call(self._path, at_index)
         return decode(self._core.engine.result(future))

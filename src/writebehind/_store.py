@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Iterator, Mapping
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize
@@ -13,18 +13,39 @@ from ._node import NodeBase, StorageInterfaceDirVar
 from ._targets import Target, backend_for
 from .drivers.base import StorageIODriver
 
-__all__ = ["StorageInterface", "StoreBase", "open"]
+__all__ = ["StorageInterface", "StoreBase", "close_failure_noted", "open"]
 
 NodeT = TypeVar("NodeT", bound=NodeBase)
 
 
 class StoreBase(Generic[NodeT]):
-    """What the sync and async stores share: navigation and properties (none of it waits)."""
+    """What the sync and async stores share: the opening, navigation and properties (none
+    of it waits)."""
 
-    _core: StoreCore
+    #: The class of the store's nodes.
+    _node_class: type[NodeT]
+    #: Whether creating the store waits for the open (the async store waits when entered).
+    _waits_for_open = True
+
+    def __init__(
+        self,
+        storage_driver: StorageIODriver | DriverFacade,
+        *,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        unit_registry: Any = None,
+    ):
+        core = StoreCore(
+            storage_driver,
+            max_pending_bytes=max_pending_bytes,
+            unit_registry=unit_registry,
+            wait_open=self._waits_for_open,
+        )
+        self._core = core
+        self._root: NodeT = self._node_class("", core, store=self)
+        self._finalizer = weakref.finalize(self, finalize, core)
 
     def _root_node(self) -> NodeT:
-        raise NotImplementedError
+        return self._root
 
     # -- navigation --------------------------------------------------------------------
     def __getattr__(self, name: str) -> NodeT:
@@ -68,6 +89,18 @@ class StoreBase(Generic[NodeT]):
         return self._core.engine.stats()
 
 
+@contextlib.contextmanager
+def close_failure_noted(exc: BaseException | None) -> Iterator[None]:
+    """Around the close that ends a ``with`` block: a failure of the close raises, unless the
+    block raised ``exc``; then ``exc`` propagates with the failure attached as a note."""
+    try:
+        yield
+    except Exception as close_error:
+        if exc is None:
+            raise
+        exc.add_note(f"writebehind: closing the store also failed: {close_error!r}")
+
+
 class StorageInterface(StoreBase[StorageInterfaceDirVar]):
     """A write-behind store over a storage driver, used from ordinary (blocking) code.
 
@@ -96,22 +129,7 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
     ``ForkedStoreError`` (the parent keeps the store; the child exits without touching it).
     """
 
-    def __init__(
-        self,
-        storage_driver: StorageIODriver | DriverFacade,
-        *,
-        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-        unit_registry: Any = None,
-    ):
-        core = StoreCore(
-            storage_driver, max_pending_bytes=max_pending_bytes, unit_registry=unit_registry
-        )
-        self._core = core
-        self._root = StorageInterfaceDirVar("", core, store=self)
-        self._finalizer = weakref.finalize(self, finalize, core)
-
-    def _root_node(self) -> StorageInterfaceDirVar:
-        return self._root
+    _node_class = StorageInterfaceDirVar
 
     # -- metadata ------------------------------------------------------------------------
     def add_metadata(self, name: str, value: Any) -> None:
@@ -145,32 +163,15 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
         BackgroundWriteError
             An operation failed on the writer (the file is closed all the same).
         """
-        if self._core.engine.closed:
-            self._core.engine.close()
-            return
-        try:
-            self._core.materialize_pending_metadata()
-        finally:  # the store closes even if that fails (and then raises it)
-            self._finalizer.detach()
-            self._core.engine.close()
+        self._finalizer.detach()
+        self._core.close()
 
     def __enter__(self) -> StorageInterface:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        with close_failure_noted(exc):
             self.close()
-            return
-        try:
-            self.close()
-        except Exception as close_error:
-            # The user's exception propagates; the close failure is attached as a note.
-            exc.add_note(f"writebehind: closing the store also failed: {close_error!r}")
 
 
 def open(

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -100,14 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"writebehind {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo",
-        help="run a small Langevin dynamics simulation that stores its output",
-        description="Simulate a cluster of argon atoms with Langevin dynamics (numpy), storing "
-        "positions, velocities, energies (with units) every step and a checkpoint dict every "
-        "K steps; then print the store's statistics and the stored tree.",
+    demo = _command(
+        commands, _demo, file_help="output file (default demo.nc)", nargs="?", default="demo.nc"
     )
-    demo.add_argument("file", nargs="?", default="demo.nc", help="output file (default demo.nc)")
     demo.add_argument("--steps", type=_positive, default=4000, help="steps (default 4000)")
     demo.add_argument("--atoms", type=_positive, default=64, help="atoms (default 64)")
     demo.add_argument(
@@ -123,31 +118,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace FILE even if it was not written by an earlier demo",
     )
-    demo.set_defaults(run=_demo)
 
-    inspect = commands.add_parser(
-        "inspect",
-        help="show the groups and variables of a NetCDF file",
-        description="Show the tree of groups and variables of a NetCDF file: for each "
-        "variable its kind (fixed or appendable), entries, entry shape, dtype, units and "
-        "metadata. Works on NetCDF files written by other programs too.",
-    )
-    inspect.add_argument("file", help="a NetCDF file")
+    inspect = _command(commands, _inspect, file_help="a NetCDF file")
     inspect.add_argument("--json", action="store_true", help="print the tree as JSON")
     inspect.add_argument(
         "--verify",
         action="store_true",
         help="also read every entry once and report damaged ones (exit status 1 if any)",
     )
-    inspect.set_defaults(run=_inspect)
 
-    read = commands.add_parser(
-        "read",
-        help="print a variable, or one entry of it",
-        description="Print the value of the variable at PATH (such as trajectory/positions), "
-        "decoded as StorageInterface.read() decodes it.",
-    )
-    read.add_argument("file", help="a NetCDF file")
+    read = _command(commands, _read, file_help="a NetCDF file")
     read.add_argument("path", help="the variable's path, such as trajectory/positions")
     read.add_argument(
         "--index",
@@ -156,29 +136,11 @@ def _parser() -> argparse.ArgumentParser:
         help="an entry (negative counts from the end) or a slice START:STOP[:STEP]",
     )
     read.add_argument("--full", action="store_true", help="print arrays without eliding")
-    read.set_defaults(run=_read)
 
-    recover = commands.add_parser(
-        "recover",
-        help="recover a file a crashed writer left, and say what was done",
-        description="Do what opening FILE with writebehind does to a file a killed or crashed "
-        "writer left (repair the HDF5 superblock, roll back an interrupted change of "
-        "structure, move an unrecoverable file aside), check that netCDF4 reads it, and "
-        "report. A file that was closed cleanly is only checked. See docs/durability.md.",
-    )
-    recover.add_argument("file", help="a NetCDF-4 file")
+    recover = _command(commands, _recover, file_help="a NetCDF-4 file")
     recover.add_argument("--json", action="store_true", help="print the report as JSON")
-    recover.set_defaults(run=_recover)
 
-    export = commands.add_parser(
-        "export",
-        help="convert a trajectory to an AMBER NetCDF trajectory (mdtraj, MDAnalysis, cpptraj)",
-        description="Copy the positions (and velocities, forces, box, time, if present) that "
-        "FILE holds one entry per frame, such as writebehind.openmm.Reporter writes, into an "
-        "AMBER-convention NetCDF trajectory: angstrom, picosecond, float32. Units are "
-        "converted from those stored; frames are copied a block at a time.",
-    )
-    export.add_argument("file", help="a NetCDF file holding a trajectory")
+    export = _command(commands, _export, file_help="a NetCDF file holding a trajectory")
     export.add_argument("--amber", required=True, metavar="OUT", help="the trajectory to write")
     export.add_argument("--group", default="", help="the group holding the variables (root)")
     for role, (default, target, _, _) in SOURCES.items():
@@ -208,8 +170,29 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add the frames to the end of OUT, an AMBER trajectory of the same atoms",
     )
-    export.set_defaults(run=_export)
     return parser
+
+
+def _command(
+    commands: Any,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    file_help: str,
+    **file_options: Any,
+) -> argparse.ArgumentParser:
+    """The subcommand that ``run`` runs, with its FILE argument (``file_options``: more of
+    that argument's settings).
+
+    It is named for ``run`` (``_read``: ``read``); the first line of ``run``'s docstring is
+    its line in ``writebehind --help``, the rest is what ``writebehind read --help`` says.
+    """
+    summary, _, description = (run.__doc__ or "").partition("\n\n")
+    command: argparse.ArgumentParser = commands.add_parser(
+        run.__name__.removeprefix("_"), help=summary.strip(), description=description
+    )
+    command.add_argument("file", help=file_help, **file_options)
+    command.set_defaults(run=run)
+    return command
 
 
 def _join_negative_index(argv: Sequence[str]) -> list[str]:
@@ -279,6 +262,12 @@ def _summary(file_name: str, verify: bool = False) -> FileSummary:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    """show the groups and variables of a NetCDF file
+
+    Show the tree of groups and variables of a NetCDF file: for each variable its kind
+    (fixed or appendable), entries, entry shape, dtype, units and metadata. Works on NetCDF
+    files written by other programs too.
+    """
     summary = _summary(args.file, verify=args.verify)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
@@ -297,6 +286,11 @@ def _inspect(args: argparse.Namespace) -> int:
 
 # -- read ------------------------------------------------------------------------------
 def _read(args: argparse.Namespace) -> int:
+    """print a variable, or one entry of it
+
+    Print the value of the variable at PATH (such as trajectory/positions), decoded as
+    StorageInterface.read() decodes it.
+    """
     from ._store import StorageInterface
 
     summary = _summary(args.file)  # the same checks and messages as inspect
@@ -404,6 +398,13 @@ def _reason(exc: BaseException) -> str:
 
 # -- recover ---------------------------------------------------------------------------
 def _recover(args: argparse.Namespace) -> int:
+    """recover a file a crashed writer left, and say what was done
+
+    Do what opening FILE with writebehind does to a file a killed or crashed writer left
+    (repair the HDF5 superblock, roll back an interrupted change of structure, move an
+    unrecoverable file aside), check that netCDF4 reads it, and report. A file that was
+    closed cleanly is only checked. See docs/durability.md.
+    """
     try:
         backend = backend_class_for(args.file)
     except ImportError as exc:  # a Zarr store without the zarr extra
@@ -428,6 +429,13 @@ def _recover(args: argparse.Namespace) -> int:
 
 # -- export ----------------------------------------------------------------------------
 def _export(args: argparse.Namespace) -> int:
+    """convert a trajectory to an AMBER NetCDF trajectory (mdtraj, MDAnalysis, cpptraj)
+
+    Copy the positions (and velocities, forces, box, time, if present) that FILE holds
+    one entry per frame, such as writebehind.openmm.Reporter writes, into an
+    AMBER-convention NetCDF trajectory: angstrom, picosecond, float32. Units are converted
+    from those stored; frames are copied a block at a time.
+    """
     from ._store import StorageInterface
 
     out = args.amber
@@ -468,6 +476,12 @@ def _export(args: argparse.Namespace) -> int:
 
 # -- demo ------------------------------------------------------------------------------
 def _demo(args: argparse.Namespace) -> int:
+    """run a small Langevin dynamics simulation that stores its output
+
+    Simulate a cluster of argon atoms with Langevin dynamics (numpy), storing positions,
+    velocities, energies (with units) every step and a checkpoint dict every K steps; then
+    print the store's statistics and the stored tree.
+    """
     from ._demo import DemoParameters, run_demo
     from ._legacy import NetCDFIODriver
     from ._store import StorageInterface

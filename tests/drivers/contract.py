@@ -291,6 +291,16 @@ class DriverContract:
         backend.write_value("v", b"\x00abc")
         assert bytes(backend.read_value("v")) == b"\x00abc"
 
+    def test_a_bytes_value_keeps_its_trailing_zero_bytes(self, backend: StorageIODriver) -> None:
+        backend.create_variable("v", BYTES, appendable=False)
+        backend.write_value("v", b"abc\x00\x00")
+        assert bytes(backend.read_value("v")) == b"abc\x00\x00"
+
+    def test_an_empty_bytes_value_reads_back(self, backend: StorageIODriver) -> None:
+        backend.create_variable("v", BYTES, appendable=False)
+        backend.write_value("v", b"")
+        assert bytes(backend.read_value("v")) == b""
+
     # -- what the engine relies on -----------------------------------------------------
     @pytest.mark.parametrize(
         "layout", [F8, I4, STRING, BYTES, Layout("numeric", F8.dtype, (10**6,))]

@@ -27,6 +27,8 @@ from writebehind.drivers.icechunk import IcechunkBackend, make_storage
 
 from .contract import DriverContract, MakeBackend, rows
 
+pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 3.12 too
+
 F8 = Layout("numeric", np.dtype("f8"), (2, 3))
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -76,6 +78,16 @@ def test_the_targets_name_the_icechunk_backend(tmp_path: Path) -> None:
     backend = backend_for(f"icechunk://{tmp_path}/repo#replica1", "w")
     assert isinstance(backend, IcechunkBackend)
     assert backend.branch == "replica1"
+
+
+def test_a_repository_is_created_in_the_format_icechunk_1_opens(
+    backend: IcechunkBackend, tmp_path: Path
+) -> None:
+    # Icechunk 2 (Python 3.12+) would create its format 2, which Icechunk 1 (Python 3.11)
+    # does not open: format 1 has a refs/ folder, format 2 a `repo` object instead
+    root = tmp_path / "repo"
+    assert (root / "refs").is_dir()
+    assert not (root / "repo").exists()
 
 
 def test_a_flush_is_one_commit(backend: IcechunkBackend, url: str) -> None:

@@ -48,3 +48,10 @@ def test_an_async_store_runs_on_the_memory_backend() -> None:
             return await store.x.read()
 
     assert anyio.run(main) == [1.0]
+
+
+def test_a_missing_variable_raises_a_key_error_naming_its_path() -> None:
+    backend = MemoryBackend("m", "w")
+    backend.open()
+    with pytest.raises(KeyError, match=r"No variable at 'traj/x'"):
+        backend.read_value("traj/x")

@@ -20,6 +20,8 @@ import writebehind
 from writebehind import StoreInUseError
 from writebehind.drivers.zarr import ZarrBackend
 
+pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 3.12 too
+
 
 @pytest.fixture(params=["local", "s3"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:

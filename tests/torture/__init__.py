@@ -1,1 +1,2 @@
-"""Kill-torture machinery shared by tests/test_durability_torture.py and tools/torture.py."""
+"""Kill-torture machinery shared by tests/drivers/netcdf/test_durability_torture.py and
+tools/torture.py."""

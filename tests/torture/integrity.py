@@ -1,7 +1,7 @@
 """The integrity torture: damaged copies of a cleanly closed file never yield a wrong value.
 
-Shared by tests/test_integrity_torture.py and tools/torture.py. Two families of damage,
-each on fresh copies of one file written by writebehind (:func:`write_reference`: the
+Shared by tests/drivers/netcdf/test_integrity_torture.py and tools/torture.py. Two families of
+damage, each on fresh copies of one file written by writebehind (:func:`write_reference`: the
 kill-torture's variables, a str per entry and two fixed variables):
 
 - :func:`truncation`: copies cut short (``head -c``) at cut points spread over the file,

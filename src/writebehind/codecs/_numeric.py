@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Layout
+from .base import Layout, Spec
 
 __all__ = [
     "PLAIN_ARRAY_SUBCLASSES",
@@ -15,6 +15,8 @@ __all__ = [
     "check_array_dtype",
     "check_castable",
     "logical_to_storage",
+    "numeric_spec",
+    "read_back",
     "storage_layout",
     "view_logical",
 ]
@@ -156,3 +158,13 @@ def view_logical(raw: np.ndarray[Any, Any], logical: np.dtype[Any]) -> np.ndarra
     if raw.dtype != logical:
         return raw.astype(logical)
     return raw
+
+
+def numeric_spec(codec: str, python: str, logical: np.dtype[Any], shape: tuple[int, ...]) -> Spec:
+    """The spec of a numeric codec's values of dtype ``logical`` and ``shape``."""
+    return Spec(codec, python, storage_layout(logical, shape), logical_name(logical))
+
+
+def read_back(raw: Any, spec: Spec) -> np.ndarray[Any, Any]:
+    """What a numeric variable of ``spec`` holds (``raw``), as an array of its logical dtype."""
+    return view_logical(np.asarray(raw), logical_from_name(spec.logical_dtype))

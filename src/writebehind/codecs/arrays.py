@@ -11,9 +11,8 @@ from ._numeric import (
     check_array_dtype,
     check_castable,
     logical_from_name,
-    logical_name,
-    storage_layout,
-    view_logical,
+    numeric_spec,
+    read_back,
 )
 from .base import Codec, Encoder, Spec
 
@@ -35,9 +34,7 @@ class ArrayCodec(Codec):
                 raise TypeError(f"not an ndarray: {type(value).__name__}")
             value = as_plain_array(value)
         logical = check_array_dtype(value.dtype)
-        return Spec(
-            self.name, "ndarray", storage_layout(logical, value.shape), logical_name(logical)
-        )
+        return numeric_spec(self.name, "ndarray", logical, value.shape)
 
     def encoder(self, spec: Spec) -> Encoder:
         logical = logical_from_name(spec.logical_dtype)
@@ -59,8 +56,8 @@ class ArrayCodec(Codec):
         return encode
 
     def decode_value(self, raw: Any, spec: Spec, registry: Any) -> Any:
-        out = view_logical(np.asarray(raw), logical_from_name(spec.logical_dtype))
+        out = read_back(raw, spec)
         return out.reshape(spec.layout.shape)
 
     def decode_entries(self, raw: Any, spec: Spec, registry: Any) -> Any:
-        return view_logical(np.asarray(raw), logical_from_name(spec.logical_dtype))
+        return read_back(raw, spec)

@@ -15,6 +15,7 @@ Payloads, by ``Layout.storage``:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ class Layout(NamedTuple):
         """Bytes one numeric entry occupies (a nominal 64 for strings and bytes)."""
         if self.storage != "numeric":
             return 64
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return int(math.prod(self.shape)) * self.dtype.itemsize
 
 
 @dataclass(frozen=True)

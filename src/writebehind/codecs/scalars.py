@@ -12,8 +12,8 @@ from ._numeric import (
     check_int_exact_in_float,
     logical_from_name,
     logical_name,
-    storage_layout,
-    view_logical,
+    numeric_spec,
+    read_back,
 )
 from .base import Codec, Encoder, Spec
 
@@ -48,7 +48,7 @@ class ScalarCodec(Codec):
             python, logical = "float", _PYTHON_DTYPES["float"]
         else:
             raise TypeError(f"not a scalar: {type(value).__name__}")
-        return Spec(self.name, python, storage_layout(logical, ()), logical_name(logical))
+        return numeric_spec(self.name, python, logical, ())
 
     def encoder(self, spec: Spec) -> Encoder:
         logical = logical_from_name(spec.logical_dtype)
@@ -97,7 +97,7 @@ class ScalarCodec(Codec):
         return float(item)
 
     def decode_entries(self, raw: Any, spec: Spec, registry: Any) -> Any:
-        return view_logical(np.asarray(raw), logical_from_name(spec.logical_dtype))
+        return read_back(raw, spec)
 
 
 def _plain(value: int | float) -> int | float | bool:

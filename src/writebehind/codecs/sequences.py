@@ -11,9 +11,8 @@ from ._numeric import (
     check_castable,
     check_int_exact_in_float,
     logical_from_name,
-    logical_name,
-    storage_layout,
-    view_logical,
+    numeric_spec,
+    read_back,
 )
 from .arrays import shape_error
 from .base import Codec, Encoder, Spec
@@ -108,24 +107,15 @@ class SequenceCodec(Codec):
             raise TypeError(f"not a list or tuple: {type(value).__name__}")
         arr = as_number_array(value)
         logical = check_array_dtype(arr.dtype)
-        return Spec(
-            self.name,
-            type(value).__name__,
-            storage_layout(logical, arr.shape),
-            logical_name(logical),
-        )
+        return numeric_spec(self.name, type(value).__name__, logical, arr.shape)
 
     def encoder(self, spec: Spec) -> Encoder:
         logical = logical_from_name(spec.logical_dtype)
         shape = spec.layout.shape
-        container = type(()) if spec.python == "tuple" else list
+        container = _container(spec)
 
         def encode(value: Any) -> Any:
-            if type(value) is not container:
-                raise TypeError(
-                    f"cannot store a {type(value).__name__} in a variable of {container.__name__}s"
-                )
-            arr = as_number_array(value)
+            arr = _entry_array(value, container)
             if arr.shape != shape:
                 raise shape_error(arr.shape, shape)
             # Python ints and floats mix freely in a float variable, as long as the float
@@ -142,14 +132,23 @@ class SequenceCodec(Codec):
         return encode
 
     def decode_value(self, raw: Any, spec: Spec, registry: Any) -> Any:
-        arr = view_logical(np.asarray(raw), logical_from_name(spec.logical_dtype))
+        arr = read_back(raw, spec)
         return _to_container(arr.reshape(spec.layout.shape), _container(spec))
 
     def decode_entries(self, raw: Any, spec: Spec, registry: Any) -> Any:
-        arr = view_logical(np.asarray(raw), logical_from_name(spec.logical_dtype))
+        arr = read_back(raw, spec)
         container = _container(spec)
         return [_to_container(entry, container) for entry in arr]
 
 
-def _container(spec: Spec) -> type:
+def _container(spec: Spec) -> type[list[Any] | tuple[Any, ...]]:
     return tuple if spec.python == "tuple" else list
+
+
+def _entry_array(value: Any, container: type[list[Any] | tuple[Any, ...]]) -> np.ndarray[Any, Any]:
+    """``value``, an entry of a variable of ``container`` (list or tuple), as an ndarray."""
+    if type(value) is not container:
+        raise TypeError(
+            f"cannot store a {type(value).__name__} in a variable of {container.__name__}s"
+        )
+    return as_number_array(value)

@@ -17,12 +17,25 @@ from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import numpy as np
+from zarr import AsyncArray
 from zarr.abc.store import Store
+from zarr.core.array_spec import ArraySpec
+from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import LocalStore, ObjectStore
 
 from .._paths import is_url
 
-__all__ = ["PendingWrites", "fsync_files", "lease_location", "make_store", "run", "submit"]
+__all__ = [
+    "PendingWrites",
+    "fsync_files",
+    "get_object_value",
+    "lease_location",
+    "make_store",
+    "run",
+    "set_object_value",
+    "submit",
+]
 
 T = TypeVar("T")
 
@@ -114,6 +127,49 @@ async def _after(before: list[Future[Any]], write: Coroutine[Any, Any, T]) -> T:
         with contextlib.suppress(BaseException):
             await asyncio.wrap_future(future)
     return await write
+
+
+# A value of a 0-d array of str or bytes is stored and read here, as its one chunk, because
+# zarr's own setitem and getitem of such an array differ between zarr versions and each
+# breaks a value: zarr 3.4 nests the 0-d array it was given inside its one element (bytes:
+# numcodecs raises "Expected bytes, got numpy.ndarray"), zarr 3.1 reads the value back as a
+# fixed-width numpy string (trailing NUL bytes or characters dropped). The chunk is the
+# whole value, encoded by the array's own codecs: the object is the one zarr writes, so a
+# store written on either version reads on the other.
+def _only_chunk(array: AsyncArray[Any]) -> tuple[Any, ArraySpec]:
+    metadata = array.metadata
+    spec = ArraySpec(
+        shape=(),
+        dtype=metadata.dtype,
+        fill_value=metadata.fill_value,
+        config=array.config,
+        prototype=default_buffer_prototype(),
+    )
+    return array.store_path / metadata.encode_chunk_key(()), spec
+
+
+async def set_object_value(array: AsyncArray[Any], value: str | bytes) -> None:
+    """Store ``value`` as the value of ``array``, a 0-d array of str or bytes."""
+    key, spec = _only_chunk(array)
+    data = np.empty((), dtype=spec.dtype.to_native_dtype())
+    data[()] = value  # a str or bytes object, never an array (which zarr 3.4 would nest)
+    (encoded,) = await array.codec_pipeline.encode(
+        [(spec.prototype.nd_buffer.from_numpy_array(data), spec)]
+    )
+    if encoded is None:  # no codec drops a chunk that is not empty; to be sure
+        raise RuntimeError(f"zarr encoded no chunk for the value of {array.path!r}")
+    await key.set(encoded)
+
+
+async def get_object_value(array: AsyncArray[Any]) -> Any:
+    """The value of ``array``, a 0-d array of str or bytes (its fill value if unwritten)."""
+    key, spec = _only_chunk(array)
+    encoded = await key.get(prototype=spec.prototype)
+    if encoded is None:
+        return array.metadata.fill_value
+    (decoded,) = await array.codec_pipeline.decode([(encoded, spec)])
+    assert decoded is not None
+    return decoded.as_numpy_array().reshape(-1)[0]
 
 
 def make_store(target: str, read_only: bool, options: Mapping[str, Any] | None) -> Store:

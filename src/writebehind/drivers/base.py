@@ -4,11 +4,11 @@ A driver (a *backend*) stores groups, variables with a :class:`~writebehind.code
 their entries and attributes. It knows nothing of codecs, threads, queues or stores: the
 engine calls every method from its one writer thread (``chunk_entries`` and ``check_name``
 excepted: they are pure), so an implementation needs no locking of its own, and no method
-calls back into the engine or a store. A new backend (Zarr, say) is one subclass of
-:class:`StorageIODriver` that passes the shared contract suite in ``tests/drivers/``
-(subclass ``tests.drivers.contract.DriverContract`` as ``tests/drivers/test_memory.py``
-does). Two are built in: ``NetCDFBackend`` (files) and ``MemoryBackend`` (Python objects,
-for tests).
+calls back into the engine or a store. A new backend is one subclass of
+:class:`StorageIODriver` that passes the shared contract suite (the tests'
+``DriverContract``, subclassed once per backend). Built in: ``NetCDFBackend`` (netCDF-4
+files), ``MemoryBackend`` (Python objects, for tests), ``ZarrBackend`` and
+``IcechunkBackend`` (Zarr v3 stores), ``AmberDriver`` (AMBER NetCDF-3 trajectories).
 
 What the engine relies on, beyond storing what it is given:
 
@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -48,7 +48,19 @@ from .. import _paths
 from .._bookkeeping import LENGTH_ATTR
 from ..codecs.base import Layout
 
-__all__ = ["NodeRecord", "StorageIODriver"]
+__all__ = ["NodeRecord", "StorageIODriver", "node_at"]
+
+_Node = TypeVar("_Node")
+
+
+def node_at(nodes: Mapping[str, _Node], path: str, what: str, where: str = "") -> _Node:
+    """``nodes[path]``; a missing one raises ``KeyError("No {what} at {path!r}")``, with
+    `` in {where!r}`` after it when ``where`` (a backend's storage) is given."""
+    try:
+        return nodes[path]
+    except KeyError:
+        place = f" in {where!r}" if where else ""
+        raise KeyError(f"No {what} at {path!r}{place}") from None
 
 
 @dataclass

@@ -26,7 +26,9 @@ here (a ``#branch`` fragment picks a branch; ``main`` by default); see
   and deletes the objects older than that which no branch or tag reaches any more
   (``Repository.garbage_collect``). Those include chunks another writer of the repository
   wrote and has not committed yet: ``keep_history`` must exceed the longest time any
-  writer of the repository goes between a write and its next flush.
+  writer of the repository goes between a write and its next flush;
+- a repository is created in Icechunk's format 1 on Icechunk 2 too (``CREATE_OPTIONS``), so
+  that it moves between Python 3.11 (Icechunk 1.x) and 3.12+ (Icechunk 2.x).
 """
 
 from __future__ import annotations
@@ -54,6 +56,14 @@ logger = logging.getLogger("writebehind")
 
 #: URL schemes of Icechunk repositories: a local directory, or S3 (and compatibles).
 SCHEMES = ("icechunk://", "icechunk+s3://")
+
+#: The major version of the Icechunk installed: 1 on Python 3.11, 2 on 3.12 and later.
+ICECHUNK_MAJOR = int(icechunk.__version__.split(".")[0])
+#: How a repository is created. Icechunk 2 creates its format 2 by default, which Icechunk 1
+#: cannot open ("no repository"); format 1, which Icechunk 2 reads and writes too, lets a
+#: repository written under one Python be read and appended to under the other. What format
+#: 2 adds that this costs: ``Session.amend`` (writebehind does not use it).
+CREATE_OPTIONS: dict[str, Any] = {"create_version": 1} if ICECHUNK_MAJOR >= 2 else {}
 
 
 def is_icechunk_target(target: str) -> bool:
@@ -93,6 +103,15 @@ def make_storage(location: str, options: Mapping[str, Any] | None) -> icechunk.S
     return icechunk.local_filesystem_storage(os.path.abspath(path))
 
 
+def _hint() -> str:
+    if ICECHUNK_MAJOR >= 2:
+        return ""
+    return (
+        f" (Icechunk {icechunk.__version__} opens repositories of format 1 only: one "
+        "created by Icechunk 2 in its format 2 needs Python 3.12+ and Icechunk 2)"
+    )
+
+
 def _open_or_create(storage: icechunk.Storage) -> icechunk.Repository:
     """``Repository.open_or_create``, when other writers may be creating the repository at
     the same moment: Icechunk lets one of them create it and fails the others ("branch
@@ -100,7 +119,7 @@ def _open_or_create(storage: icechunk.Storage) -> icechunk.Repository:
     open what it made. Raises Icechunk's error if it still fails after about 1.6 s."""
     for attempt in range(8):
         try:
-            return icechunk.Repository.open_or_create(storage)
+            return icechunk.Repository.open_or_create(storage, **CREATE_OPTIONS)
         except icechunk.IcechunkError:
             if attempt == 7:
                 raise
@@ -166,7 +185,7 @@ class IcechunkBackend(ZarrBackend):
         storage = make_storage(self.location, self.storage_options)
         if mode in ("a", "r"):
             if not icechunk.Repository.exists(storage):
-                raise FileNotFoundError(f"No Icechunk repository at {self.location!r}")
+                raise FileNotFoundError(f"No Icechunk repository at {self.location!r}{_hint()}")
             repo = icechunk.Repository.open(storage)
         else:
             repo = _open_or_create(storage)

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._bookkeeping import LENGTH_ATTR
 from ..codecs.base import Layout
-from .base import NodeRecord, StorageIODriver
+from .base import NodeRecord, StorageIODriver, node_at
 
 __all__ = ["MemoryBackend", "MemoryFile"]
 
@@ -186,10 +186,7 @@ class MemoryBackend(StorageIODriver):
 
     # -- data --------------------------------------------------------------------------
     def _variable(self, path: str) -> _Variable:
-        try:
-            return self._variables[path]
-        except KeyError:
-            raise KeyError(f"No variable at {path!r}") from None
+        return node_at(self._variables, path, "variable")
 
     def write_entries(self, path: str, start: int, entries: Any) -> None:
         self._writable()

@@ -21,7 +21,7 @@ written as whole chunks (in the background, all variables at once), beyond the s
 ``zarr.json`` with the new shape (and the length in ``writebehind_length``), one object
 per array. A reader (this backend in ``'r'``, xarray, zarr) therefore sees a prefix of
 written entries that only grows, never a row that was not written, and a process killed at
-any moment leaves every committed entry (tests/test_zarr_kill.py). Shapes of different
+any moment leaves every committed entry (a kill test proves it). Shapes of different
 arrays are separate objects: a kill within a commit can leave some committed and others
 not. ``durable`` on a local directory also fsyncs the chunk files (before the shapes) and
 the ``zarr.json`` files, and their directories; an object store's write is durable when it
@@ -51,7 +51,6 @@ from ..codecs.base import Layout
 from . import _zarr_io
 from ._zarr_attrs import decode_attrs, encode_attrs
 from ._zarr_layout import (
-    OBJECT,
     as_read,
     as_stored,
     chunk_keys,
@@ -62,7 +61,7 @@ from ._zarr_layout import (
     zarr_dtype,
 )
 from ._zarr_lease import LEASE_KEY, Lease
-from .base import NodeRecord, StorageIODriver
+from .base import NodeRecord, StorageIODriver, node_at
 
 __all__ = ["ZarrBackend"]
 
@@ -448,16 +447,10 @@ class ZarrBackend(StorageIODriver):
     def _group(self, path: str) -> AsyncGroup:
         if not path:
             return self._ensure_root() if self._root is None else self._root
-        try:
-            return self._groups[path]
-        except KeyError:
-            raise KeyError(f"No group at {path!r} in {self._file_name!r}") from None
+        return node_at(self._groups, path, "group", self._file_name)
 
     def _array(self, path: str) -> _Array:
-        try:
-            return self._arrays[path]
-        except KeyError:
-            raise KeyError(f"No variable at {path!r} in {self._file_name!r}") from None
+        return node_at(self._arrays, path, "variable", self._file_name)
 
     # -- data --------------------------------------------------------------------------
     def write_entries(self, path: str, start: int, entries: Any) -> None:
@@ -479,15 +472,17 @@ class ZarrBackend(StorageIODriver):
     def write_value(self, path: str, value: Any) -> None:
         state = self._array(path)
         self._check_writable()
-        if state.layout.storage == "numeric":
-            data = np.array(value, dtype=state.layout.dtype, copy=True)
-        else:
-            data = np.empty((), dtype=OBJECT)
-            data[()] = str(value) if state.layout.storage == "string" else bytes(value)
         keys = chunk_keys(state.array, 0, 1)
         self._track(*(f"{path}/{key}" for key in keys))
-        write = state.shaped().setitem(..., data)
-        self._pending.add([(path, key) for key in keys], int(np.asarray(data).nbytes), write)
+        if state.layout.storage == "numeric":
+            data = np.array(value, dtype=state.layout.dtype, copy=True)
+            write = state.shaped().setitem(..., data)
+            nbytes = data.nbytes
+        else:  # not through setitem: _zarr_io says why
+            item = str(value) if state.layout.storage == "string" else bytes(value)
+            write = _zarr_io.set_object_value(state.array, item)
+            nbytes = len(item)
+        self._pending.add([(path, key) for key in keys], nbytes, write)
 
     def read_entries(self, path: str, start: int, stop: int, step: int = 1) -> Any:
         state = self._array(path)
@@ -504,10 +499,9 @@ class ZarrBackend(StorageIODriver):
     def read_value(self, path: str) -> Any:
         state = self._array(path)
         self._pending.wait()
-        value = _zarr_io.run(state.array.getitem(...))
         if state.layout.storage == "numeric":
-            return np.asarray(value)
-        item: Any = np.asarray(value, dtype=OBJECT).reshape(-1)[0]
+            return np.asarray(_zarr_io.run(state.array.getitem(...)))
+        item = _zarr_io.run(_zarr_io.get_object_value(state.array))
         return str(item) if state.layout.storage == "string" else bytes(item)
 
 

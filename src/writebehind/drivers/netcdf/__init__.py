@@ -11,7 +11,7 @@ names and creates the files kept beside a netCDF file, ``shapes`` reads variable
 and ``descriptors`` tracks the files open in this process.
 
 Nothing outside this package imports those modules: the rest of writebehind reaches them
-through the names exported here (tests/test_import_layers.py checks it).
+through the names exported here (a test of the import graph checks it).
 """
 
 from __future__ import annotations

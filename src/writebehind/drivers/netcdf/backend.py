@@ -124,15 +124,15 @@ class NetCDFBackend(StorageIODriver):
         self._directory_synced = True  # False from creating the file to its first fsync
         # The file on disk is as the last sync (or a clean open) left it, and holds data a
         # rollback copy would protect; the copy is taken before the first change of structure
-        # after a sync (see _recovery.keep_rollback_copy) and dropped by the next sync.
+        # after a sync (see recovery.keep_rollback_copy) and dropped by the next sync.
         self._on_disk_consistent = False
         self._rollback_kept = False
-        self._index_journal: IndexJournal | None = None  # see _journal: chunk-index undo
+        self._index_journal: IndexJournal | None = None  # see journal: chunk-index undo
         self._entries_written = False  # since the last sync: only then can an index change
         self._bytes_unread = 0  # of entries whose index nodes the metadata journal has not read
         self._identity: FileIdentity | None = None  # of the open file, for its side files
         # The pre-images of the metadata, kept before the first change of structure after a
-        # sync in place of the rollback copy when they are small enough (see _metajournal).
+        # sync in place of the rollback copy when they are small enough (see metajournal).
         self._metadata_journal: MetadataJournal | None = None
         self._metadata_saved = False
         #: The file's path with every link resolved, once, at open: the data lands in a
@@ -151,7 +151,7 @@ class NetCDFBackend(StorageIODriver):
             raise FileNotFoundError(f"No such NetCDF file: {self._file_name!r}")
         if mode is None and not exists:
             return  # created on the first write: a read never makes an empty file
-        if mode != "w":  # a file left by a crash (see _recovery); reading never writes
+        if mode != "w":  # a file left by a crash (see recovery); reading never writes
             _OPEN_FILES.check_not_inherited(self._path)  # a fork's stale copy of it
             self.recovery = recover(self._path, write=mode != "r")
         self._open_dataset("w" if mode == "w" else ("r" if mode == "r" else "a"))
@@ -675,6 +675,7 @@ def _fit_dimension_name(name: str) -> str:
     return f"{head}_{zlib.crc32(encoded):08x}"
 
 
+@functools.lru_cache(maxsize=1024)  # on the caller's path: each new variable asks
 def chunk_shape(layout: Layout) -> tuple[int, ...]:
     """``CHUNK_TARGET_BYTES`` of whole entries plus two (at most 8192 entries and
     ``CHUNK_SLICE_BYTES``), or equal slices of an entry over ``CHUNK_SLICE_BYTES``.
@@ -695,10 +696,10 @@ def chunk_shape(layout: Layout) -> tuple[int, ...]:
     MiB). Files written with other chunk shapes (about 1 MiB before this version) are read
     and appended to as they are: the shape is each variable's own.
     """
-    entry_shape = tuple(max(1, n) for n in layout.shape)
+    entry_shape = tuple(max(1, int(n)) for n in layout.shape)
     if layout.storage != "numeric":
         return (1024,)
-    entry_bytes = max(1, int(np.prod(entry_shape, dtype=np.int64)) * layout.dtype.itemsize)
+    entry_bytes = max(1, math.prod(entry_shape) * layout.dtype.itemsize)
     if entry_bytes <= CHUNK_SLICE_BYTES:
         fits = CHUNK_TARGET_BYTES // entry_bytes + 2
         entries = max(1, min(CHUNK_MAX_ENTRIES, fits, CHUNK_SLICE_BYTES // entry_bytes))

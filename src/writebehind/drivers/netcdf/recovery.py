@@ -52,6 +52,7 @@ from .sidefiles import (
     FileIdentity,
     create_exclusive,
     fsync_directory,
+    log_unproven,
     new_file_id,
     remove_side_files,
 )
@@ -186,20 +187,27 @@ class RecoveryReport:
                 "  could not remove variable-length rows past the last flush "
                 f"({self.cut_error}): appending to them will fail"
             )
-        if self.rolled_back:
-            lines.append(
-                "  a flush that was changing its structure had left it unreadable: rolled "
-                f"back to the copy taken before that flush; the broken file is {self.moved_to}"
-            )
-        elif self.moved_to:
-            lines.append(f"  unrecoverable: moved aside to {self.moved_to}")
-        elif self.readable_after and not self.clean:
-            lines.append("  recovered: every flushed entry is readable")
-        elif self.readable_after is False and not self.probe_error:
-            lines.append("  netCDF4 cannot read it")
+        outcome = self._outcome()
+        if outcome:
+            lines.append(f"  {outcome}")
         if len(lines) == 1 and self.clean:
             lines[0] += ", nothing to recover"
         return "\n".join(lines)
+
+    def _outcome(self) -> str:
+        """The state the file is left in, when the lines before have not said it ("")."""
+        if self.rolled_back:
+            return (
+                "a flush that was changing its structure had left it unreadable: rolled back "
+                f"to the copy taken before that flush; the broken file is {self.moved_to}"
+            )
+        if self.moved_to:
+            return f"unrecoverable: moved aside to {self.moved_to}"
+        if self.readable_after and not self.clean:
+            return "recovered: every flushed entry is readable"
+        if self.readable_after is False and not self.probe_error:
+            return "netCDF4 cannot read it"
+        return ""
 
 
 # -- recovery ------------------------------------------------------------------------------
@@ -764,12 +772,7 @@ def _rollback_identity(path: str, fd: int, file_id: str | None) -> bool:
     identity = _rollback_identity_of(path)
     if identity is not None and identity.proves(fd, file_id):
         return True
-    logger.warning(
-        "writebehind: %s: ignored and removed %s: %s",
-        path,
-        rollback_path(path),
-        "it is incomplete" if identity is None else "it is a copy of another file",
-    )
+    log_unproven(path, rollback_path(path), identity, "it is a copy of another file")
     drop_rollback_copy(path)
     return False
 

@@ -23,16 +23,20 @@ read leaves a mark that such a file system cannot prove (docs/durability.md).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Callable
 
 from ..._errors import RecoveryError
-from .sidefiles import RECOVERING_SUFFIX, FileIdentity, create_exclusive, fsync_directory
+from .sidefiles import (
+    RECOVERING_SUFFIX,
+    FileIdentity,
+    create_exclusive,
+    fsync_directory,
+    log_unproven,
+)
 
 __all__ = ["begin", "exists", "finish", "load", "mark_path", "proven", "record_file_id"]
 
-logger = logging.getLogger("writebehind")
 
 _MAGIC = b"WBRECOV1"
 _SIZE = len(_MAGIC) + FileIdentity.SIZE
@@ -118,12 +122,7 @@ def proven(path: str, fd: int, read_file_id: Callable[[], str | None]) -> bool:
         )
     if proof:
         return True
-    logger.warning(
-        "writebehind: %s: ignored and removed %s: %s",
-        path,
-        mark_path(path),
-        "it is incomplete" if identity is None else "it does not belong to this file",
-    )
+    log_unproven(path, mark_path(path), identity, "it does not belong to this file")
     finish(path)
     return False
 

@@ -41,6 +41,7 @@ __all__ = [
     "close_and_remove",
     "create_exclusive",
     "fsync_directory",
+    "log_unproven",
     "new_file_id",
     "remove_side_files",
     "side_files",
@@ -176,6 +177,17 @@ def remove_side_files(path: str, why: str, keep: str = "") -> list[str]:
     if removed:
         logger.info("writebehind: %s: removed %s (%s)", path, ", ".join(removed), why)
     return removed
+
+
+def log_unproven(path: str, side: str, identity: FileIdentity | None, whose: str) -> None:
+    """Log that the side file ``side`` of ``path`` proved nothing and is removed: it is
+    incomplete (no ``identity`` could be read from it), or it is ``whose``."""
+    logger.warning(
+        "writebehind: %s: ignored and removed %s: %s",
+        path,
+        side,
+        "it is incomplete" if identity is None else whose,
+    )
 
 
 def create_exclusive(path: str) -> int:

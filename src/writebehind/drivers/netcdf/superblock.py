@@ -108,60 +108,46 @@ def _parse_superblock(path: str, offset: int, head: bytes) -> Superblock:
     return Superblock(offset, version, o, flags, base, eof, raw)
 
 
+_MASK = 0xFFFFFFFF
+#: The rotation counts of lookup3.c's ``mix`` and ``final`` macros, in their order.
+_MIX_ROTATIONS = (4, 6, 8, 16, 19, 4)
+_FINAL_ROTATIONS = (14, 11, 25, 16, 4, 14, 24)
+
+
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & _MASK
+
+
+def _add_words(abc: list[int], block: bytes) -> None:
+    """Add the three little-endian 32-bit words of a 12-byte ``block`` to ``a, b, c``."""
+    for i in range(3):
+        abc[i] = (abc[i] + int.from_bytes(block[4 * i : 4 * i + 4], "little")) & _MASK
+
+
 def lookup3(data: bytes, initval: int = 0) -> int:
-    """Bob Jenkins' lookup3 ``hashlittle``, the checksum of HDF5 metadata."""
-    mask = 0xFFFFFFFF
+    """Bob Jenkins' lookup3 ``hashlittle``, the checksum of HDF5 metadata.
 
-    def rot(x: int, k: int) -> int:
-        return ((x << k) | (x >> (32 - k))) & mask
-
+    lookup3.c's ``mix`` and ``final`` macros each repeat one step with the roles of ``a``,
+    ``b`` and ``c`` rotated; here each is that step in a loop over the macro's rotation
+    counts (``abc`` is ``[a, b, c]``).
+    """
     length = len(data)
-    a = b = c = (0xDEADBEEF + length + initval) & mask
+    abc = [(0xDEADBEEF + length + initval) & _MASK] * 3
     pos = 0
     while length > 12:
-        a = (a + int.from_bytes(data[pos : pos + 4], "little")) & mask
-        b = (b + int.from_bytes(data[pos + 4 : pos + 8], "little")) & mask
-        c = (c + int.from_bytes(data[pos + 8 : pos + 12], "little")) & mask
-        # mix(a, b, c)
-        a = (a - c) & mask
-        a ^= rot(c, 4)
-        c = (c + b) & mask
-        b = (b - a) & mask
-        b ^= rot(a, 6)
-        a = (a + c) & mask
-        c = (c - b) & mask
-        c ^= rot(b, 8)
-        b = (b + a) & mask
-        a = (a - c) & mask
-        a ^= rot(c, 16)
-        c = (c + b) & mask
-        b = (b - a) & mask
-        b ^= rot(a, 19)
-        a = (a + c) & mask
-        c = (c - b) & mask
-        c ^= rot(b, 4)
-        b = (b + a) & mask
+        _add_words(abc, data[pos : pos + 12])
+        for step, k in enumerate(_MIX_ROTATIONS):
+            # mix: a -= c; a ^= rot(c, 4); c += b; then b -= a; b ^= rot(a, 6); a += c...
+            x, y, z = step % 3, (step + 1) % 3, (step + 2) % 3
+            abc[x] = ((abc[x] - abc[z]) & _MASK) ^ _rot(abc[z], k)
+            abc[z] = (abc[z] + abc[y]) & _MASK
         length -= 12
         pos += 12
     if length == 0:
-        return c
-    tail = data[pos:] + bytes(12 - length)
-    a = (a + int.from_bytes(tail[0:4], "little")) & mask
-    b = (b + int.from_bytes(tail[4:8], "little")) & mask
-    c = (c + int.from_bytes(tail[8:12], "little")) & mask
-    # final(a, b, c)
-    c ^= b
-    c = (c - rot(b, 14)) & mask
-    a ^= c
-    a = (a - rot(c, 11)) & mask
-    b ^= a
-    b = (b - rot(a, 25)) & mask
-    c ^= b
-    c = (c - rot(b, 16)) & mask
-    a ^= c
-    a = (a - rot(c, 4)) & mask
-    b ^= a
-    b = (b - rot(a, 14)) & mask
-    c ^= b
-    c = (c - rot(b, 24)) & mask
-    return c
+        return abc[2]
+    _add_words(abc, data[pos:] + bytes(12 - length))
+    for step, k in enumerate(_FINAL_ROTATIONS):
+        # final: c ^= b; c -= rot(b, 14); then a ^= c; a -= rot(c, 11); then b ^= a...
+        x, y = (step + 2) % 3, (step + 1) % 3
+        abc[x] = ((abc[x] ^ abc[y]) - _rot(abc[y], k)) & _MASK
+    return abc[2]
