@@ -35,12 +35,22 @@ Target = str | bytes | os.PathLike[str] | os.PathLike[bytes] | StorageIODriver |
 
 def is_zarr_target(target: str) -> bool:
     """Whether ``target`` names a Zarr store: a URL (``s3://...``), a ``*.zarr`` path, or a
-    path through a ``*.zarr`` directory (a group of that hierarchy: ``ens.zarr/replica-0``)."""
-    return (
-        is_url(target)
-        or target.rstrip("/\\").endswith(".zarr")
-        or bool(split_zarr_target(target)[1])
-    )
+    path through a ``*.zarr`` directory (a group of that hierarchy: ``ens.zarr/replica-0``).
+
+    A local path whose last part has a NetCDF/HDF5 suffix (``.nc``, ``.nc4``, ``.h5``...) is
+    a NetCDF file even inside a ``*.zarr`` directory: ``run.zarr/segment-3.nc`` stays NetCDF.
+    """
+    if is_url(target):
+        return True
+    if target.rstrip("/\\").endswith(".zarr"):
+        return True
+    if os.path.splitext(target)[1].lower() in NETCDF_SUFFIXES:
+        return False
+    return bool(split_zarr_target(target)[1])
+
+
+NETCDF_SUFFIXES = frozenset({".nc", ".nc4", ".cdf", ".netcdf", ".h5", ".hdf5", ".he5"})
+"""Suffixes of a last path part that make a local path a NetCDF file wherever it is."""
 
 
 def backend_for(
