@@ -53,7 +53,7 @@ from ._errors import BackgroundWriteError, ForkedStoreError, StoreClosedError
 from .codecs.base import Layout
 from .drivers.base import StorageIODriver
 
-__all__ = ["Engine", "EngineStats", "Handle", "Lifecycle", "Staging"]
+__all__ = ["Engine", "EngineStats", "FrameLayout", "Handle", "Lifecycle", "Staging"]
 
 logger = logging.getLogger("writebehind")
 
@@ -175,6 +175,51 @@ class Staging:
         self.open_chunk: _AppendChunk | None = None
         self.free_buffers: list[np.ndarray[Any, Any]] = []
         self.filled = False  # its last buffer filled up before the writer took it
+
+
+class FrameLayout:
+    """The variables of a frame for ``Engine.append_frame``, checked once (see
+    ``Engine.frame_layout``)."""
+
+    __slots__ = ("nbytes", "scalar_types", "scales", "variables")
+
+    def __init__(self, variables: Sequence[Staging], scales: Sequence[float | None] | None):
+        self.variables = tuple(variables)
+        if len(set(self.variables)) != len(self.variables):
+            raise ValueError("a frame holds one entry of each variable: a variable is given twice")
+        for var in self.variables:
+            if not var.numeric:
+                raise ValueError(
+                    f"{var.path!r} does not hold numbers: append its entries one by one"
+                )
+        self.scales: tuple[float | None, ...] = (
+            (None,) * len(self.variables) if scales is None else tuple(scales)
+        )
+        if len(self.scales) != len(self.variables):
+            raise ValueError(f"{len(self.scales)} scales for {len(self.variables)} variables")
+        self.nbytes = sum(var.entry_nbytes for var in self.variables)
+        #: The Python number types copied by item assignment into each variable (a scalar
+        #: variable of their kind: no cast to check); others go through numpy's casting.
+        self.scalar_types = tuple(map(_assignable, self.variables, self.scales))
+
+
+def _assignable(var: Staging, scale: float | None) -> tuple[type, ...]:
+    """The Python numbers an item assignment stores in a scalar entry of ``var`` as
+    ``append_frame``'s casting would: a float into float64, or scaled into float32 (which
+    rounds, as numpy's ``same_kind`` cast does), an int into int64 (unscaled)."""
+    if var.layout.shape != ():
+        return ()
+    dtype = var.layout.dtype
+    if dtype.kind == "f" and (scale is not None or dtype.itemsize == 8):
+        return (float,)
+    if dtype == np.int64 and scale is None:
+        return (int,)
+    return ()
+
+
+def _new_entry_buffer(var: Staging) -> Any:
+    """A buffer of one entry of ``var``, for an entry over ALONE_ENTRY_BYTES."""
+    return np.empty((1, *var.layout.shape), dtype=var.layout.dtype)
 
 
 class Handle:
@@ -812,24 +857,36 @@ class Engine:
                 return None
             return self._stage(var, payload)
 
-    def append_frame(
-        self,
-        variables: Sequence[Staging],
-        payloads: Sequence[Any],
-        scales: Sequence[float | None] | None = None,
-    ) -> Handle:
-        """Stage one entry of each of ``variables`` at once: one lock for all, all or none.
+    def frame_layout(
+        self, variables: Sequence[Staging], scales: Sequence[float | None] | None = None
+    ) -> FrameLayout:
+        """The layout of the frames ``append_frame`` stages: one entry of each of
+        ``variables``, checked here once.
+
+        ``scales[i]`` not None: the entry stored for ``variables[i]`` is its payload times
+        ``scales[i]``, computed straight into the staging buffer and cast to the variable's
+        dtype as numpy's ``same_kind`` casting allows (float64 into float32: a unit
+        conversion into a float32 file).
+
+        Raises
+        ------
+        ValueError
+            A variable does not hold numbers or is given twice, or ``scales`` is not one
+            per variable.
+        """
+        return FrameLayout(variables, scales)
+
+    def append_frame(self, frame: FrameLayout, payloads: Sequence[Any]) -> Handle:
+        """Stage one entry of each of the frame's variables at once: one lock, all or none.
 
         For a caller that appends the same numeric variables again and again, such as a
         trajectory's frames (``writebehind.openmm``'s reporter: 5 to 8 variables a frame,
         where separate appends would take the lock and run an encoder each). The caller
         checks its first entries through the variables' encoders, which fixes their units,
-        dtypes and shapes; ``payloads[i]`` is then the entry of ``variables[i]`` as its
-        encoder would return it, in the variable's stored units. With ``scales[i]`` not
-        None, the entry stored is ``payloads[i] * scales[i]``, computed straight into the
-        staging buffer (no copy before) and cast to the variable's dtype as numpy's
-        ``same_kind`` casting allows (float64 into float32: a unit conversion into a
-        float32 file); without, the entry is copied with ``safe`` casting.
+        dtypes and shapes; ``payloads[i]`` is then the entry of the frame's ``i``-th
+        variable as its encoder would return it, in the variable's stored units (times the
+        frame's scale, if it has one: see ``frame_layout``). An unscaled entry is copied
+        with numpy's ``safe`` casting.
 
         Every entry is copied under the lock, even one over ``ALONE_ENTRY_BYTES`` (which
         ``append`` copies outside it): the frame is staged whole or not at all.
@@ -837,95 +894,108 @@ class Engine:
         Raises
         ------
         ValueError
-            A variable does not hold numbers or is given twice, an entry's shape is not
-            its variable's, or the sequences differ in length. Nothing is staged.
+            Not one payload per variable, or an entry's shape is not its variable's.
+            Nothing is staged.
         TypeError
             An entry does not cast to its variable's dtype. Nothing is staged.
         BackgroundWriteError, StoreClosedError, ForkedStoreError
             As ``append``.
         """
-        count = len(variables)
-        if len(payloads) != count or (scales is not None and len(scales) != count):
-            raise ValueError("append_frame needs one payload (and one scale) per variable")
-        if len(set(variables)) != count:
-            raise ValueError("append_frame: a variable is given twice (one entry each)")
-        nbytes = 0
-        alone: list[Any] = [None] * count  # buffers made before the lock, for big entries
-        any_alone = False
+        variables = frame.variables
+        if len(payloads) != len(variables):
+            raise ValueError(
+                f"a frame of {len(variables)} variables, given {len(payloads)} entries"
+            )
+        alone: list[Any] = []  # buffers made before the lock, for entries over ALONE_ENTRY_BYTES
         for i, var in enumerate(variables):
-            if not var.numeric:
-                raise ValueError(
-                    f"{var.path!r} does not hold numbers: append its entries one by one"
-                )
             payload = payloads[i]
-            shape = payload.shape if type(payload) is np.ndarray else np.shape(payload)
+            if type(payload) is np.ndarray:
+                shape = payload.shape
+            elif type(payload) in frame.scalar_types[i]:
+                shape = ()
+            else:
+                shape = np.shape(payload)
             if shape != var.layout.shape:
                 raise ValueError(
                     f"an entry of shape {shape} for {var.path!r}, whose entries are "
                     f"{var.layout.shape}"
                 )
-            nbytes += var.entry_nbytes
             if var.capacity == 1:
-                any_alone = True
-                if not var.free_buffers:
-                    alone[i] = np.empty((1, *var.layout.shape), dtype=var.layout.dtype)
+                alone.append(None if var.free_buffers else _new_entry_buffer(var))
             elif var.open_chunk is None and not var.free_buffers:
                 self._prepare_buffer(var)
         with self._mutex:
             if self._unusable:
                 self.check_usable()
             if self._pending_bytes > self.max_pending_bytes:
-                self.make_room(nbytes)
+                self.make_room(frame.nbytes)
             opened: list[_AppendChunk] = []
             try:
-                for i, var in enumerate(variables):
-                    if var.capacity == 1:
-                        buffer = alone[i]
-                        if buffer is None or var.free_buffers:
-                            buffer = alone[i] = (
-                                self._reuse(var)
-                                if var.free_buffers
-                                else np.empty((1, *var.layout.shape), dtype=var.layout.dtype)
-                            )
-                        slot = buffer
-                    else:
-                        chunk = var.open_chunk
-                        if chunk is None:
-                            chunk = self._open_chunk(var)
-                            opened.append(chunk)
-                        slot = chunk.buffer[chunk.count : chunk.count + 1]
-                    scale = None if scales is None else scales[i]
-                    if scale is None:
-                        np.copyto(slot, payloads[i], casting="safe")
-                    else:
-                        np.multiply(payloads[i], scale, out=slot, casting="same_kind")
+                self._copy_frame(frame, payloads, alone, opened)
             except BaseException:
                 self._unstage(opened)
                 raise
             # Every entry is copied: count them (as ``_stage`` and ``_append_alone`` do).
-            for i, var in enumerate(variables):
+            alone_index = 0
+            for var in variables:
                 entry_nbytes = var.entry_nbytes
                 if var.capacity == 1:
-                    chunk = _AppendChunk(var, var.length, alone[i])
+                    chunk = _AppendChunk(var, var.length, alone[alone_index])
+                    alone_index += 1
                     chunk.count, chunk.nbytes, chunk.sealed = 1, entry_nbytes, True
                     self._ops.append(chunk)
                 else:
-                    chunk = var.open_chunk
-                    assert chunk is not None  # opened above; only this call stages to it
-                    chunk.count += 1
-                    chunk.nbytes += entry_nbytes
-                    if chunk.count == chunk.capacity:
-                        chunk.sealed = True
+                    open_chunk = var.open_chunk
+                    assert open_chunk is not None  # opened by _copy_frame
+                    open_chunk.count += 1
+                    open_chunk.nbytes += entry_nbytes
+                    if open_chunk.count == open_chunk.capacity:
+                        open_chunk.sealed = True
                         var.open_chunk = None
                         var.filled = True
                         self.cond.notify_all()
                 var.length += 1
+            count = len(variables)
             self._seq += count
             self._pending_ops += count
-            self._pending_bytes += nbytes
-            if any_alone:
+            self._pending_bytes += frame.nbytes
+            if alone:
                 self.cond.notify_all()  # a sealed chunk waits, as after ``_append_alone``
             return Handle(self, self._seq)
+
+    def _copy_frame(
+        self,
+        frame: FrameLayout,
+        payloads: Sequence[Any],
+        alone: list[Any],
+        opened: list[_AppendChunk],
+    ) -> None:
+        """Copy a frame's entries into their slots, counting none. Lock held."""
+        alone_index = 0
+        scales = frame.scales
+        for i, var in enumerate(frame.variables):
+            payload = payloads[i]
+            scale = scales[i]
+            if var.capacity == 1:
+                if alone[alone_index] is None:
+                    alone[alone_index] = (
+                        self._reuse(var) if var.free_buffers else _new_entry_buffer(var)
+                    )
+                buffer, index = alone[alone_index], 0
+                alone_index += 1
+            else:
+                chunk = var.open_chunk
+                if chunk is None:
+                    chunk = self._open_chunk(var)  # wakes an idle writer, once a frame
+                    opened.append(chunk)
+                buffer, index = chunk.buffer, chunk.count
+            if frame.scalar_types[i] and type(payload) in frame.scalar_types[i]:
+                # A Python number into its kind of variable: an item assignment.
+                buffer[index] = payload if scale is None else payload * scale
+            elif scale is None:
+                np.copyto(buffer[index : index + 1], payload, casting="safe")
+            else:
+                np.multiply(payload, scale, out=buffer[index : index + 1], casting="same_kind")
 
     def _unstage(self, opened: list[_AppendChunk]) -> None:
         """Take back the chunks an ``append_frame`` that failed opened (empty). Lock held."""

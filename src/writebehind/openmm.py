@@ -27,7 +27,7 @@ from openmm import unit
 
 from . import __version__ as _writebehind_version
 from ._async_store import AsyncStorageInterface
-from ._engine import Engine, Staging, on_writer_thread
+from ._engine import Engine, FrameLayout, on_writer_thread
 from ._legacy import NetCDFIODriver
 from ._node import StorageInterfaceDirVar
 from ._store import StorageInterface, StoreBase
@@ -62,8 +62,7 @@ class _Frame(NamedTuple):
     """What every report after the first appends, in one ``Engine.append_frame``."""
 
     engine: Engine
-    variables: list[Staging]
-    scales: list[float | None]  # AMBER's unit conversions; None: stored as OpenMM gives it
+    layout: FrameLayout  # the variables, and AMBER's unit conversions (scales)
     units: dict[str, Any]  # the OpenMM units of the first report's time, box, energies
 
 
@@ -217,7 +216,7 @@ class Reporter:
         if self._frame is not None:
             payloads = self._frame_payloads(simulation, state)
             if payloads is not None:
-                self._frame.engine.append_frame(self._frame.variables, payloads, self._frame.scales)
+                self._frame.engine.append_frame(self._frame.layout, payloads)
                 return
         # The first report (or one whose units are not the first's) goes through the
         # store's encoders, which check each value and fix the variables' units and shapes.
@@ -403,7 +402,8 @@ class Reporter:
         if self._want["energy"]:
             units["energy"] = state.getPotentialEnergy().unit
         self._check_vector_reads(state)
-        return _Frame(self._store._core.engine, variables, scales, units)
+        engine = self._store._core.engine
+        return _Frame(engine, engine.frame_layout(variables, scales), units)
 
     def _check_vector_reads(self, state: Any) -> None:
         """Read OpenMM's vectors into reused arrays only if that gives exactly what
