@@ -475,3 +475,26 @@ def test_an_amber_reporter_stores_a_box_that_changes_between_frames(water_box, t
     expected = [cube, cube, tilted, cube]
     np.testing.assert_allclose(lengths, [e[0] for e in expected], rtol=1e-6)
     np.testing.assert_allclose(angles, [e[1] for e in expected], rtol=1e-6)
+
+
+@pytest.mark.parametrize("format", ["writebehind", "amber"])
+def test_a_reporter_whose_fast_read_of_the_vectors_differs_uses_openmms_accessors(
+    water_box, tmp_path, monkeypatch, format
+):
+    # After the first report, the reporter reads positions and velocities with OpenMM's
+    # private State._getVectorAsNumpy, once it gave what getPositions(asNumpy=True) gives:
+    # a read that differs is not used, and the file holds OpenMM's values all the same.
+    monkeypatch.setattr(
+        Reporter, "_vector", lambda self, state, kind: np.zeros((state._getNumParticles(), 3))
+    )
+    path = tmp_path / "traj.nc"
+    with Reporter(path, INTERVAL, velocities=True, format=format) as reporter:
+        states = simulate(water_box, reporter)
+        assert reporter._frame is not None and not reporter._raw_vectors
+    with netCDF4.Dataset(path) as dataset:
+        name = "coordinates" if format == "amber" else "positions"
+        stored = dataset[name][:]
+    expected = np.array([s["positions"] for s in states])
+    if format == "amber":
+        expected = (expected * 10).astype(np.float32)
+    np.testing.assert_array_equal(stored, expected)
