@@ -31,6 +31,7 @@ from ._engine import Engine, FrameLayout, on_writer_thread
 from ._legacy import NetCDFIODriver
 from ._node import StorageInterfaceDirVar
 from ._store import StorageInterface, StoreBase
+from .codecs.openmm_units import pint_units_of
 from .drivers.amber import AmberDriver, cell_lengths_and_angles
 from .drivers.netcdf import LIBRARY_LOCK
 
@@ -80,6 +81,16 @@ _MD_UNITS = {
 _RAW_VECTORS = hasattr(openmm.State, "_getVectorAsNumpy") and hasattr(
     openmm.State, "_getNumParticles"
 )
+
+
+def _stored_in(node: Any, openmm_unit: Any) -> bool:
+    """Whether the variable of ``node`` stores quantities in ``openmm_unit`` (as the
+    store's encoder decides: then it stores a magnitude as it is)."""
+    units = node.variable.units
+    if units is None:
+        return False
+    pint_units, text = pint_units_of(openmm_unit)
+    return bool(text == units or pint_units == pint_units._REGISTRY.parse_units(units))
 
 
 class Reporter:
@@ -180,6 +191,7 @@ class Reporter:
         self._to = {name: (_Converter(target), target) for name, target in targets.items()}
         self._scratch: dict[str, Any] = {}  # float32 OpenMM quantities, reused
         self._frame: _Frame | None = None  # the variables of a frame, once the first is stored
+        self._checked_only = False  # every report through the encoders (see _make_frame)
         self._vectors: dict[int, Any] = {}  # float64 arrays OpenMM's vectors are read into
         self._raw_vectors = False  # read them with OpenMM's _getVectorAsNumpy (see _vector)
         self._frame_box: list[Any] | None = None  # the box _frame_cell was computed for
@@ -224,8 +236,9 @@ class Reporter:
             self._report_amber(simulation, state)
         else:
             self._report_writebehind(simulation, state)
-        if self._frame is None:
+        if self._frame is None and not self._checked_only:
             self._frame = self._make_frame(state)
+            self._checked_only = self._frame is None
 
     # -- writebehind format -------------------------------------------------------------
     def _node(self, name: str) -> Any:
@@ -373,14 +386,23 @@ class Reporter:
             names += ["potential_energy", "kinetic_energy"]
         return names + (["box_vectors"] if self._box else [])
 
-    def _make_frame(self, state: Any) -> _Frame:
+    def _make_frame(self, state: Any) -> _Frame | None:
         """The frame layout the first report fixed: each variable's staging state and the
-        factor its magnitude is scaled by (AMBER's units), and the units OpenMM gave."""
+        factor its magnitude is scaled by (AMBER's units), and the units OpenMM gave.
+
+        None when a variable's stored units are not those of the magnitudes the frame
+        appends (a file continued whose variables hold other units): the encoders convert
+        those, so every report goes through them.
+        """
         assert self._store is not None
         names = self._frame_names()
         variables = []
+        appended = self._frame_units(state)
         for name in names:
-            staging = self._node(name)._var
+            node = self._node(name)
+            if name in appended and not _stored_in(node, appended[name]):
+                return None
+            staging = node._var
             assert staging is not None  # the first report appended to every one
             variables.append(staging)
         scales: list[float | None] = [None] * len(names)
@@ -404,6 +426,26 @@ class Reporter:
         self._check_vector_reads(state)
         engine = self._store._core.engine
         return _Frame(engine, engine.frame_layout(variables, scales), units)
+
+    def _frame_units(self, state: Any) -> dict[str, Any]:
+        """The OpenMM unit of each quantity a frame appends, as appended (after its scale)."""
+        if self._format == "amber":
+            to = {name: target for name, (_, target) in self._to.items()}
+            return {
+                "time": to["picosecond"],
+                "coordinates": to["angstrom"],
+                "velocities": to["angstrom/picosecond"],
+                "forces": to["kilocalorie/mole/angstrom"],
+                "cell_lengths": to["angstrom"],
+                "cell_angles": unit.degree,
+            }
+        units = {"time": state.getTime().unit, **_MD_UNITS}
+        if self._want["energy"]:
+            energy = state.getPotentialEnergy().unit
+            units.update(potential_energy=energy, kinetic_energy=energy)
+        if self._box:
+            units["box_vectors"] = state.getPeriodicBoxVectors().unit
+        return units
 
     def _check_vector_reads(self, state: Any) -> None:
         """Read OpenMM's vectors into reused arrays only if that gives exactly what

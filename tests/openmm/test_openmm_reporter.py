@@ -498,3 +498,20 @@ def test_a_reporter_whose_fast_read_of_the_vectors_differs_uses_openmms_accessor
     if format == "amber":
         expected = (expected * 10).astype(np.float32)
     np.testing.assert_array_equal(stored, expected)
+
+
+def test_a_reporter_continuing_variables_of_other_units_converts_every_frame(water_box, tmp_path):
+    # The first report goes through the store's encoders, which convert OpenMM's nanometers
+    # to the variable's angstroms; the later ones must not append nanometers as they are.
+    path = tmp_path / "shared.nc"
+    atoms = water_box[0].topology.getNumAtoms()
+    with StorageInterface(NetCDFIODriver(path, "w")) as store:
+        store["md/positions"].append(np.zeros((atoms, 3)) * UREG.angstrom)
+        reporter = Reporter(store, INTERVAL, group="md")
+        states = simulate(water_box, reporter)
+        reporter.close()
+        positions = store["md/positions"].read()
+    assert positions.units == UREG.angstrom
+    np.testing.assert_allclose(
+        positions.magnitude[1:], [s["positions"] * 10 for s in states], rtol=1e-12
+    )
