@@ -412,7 +412,7 @@ class _AppendChunk(_Op):
         if end > engine.lengths_on_disk.get(self.path, 0):
             engine.lengths_on_disk[self.path] = end
             engine.dirty_lengths.add(self.path)
-        if var.numeric and len(self.buffer) == var.capacity:  # not a first, smaller buffer
+        if var.numeric and len(self.buffer) in (var.capacity, var.first_capacity):
             self.reusable = self.buffer  # not offered here: the library lock is held
         self.buffer = None
 
@@ -1060,8 +1060,14 @@ class Engine:
     def _offer_for_reuse(self, var: Staging, buffer: Any) -> None:
         """Keep a written buffer for ``var``'s next entries, if the limits allow.
 
-        Writer, lock held, library lock not held (see ``_apply``).
+        Writer, lock held, library lock not held (see ``_apply``). A first, smaller buffer
+        (``first_capacity`` entries) is kept only while the variable holds fewer entries
+        than that: a variable appended to more slowly than the writer takes its chunks
+        (a trajectory's frames, a second or more apart) would otherwise allocate a new
+        first buffer at every entry.
         """
+        if len(buffer) != var.capacity and var.length >= var.first_capacity:
+            return
         if (
             len(var.free_buffers) < var.max_free_buffers
             and self._free_bytes + buffer.nbytes <= RECYCLE_BYTES_PER_STORE
