@@ -556,9 +556,6 @@ class Engine:
         self._pending_bytes = 0
         self._free_bytes = 0  # in the variables' free_buffers
         self._state = Lifecycle.OPEN
-        # Once frames are appended (frame_layout), the idle writer polls every
-        # LINGER_SECONDS instead of sleeping until an append that opens a chunk wakes it.
-        self._idle_polls = False
         self._error: BaseException | None = None  # the failure (sticky), with its exception
         # Failed, closing or closed: the one check of the append path, which then goes to
         # check_usable to raise the reason. Set with _state and _error, lock held.
@@ -876,18 +873,8 @@ class Engine:
         ValueError
             A variable does not hold numbers or is given twice, or ``scales`` is not one
             per variable.
-
-        From the first layout on, the writer polls while idle (every ``LINGER_SECONDS``)
-        and an append that opens a chunk no longer wakes it. Frames come at a simulation's
-        pace, often further apart than the linger, so that each finds the writer idle: the
-        wake-up (a futex wake, and on busy CPUs a context switch while the caller holds the
-        GIL) cost the AMBER report at 23,558 atoms about a fifth of its time. A chunk is
-        then taken at most about twice the linger after it opened; flushes, reads, closes,
-        full chunks and backpressure wake the writer as before.
         """
-        layout = FrameLayout(variables, scales)
-        self._idle_polls = True
-        return layout
+        return FrameLayout(variables, scales)
 
     def append_frame(self, frame: FrameLayout, payloads: Sequence[Any]) -> Handle:
         """Stage one entry of each of the frame's variables at once: one lock, all or none.
@@ -1056,12 +1043,11 @@ class Engine:
         idle = not self._ops
         self._ops.append(chunk)
         var.open_chunk = chunk
-        # An idle writer waits without a timeout (unless it polls: see frame_layout): wake
-        # it, so that it takes the chunk once its linger is up. With operations queued it is
-        # busy, or lingers with a timeout (a young chunk does not end its linger), or takes
-        # chunks at once (a caller waits for room): waking it would only take the GIL and
-        # this lock from the caller.
-        if idle and not self._idle_polls:
+        # An idle writer waits without a timeout: wake it, so that it takes the chunk once
+        # its linger is up. With operations queued it is busy, or lingers with a timeout
+        # (a young chunk does not end its linger), or takes chunks at once (a caller waits
+        # for room): waking it would only take the GIL and this lock from the caller.
+        if idle:
             self.cond.notify_all()
         return chunk
 
@@ -1319,8 +1305,8 @@ class Engine:
                     if age >= LINGER_SECONDS:
                         break
                     cond.wait(LINGER_SECONDS - age)
-                else:  # idle: woken by the next operation, or polling (see frame_layout)
-                    cond.wait(LINGER_SECONDS if self._idle_polls else None)
+                else:
+                    cond.wait()
             batch: list[_Op] = []
             now = time.monotonic()
             ops = self._ops
