@@ -811,13 +811,16 @@ class Engine:
 
     def try_append(self, var: Staging, payload: Any) -> Handle | None:
         """``append`` if it would not wait under backpressure; None (nothing staged) if so."""
-        if var.capacity == 1 and var.numeric:
-            return self._append_alone(var, payload, wait=False)
-        if var.open_chunk is None and var.numeric and not var.free_buffers:
-            self._prepare_buffer(var)
+        if var.open_chunk is None:  # never set for entries appended alone
+            if var.capacity == 1 and var.numeric:
+                return self._append_alone(var, payload, wait=False)
+            if var.numeric and not var.free_buffers:
+                self._prepare_buffer(var)
         with self._mutex:
-            self.check_usable()
-            if not self.has_room(var.entry_nbytes):
+            if self._unusable:
+                self.check_usable()
+            pending = self._pending_bytes  # has_room, inline: this is the async hot path
+            if pending and pending + var.entry_nbytes > self.max_pending_bytes:
                 return None
             return self._stage(var, payload)
 
