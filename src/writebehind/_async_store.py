@@ -191,7 +191,7 @@ class AsyncStorageInterfaceDirVar(NodeBase):
             await self._room_before_binding(data, appendable=True)
             var = self._variable_for_append(data)
         engine = self._core.engine
-        payload = var.encode(data)
+        payload = data if type(data) is var.unchecked_type else var.encode(data)
         handle = engine.try_append(var, payload)
         if handle is None:
             handle = await self._append_after_backpressure(var, payload)

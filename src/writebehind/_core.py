@@ -29,7 +29,7 @@ from ._engine import (
     on_writer_thread,
 )
 from ._errors import FormatError, ReadOnlyError
-from .codecs import decode, make_encoder, spec_for, spec_from_attrs
+from .codecs import decode, make_encoder, spec_for, spec_from_attrs, unchecked_type
 from .codecs._numeric import check_array_dtype
 from .codecs.metadata import (
     TYPES_ATTR,
@@ -204,7 +204,9 @@ class StoreCore:
         encode = make_encoder(spec)
         staging = None
         if record.appendable:
-            staging = self.engine.add_staging(record.path, spec.layout, encode, length)
+            staging = self.engine.add_staging(
+                record.path, spec.layout, encode, length, unchecked_type(spec)
+            )
             self.engine.lengths_on_disk[record.path] = length
         return None, VariableEntry(record.path, spec, record.appendable, encode, staging)
 
@@ -317,7 +319,9 @@ class StoreCore:
             attrs = spec.attrs()
             attrs[KIND_ATTR] = "appendable" if appendable else "fixed"
             attrs.update(self._take_pending_metadata(path, variable=True))
-            staging = engine.add_staging(path, spec.layout, encode) if appendable else None
+            staging = None
+            if appendable:
+                staging = engine.add_staging(path, spec.layout, encode, 0, unchecked_type(spec))
             var = VariableEntry(path, spec, appendable, encode, staging)
             self.catalog.add_variable(var)
             seq = engine.create_variable(path, spec.layout, appendable, attrs, value, nbytes)

@@ -140,6 +140,7 @@ class Staging:
         "numeric",
         "open_chunk",
         "path",
+        "unchecked_type",
     )
 
     def __init__(
@@ -149,10 +150,13 @@ class Staging:
         encode: Callable[[Any], Any],
         chunk_entries: int,
         length: int = 0,
+        unchecked_type: type | None = None,
     ):
         self.path = path
         self.layout = layout
         self.encode = encode
+        #: Values of exactly this type skip ``encode`` (see ``codecs.unchecked_type``).
+        self.unchecked_type = unchecked_type
         self.length = length  # entries, pending ones included
         self.numeric = layout.storage == "numeric"
         self.entry_nbytes = layout.entry_nbytes
@@ -718,10 +722,12 @@ class Engine:
         layout: Layout,
         encode: Callable[[Any], Any],
         length: int = 0,
+        unchecked_type: type | None = None,
     ) -> Staging:
         """The staging state of the appendable variable ``path`` (with ``length`` entries
         in the file), made now. Lock held, or at the open, before the store is shared."""
-        var = Staging(path, layout, encode, self.driver.chunk_entries(layout), length)
+        chunk_entries = self.driver.chunk_entries(layout)
+        var = Staging(path, layout, encode, chunk_entries, length, unchecked_type)
         self._staging[path] = var
         return var
 
@@ -734,12 +740,13 @@ class Engine:
 
     def append(self, var: Staging, payload: Any) -> Handle:
         """Stage one entry of ``var`` (the hot path: a copy under the lock, no thread hop)."""
-        if var.capacity == 1 and var.numeric:
-            handle = self._append_alone(var, payload)
-            assert handle is not None  # it waits for room rather than refuse
-            return handle
-        if var.open_chunk is None and var.numeric and not var.free_buffers:
-            self._prepare_buffer(var)
+        if var.open_chunk is None:  # never set for entries appended alone
+            if var.capacity == 1 and var.numeric:
+                handle = self._append_alone(var, payload)
+                assert handle is not None  # it waits for room rather than refuse
+                return handle
+            if var.numeric and not var.free_buffers:
+                self._prepare_buffer(var)
         with self._mutex:  # the condition's lock: make_room and _stage may use the condition
             if self._unusable:
                 self.check_usable()
@@ -752,24 +759,26 @@ class Engine:
         chunk = var.open_chunk
         if chunk is None:
             chunk = self._open_chunk(var)
+        count = chunk.count
         if var.numeric:
-            chunk.buffer[chunk.count] = payload
+            chunk.buffer[count] = payload
             nbytes = var.entry_nbytes
         else:
             chunk.buffer.append(payload)
             nbytes = len(payload) + OBJECT_ENTRY_OVERHEAD
-        chunk.count += 1
+        count += 1
+        chunk.count = count
         chunk.nbytes += nbytes
         var.length += 1
-        self._seq += 1
+        seq = self._seq = self._seq + 1
         self._pending_ops += 1
         self._pending_bytes += nbytes
-        if chunk.count == chunk.capacity:
+        if count == chunk.capacity:
             chunk.sealed = True
             var.open_chunk = None
             var.filled = True
             self.cond.notify_all()
-        return Handle(self, self._seq)
+        return Handle(self, seq)
 
     def _append_alone(self, var: Staging, payload: Any, wait: bool = True) -> Handle | None:
         """Append a large entry (a buffer to itself), copying it outside the lock.
@@ -847,13 +856,16 @@ class Engine:
 
     def try_append(self, var: Staging, payload: Any) -> Handle | None:
         """``append`` if it would not wait under backpressure; None (nothing staged) if so."""
-        if var.capacity == 1 and var.numeric:
-            return self._append_alone(var, payload, wait=False)
-        if var.open_chunk is None and var.numeric and not var.free_buffers:
-            self._prepare_buffer(var)
+        if var.open_chunk is None:  # never set for entries appended alone
+            if var.capacity == 1 and var.numeric:
+                return self._append_alone(var, payload, wait=False)
+            if var.numeric and not var.free_buffers:
+                self._prepare_buffer(var)
         with self._mutex:
-            self.check_usable()
-            if not self.has_room(var.entry_nbytes):
+            if self._unusable:
+                self.check_usable()
+            pending = self._pending_bytes  # has_room, inline: this is the async hot path
+            if pending and pending + var.entry_nbytes > self.max_pending_bytes:
                 return None
             return self._stage(var, payload)
 

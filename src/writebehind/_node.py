@@ -249,7 +249,9 @@ class StorageInterfaceDirVar(NodeBase):
         var = self._var
         if var is None:
             var = self._variable_for_append(data)
-        return self._core.engine.append(var, var.encode(data))
+        # A value of the variable's plain type (a float into float64) has nothing to check.
+        payload = data if type(data) is var.unchecked_type else var.encode(data)
+        return self._core.engine.append(var, payload)
 
     def read(self, at_index: int | slice | None = None) -> Any:
         """The variable's value; with ``at_index`` (int or slice) only those entries.

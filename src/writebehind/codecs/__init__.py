@@ -35,6 +35,7 @@ __all__ = [
     "make_encoder",
     "spec_for",
     "spec_from_attrs",
+    "unchecked_type",
 ]
 
 CODECS: dict[str, Codec] = {
@@ -106,6 +107,17 @@ def make_encoder(spec: Spec) -> Encoder:
     if spec.units is not None:
         return QuantityEncoder(spec, encode)
     return encode
+
+
+def unchecked_type(spec: Spec) -> type | None:
+    """The type whose values ``make_encoder(spec)`` returns unchanged without a check.
+
+    A value of exactly this type may skip the encoder (the append path's fast path); None
+    when every value must be encoded (quantities, packed variables, ints, arrays...).
+    """
+    if spec.extra or spec.units is not None:
+        return None
+    return CODECS[spec.codec].unchecked_type(spec)
 
 
 def decode(raw: Any, spec: Spec, registry: Any, *, entries: bool) -> Any:

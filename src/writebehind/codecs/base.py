@@ -96,6 +96,15 @@ class Codec(ABC):
         without loss, ``ValueError`` for another shape.
         """
 
+    def unchecked_type(self, spec: Spec) -> type | None:
+        """The type whose every value the encoder of ``spec`` returns unchanged, unchecked.
+
+        The append path skips the encoder for a value of exactly this type (``type(x) is
+        T``, not a subclass): a float into a float64 variable has nothing to check. None
+        (the default) when every value must go through the encoder.
+        """
+        return None
+
     @abstractmethod
     def decode_value(self, raw: Any, spec: Spec, registry: Any) -> Any:
         """The value of a fixed variable from what the driver read."""

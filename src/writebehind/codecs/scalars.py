@@ -85,6 +85,17 @@ class ScalarCodec(Codec):
 
         return encode
 
+    def unchecked_type(self, spec: Spec) -> type | None:
+        # Each mirrors a branch of ``encode`` that returns the value without a check.
+        logical = logical_from_name(spec.logical_dtype)
+        if spec.python == "float" and logical.kind == "f" and logical.itemsize >= 8:
+            return float
+        if spec.python == "bool" and logical.kind == "b":
+            return bool
+        if spec.python == "numpy":  # check_castable(value.dtype, logical): same dtype
+            return logical.type
+        return None  # an int is checked against the dtype's range
+
     def decode_value(self, raw: Any, spec: Spec, registry: Any) -> Any:
         logical = logical_from_name(spec.logical_dtype)
         item = np.asarray(raw).reshape(())
