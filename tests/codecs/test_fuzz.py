@@ -307,6 +307,8 @@ def test_entries_that_do_not_fit_the_first_are_refused_and_change_nothing(store,
         isinstance(other, np.ndarray)
         and other.shape == (3,)
         and (other.dtype.kind in "iuf" and np.can_cast(other.dtype, np.float64, "safe"))
+        # an int that float64 cannot hold exactly (beyond 2**53) is refused, not rounded
+        and (other.dtype.kind == "f" or all(int(float(v)) == int(v) for v in other))
     )
     if fits:
         store.x.append(other)
