@@ -20,7 +20,7 @@ of the same magnitudes and unit names, each against its own file. Then:
 The two libraries run one after the other, never at once: netCDF-C is not thread-safe, and
 writebehind's writer thread calls it.
 
-tests/openmmtools/test_openmmtools_compat.py ports openmmtools' own storage tests; this file
+tests/compat/test_openmmtools_compat.py ports openmmtools' own storage tests; this file
 does not repeat them. Settings: tests/fuzz_settings.py.
 """
 
