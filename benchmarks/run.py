@@ -47,7 +47,14 @@ LIBRARIES = [
     "h5py",
     "openmmtools",
     "bulk",
+    "writebehind-zarr",
+    "writebehind-zarr-30ms",
+    "writebehind-zarr-s3",
+    "writebehind-icechunk-s3",
 ]
+#: The libraries that write to S3: to the bucket in WRITEBEHIND_BENCH_BUCKET on the server
+#: the AWS_* variables name, else to a moto server this run starts on 127.0.0.1.
+S3_LIBRARIES = ("writebehind-zarr-s3", "writebehind-icechunk-s3")
 TOY_LIBRARIES = ["writebehind", "writebehind-checksums", "netCDF4", "h5py", "openmmtools"]
 MAX_PENDING_BYTES = 256 << 20  # writebehind's default
 RSS_ALLOWANCE_MIB = 64
@@ -59,8 +66,65 @@ def available(library: str) -> bool:
         import writebehind
 
         return hasattr(writebehind, "AsyncStorageInterface")
-    module = {"h5py": "h5py", "openmmtools": "openmmtools"}.get(library)
-    return module is None or importlib.util.find_spec(module) is not None
+    modules = {
+        "h5py": ["h5py"],
+        "openmmtools": ["openmmtools"],
+        "writebehind-zarr": ["zarr", "obstore", "xarray"],
+        "writebehind-zarr-30ms": ["zarr", "obstore", "xarray"],
+        "writebehind-zarr-s3": ["zarr", "obstore", "xarray"],
+        "writebehind-icechunk-s3": ["zarr", "obstore", "icechunk"],
+    }.get(library, [])
+    if library in S3_LIBRARIES and "WRITEBEHIND_BENCH_BUCKET" not in os.environ:
+        modules = [*modules, "moto", "boto3"]
+    return all(importlib.util.find_spec(module) is not None for module in modules)
+
+
+@contextlib.contextmanager
+def s3_server(libraries: list[str]) -> Any:
+    """When an S3 library runs and WRITEBEHIND_BENCH_BUCKET is not set: a moto S3 server on
+    127.0.0.1 in its own process, a bucket on it, and the AWS_* variables the workers
+    inherit pointing at it (all undone at the end)."""
+    if not set(libraries) & set(S3_LIBRARIES) or "WRITEBEHIND_BENCH_BUCKET" in os.environ:
+        yield
+        return
+    import socket
+
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    saved = dict(os.environ)
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="writebehind-bench",
+        AWS_SECRET_ACCESS_KEY="writebehind-bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ALLOW_HTTP="true",
+        AWS_EC2_METADATA_DISABLED="true",
+        WRITEBEHIND_BENCH_BUCKET="writebehind-bench",
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                boto3.client("s3").create_bucket(Bucket="writebehind-bench")
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        server.wait()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 # -- running workers -----------------------------------------------------------------------
@@ -123,6 +187,17 @@ def summarize_write(size: str, library: str, n: int, runs: list[dict[str, Any]])
     out["whole_over_bulk_same_process"] = same_process
     out["whole_over_bulk"] = same_process
     out["read_over_netcdf4"] = _ratio(runs, "read_s", "netcdf4_read_same_file_s")
+    # Zarr libraries: the writer's throughput (first append to close returned) against
+    # zarr's own bulk write of the same data, and one append against xarray's per frame
+    out["drain_s"] = _median([r.get("drain_s") for r in runs])
+    out["zarr_bulk_whole_s"] = _median([r.get("zarr_bulk_whole_s") for r in runs])
+    out["throughput_over_zarr_bulk"] = _ratio(runs, "zarr_bulk_whole_s", "drain_s")
+    out["xarray_append_per_frame_s"] = _median([r.get("xarray_append_per_frame_s") for r in runs])
+    per_frame = out["drain_s"] / n if out["drain_s"] else None
+    xarray_frame = out["xarray_append_per_frame_s"]
+    out["xarray_per_frame_over_ours"] = (
+        xarray_frame / per_frame if xarray_frame and per_frame else None
+    )
     out["rss_bound_mib"] = in_flight + RSS_ALLOWANCE_MIB
     out["p50_us_range"] = _range([r.get("p50_us") for r in runs])
     out["whole_s_range"] = _range([r.get("whole_s") for r in runs])
@@ -206,6 +281,33 @@ def write_table(rows: list[dict[str, Any]]) -> str:
         waits = [r["backpressure_waits"] for r in sized if r.get("backpressure_waits")]
         if waits:
             lines.append(f"\nwritebehind waited under backpressure in {waits[0]:.0f} appends.")
+    return "\n".join(lines)
+
+
+def zarr_table(rows: list[dict[str, Any]]) -> str:
+    """The Zarr and Icechunk rows against zarr's own bulk write and xarray's append."""
+    rows = [r for r in rows if r.get("zarr_bulk_whole_s")]
+    if not rows:
+        return ""
+    lines = [
+        "\nZarr and Icechunk: writer throughput (first append to close) against zarr's own "
+        "bulk write of the same data to the same kind of store; xarray's "
+        "`to_zarr(append_dim=...)` per frame against writebehind's writer time per frame\n",
+        "| size | library | p50 µs | p99 µs | writer s | zarr bulk s | throughput/zarr bulk "
+        "| xarray ms/frame | writebehind ms/frame | xarray/writebehind |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ours = r["drain_s"] / r["appends"] * 1e3 if r["drain_s"] else None
+        xarray_ms = r["xarray_append_per_frame_s"]
+        lines.append(
+            f"| {r['size']} | {r['library']} | {_fmt(r['p50_us'], '.1f')} "
+            f"| {_fmt(r['p99_us'], '.1f')} | {_fmt(r['drain_s'], '.3f')} "
+            f"| {_fmt(r['zarr_bulk_whole_s'], '.3f')} "
+            f"| {_fmt(r['throughput_over_zarr_bulk'], '.2f')} "
+            f"| {_fmt(xarray_ms * 1e3 if xarray_ms else None, '.1f')} | {_fmt(ours, '.3f')} "
+            f"| {_fmt(r['xarray_per_frame_over_ours'], '.0f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -417,7 +519,10 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     toy_runs: dict[str, list[dict[str, Any]]] = {}
-    with tempfile.TemporaryDirectory(prefix="writebehind-bench-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="writebehind-bench-") as directory,
+        s3_server(libraries),
+    ):
         for repeat in range(repeats):
             for size in sizes:
                 shape, n = SIZES[size][0], appends(size)
@@ -489,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join(
         [
             write_table(rows),
+            zarr_table(rows),
             toy_table(toys),
             summary_table(rows, toys),
             targets_table(checks),

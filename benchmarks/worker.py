@@ -72,6 +72,9 @@ def run_write(task: dict[str, Any]) -> dict[str, Any]:
         w.WRITERS[library](warm_path, w.make_frame(shape), 2)
     w.READERS[library](warm_path)
     w.remove(warm_path)
+    zarr_library = library in w.ZARR_LIBRARIES
+    if zarr_library:
+        w.remove_zarr(w.zarr_target(warm_path, library))
     data = w.bulk_data(frame, n) if library == "bulk" else None
     gc.collect()
     rss_before = _rss_bytes()
@@ -102,12 +105,24 @@ def run_write(task: dict[str, Any]) -> dict[str, Any]:
     own, raw = [], []
     for _ in range(task.get("read_repeats", 3)):
         own.append(w.timed(lambda: reader(path)))
-        raw.append(w.timed(lambda: w.read_netcdf4(path, group)))
+        if not zarr_library:  # a Zarr store is no netCDF file
+            raw.append(w.timed(lambda: w.read_netcdf4(path, group)))
     out["read_s"] = statistics.median(own)
-    out["netcdf4_read_same_file_s"] = statistics.median(raw)
     data_bytes = n * np.asarray(frame).nbytes
     out["read_mb_s"] = data_bytes / out["read_s"] / 1e6
-    out["netcdf4_read_mb_s"] = data_bytes / out["netcdf4_read_same_file_s"] / 1e6
+    if raw:
+        out["netcdf4_read_same_file_s"] = statistics.median(raw)
+        out["netcdf4_read_mb_s"] = data_bytes / out["netcdf4_read_same_file_s"] / 1e6
+    if zarr_library and task.get("baselines", True):
+        # zarr's own bulk write of the same data to the same kind of store, and what users
+        # do today (xarray's to_zarr(append_dim=...) of each frame, over a few frames)
+        bulk = w.write_zarr_bulk(path, w.bulk_data(frame, n), library)
+        out["zarr_bulk_whole_s"] = bulk.whole_seconds
+        # (fewer frames for the 30 ms store: each to_zarr makes a dozen requests or more)
+        frames = min(n, task.get("xarray_frames", 5 if library == w.LATENCY_LIBRARY else 20))
+        out["xarray_append_per_frame_s"] = w.xarray_append_per_frame(path, frame, frames, library)
+    if zarr_library:
+        w.remove_zarr(w.zarr_target(path, library))
     # In-process baselines: one bulk write of the same data, the copy floors.
     if library != "bulk" and task.get("baselines", True):
         bulk_path = os.path.join(directory, f"{library}-bulk.nc")

@@ -219,6 +219,165 @@ def kept_copy_floor(frame: Any, n: int) -> np.ndarray[Any, Any]:
     return _timed_appends(lambda x: kept.append(np.array(x, copy=True)), frame, n)
 
 
+# -- Zarr and Icechunk ---------------------------------------------------------------------
+#: The Zarr libraries: where each one stores (the worker's path ``<dir>/<library>.nc`` names
+#: the store; ``s3`` ones go to the bucket in WRITEBEHIND_BENCH_BUCKET, see run.py).
+ZARR_LIBRARIES = (
+    "writebehind-zarr",
+    "writebehind-zarr-30ms",
+    "writebehind-zarr-s3",
+    "writebehind-icechunk-s3",
+)
+#: The library whose local store answers every get and set 30 ms late (zarr's
+#: ``LatencyStore``), standing in for distant object storage; its baselines get the same.
+LATENCY_LIBRARY = "writebehind-zarr-30ms"
+LATENCY_SECONDS = 0.03
+#: The environment variable naming the bucket of the S3 libraries.
+BUCKET_ENV = "WRITEBEHIND_BENCH_BUCKET"
+
+
+def zarr_target(path: str, library: str) -> str:
+    """The store a Zarr library writes for the worker's ``path``."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if library == LATENCY_LIBRARY:
+        _add_latency()
+    if library in ("writebehind-zarr", LATENCY_LIBRARY):
+        return os.path.splitext(path)[0] + ".zarr"
+    bucket = os.environ[BUCKET_ENV]
+    if library == "writebehind-icechunk-s3":
+        return f"icechunk+s3://{bucket}/{stem}"
+    return f"s3://{bucket}/{stem}.zarr"
+
+
+@functools.cache
+def _add_latency() -> None:
+    """From now on in this process, every Zarr store the backend (and the baselines) make
+    is a local one wrapped in zarr's ``LatencyStore`` (the lease excepted)."""
+    from zarr.testing.store import LatencyStore
+
+    from writebehind.drivers import _zarr_io
+
+    make_store = _zarr_io.make_store
+
+    def slow_store(target: str, read_only: bool, options: Any) -> Any:
+        store = make_store(target, read_only, options)
+        return LatencyStore(store, get_latency=LATENCY_SECONDS, set_latency=LATENCY_SECONDS)
+
+    _zarr_io.make_store = slow_store  # type: ignore[assignment]
+
+
+def write_writebehind_zarr(path: str, frame: Any, n: int, library: str) -> WriteResult:
+    """writebehind on a Zarr store (or an Icechunk repository); one flush, at close."""
+    import writebehind
+
+    target = zarr_target(path, library)
+    started = perf_counter()
+    store = writebehind.open(target, "w")
+    node = store.traj[VARIABLE]
+    appending = perf_counter()
+    latencies = _timed_appends(node.append, frame, n)
+    store.close()
+    ended = perf_counter()
+    stats = store.stats()
+    return WriteResult(
+        latencies,
+        ended - started,
+        stats.backpressure_waits,
+        bytes_written=stats.bytes_written,
+        drain_seconds=ended - appending,
+    )
+
+
+def read_writebehind_zarr(path: str, library: str) -> Any:
+    import writebehind
+
+    with writebehind.open(zarr_target(path, library), "r") as store:
+        return store.traj[VARIABLE].read()
+
+
+def _bulk_store(target: str) -> tuple[Any, Callable[[], None]]:
+    """A zarr store for ``target`` (emptied), and what makes what was written visible."""
+    if target.startswith("icechunk+s3://"):
+        import icechunk
+
+        from writebehind.drivers.icechunk import make_storage
+
+        repo = icechunk.Repository.open_or_create(make_storage(target, None))
+        session = repo.writable_session("main")
+        return session.store, lambda: session.commit("bulk") and None
+    from writebehind.drivers import _zarr_io
+
+    remove_zarr(target)
+    return _zarr_io.make_store(target, False, None), lambda: None
+
+
+def write_zarr_bulk(path: str, data: np.ndarray[Any, Any], library: str) -> WriteResult:
+    """zarr's own bulk write of the same data to the same kind of store: one array, the
+    chunks and codecs writebehind uses, one ``array[:] = data`` (and one commit)."""
+    import zarr
+
+    from writebehind.codecs.base import Layout
+    from writebehind.drivers._zarr_layout import chunk_shape
+
+    target = zarr_target(path, library).replace(".zarr", "-bulk.zarr")
+    if library == "writebehind-icechunk-s3":
+        target += "-bulk"
+    layout = Layout("numeric", data.dtype, tuple(data.shape[1:]))
+    started = perf_counter()
+    store, commit = _bulk_store(target)
+    array = zarr.create_array(
+        store, shape=data.shape, chunks=chunk_shape(layout, True), dtype=data.dtype
+    )
+    array[:] = data
+    commit()
+    whole = perf_counter() - started
+    remove_zarr(target)
+    return WriteResult(np.empty(0, dtype=np.int64), whole)
+
+
+def xarray_append_per_frame(path: str, frame: Any, n: int, library: str) -> float | None:
+    """Seconds per frame of what users do today: ``Dataset.to_zarr(append_dim=...)`` of
+    each frame, on the same kind of store (timed over ``n`` frames; None for Icechunk)."""
+    if library == "writebehind-icechunk-s3":
+        return None
+    import xarray
+
+    from writebehind.drivers import _zarr_io
+
+    target = zarr_target(path, library).replace(".zarr", "-xarray.zarr")
+    remove_zarr(target)
+    store = _zarr_io.make_store(target, False, None)
+    started = perf_counter()
+    for i in range(n):
+        frame = bump(frame, i)
+        values = np.asarray(frame)[np.newaxis]
+        dims = ["entry", *[f"axis{k}" for k in range(1, values.ndim)]]
+        dataset = xarray.Dataset({VARIABLE: (dims, values)})
+        if i == 0:
+            dataset.to_zarr(store, mode="w", consolidated=False)
+        else:
+            dataset.to_zarr(store, append_dim="entry", consolidated=False)
+    per_frame = (perf_counter() - started) / n
+    remove_zarr(target)
+    return per_frame
+
+
+def remove_zarr(target: str) -> None:
+    """Delete a Zarr store (a directory, or every object under a prefix) or a repository."""
+    import shutil
+
+    if "://" not in target:
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    import obstore.store
+
+    url = target.replace("icechunk+s3://", "s3://")
+    objects = obstore.store.from_url(url)
+    keys = [meta["path"] for batch in objects.list() for meta in batch]
+    if keys:
+        obstore.delete(objects, keys)
+
+
 WRITERS: dict[str, Callable[[str, Any, int], WriteResult]] = {
     "writebehind": write_writebehind,
     "writebehind-async": write_writebehind_async,
@@ -226,6 +385,7 @@ WRITERS: dict[str, Callable[[str, Any, int], WriteResult]] = {
     "netCDF4": write_netcdf4,
     "h5py": write_h5py,
     "openmmtools": write_openmmtools,
+    **{name: functools.partial(write_writebehind_zarr, library=name) for name in ZARR_LIBRARIES},
 }
 
 
@@ -275,6 +435,7 @@ READERS: dict[str, Callable[[str], Any]] = {
     "h5py": read_h5py,
     "openmmtools": read_openmmtools,
     "bulk": read_netcdf4,
+    **{name: functools.partial(read_writebehind_zarr, library=name) for name in ZARR_LIBRARIES},
 }
 
 #: Where each library's file keeps the variable, for netCDF4's own read of it.

@@ -415,6 +415,7 @@ def open_async(
     *,
     checksums: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    group: str | None = None,
     **options: Any,
 ) -> AsyncStorageInterface:
     """``AsyncStorageInterface(backend_for(file_name, mode, ...), **options)``: as ``open``.
@@ -422,5 +423,7 @@ def open_async(
     Not a coroutine: use ``async with open_async("run.nc") as store:`` (or
     ``store = await open_async("run.nc")`` and ``await store.aclose()``).
     """
-    driver = backend_for(file_name, mode, checksums=checksums, storage_options=storage_options)
+    driver = backend_for(
+        file_name, mode, checksums=checksums, storage_options=storage_options, group=group
+    )
     return AsyncStorageInterface(driver, **options)

@@ -10,7 +10,15 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 
-__all__ = ["MAX_NAME_BYTES", "check_name", "is_url", "join", "parent", "split"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "check_name",
+    "is_url",
+    "join",
+    "parent",
+    "split",
+    "split_zarr_target",
+]
 
 # NC_MAX_NAME is 256, but netCDF4-python reads a 256-byte name back with bytes after it
 # (garbage, or a UnicodeDecodeError), and a file with a 256-byte group name then fails to
@@ -91,3 +99,24 @@ def is_url(target: str) -> bool:
     ``s3://bucket/run.zarr``; ``file://`` and plain paths are local."""
     scheme, sep, _ = target.partition("://")
     return bool(sep) and scheme not in ("", "file")
+
+
+def split_zarr_target(target: str) -> tuple[str, str]:
+    """``(hierarchy, group)``: where a Zarr target's hierarchy is, and the group in it.
+
+    A path through a directory (or prefix) named ``*.zarr`` names a group of that
+    hierarchy: ``"ens.zarr/replica-0"`` is ``("ens.zarr", "replica-0")``,
+    ``"s3://bucket/ens.zarr/a/b"`` is ``("s3://bucket/ens.zarr", "a/b")``. Any other target
+    is a hierarchy of its own (group ``""``). The bucket of a URL is never the hierarchy.
+    """
+    scheme, sep, rest = target.partition("://")
+    if sep:
+        head, parts, first = f"{scheme}://", rest.split("/"), int(scheme != "file")
+    else:  # a local path: either separator
+        head, parts, first = "", target.replace("\\", "/").split("/"), 0
+    for index in range(first, len(parts) - 1):  # first: past the bucket of a URL
+        if parts[index].endswith(".zarr"):
+            group = "/".join(part for part in parts[index + 1 :] if part)
+            if group:
+                return head + "/".join(parts[: index + 1]), group
+    return target, ""

@@ -180,13 +180,17 @@ def open(
     *,
     checksums: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    group: str | None = None,
     **options: Any,
 ) -> StorageInterface:
     """A store on ``file_name``: a NetCDF file, a Zarr store (``run.zarr``, ``s3://...``) or a
     backend; ``StorageInterface(backend_for(file_name, mode, ...), **options)``.
 
-    ``checksums`` is for NetCDF files, ``storage_options`` for object storage (see
-    ``ZarrBackend``). Raises as ``backend_for`` and ``StorageInterface`` do.
+    ``checksums`` is for NetCDF files, ``storage_options`` for object storage, ``group``
+    for one group of a shared Zarr hierarchy (``open("s3://b/ens.zarr", group="replica-0")``;
+    see ``ZarrBackend``). Raises as ``backend_for`` and ``StorageInterface`` do.
     """
-    driver = backend_for(file_name, mode, checksums=checksums, storage_options=storage_options)
+    driver = backend_for(
+        file_name, mode, checksums=checksums, storage_options=storage_options, group=group
+    )
     return StorageInterface(driver, **options)

@@ -7,6 +7,7 @@ a backend or a facade (``MemoryBackend()``)   itself
 ``"run.zarr"`` (a path ending in ``.zarr``)   :class:`~writebehind.drivers.zarr.ZarrBackend`
 ``"icechunk:///dir"``, ``icechunk+s3://``     ``IcechunkBackend`` (``drivers/icechunk.py``)
 ``"s3://bucket/prefix/run.zarr"`` (any URL)   ``ZarrBackend``, through obstore
+``"ens.zarr/replica-0"``, ``group="..."``       ``ZarrBackend`` of one group of a hierarchy
 any other path (``"run.nc"``)                 :class:`~writebehind.NetCDFIODriver`
 ============================================  ==========================================
 
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._core import DriverFacade
-from ._paths import is_url
+from ._paths import is_url, split_zarr_target
 from .drivers.base import RecoveryOutcome, StorageIODriver
 
 if TYPE_CHECKING:
@@ -33,8 +34,13 @@ Target = str | bytes | os.PathLike[str] | os.PathLike[bytes] | StorageIODriver |
 
 
 def is_zarr_target(target: str) -> bool:
-    """Whether ``target`` names a Zarr store: a URL (``s3://...``) or a ``*.zarr`` path."""
-    return is_url(target) or target.rstrip("/\\").endswith(".zarr")
+    """Whether ``target`` names a Zarr store: a URL (``s3://...``), a ``*.zarr`` path, or a
+    path through a ``*.zarr`` directory (a group of that hierarchy: ``ens.zarr/replica-0``)."""
+    return (
+        is_url(target)
+        or target.rstrip("/\\").endswith(".zarr")
+        or bool(split_zarr_target(target)[1])
+    )
 
 
 def backend_for(
@@ -43,18 +49,23 @@ def backend_for(
     *,
     checksums: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    group: str | None = None,
 ) -> StorageIODriver | DriverFacade:
-    """The backend (or facade) that stores ``target``, opened in ``mode`` when made here.
+    """The backend (or facade) that stores ``target``, opened in ``mode`` when made here;
+    ``group``: one group of the Zarr hierarchy at ``target`` (see ``ZarrBackend``).
 
     Raises
     ------
     ValueError
         ``target`` is a backend and ``mode`` differs from its own, or an option does not
-        apply to the backend (``checksums`` on Zarr, ``storage_options`` on NetCDF).
+        apply to the backend (``checksums`` on Zarr, ``storage_options`` on NetCDF,
+        ``group`` on anything but a plain Zarr store).
     ImportError
         ``target`` names a Zarr store and the ``zarr`` extra is not installed.
     """
     if isinstance(target, StorageIODriver | DriverFacade):
+        if group:
+            raise ValueError("group= is for Zarr targets; give the group to the backend")
         given = target.access_mode if isinstance(target, StorageIODriver) else None
         if mode is not None and isinstance(target, StorageIODriver) and mode != given:
             raise ValueError(
@@ -66,6 +77,11 @@ def backend_for(
     if name.startswith(("icechunk://", "icechunk+s3://")):
         if checksums:
             raise ValueError(f"checksums=True is for NetCDF files; {name!r} is Icechunk")
+        if group:
+            raise ValueError(
+                f"group= is for plain Zarr hierarchies; {name!r} is an Icechunk repository: "
+                "give each replica its own branch ('...#replica-0') or repository"
+            )
         try:
             from .drivers.icechunk import IcechunkBackend
         except ImportError as exc:
@@ -80,7 +96,14 @@ def backend_for(
                 f"checksums=True is for NetCDF files; {name!r} is a Zarr store, whose "
                 "chunks zarr's codecs decode (a damaged compressed chunk fails to decode)"
             )
-        return _zarr_backend(name)(name, mode, storage_options=storage_options)
+        backend = _zarr_backend(name)
+        return backend(name, mode, storage_options=storage_options, group=group or "")
+    if group:
+        raise ValueError(
+            f"group= puts a store in one group of a shared Zarr hierarchy; {name!r} is a "
+            "NetCDF file, which has one writer: write one file per replica, or use a Zarr "
+            "target ('ens.zarr', 's3://bucket/ens.zarr') with a group each"
+        )
     if storage_options:
         raise ValueError(f"storage_options are for object storage; {name!r} is a local file")
     from ._legacy import NetCDFIODriver

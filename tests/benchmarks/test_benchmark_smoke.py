@@ -45,6 +45,33 @@ def test_suite_reports_the_requested_size_and_libraries(results: dict) -> None:
     ]
 
 
+@pytest.mark.slow  # 15 to 35 s: four libraries, a moto server, a store with 30 ms requests
+def test_zarr_rows_compare_with_zarrs_bulk_write_and_xarrays_append(tmp_path: Path) -> None:
+    for module in ("zarr", "obstore", "icechunk", "xarray", "moto", "boto3"):
+        pytest.importorskip(module)
+    libraries = "writebehind-zarr,writebehind-zarr-30ms,writebehind-zarr-s3,writebehind-icechunk-s3"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--sizes=24KB", "--appends=20"]
+    command += [f"--libraries={libraries}", "--toy-steps=0", "--name=zarr", f"--out={tmp_path}"]
+    command += ["--no-chart", "--no-scale", "--no-openmm", "--no-latency"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
+    rows = {
+        row["library"]: row for row in json.loads((tmp_path / "zarr.json").read_text())["write"]
+    }
+    assert list(rows) == libraries.split(",")
+    for name, row in rows.items():
+        for key in (
+            "p50_us",
+            "p99_us",
+            "drain_s",
+            "zarr_bulk_whole_s",
+            "throughput_over_zarr_bulk",
+        ):
+            assert row[key] > 0, (name, key)
+    assert rows["writebehind-zarr"]["xarray_append_per_frame_s"] > 0
+    assert rows["writebehind-zarr-s3"]["xarray_per_frame_over_ours"] > 0
+    assert rows["writebehind-icechunk-s3"]["xarray_append_per_frame_s"] is None
+
+
 def test_scale_job_reports_flushes_creation_reopening_and_a_long_run(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     command = [sys.executable, "-m", "benchmarks.scale", "--sizes=0.005", "--create=20"]

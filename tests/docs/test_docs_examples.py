@@ -15,7 +15,13 @@ Each page runs in a fresh temporary directory, its examples in document order:
 A block opts out only with a marker on the line before it, and must say why:
 ``<!-- docs-test: skip reason="..." -->`` skips it, and
 ``<!-- docs-test: output-varies reason="..." -->`` runs a console block's commands but checks
-only their exit status.
+only their exit status. ``<!-- docs-test: save as="replica.py" -->`` before a block that
+shows a file saves it there (in the page's directory) instead of running it: the blocks
+after it run it.
+
+A page that shows object storage has the line ``<!-- docs-test: s3-bucket env="NAME" -->``:
+it runs against the test S3 server (``s3_server`` in conftest: the ``AWS_*`` variables point
+at it), with a new bucket whose name is in the environment variable ``NAME``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ from writebehind.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\s*$")
-MARKER = re.compile(r'^<!--\s*docs-test:\s*([\w-]+)(?:\s+reason="([^"]*)")?\s*-->\s*$')
+MARKER = re.compile(r'^<!--\s*docs-test:\s*([\w-]+)((?:\s+\w+="[^"]*")*)\s*-->\s*$')
+ATTRIBUTE = re.compile(r'(\w+)="([^"]*)"')
+S3_BUCKET = re.compile(r'^<!--\s*docs-test:\s*s3-bucket\s+env="(\w+)"\s*-->\s*$', re.MULTILINE)
 NUMBER = re.compile(r"\d+\.\d+(?:e[+-]?\d+)?")
 
 
@@ -49,7 +57,8 @@ class Block:
     line: int  # of the opening fence, 1-based
     language: str
     code: str
-    marker: str | None  # "skip", "output-varies" or None
+    marker: str | None  # "skip", "output-varies", "save" or None
+    save_as: str = ""  # where a "save" block goes
 
     @property
     def where(self) -> str:
@@ -76,17 +85,26 @@ def blocks_of(page: Path) -> list[Block]:
             body.append(lines[i])
             i += 1
         i += 1
-        marker = None
+        marker, save_as = None, ""
         previous = start - 1
         while previous >= 0 and not lines[previous].strip():
             previous -= 1
         found = MARKER.match(lines[previous]) if previous >= 0 else None
         if found:
-            marker, reason = found.groups()
+            marker = found.group(1)
+            attributes = dict(ATTRIBUTE.findall(found.group(2)))
             where = f"{shown(page)}:{start + 1}"
-            assert marker in ("skip", "output-varies"), f"{where}: unknown marker {marker!r}"
-            assert reason and reason.strip(), f"{where}: a docs-test marker needs a reason"
-        blocks.append(Block(page, start + 1, fence.group(1), "\n".join(body) + "\n", marker))
+            assert marker in ("skip", "output-varies", "save"), (
+                f"{where}: unknown marker {marker!r}"
+            )
+            if marker == "save":
+                save_as = attributes.get("as", "")
+                assert save_as and "/" not in save_as, f'{where}: save needs as="a file name"'
+            else:
+                reason = attributes.get("reason", "")
+                assert reason.strip(), f"{where}: a docs-test marker needs a reason"
+        code = "\n".join(body) + "\n"
+        blocks.append(Block(page, start + 1, fence.group(1), code, marker, save_as))
     return blocks
 
 
@@ -212,14 +230,21 @@ ZARR_PAGES = {"scale-out.md"}
     ],
     ids=shown,
 )
-def test_examples_of_page_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_examples_of_page_run(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     monkeypatch.chdir(tmp_path)
     as_if_freshly_imported("pint_xarray")
+    s3_bucket = S3_BUCKET.search(page.read_text(encoding="utf-8"))
+    if s3_bucket:
+        monkeypatch.setenv(s3_bucket.group(1), request.getfixturevalue("s3_bucket"))
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for block in blocks_of(page):
         if block.marker == "skip":
             continue
-        if block.language == "python":
+        if block.marker == "save":
+            (tmp_path / block.save_as).write_text(block.code, encoding="utf-8")
+        elif block.language == "python":
             run_python(block, namespace)
         elif block.language == "console":
             run_console(block)
@@ -241,6 +266,20 @@ def test_a_marker_without_a_reason_is_refused(tmp_path: Path) -> None:
     page.write_text("<!-- docs-test: skip -->\n```python\n1 / 0\n```\n")
     with pytest.raises(AssertionError, match="needs a reason"):
         blocks_of(page)
+
+
+def test_a_save_marker_needs_a_file_name(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("<!-- docs-test: save -->\n```python\nx = 1\n```\n")
+    with pytest.raises(AssertionError, match="save needs as="):
+        blocks_of(page)
+
+
+def test_a_saved_block_is_a_file_not_code_to_run(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text('<!-- docs-test: save as="job.py" -->\n```python\n1 / 0\n```\n')
+    (block,) = blocks_of(page)
+    assert (block.marker, block.save_as, block.code) == ("save", "job.py", "1 / 0\n")
 
 
 def test_output_pattern_allows_other_floats_and_elided_lines() -> None:

@@ -3,8 +3,12 @@ one commit per flush, readers at one snapshot, a second writer's commit refused.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +30,7 @@ from .contract import DriverContract, MakeBackend, rows
 pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 3.12 too
 
 F8 = Layout("numeric", np.dtype("f8"), (2, 3))
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 class TestIcechunkBackendLocal(DriverContract):
@@ -248,3 +253,73 @@ def test_entries_beyond_the_committed_chunks_are_written_and_committed(
     backend.write_entries("x", 5, data[5:])
     backend.commit_lengths({"x": count}, durable=False)
     np.testing.assert_array_equal(backend.read_entries("x", 0, count), data)
+
+
+# -- keep_history: the history shortened at close ----------------------------------------------
+def write_flushes(url: str, flushes: int, **options: Any) -> None:
+    with writebehind.StorageInterface(IcechunkBackend(url, "w", **options)) as store:
+        for i in range(flushes):
+            store.x.append(np.full(1000, float(i)))
+            store.flush()
+
+
+def repository_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_keep_history_zero_leaves_the_tip_and_deletes_older_chunks(
+    url: str, tmp_path: Path
+) -> None:
+    write_flushes(url, 12)
+    kept = repository_bytes(tmp_path / "repo")
+    write_flushes(f"{url}#other", 12, keep_history=0)  # expires every branch's history
+    assert snapshots(url) <= 2  # main's tip (and the repository's first snapshot)
+    assert repository_bytes(tmp_path / "repo") < kept
+    with writebehind.open(url, "r") as store:
+        np.testing.assert_array_equal(store.x.read()[:, 0], np.arange(12.0))
+
+
+def test_without_keep_history_every_flush_stays_in_the_history(url: str) -> None:
+    write_flushes(url, 12)
+    assert snapshots(url) > 12
+
+
+def test_keep_history_keeps_the_snapshots_younger_than_it(url: str) -> None:
+    write_flushes(url, 12, keep_history=3600)
+    assert snapshots(url) > 12
+
+
+def test_keep_history_must_be_a_duration(url: str) -> None:
+    with pytest.raises(ValueError, match="keep_history"):
+        IcechunkBackend(url, "w", keep_history=-1)
+
+
+CREATE_AND_WRITE = """
+import sys, writebehind
+with writebehind.open(sys.argv[1], "w") as store:
+    store.x.append(1.0)
+"""
+
+
+def test_writers_creating_one_repository_at_once_all_write(s3_bucket: str) -> None:
+    # Icechunk lets one of them create the repository and fails the others ("branch
+    # update conflict", "repositories can only be created in clean prefixes"); before
+    # writebehind retried, 2 of 6 such rounds lost a writer
+    pythonpath = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": pythonpath, "ICECHUNK_LOG": "error"}
+    for round_ in range(3):
+        url = f"icechunk+s3://{s3_bucket}/round-{round_}"
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", CREATE_AND_WRITE, f"{url}#replica-{i}"],
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for i in range(4)
+        ]
+        failures = [w.communicate(timeout=60)[1] for w in writers if w.wait(timeout=60) != 0]
+        assert not failures, failures[0][-800:]
+        for i in range(4):
+            with writebehind.open(f"{url}#replica-{i}", "r") as store:
+                assert list(store.x.read()) == [1.0]

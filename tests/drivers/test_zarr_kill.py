@@ -111,3 +111,18 @@ def test_killed_icechunk_writers_lose_nothing_and_commit_all_variables_at_once(
     pytest.importorskip("icechunk", reason="needs the icechunk extra")
     url = f"icechunk://{tmp_path}/killed"
     assert check_kills(url, runs=2, seed=13, one_commit=True) > 0
+
+
+def test_killed_writers_of_a_group_on_s3_lose_nothing(s3_bucket: str) -> None:
+    # the child inherits the AWS_* variables that point at the test server; the group's
+    # lease names a process of this host that is gone, so the next writer takes it over
+    url = f"s3://{s3_bucket}/ens.zarr/replica-0"
+    before = 0
+    for seconds in (0.3, 0.1):
+        acked, _ = run_and_kill(url, seconds)
+        assert acked > before  # this writer opened (the lease taken over) and flushed
+        with writebehind.open(url, "r") as store:
+            a = store.a.read()
+        assert len(a) >= acked
+        np.testing.assert_array_equal(a[:, 0], np.arange(1, len(a) + 1))
+        before = len(a)

@@ -18,6 +18,13 @@ bucket, which has nothing beside it, keeps it inside as ``writebehind.lease``.
   host that is gone. Taking over deletes the stale lease and creates a new one; two writers
   taking over the same stale lease in the same instant can both succeed (the store has no
   conditional replace), which a second read narrows but does not close.
+- **Groups.** A writer of one group of a shared hierarchy (``group=``) holds the lease of
+  that group: ``<hierarchy>.leases/<group>.lease`` beside the hierarchy
+  (``ens.zarr.leases/replica-0.lease``), so writers of different groups run at once. After
+  taking its own lease a writer looks for *rivals*, leases of writers whose part overlaps
+  its own (the hierarchy's lease, a group's ancestors and descendants); finding one alive,
+  it deletes its own and raises. Of two overlapping writers taking their leases at once,
+  each finds the other's or one of them is refused: never both admitted.
 - **Giving it back.** ``close`` deletes it.
 """
 
@@ -31,6 +38,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from zarr.abc.store import Store
@@ -47,8 +55,16 @@ logger = logging.getLogger("writebehind")
 class Lease:
     """The lease of one writer on one store (see the module's docstring)."""
 
-    def __init__(self, store: Store, key: str, target: str, seconds: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        key: str,
+        target: str,
+        seconds: float,
+        rivals: Callable[[], Awaitable[list[str]]] | None = None,
+    ) -> None:
         self.store = store
+        self.rivals = rivals  # keys of the leases that exclude this one (see "Groups")
         self.key = key
         self.target = target
         self.seconds = seconds
@@ -59,14 +75,15 @@ class Lease:
     def _record(self) -> dict[str, Any]:
         return {
             "owner": self.owner,
+            "target": self.target,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "renewed": time.time(),
             "seconds": self.seconds,
         }
 
-    async def _read(self) -> dict[str, Any] | None:
-        buffer = await self.store.get(self.key, prototype=default_buffer_prototype())
+    async def _read(self, key: str | None = None) -> dict[str, Any] | None:
+        buffer = await self.store.get(key or self.key, prototype=default_buffer_prototype())
         if buffer is None:
             return None
         try:
@@ -105,7 +122,18 @@ class Lease:
         held = await self._read()
         if held is None or held.get("owner") != self.owner:
             raise StoreInUseError(_in_use(self.target, held or {}))
+        await self._refuse_rivals()
         self._renewing = asyncio.ensure_future(self._renew_forever())
+
+    async def _refuse_rivals(self) -> None:
+        """Give the lease back and raise if a live writer holds an overlapping one."""
+        for key in await self.rivals() if self.rivals is not None else []:
+            if key == self.key:
+                continue
+            held = await self._read(key)
+            if held is not None and held.get("owner") != self.owner and not _stale(held):
+                await self.store.delete(self.key)
+                raise StoreInUseError(_in_use(self.target, held))
 
     async def _renew_forever(self) -> None:
         while True:
@@ -156,9 +184,15 @@ def _alive(pid: Any) -> bool:
 
 
 def _in_use(target: str, held: dict[str, Any]) -> str:
+    other = held.get("target")
+    what = (
+        f"{target!r} is being written"
+        if other in (None, target)
+        else (f"{target!r} overlaps {other!r}, which is being written")
+    )
     return (
-        f"{target!r} is being written by another writer (process {held.get('pid')} on "
-        f"{held.get('host')!r}): one writer per store; open it with 'r' to read it, or wait "
-        "until that writer closes it (a writer that died leaves a lease that expires "
+        f"{what} by another writer (process {held.get('pid')} on "
+        f"{held.get('host')!r}): one writer per store (or group); open it with 'r' to read "
+        "it, or wait until that writer closes it (a writer that died leaves a lease that expires "
         f"{held.get('seconds')} s after its last renewal)"
     )

@@ -20,16 +20,24 @@ here (a ``#branch`` fragment picks a branch; ``main`` by default); see
   committers (its documentation); use object storage for many writers;
 - ``'w'`` on an existing repository starts the branch over: its first commit holds an
   empty hierarchy plus what is written; earlier snapshots stay in the history (Icechunk
-  1.x has no amend: the history grows by one snapshot per flush; expiring it, with
-  ``Repository.expire_snapshots``, is future work);
+  1.x has no amend: the history grows by one snapshot per flush);
+- ``keep_history`` (seconds) shortens the history at close: the writer expires the
+  snapshots older than that (``Repository.expire_snapshots``; every branch's tip stays)
+  and deletes the objects older than that which no branch or tag reaches any more
+  (``Repository.garbage_collect``). Those include chunks another writer of the repository
+  wrote and has not committed yet: ``keep_history`` must exceed the longest time any
+  writer of the repository goes between a write and its next flush;
 - a repository is created in Icechunk's format 1 on Icechunk 2 too (``CREATE_OPTIONS``), so
   that it moves between Python 3.11 (Icechunk 1.x) and 3.12+ (Icechunk 2.x).
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sized
 from typing import Any
 
 import icechunk
@@ -43,6 +51,8 @@ from . import _zarr_io
 from .zarr import METADATA, ZarrBackend, _gather
 
 __all__ = ["IcechunkBackend", "is_icechunk_target", "make_storage"]
+
+logger = logging.getLogger("writebehind")
 
 #: URL schemes of Icechunk repositories: a local directory, or S3 (and compatibles).
 SCHEMES = ("icechunk://", "icechunk+s3://")
@@ -102,6 +112,21 @@ def _hint() -> str:
     )
 
 
+def _open_or_create(storage: icechunk.Storage) -> icechunk.Repository:
+    """``Repository.open_or_create``, when other writers may be creating the repository at
+    the same moment: Icechunk lets one of them create it and fails the others ("branch
+    update conflict", "repositories can only be created in clean prefixes"), which then
+    open what it made. Raises Icechunk's error if it still fails after about 1.6 s."""
+    for attempt in range(8):
+        try:
+            return icechunk.Repository.open_or_create(storage, **CREATE_OPTIONS)
+        except icechunk.IcechunkError:
+            if attempt == 7:
+                raise
+            time.sleep(0.05 * 2**attempt / 4)  # the creating writer finishes meanwhile
+    raise AssertionError("unreachable")
+
+
 class IcechunkBackend(ZarrBackend):
     """The backend of Icechunk repositories: ``icechunk:///dir``, ``icechunk+s3://b/p``.
 
@@ -117,6 +142,11 @@ class IcechunkBackend(ZarrBackend):
         ``icechunk.s3_storage``'s keywords, for ``icechunk+s3://``.
     branch : str
         The branch written or read, when the URL has no fragment.
+    keep_history : float, optional
+        Seconds of history kept: a writer's ``close`` expires the snapshots older than this
+        and garbage-collects the objects older than this that nothing reaches any more
+        (see the module's docstring for the margin it needs). None (the default): keep
+        every snapshot.
 
     Raises
     ------
@@ -125,6 +155,9 @@ class IcechunkBackend(ZarrBackend):
         (Icechunk's ``ConflictError`` is its cause).
     """
 
+    #: No ``group=``: a replica gets a branch (or a repository) of its own.
+    has_groups = False
+
     def __init__(
         self,
         target: str,
@@ -132,7 +165,11 @@ class IcechunkBackend(ZarrBackend):
         *,
         storage_options: Mapping[str, Any] | None = None,
         branch: str = "main",
+        keep_history: float | None = None,
     ):
+        if keep_history is not None and not keep_history >= 0:
+            raise ValueError(f"keep_history must be a number of seconds >= 0: {keep_history!r}")
+        self.keep_history = keep_history
         location, _, fragment = target.partition("#")
         super().__init__(target, access_mode, storage_options=storage_options)
         self.location = location
@@ -151,13 +188,17 @@ class IcechunkBackend(ZarrBackend):
                 raise FileNotFoundError(f"No Icechunk repository at {self.location!r}{_hint()}")
             repo = icechunk.Repository.open(storage)
         else:
-            repo = icechunk.Repository.open_or_create(storage, **CREATE_OPTIONS)
+            repo = _open_or_create(storage)
         self._repo = repo
         if self.branch not in repo.list_branches():
             if mode in ("a", "r"):
                 raise FileNotFoundError(f"No branch {self.branch!r} in {self.location!r}")
             # a new branch starts at main's tip (a new repository's main: empty)
-            repo.create_branch(self.branch, repo.lookup_branch("main"))
+            try:
+                repo.create_branch(self.branch, repo.lookup_branch("main"))
+            except icechunk.IcechunkError:
+                if self.branch not in repo.list_branches():  # not made by another writer
+                    raise
         if self.read_only:
             self._session = repo.readonly_session(branch=self.branch)
         else:
@@ -254,9 +295,37 @@ class IcechunkBackend(ZarrBackend):
             if not self.read_only and self._pending.error is None:
                 self._pending.wait()
                 self._commit("writebehind close")
+                if self.keep_history is not None:
+                    self._expire_history(self.keep_history)
         finally:
             super().close()
             self._session, self._repo = None, None
+
+    def _expire_history(self, seconds: float) -> None:
+        """Expire the snapshots older than ``seconds`` and delete the objects older than
+        that which no branch or tag reaches any more. A failure is logged, not raised:
+        everything written is committed already."""
+        repo = self._repo
+        if repo is None:
+            return
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)
+        try:
+            expired = repo.expire_snapshots(older_than=cutoff)
+            collected = repo.garbage_collect(delete_object_older_than=cutoff)
+        except Exception as exc:
+            logger.warning(
+                "writebehind: %s: expiring the history failed (what was written is committed): %r",
+                self._where(),
+                exc,
+            )
+            return
+        # (what the two return differs between Icechunk releases: only logged, loosely)
+        logger.info(
+            "writebehind: %s: expired snapshots %s; deleted chunks: %s",
+            self._where(),
+            len(expired) if isinstance(expired, Sized) else expired,
+            getattr(collected, "chunks_deleted", collected),
+        )
 
     def stored_bytes(self) -> int:
         """Bytes of the repository: its files (local), or Icechunk's count of its chunk

@@ -31,6 +31,7 @@ returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -41,10 +42,11 @@ from typing import Any
 import numpy as np
 from zarr import AsyncArray, AsyncGroup
 from zarr.api import asynchronous as zarr_async
+from zarr.errors import ContainsGroupError
 
 from .._bookkeeping import ATTR_DTYPES_ATTR, KIND_ATTR, LENGTH_ATTR
 from .._errors import StoreInUseError
-from .._paths import is_url
+from .._paths import check_name, is_url, split_zarr_target
 from ..codecs.base import Layout
 from . import _zarr_io
 from ._zarr_attrs import decode_attrs, encode_attrs
@@ -104,6 +106,8 @@ class ZarrBackend(StorageIODriver):
     ----------
     target : str or os.PathLike
         A directory (``run.zarr``) or a URL obstore knows (``s3://bucket/prefix/run.zarr``).
+        A path through a ``*.zarr`` directory or prefix names a group of that hierarchy:
+        ``ens.zarr/replica-0`` is ``group="replica-0"`` of ``ens.zarr``.
     access_mode : {None, 'w', 'a', 'r'}
         See :class:`~writebehind.StorageIODriver`. ``'w'`` deletes what the target holds
         (refused for a local directory that holds files but no Zarr store).
@@ -115,6 +119,14 @@ class ZarrBackend(StorageIODriver):
         A writer holds the store's lease (one writer per store) and renews it every third
         of this while open; a lease not renewed for this long is taken over by the next
         writer (see ``drivers/_zarr_lease.py``).
+    group : str
+        The group of the hierarchy at ``target`` that is this store (``"replica-0"``,
+        ``"ens/replica-0"``; after the group the target's path names, if any): the store's
+        root is that group, and its writer holds that group's lease, so that writers of
+        different groups write one hierarchy at once. Creating the group creates the
+        hierarchy's root group and the group's ancestors when missing. A writer of a group
+        and a writer of the whole hierarchy (or of an ancestor or descendant group)
+        exclude each other.
 
     Raises
     ------
@@ -122,6 +134,9 @@ class ZarrBackend(StorageIODriver):
         At ``open`` (or the first write, in mode None), when another writer holds the
         store; at a commit, when another writer took the lease over.
     """
+
+    #: Whether a store can be one group of a hierarchy shared with other writers.
+    has_groups = True
 
     no_recovery_needed = (
         "a Zarr store needs no recovery: each array's shape is its committed length, "
@@ -135,8 +150,15 @@ class ZarrBackend(StorageIODriver):
         *,
         storage_options: Mapping[str, Any] | None = None,
         lease_seconds: float = 60.0,
+        group: str = "",
     ):
-        super().__init__(target, access_mode)
+        name = os.fsdecode(target)
+        hierarchy, in_target = split_zarr_target(name) if self.has_groups else (name, "")
+        #: Where the hierarchy is, and the group of it that is this store ("": the root).
+        self.hierarchy = hierarchy
+        self.group = _group_path(in_target, group)
+        location = f"{hierarchy.rstrip('/')}/{self.group}" if self.group else hierarchy
+        super().__init__(location, access_mode)
         self.storage_options = dict(storage_options or {})
         #: How long the store's lease outlives its writer (see ``_zarr_lease``).
         self.lease_seconds = lease_seconds
@@ -160,6 +182,8 @@ class ZarrBackend(StorageIODriver):
         store = _zarr_io.make_store(self._file_name, self.read_only, self.storage_options)
         exists = _zarr_io.run(store.exists(METADATA))
         if mode in ("a", "r") and not exists:
+            if self.group:
+                raise FileNotFoundError(f"No group {self.group!r} in {self.hierarchy!r}")
             raise FileNotFoundError(f"No Zarr store at {self._file_name!r}")
         if mode == "w":
             self._refuse_to_clear_a_foreign_directory(exists)
@@ -179,10 +203,25 @@ class ZarrBackend(StorageIODriver):
             self._ensure_root()
 
     def _take_lease(self) -> None:
-        store, key, self._lease_inside = _zarr_io.lease_location(
-            self._file_name, self.storage_options, LEASE_KEY
+        store, root_key, inside = _zarr_io.lease_location(
+            self.hierarchy, self.storage_options, LEASE_KEY
         )
-        lease = Lease(store, key, self._file_name, self.lease_seconds)
+        # the leases of groups: "<hierarchy>.leases/<group>.lease", beside the hierarchy
+        prefix = root_key.removesuffix(".lease") + ".leases/"
+        key = f"{prefix}{self.group}.lease" if self.group else root_key
+        self._lease_inside = inside and not self.group
+
+        async def rivals() -> list[str]:
+            groups = [found async for found in store.list_prefix(prefix)]
+            if not self.group:
+                return groups
+            return [root_key] + [
+                other
+                for other in groups
+                if _overlap(other.removeprefix(prefix).removesuffix(".lease"), self.group)
+            ]
+
+        lease = Lease(store, key, self._file_name, self.lease_seconds, rivals)
         _zarr_io.run(lease.acquire())
         self._lease = lease
 
@@ -225,6 +264,8 @@ class ZarrBackend(StorageIODriver):
         if self._root is None:
             if self._lease is None:
                 self._take_lease()
+            if self.group:
+                self._ensure_ancestors()
             # "a" creates it: "w" would delete the store's objects first, the lease among
             # them, and "w-" refuses a store holding any object
             self._root = _zarr_io.run(
@@ -233,6 +274,17 @@ class ZarrBackend(StorageIODriver):
             self._groups[""] = self._root
             self._track(METADATA)
         return self._root
+
+    def _ensure_ancestors(self) -> None:
+        """Create the hierarchy's root group and the group's ancestors that are missing
+        (several writers may create one at once: they write the same object)."""
+        store = _zarr_io.make_store(self.hierarchy, False, self.storage_options)
+        parts = self.group.split("/")
+        paths = ["/".join(parts[:n]) for n in range(len(parts))]
+        _zarr_io.run(_open_groups(store, paths))
+        if self._local is not None:
+            hierarchy = os.path.abspath(self.hierarchy.removeprefix("file://"))
+            _zarr_io.fsync_files(hierarchy, {f"{path}/{METADATA}".lstrip("/") for path in paths})
 
     def scan(self) -> Iterator[NodeRecord]:
         if self._root is None:
@@ -455,6 +507,27 @@ class ZarrBackend(StorageIODriver):
 
 async def _members(root: AsyncGroup) -> list[tuple[str, Any]]:
     return [member async for member in root.members(max_depth=None)]
+
+
+async def _open_groups(store: Any, paths: list[str]) -> None:
+    """Open, or create, the group at each of ``paths`` of ``store``, in order."""
+    for path in paths:
+        # ContainsGroupError: another writer created it since open_group looked
+        with contextlib.suppress(ContainsGroupError):
+            await zarr_async.open_group(store=store, path=path, mode="a", zarr_format=3)
+
+
+def _group_path(*parts: str) -> str:
+    """The group path ``parts`` make together, each name checked (netCDF's rule)."""
+    if any(not isinstance(part, str) for part in parts):
+        raise TypeError("group must be a str")
+    names = [name for part in parts for name in part.strip("/").split("/") if part.strip("/")]
+    return "/".join(check_name(name) for name in names)
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether group paths ``a`` and ``b`` share nodes (one is the other or inside it)."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
 async def _delete_all_but(store: Any, kept: str) -> None:
