@@ -18,7 +18,8 @@ that was not written; the next writer continues the store. How the kill is place
 
 A writer that commits a flush's shapes before its chunks (as zarr's ``Array.append``
 does) fails these checks: ``WB_SHAPES_FIRST`` makes the child's driver do that, and
-``test_a_shapes_first_writer_fails_the_check`` shows the check catches it.
+``test_a_shapes_first_writer_fails_the_check`` shows the check catches it; so does an
+Icechunk writer committing each variable on its own (``WB_COMMIT_EACH``), not each flush.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,8 +49,10 @@ pytestmark = pytest.mark.zarr  # `pytest -m zarr`: .ci/run runs these on Python 
 
 # Test-only hooks, run in the child before the workload (nothing of this is in src):
 # WB_KILL_AT=N kills the child at the N-th object write whose key contains WB_KILL_KEY
-# (every write when empty), WB_KILL_WHEN=before|after it; WB_SHAPES_FIRST=1 breaks the
-# driver's commit order (shapes stored before the flush's chunks are even sent).
+# (every write when empty; Icechunk's commits count as writes of a key "commit"),
+# WB_KILL_WHEN=before|after it; WB_SHAPES_FIRST=1 breaks the driver's commit order (shapes
+# stored before the flush's chunks are even sent); WB_COMMIT_EACH=1 makes Icechunk's
+# writer commit each variable of a flush on its own.
 HOOKS = textwrap.dedent(
     """
     import os
@@ -128,6 +132,17 @@ HOOKS = textwrap.dedent(
         _zarr_io.PendingWrites.add = _held_add
         _zarr_io.PendingWrites.wait = _send_then_wait
         ZarrBackend.commit_lengths = _shapes_first
+
+    if os.environ.get("WB_COMMIT_EACH"):
+        from writebehind.drivers.icechunk import IcechunkBackend
+
+        _icechunk_commit_lengths = IcechunkBackend.commit_lengths
+
+        def _commit_each(self, lengths, durable):  # one commit a variable, not a flush
+            for path in sorted(lengths):
+                _icechunk_commit_lengths(self, {path: lengths[path]}, durable)
+
+        IcechunkBackend.commit_lengths = _commit_each
     """
 )
 
@@ -188,6 +203,7 @@ def run_until_killed(
     key: str = "",
     server: ServerKills | None = None,
     shapes_first: bool = False,
+    commit_each: bool = False,
 ) -> tuple[int, int]:
     """Run the child until it is killed at its ``at``-th object write (by itself, or by
     ``server``); the last lengths of ``a`` and ``b`` it acknowledged."""
@@ -197,6 +213,8 @@ def run_until_killed(
         env.update(WB_KILL_AT=str(at), WB_KILL_WHEN=when, WB_KILL_KEY=key)
     if shapes_first:
         env["WB_SHAPES_FIRST"] = "1"
+    if commit_each:
+        env["WB_COMMIT_EACH"] = "1"
     child = subprocess.Popen(
         [sys.executable, "-c", HOOKS + CHILD, target],
         stdout=subprocess.PIPE,
@@ -262,12 +280,12 @@ def check_kills(
     return done
 
 
-def test_writers_killed_between_object_writes_lose_nothing(tmp_path: Any) -> None:
+def test_writers_killed_between_object_writes_lose_nothing(tmp_path: Path) -> None:
     done = check_kills(str(tmp_path / "killed.zarr"), runs=3, seed=21, most=40)
     assert done[-1][2] > 0  # some flush was acknowledged and found
 
 
-def test_a_kill_between_a_flush_chunks_and_shapes_loses_nothing(tmp_path: Any) -> None:
+def test_a_kill_between_a_flush_chunks_and_shapes_loses_nothing(tmp_path: Path) -> None:
     # pinpointed: the third write of a chunk of `a` (in the third flush, two acknowledged)
     # is stored, the new shape is not
     target = str(tmp_path / "pinpoint.zarr")
@@ -275,7 +293,7 @@ def test_a_kill_between_a_flush_chunks_and_shapes_loses_nothing(tmp_path: Any) -
     assert check_store(target, acked, one_commit=False)[0] > 0
 
 
-def test_a_shapes_first_writer_fails_the_check(tmp_path: Any) -> None:
+def test_a_shapes_first_writer_fails_the_check(tmp_path: Path) -> None:
     # killed just after the fourth write of `a`'s zarr.json (a flush's new shape): stored
     # before the flush's chunks, it counts rows never written (the check must see them)
     target = str(tmp_path / "shapes-first.zarr")
@@ -284,21 +302,38 @@ def test_a_shapes_first_writer_fails_the_check(tmp_path: Any) -> None:
         check_store(target, acked, one_commit=False)
 
 
-def test_the_writer_kept_in_order_passes_the_same_kill(tmp_path: Any) -> None:
+def test_the_writer_kept_in_order_passes_the_same_kill(tmp_path: Path) -> None:
     # the same kill on the real writer: that shape is stored after its chunks
     target = str(tmp_path / "in-order.zarr")
     acked = run_until_killed(target, 4, "after", key="a/zarr.json")
     assert check_store(target, acked, one_commit=False)[0] > 0
 
 
+def test_an_icechunk_writer_committing_each_variable_fails_the_check(tmp_path: Path) -> None:
+    # killed just after the third commit: with one commit a variable, `a` of the second
+    # flush is committed and `b` is not (the check must see the flush torn)
+    pytest.importorskip("icechunk", reason="needs the icechunk extra")
+    url = f"icechunk://{tmp_path}/commit-each"
+    acked = run_until_killed(url, 3, "after", key="commit", commit_each=True)
+    with pytest.raises(AssertionError):
+        check_store(url, acked, one_commit=True)
+
+
+def test_the_icechunk_writer_passes_the_same_kill(tmp_path: Path) -> None:
+    pytest.importorskip("icechunk", reason="needs the icechunk extra")
+    url = f"icechunk://{tmp_path}/one-commit"
+    acked = run_until_killed(url, 3, "after", key="commit")
+    assert check_store(url, acked, one_commit=True)[0] > 0
+
+
 @pytest.mark.slow
-def test_many_writers_killed_between_object_writes_lose_nothing(tmp_path: Any) -> None:
+def test_many_writers_killed_between_object_writes_lose_nothing(tmp_path: Path) -> None:
     done = check_kills(str(tmp_path / "killed.zarr"), runs=12, seed=22, most=60)
     assert done[-1][2] > 0
 
 
 @pytest.mark.slow
-def test_icechunk_writers_killed_between_writes_lose_nothing(tmp_path: Any) -> None:
+def test_icechunk_writers_killed_between_writes_lose_nothing(tmp_path: Path) -> None:
     pytest.importorskip("icechunk", reason="needs the icechunk extra")
     url = f"icechunk://{tmp_path}/killed"
     done = check_kills(url, runs=12, seed=23, most=40, one_commit=True)
@@ -324,6 +359,7 @@ def test_icechunk_s3_writers_killed_between_object_writes_lose_nothing(
     assert done[-1][2] > 0
 
 
+@pytest.mark.slow  # 7-11 s: the second writer retries its create for 1.6 s
 @pytest.mark.xfail(
     strict=True,
     reason="a known defect (Icechunk 1.1 and 2.3 alike): the prefix then holds the "
