@@ -20,6 +20,8 @@ A writer that commits a flush's shapes before its chunks (as zarr's ``Array.appe
 does) fails these checks: ``WB_SHAPES_FIRST`` makes the child's driver do that, and
 ``test_a_shapes_first_writer_fails_the_check`` shows the check catches it; so does an
 Icechunk writer committing each variable on its own (``WB_COMMIT_EACH``), not each flush.
+The slow tests also run ``test_zarr_kill.py``'s kills at random moments, 10 a mode, on
+local Icechunk and on S3 (plain and Icechunk).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import pytest
 import writebehind
 
 from .test_zarr_kill import CHILD, SRC
+from .test_zarr_kill import check_kills as check_timed_kills
 
 pytest.importorskip("zarr", reason="the Zarr backend needs the zarr extra")
 
@@ -357,6 +360,26 @@ def test_icechunk_s3_writers_killed_between_object_writes_lose_nothing(
     url = f"icechunk+s3://{s3_bucket}/killed"
     done = check_kills(url, runs=12, seed=25, most=60, server=server_kills, one_commit=True)
     assert done[-1][2] > 0
+
+
+# Kills at random moments (test_zarr_kill.py's), on the modes that file runs briefly or not
+@pytest.mark.slow
+def test_many_icechunk_writers_killed_at_random_moments_lose_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("icechunk", reason="needs the icechunk extra")
+    url = f"icechunk://{tmp_path}/timed"
+    assert check_timed_kills(url, runs=10, seed=31, one_commit=True) > 0
+
+
+@pytest.mark.slow
+def test_s3_writers_killed_at_random_moments_lose_nothing(s3_bucket: str) -> None:
+    assert check_timed_kills(f"s3://{s3_bucket}/timed.zarr", runs=10, seed=32) > 0
+
+
+@pytest.mark.slow
+def test_icechunk_s3_writers_killed_at_random_moments_lose_nothing(s3_bucket: str) -> None:
+    pytest.importorskip("icechunk", reason="needs the icechunk extra")
+    url = f"icechunk+s3://{s3_bucket}/timed"
+    assert check_timed_kills(url, runs=10, seed=33, one_commit=True) > 0
 
 
 @pytest.mark.slow  # 7-11 s: the second writer retries its create for 1.6 s
