@@ -63,6 +63,8 @@ REPORTERS = [
     "mdtraj-HDF5",
     "openmmtools.storage",
 ]
+#: Not reporters to compare: what a report of the AMBER format cannot do without (the floor).
+FLOORS = ["amber-floor"]
 STORES = {
     "baseline": "positions, velocities, box, energies (np.copy)",
     "baseline-no-energies": "positions, velocities, box (np.copy)",
@@ -72,6 +74,7 @@ STORES = {
     "mdtraj-NetCDF": "positions, box, time",
     "mdtraj-HDF5": "positions, velocities, box, energies",
     "openmmtools.storage": "positions, velocities, box, energies",
+    "amber-floor": "positions, velocities, box (float32 angstrom, into reused arrays)",
 }
 TARGET = 1.20  # the issue: within 20% of getState + np.copy
 
@@ -98,6 +101,42 @@ class CopyBaseline:
             state.getPotentialEnergy()
             state.getKineticEnergy()
         state.getTime()
+
+    def close(self) -> None:
+        pass
+
+
+class AmberFloor:
+    """What an AMBER-format report cannot do without, and nothing else: OpenMM's positions
+    and velocities read into reused float64 arrays (``State._getVectorAsNumpy``, as
+    writebehind's reporter reads them), converted to float32 angstrom into reused arrays
+    (the format's unit and dtype), and the time and box vectors taken from the state. No
+    store: the difference to writebehind's AMBER report is the engine's part (locking,
+    staging slots, waking the writer)."""
+
+    def __init__(self, interval: int):
+        self.interval = interval
+        self.arrays: dict[int, Any] = {}
+        self.time_and_box: Any = None
+
+    def describeNextReport(self, simulation: Any) -> dict[str, Any]:
+        steps = self.interval - simulation.currentStep % self.interval
+        return {"steps": steps, "periodic": None, "include": ["positions", "velocities"]}
+
+    def _converted(self, state: Any, kind: int) -> Any:
+        pair = self.arrays.get(kind)
+        if pair is None:
+            atoms = state._getNumParticles()
+            pair = self.arrays[kind] = (np.empty((atoms, 3)), np.empty((atoms, 3), np.float32))
+        state._getVectorAsNumpy(kind, pair[0])
+        return np.multiply(pair[0], 10.0, out=pair[1], casting="same_kind")
+
+    def report(self, simulation: Any, state: Any) -> None:
+        import openmm
+
+        self._converted(state, openmm.State.Positions)
+        self._converted(state, openmm.State.Velocities)
+        self.time_and_box = (state.getTime()._value, state.getPeriodicBoxVectors()._value)
 
     def close(self) -> None:
         pass
@@ -175,6 +214,8 @@ def make_reporter(name: str, directory: str, interval: int, atoms: int) -> Any:
         )
     if name == "openmmtools.storage":
         return OpenmmtoolsReporter(path, interval)
+    if name == "amber-floor":
+        return AmberFloor(interval)
     raise ValueError(f"unknown reporter {name!r}")
 
 
@@ -373,7 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.openmm", description=__doc__)
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
     parser.add_argument("--intervals", default=",".join(map(str, INTERVALS)))
-    parser.add_argument("--reporters", default=",".join(REPORTERS), help="comma-separated")
+    parser.add_argument(
+        "--reporters",
+        default=",".join(REPORTERS),
+        help=f"comma-separated; also {', '.join(FLOORS)} (not run by default)",
+    )
     parser.add_argument("--frames", type=int, default=20, help="timed frames a row (at most)")
     parser.add_argument("--min-frames", type=int, default=3, help="fewer: the row is skipped")
     parser.add_argument(

@@ -20,9 +20,9 @@ written even if its task is cancelled later) or not at all.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import anyio.lowlevel
@@ -31,8 +31,8 @@ import anyio.to_thread
 from ._core import snapshot
 from ._engine import Engine, Handle, Staging
 from ._node import NodeBase
-from ._store import StoreBase, close_failure_noted
-from ._targets import Target, backend_for
+from ._store import OpenOptions, StoreBase, close_failure_noted
+from ._targets import Target, backend_for, split_options
 from .codecs import make_encoder, spec_for
 
 __all__ = ["AsyncHandle", "AsyncStorageInterface", "AsyncStorageInterfaceDirVar", "open_async"]
@@ -410,20 +410,12 @@ class AsyncStorageInterface(StoreBase[AsyncStorageInterfaceDirVar]):
 
 
 def open_async(
-    file_name: Target,
-    mode: str | None = None,
-    *,
-    checksums: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-    group: str | None = None,
-    **options: Any,
+    file_name: Target, mode: str | None = None, **options: Unpack[OpenOptions]
 ) -> AsyncStorageInterface:
     """``AsyncStorageInterface(backend_for(file_name, mode, ...), **options)``: as ``open``.
 
     Not a coroutine: use ``async with open_async("run.nc") as store:`` (or
     ``store = await open_async("run.nc")`` and ``await store.aclose()``).
     """
-    driver = backend_for(
-        file_name, mode, checksums=checksums, storage_options=storage_options, group=group
-    )
-    return AsyncStorageInterface(driver, **options)
+    backend, store = split_options(options)
+    return AsyncStorageInterface(backend_for(file_name, mode, **backend), **store)

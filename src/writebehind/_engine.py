@@ -41,7 +41,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
@@ -53,7 +53,7 @@ from ._errors import BackgroundWriteError, ForkedStoreError, StoreClosedError
 from .codecs.base import Layout
 from .drivers.base import StorageIODriver
 
-__all__ = ["Engine", "EngineStats", "Handle", "Lifecycle", "Staging"]
+__all__ = ["Engine", "EngineStats", "FrameLayout", "Handle", "Lifecycle", "Staging"]
 
 logger = logging.getLogger("writebehind")
 
@@ -175,6 +175,51 @@ class Staging:
         self.open_chunk: _AppendChunk | None = None
         self.free_buffers: list[np.ndarray[Any, Any]] = []
         self.filled = False  # its last buffer filled up before the writer took it
+
+
+class FrameLayout:
+    """The variables of a frame for ``Engine.append_frame``, checked once (see
+    ``Engine.frame_layout``)."""
+
+    __slots__ = ("nbytes", "scalar_types", "scales", "variables")
+
+    def __init__(self, variables: Sequence[Staging], scales: Sequence[float | None] | None):
+        self.variables = tuple(variables)
+        if len(set(self.variables)) != len(self.variables):
+            raise ValueError("a frame holds one entry of each variable: a variable is given twice")
+        for var in self.variables:
+            if not var.numeric:
+                raise ValueError(
+                    f"{var.path!r} does not hold numbers: append its entries one by one"
+                )
+        self.scales: tuple[float | None, ...] = (
+            (None,) * len(self.variables) if scales is None else tuple(scales)
+        )
+        if len(self.scales) != len(self.variables):
+            raise ValueError(f"{len(self.scales)} scales for {len(self.variables)} variables")
+        self.nbytes = sum(var.entry_nbytes for var in self.variables)
+        #: The Python number types copied by item assignment into each variable (a scalar
+        #: variable of their kind: no cast to check); others go through numpy's casting.
+        self.scalar_types = tuple(map(_assignable, self.variables, self.scales))
+
+
+def _assignable(var: Staging, scale: float | None) -> tuple[type, ...]:
+    """The Python numbers an item assignment stores in a scalar entry of ``var`` as
+    ``append_frame``'s casting would: a float into float64, or scaled into float32 (which
+    rounds, as numpy's ``same_kind`` cast does), an int into int64 (unscaled)."""
+    if var.layout.shape != ():
+        return ()
+    dtype = var.layout.dtype
+    if dtype.kind == "f" and (scale is not None or dtype.itemsize == 8):
+        return (float,)
+    if dtype == np.int64 and scale is None:
+        return (int,)
+    return ()
+
+
+def _new_entry_buffer(var: Staging) -> Any:
+    """A buffer of one entry of ``var``, for an entry over ALONE_ENTRY_BYTES."""
+    return np.empty((1, *var.layout.shape), dtype=var.layout.dtype)
 
 
 class Handle:
@@ -367,7 +412,7 @@ class _AppendChunk(_Op):
         if end > engine.lengths_on_disk.get(self.path, 0):
             engine.lengths_on_disk[self.path] = end
             engine.dirty_lengths.add(self.path)
-        if var.numeric and len(self.buffer) == var.capacity:  # not a first, smaller buffer
+        if var.numeric and len(self.buffer) in (var.capacity, var.first_capacity):
             self.reusable = self.buffer  # not offered here: the library lock is held
         self.buffer = None
 
@@ -812,6 +857,155 @@ class Engine:
                 return None
             return self._stage(var, payload)
 
+    def frame_layout(
+        self, variables: Sequence[Staging], scales: Sequence[float | None] | None = None
+    ) -> FrameLayout:
+        """The layout of the frames ``append_frame`` stages: one entry of each of
+        ``variables``, checked here once.
+
+        ``scales[i]`` not None: the entry stored for ``variables[i]`` is its payload times
+        ``scales[i]``, computed straight into the staging buffer and cast to the variable's
+        dtype as numpy's ``same_kind`` casting allows (float64 into float32: a unit
+        conversion into a float32 file).
+
+        Raises
+        ------
+        ValueError
+            A variable does not hold numbers or is given twice, or ``scales`` is not one
+            per variable.
+        """
+        return FrameLayout(variables, scales)
+
+    def append_frame(self, frame: FrameLayout, payloads: Sequence[Any]) -> Handle:
+        """Stage one entry of each of the frame's variables at once: one lock, all or none.
+
+        For a caller that appends the same numeric variables again and again, such as a
+        trajectory's frames (``writebehind.openmm``'s reporter: 5 to 8 variables a frame,
+        where separate appends would take the lock and run an encoder each). The caller
+        checks its first entries through the variables' encoders, which fixes their units,
+        dtypes and shapes; ``payloads[i]`` is then the entry of the frame's ``i``-th
+        variable as its encoder would return it, in the variable's stored units (times the
+        frame's scale, if it has one: see ``frame_layout``). An unscaled entry is copied
+        with numpy's ``safe`` casting.
+
+        Every entry is copied under the lock, even one over ``ALONE_ENTRY_BYTES`` (which
+        ``append`` copies outside it): the frame is staged whole or not at all.
+
+        Raises
+        ------
+        ValueError
+            Not one payload per variable, or an entry's shape is not its variable's.
+            Nothing is staged.
+        TypeError
+            An entry does not cast to its variable's dtype. Nothing is staged.
+        BackgroundWriteError, StoreClosedError, ForkedStoreError
+            As ``append``.
+        """
+        variables = frame.variables
+        if len(payloads) != len(variables):
+            raise ValueError(
+                f"a frame of {len(variables)} variables, given {len(payloads)} entries"
+            )
+        alone: list[Any] = []  # buffers made before the lock, for entries over ALONE_ENTRY_BYTES
+        for i, var in enumerate(variables):
+            payload = payloads[i]
+            if type(payload) is np.ndarray:
+                shape = payload.shape
+            elif type(payload) in frame.scalar_types[i]:
+                shape = ()
+            else:
+                shape = np.shape(payload)
+            if shape != var.layout.shape:
+                raise ValueError(
+                    f"an entry of shape {shape} for {var.path!r}, whose entries are "
+                    f"{var.layout.shape}"
+                )
+            if var.capacity == 1:
+                alone.append(None if var.free_buffers else _new_entry_buffer(var))
+            elif var.open_chunk is None and not var.free_buffers:
+                self._prepare_buffer(var)
+        with self._mutex:
+            if self._unusable:
+                self.check_usable()
+            if self._pending_bytes > self.max_pending_bytes:
+                self.make_room(frame.nbytes)
+            opened: list[_AppendChunk] = []
+            try:
+                self._copy_frame(frame, payloads, alone, opened)
+            except BaseException:
+                self._unstage(opened)
+                raise
+            # Every entry is copied: count them (as ``_stage`` and ``_append_alone`` do).
+            alone_index = 0
+            for var in variables:
+                entry_nbytes = var.entry_nbytes
+                if var.capacity == 1:
+                    chunk = _AppendChunk(var, var.length, alone[alone_index])
+                    alone_index += 1
+                    chunk.count, chunk.nbytes, chunk.sealed = 1, entry_nbytes, True
+                    self._ops.append(chunk)
+                else:
+                    open_chunk = var.open_chunk
+                    assert open_chunk is not None  # opened by _copy_frame
+                    open_chunk.count += 1
+                    open_chunk.nbytes += entry_nbytes
+                    if open_chunk.count == open_chunk.capacity:
+                        open_chunk.sealed = True
+                        var.open_chunk = None
+                        var.filled = True
+                        self.cond.notify_all()
+                var.length += 1
+            count = len(variables)
+            self._seq += count
+            self._pending_ops += count
+            self._pending_bytes += frame.nbytes
+            if alone:
+                self.cond.notify_all()  # a sealed chunk waits, as after ``_append_alone``
+            return Handle(self, self._seq)
+
+    def _copy_frame(
+        self,
+        frame: FrameLayout,
+        payloads: Sequence[Any],
+        alone: list[Any],
+        opened: list[_AppendChunk],
+    ) -> None:
+        """Copy a frame's entries into their slots, counting none. Lock held."""
+        alone_index = 0
+        scales = frame.scales
+        for i, var in enumerate(frame.variables):
+            payload = payloads[i]
+            scale = scales[i]
+            if var.capacity == 1:
+                if alone[alone_index] is None:
+                    alone[alone_index] = (
+                        self._reuse(var) if var.free_buffers else _new_entry_buffer(var)
+                    )
+                buffer, index = alone[alone_index], 0
+                alone_index += 1
+            else:
+                chunk = var.open_chunk
+                if chunk is None:
+                    chunk = self._open_chunk(var)  # wakes an idle writer, once a frame
+                    opened.append(chunk)
+                buffer, index = chunk.buffer, chunk.count
+            if frame.scalar_types[i] and type(payload) in frame.scalar_types[i]:
+                # A Python number into its kind of variable: an item assignment.
+                buffer[index] = payload if scale is None else payload * scale
+            elif scale is None:
+                np.copyto(buffer[index : index + 1], payload, casting="safe")
+            else:
+                np.multiply(payload, scale, out=buffer[index : index + 1], casting="same_kind")
+
+    def _unstage(self, opened: list[_AppendChunk]) -> None:
+        """Take back the chunks an ``append_frame`` that failed opened (empty). Lock held."""
+        for chunk in opened:
+            self._ops.remove(chunk)
+            var = chunk.var
+            var.open_chunk = None
+            if len(chunk.buffer) == var.capacity:
+                self._offer_for_reuse(var, chunk.buffer)
+
     def try_enqueue(self, op: _Op) -> int | None:
         """``enqueue`` if it would not wait under backpressure; None (nothing queued) if so."""
         with self.cond:
@@ -866,8 +1060,14 @@ class Engine:
     def _offer_for_reuse(self, var: Staging, buffer: Any) -> None:
         """Keep a written buffer for ``var``'s next entries, if the limits allow.
 
-        Writer, lock held, library lock not held (see ``_apply``).
+        Writer, lock held, library lock not held (see ``_apply``). A first, smaller buffer
+        (``first_capacity`` entries) is kept only while the variable holds fewer entries
+        than that: a variable appended to more slowly than the writer takes its chunks
+        (a trajectory's frames, a second or more apart) would otherwise allocate a new
+        first buffer at every entry.
         """
+        if len(buffer) != var.capacity and var.length >= var.first_capacity:
+            return
         if (
             len(var.free_buffers) < var.max_free_buffers
             and self._free_bytes + buffer.nbytes <= RECYCLE_BYTES_PER_STORE

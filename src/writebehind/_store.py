@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar, Unpack
 
 from ._core import DEFAULT_MAX_PENDING_BYTES, DriverFacade, StoreCore, finalize
 from ._engine import EngineStats
 from ._node import NodeBase, StorageInterfaceDirVar
-from ._targets import Target, backend_for
+from ._targets import BackendOptions, Target, backend_for, split_options
 from .drivers.base import StorageIODriver
 
-__all__ = ["StorageInterface", "StoreBase", "close_failure_noted", "open"]
+__all__ = ["OpenOptions", "StorageInterface", "StoreBase", "close_failure_noted", "open"]
 
 NodeT = TypeVar("NodeT", bound=NodeBase)
+
+
+class OpenOptions(BackendOptions, total=False):
+    """The keyword arguments of ``open`` and ``open_async``: the backend's
+    (``BackendOptions``) and the store's."""
+
+    #: Bytes of pending entries at which an append waits for the writer.
+    max_pending_bytes: int
+    #: The pint registry that decodes quantities (the application's own, by default).
+    unit_registry: Any
 
 
 class StoreBase(Generic[NodeT]):
@@ -175,22 +185,16 @@ class StorageInterface(StoreBase[StorageInterfaceDirVar]):
 
 
 def open(
-    file_name: Target,
-    mode: str | None = None,
-    *,
-    checksums: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-    group: str | None = None,
-    **options: Any,
+    file_name: Target, mode: str | None = None, **options: Unpack[OpenOptions]
 ) -> StorageInterface:
     """A store on ``file_name``: a NetCDF file, a Zarr store (``run.zarr``, ``s3://...``) or a
     backend; ``StorageInterface(backend_for(file_name, mode, ...), **options)``.
 
-    ``checksums`` is for NetCDF files, ``storage_options`` for object storage, ``group``
-    for one group of a shared Zarr hierarchy (``open("s3://b/ens.zarr", group="replica-0")``;
-    see ``ZarrBackend``). Raises as ``backend_for`` and ``StorageInterface`` do.
+    The keyword options (``OpenOptions``): ``checksums`` is for NetCDF files,
+    ``storage_options`` for object storage, ``group`` for one group of a shared Zarr
+    hierarchy (``open("s3://b/ens.zarr", group="replica-0")``; see ``ZarrBackend``);
+    ``max_pending_bytes`` and ``unit_registry`` are the store's. Raises as ``backend_for``
+    and ``StorageInterface`` do (an unknown option: ``TypeError``).
     """
-    driver = backend_for(
-        file_name, mode, checksums=checksums, storage_options=storage_options, group=group
-    )
-    return StorageInterface(driver, **options)
+    backend, store = split_options(options)
+    return StorageInterface(backend_for(file_name, mode, **backend), **store)

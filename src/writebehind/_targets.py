@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack, cast
 
 from ._core import DriverFacade
 from ._paths import is_url, split_zarr_target
@@ -28,31 +28,65 @@ from .drivers.base import RecoveryOutcome, StorageIODriver
 if TYPE_CHECKING:
     from .drivers.zarr import ZarrBackend
 
-__all__ = ["backend_class_for", "backend_for", "is_zarr_target", "recover"]
+__all__ = [
+    "BackendOptions",
+    "backend_class_for",
+    "backend_for",
+    "is_zarr_target",
+    "recover",
+    "split_options",
+]
 
 Target = str | bytes | os.PathLike[str] | os.PathLike[bytes] | StorageIODriver | DriverFacade
 
 
 def is_zarr_target(target: str) -> bool:
     """Whether ``target`` names a Zarr store: a URL (``s3://...``), a ``*.zarr`` path, or a
-    path through a ``*.zarr`` directory (a group of that hierarchy: ``ens.zarr/replica-0``)."""
-    return (
-        is_url(target)
-        or target.rstrip("/\\").endswith(".zarr")
-        or bool(split_zarr_target(target)[1])
-    )
+    path through a ``*.zarr`` directory (a group of that hierarchy: ``ens.zarr/replica-0``).
+
+    A local path whose last part has a NetCDF/HDF5 suffix (``.nc``, ``.nc4``, ``.h5``...) is
+    a NetCDF file even inside a ``*.zarr`` directory: ``run.zarr/segment-3.nc`` stays NetCDF.
+    """
+    if is_url(target):
+        return True
+    if target.rstrip("/\\").endswith(".zarr"):
+        return True
+    if os.path.splitext(target)[1].lower() in NETCDF_SUFFIXES:
+        return False
+    return bool(split_zarr_target(target)[1])
+
+
+NETCDF_SUFFIXES = frozenset({".nc", ".nc4", ".cdf", ".netcdf", ".h5", ".hdf5", ".he5"})
+"""Suffixes of a last path part that make a local path a NetCDF file wherever it is."""
+
+
+class BackendOptions(TypedDict, total=False):
+    """The options that pick and open a backend (keyword arguments of ``backend_for``,
+    ``open`` and ``open_async``)."""
+
+    #: Checksum every entry (NetCDF files only; see ``NetCDFBackend``).
+    checksums: bool
+    #: Endpoint, credentials... for object storage (see ``ZarrBackend``).
+    storage_options: Mapping[str, Any] | None
+    #: One group of the Zarr hierarchy at the target (see ``ZarrBackend``).
+    group: str | None
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[BackendOptions, dict[str, Any]]:
+    """``options`` split into the backend's (``BackendOptions``) and the rest (the store's)."""
+    backend = {key: value for key, value in options.items() if key in _BACKEND_KEYS}
+    rest = {key: value for key, value in options.items() if key not in _BACKEND_KEYS}
+    return cast(BackendOptions, backend), rest
+
+
+_BACKEND_KEYS = BackendOptions.__optional_keys__
 
 
 def backend_for(
-    target: Target,
-    mode: str | None = None,
-    *,
-    checksums: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-    group: str | None = None,
+    target: Target, mode: str | None = None, **options: Unpack[BackendOptions]
 ) -> StorageIODriver | DriverFacade:
-    """The backend (or facade) that stores ``target``, opened in ``mode`` when made here;
-    ``group``: one group of the Zarr hierarchy at ``target`` (see ``ZarrBackend``).
+    """The backend (or facade) that stores ``target``, opened in ``mode`` when made here,
+    with the ``BackendOptions`` given (``checksums``, ``storage_options``, ``group``).
 
     Raises
     ------
@@ -63,6 +97,9 @@ def backend_for(
     ImportError
         ``target`` names a Zarr store and the ``zarr`` extra is not installed.
     """
+    checksums = options.get("checksums", False)
+    storage_options = options.get("storage_options")
+    group = options.get("group")
     if isinstance(target, StorageIODriver | DriverFacade):
         if group:
             raise ValueError("group= is for Zarr targets; give the group to the backend")

@@ -136,6 +136,22 @@ def test_recycled_buffers_hold_only_the_new_entries(open_store: Any, nc_path: Pa
     store.close()
 
 
+def test_a_slowly_appended_variable_reuses_its_first_buffer(open_store: Any, nc_path: Path) -> None:
+    # Entries appended further apart than the writer takes them (a trajectory's frames):
+    # each goes into a new chunk, whose buffer is the one the previous entry was written from.
+    store = open_store(nc_path)
+    buffers = set()
+    for value in range(5):
+        store.box.append(np.full((3, 3), float(value)))
+        var = store.box._var
+        assert var.open_chunk is not None and var.length < var.first_capacity < var.capacity
+        buffers.add(id(var.open_chunk.buffer))
+        store.flush()  # written: its buffer goes back to the free list
+    assert len(buffers) == 1
+    np.testing.assert_array_equal(store.box.read()[:, 2, 2], [0, 1, 2, 3, 4])
+    store.close()
+
+
 @pytest.mark.file_specific("the chunk shape of a netCDF variable")
 def test_entries_larger_than_a_chunk_are_split_into_equal_chunks(
     open_store: Any, nc_path: Path

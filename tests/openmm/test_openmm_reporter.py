@@ -475,3 +475,43 @@ def test_an_amber_reporter_stores_a_box_that_changes_between_frames(water_box, t
     expected = [cube, cube, tilted, cube]
     np.testing.assert_allclose(lengths, [e[0] for e in expected], rtol=1e-6)
     np.testing.assert_allclose(angles, [e[1] for e in expected], rtol=1e-6)
+
+
+@pytest.mark.parametrize("format", ["writebehind", "amber"])
+def test_a_reporter_whose_fast_read_of_the_vectors_differs_uses_openmms_accessors(
+    water_box, tmp_path, monkeypatch, format
+):
+    # After the first report, the reporter reads positions and velocities with OpenMM's
+    # private State._getVectorAsNumpy, once it gave what getPositions(asNumpy=True) gives:
+    # a read that differs is not used, and the file holds OpenMM's values all the same.
+    monkeypatch.setattr(
+        Reporter, "_vector", lambda self, state, kind: np.zeros((state._getNumParticles(), 3))
+    )
+    path = tmp_path / "traj.nc"
+    with Reporter(path, INTERVAL, velocities=True, format=format) as reporter:
+        states = simulate(water_box, reporter)
+        assert reporter._frame is not None and not reporter._raw_vectors
+    with netCDF4.Dataset(path) as dataset:
+        name = "coordinates" if format == "amber" else "positions"
+        stored = dataset[name][:]
+    expected = np.array([s["positions"] for s in states])
+    if format == "amber":
+        expected = (expected * 10).astype(np.float32)
+    np.testing.assert_array_equal(stored, expected)
+
+
+def test_a_reporter_continuing_variables_of_other_units_converts_every_frame(water_box, tmp_path):
+    # The first report goes through the store's encoders, which convert OpenMM's nanometers
+    # to the variable's angstroms; the later ones must not append nanometers as they are.
+    path = tmp_path / "shared.nc"
+    atoms = water_box[0].topology.getNumAtoms()
+    with StorageInterface(NetCDFIODriver(path, "w")) as store:
+        store["md/positions"].append(np.zeros((atoms, 3)) * UREG.angstrom)
+        reporter = Reporter(store, INTERVAL, group="md")
+        states = simulate(water_box, reporter)
+        reporter.close()
+        positions = store["md/positions"].read()
+    assert positions.units == UREG.angstrom
+    np.testing.assert_allclose(
+        positions.magnitude[1:], [s["positions"] * 10 for s in states], rtol=1e-12
+    )

@@ -25,9 +25,17 @@ def test_a_zarr_path_or_a_url_names_a_zarr_store(target: str) -> None:
     assert is_zarr_target(target)
 
 
-@pytest.mark.parametrize("target", ["run.nc", "run.zarr.nc", "zarr", "file:///tmp/run.nc"])
+@pytest.mark.parametrize(
+    "target",
+    ["run.nc", "run.zarr.nc", "zarr", "file:///tmp/run.nc", "ens.zarr/seg.nc", "a.zarr/b/c.h5"],
+)
 def test_other_paths_name_netcdf_files(target: str) -> None:
     assert not is_zarr_target(target)
+
+
+@pytest.mark.parametrize("target", ["ens.zarr/replica-0", "s3://bucket/ens.zarr/replica-0"])
+def test_a_path_through_a_zarr_directory_names_a_zarr_group(target: str) -> None:
+    assert is_zarr_target(target)
 
 
 def test_a_zarr_path_gets_the_zarr_backend(tmp_path: Path) -> None:
