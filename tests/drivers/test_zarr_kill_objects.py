@@ -382,7 +382,6 @@ def test_icechunk_s3_writers_killed_at_random_moments_lose_nothing(s3_bucket: st
     assert check_timed_kills(url, runs=10, seed=33, one_commit=True) > 0
 
 
-@pytest.mark.slow  # 7-11 s: the second writer retries its create for 1.6 s
 @pytest.mark.xfail(
     strict=True,
     reason="a known defect (Icechunk 1.1 and 2.3 alike): the prefix then holds the "
