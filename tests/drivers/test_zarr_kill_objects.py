@@ -289,11 +289,12 @@ def test_writers_killed_between_object_writes_lose_nothing(tmp_path: Path) -> No
 
 
 def test_a_kill_between_a_flush_chunks_and_shapes_loses_nothing(tmp_path: Path) -> None:
-    # pinpointed: the third write of a chunk of `a` (in the third flush, two acknowledged)
-    # is stored, the new shape is not
+    # pinpointed: just before the fourth write of `a`'s zarr.json (the second flush's new
+    # shape; its chunks are stored): the first flush's entries are there, and no more
     target = str(tmp_path / "pinpoint.zarr")
-    acked = run_until_killed(target, 3, "after", key="a/c/")
-    assert check_store(target, acked, one_commit=False)[0] > 0
+    acked = run_until_killed(target, 4, "before", key="a/zarr.json")
+    assert acked[0] > 0
+    assert check_store(target, acked, one_commit=False)[0] == acked[0]
 
 
 def test_a_shapes_first_writer_fails_the_check(tmp_path: Path) -> None:
