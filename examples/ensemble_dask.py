@@ -2,7 +2,7 @@
 
 Run it with the ``AWS_*`` variables pointing at your object storage (see
 docs/scale-out.md, "Many replicas") and Dask's distributed scheduler installed
-(``pip install 'writebehind[zarr]' 'dask[distributed]' xarray``)::
+(``pip install 'writebehind[zarr,dask]'``: dask[array], distributed and xarray)::
 
     python examples/ensemble_dask.py s3://my-bucket/ensembles/run-2.zarr \
         [--replicas 4] [--steps 400] [--workers 2]

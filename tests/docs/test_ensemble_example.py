@@ -47,8 +47,14 @@ def test_replicas_write_their_groups_and_xarray_averages_them(example: Any, s3_b
 
 
 def test_the_example_runs_the_replicas_on_a_dask_cluster(example: Any, s3_bucket: str):
-    pytest.importorskip("distributed", reason="needs dask.distributed (not a test dependency)")
+    # the whole script: four replicas as tasks on two worker processes (the dask extra,
+    # which CI installs), each into its group on the test server; the mean xarray and Dask
+    # compute is numpy's over the energies every replica stored
+    pytest.importorskip("distributed", reason="needs the dask extra (dask.distributed)")
     ensemble = f"s3://{s3_bucket}/ensembles/dask.zarr"
-    result = example.main([ensemble, "--replicas", "2", "--steps", "60", "--workers", "1"])
-    assert result["stored"] == [60, 60]
-    np.testing.assert_allclose(result["mean_energy"], mean_energy_read_back(ensemble, 2))
+    argv = [ensemble, "--replicas", "4", "--steps", "60", "--workers", "2"]
+    result = example.main(argv)
+    assert result["stored"] == [60, 60, 60, 60]
+    expected = mean_energy_read_back(ensemble, 4)
+    assert expected.shape == (60,)
+    np.testing.assert_allclose(result["mean_energy"], expected)
