@@ -58,6 +58,7 @@ from ._zarr_layout import (
     empty,
     fill_value,
     storage_of,
+    whole_chunks,
     zarr_dtype,
 )
 from ._zarr_lease import LEASE_KEY, Lease
@@ -462,12 +463,26 @@ class ZarrBackend(StorageIODriver):
             return
         end = start + count
         state.extent = max(state.extent, end)
-        data = as_stored(entries, state.layout)  # a copy: the engine reuses its buffer
         target = state.shaped(state.extent)
         keys = chunk_keys(state.array, start, end)
         self._track(*(f"{path}/{key}" for key in keys))
-        write = target.setitem(slice(start, end), data)  # runs on the I/O loop, not here
-        self._pending.add([(path, key) for key in keys], data.nbytes, write)
+        pieces = None
+        layout = state.layout
+        if isinstance(entries, np.ndarray) and entries.dtype == layout.dtype:
+            fill = state.array.metadata.fill_value
+            pieces = whole_chunks(state.array.metadata.chunks, start, entries, fill)
+        if pieces is not None:
+            # Whole chunks (the engine stages them): encoded here, at once on the I/O
+            # loop's threads, straight from the engine's buffer; only the encoded bytes
+            # outlive this call (the engine reuses its buffer once it returns).
+            encoded = _zarr_io.run(_zarr_io.encode_chunks(target, pieces))
+            nbytes = sum(len(piece) for _, piece in encoded)
+            write = _zarr_io.store_chunks(encoded)
+        else:  # into a chunk holding entries already: zarr reads and merges it
+            data = as_stored(entries, layout)  # a copy: the engine reuses its buffer
+            nbytes = data.nbytes
+            write = target.setitem(slice(start, end), data)  # runs on the I/O loop
+        self._pending.add([(path, key) for key in keys], nbytes, write)
 
     def write_value(self, path: str, value: Any) -> None:
         state = self._array(path)
