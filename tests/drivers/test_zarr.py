@@ -318,7 +318,7 @@ def test_entries_appended_into_a_written_chunk_keep_the_chunks_entries(
     backend.create_variable("x", F8, appendable=True)
     backend.write_entries("x", 0, rows(0, 3))  # a partial chunk, padded with fill values
     backend.commit_lengths({"x": 3}, durable=False)
-    backend.write_entries("x", 3, rows(3, 7))  # into the same chunk
+    backend.write_entries("x", 3, rows(3, 4))  # into the same chunk
     backend.commit_lengths({"x": 7}, durable=False)
     np.testing.assert_array_equal(zarr.open_array(str(store_path / "x"))[:], rows(0, 7))
 
@@ -330,3 +330,40 @@ def test_an_entry_sliced_in_chunks_is_stored_whole(backend: ZarrBackend, store_p
     backend.write_entries("x", 0, entries)
     backend.commit_lengths({"x": 2}, durable=False)
     np.testing.assert_array_equal(zarr.open_array(str(store_path / "x"))[:], entries)
+
+
+def test_entries_appended_into_a_written_chunk_do_not_read_it_back(
+    backend: ZarrBackend, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    get = zarr.storage.LocalStore.get
+
+    async def recorded_get(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        read.append(key)
+        return await get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", recorded_get)
+    backend.create_variable("x", F8, appendable=True)
+    for start in range(0, 9, 3):  # three writes into one chunk
+        backend.write_entries("x", start, rows(start, 3))
+    backend.commit_lengths({"x": 9}, durable=False)
+    assert [key for key in read if "/c/" in key] == []
+    np.testing.assert_array_equal(zarr.open_array(str(store_path / "x"))[:], rows(0, 9))
+
+
+def test_a_write_merged_into_a_stored_chunk_is_kept_for_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "run.zarr"
+    first = ZarrBackend(str(path), "w")
+    first.open()
+    first.create_variable("x", F8, appendable=True)
+    first.write_entries("x", 0, rows(0, 2))
+    first.commit_lengths({"x": 2}, durable=False)
+    first.close()
+    second = ZarrBackend(str(path), "a")
+    second.open()  # the chunk's entries are not in memory
+    list(second.scan())
+    second.write_entries("x", 2, rows(2, 2))  # merged with the stored chunk
+    second.write_entries("x", 4, rows(4, 2))  # from the entries kept
+    second.commit_lengths({"x": 6}, durable=False)
+    second.close()
+    np.testing.assert_array_equal(zarr.open_array(str(path / "x"))[:], rows(0, 6))
