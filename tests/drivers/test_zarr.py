@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -132,10 +133,12 @@ def test_a_failed_chunk_write_fails_every_later_commit(
 ) -> None:
     backend.create_variable("x", F8, appendable=True)
 
-    async def fail(self: Any, selection: Any, value: Any) -> None:
+    async def fail(*args: Any) -> None:
         raise OSError("the storage refused the chunk")
 
+    # whole chunks are stored by _zarr_io.store_chunks, a merge into a chunk by setitem
     monkeypatch.setattr(zarr.AsyncArray, "setitem", fail)
+    monkeypatch.setattr(_zarr_io, "store_chunks", fail)
     backend.write_entries("x", 0, rows(0, 5))
     monkeypatch.undo()
     for _ in range(2):
@@ -286,3 +289,81 @@ def test_a_chunk_of_fill_values_is_stored_not_deleted(
     assert (store_path / "x" / "c" / "0" / "0").is_file()
     if reopened:
         backend.close()
+
+
+# -- whole chunks: encoded from the engine's buffer, never kept ---------------------------
+def test_an_entry_buffer_reused_after_write_entries_does_not_change_what_is_stored(
+    backend: ZarrBackend, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zarr.core.codec_pipeline import BatchedCodecPipeline
+
+    encode_batch = BatchedCodecPipeline.encode_batch
+
+    async def late_encode_batch(self: Any, *args: Any) -> Any:
+        await asyncio.sleep(0.2)  # an encoding that ran after write_entries returned
+        return await encode_batch(self, *args)  # would read the buffer as reused
+
+    monkeypatch.setattr(BatchedCodecPipeline, "encode_batch", late_encode_batch)
+    backend.create_variable("x", F8, appendable=True)
+    buffer = rows(0, 4)
+    backend.write_entries("x", 0, buffer)
+    buffer[:] = -1.0  # what the engine does with a written buffer: reuse it
+    backend.commit_lengths({"x": 4}, durable=False)
+    np.testing.assert_array_equal(zarr.open_array(str(store_path / "x"))[:], rows(0, 4))
+
+
+def test_entries_appended_into_a_written_chunk_keep_the_chunks_entries(
+    backend: ZarrBackend, store_path: Path
+) -> None:
+    backend.create_variable("x", F8, appendable=True)
+    backend.write_entries("x", 0, rows(0, 3))  # a partial chunk, padded with fill values
+    backend.commit_lengths({"x": 3}, durable=False)
+    backend.write_entries("x", 3, rows(3, 4))  # into the same chunk
+    backend.commit_lengths({"x": 7}, durable=False)
+    np.testing.assert_array_equal(zarr.open_array(str(store_path / "x"))[:], rows(0, 7))
+
+
+def test_an_entry_sliced_in_chunks_is_stored_whole(backend: ZarrBackend, store_path: Path) -> None:
+    big = Layout("numeric", np.dtype("f8"), (70001, 3))  # 1.7 MB: two slices, one padded
+    backend.create_variable("x", big, appendable=True)
+    entries = np.random.default_rng(1).random((2, 70001, 3))
+    backend.write_entries("x", 0, entries)
+    backend.commit_lengths({"x": 2}, durable=False)
+    np.testing.assert_array_equal(zarr.open_array(str(store_path / "x"))[:], entries)
+
+
+def test_entries_appended_into_a_written_chunk_do_not_read_it_back(
+    backend: ZarrBackend, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    get = zarr.storage.LocalStore.get
+
+    async def recorded_get(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        read.append(key)
+        return await get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", recorded_get)
+    backend.create_variable("x", F8, appendable=True)
+    for start in range(0, 9, 3):  # three writes into one chunk
+        backend.write_entries("x", start, rows(start, 3))
+    backend.commit_lengths({"x": 9}, durable=False)
+    assert [key for key in read if "/c/" in key] == []
+    np.testing.assert_array_equal(zarr.open_array(str(store_path / "x"))[:], rows(0, 9))
+
+
+def test_a_write_merged_into_a_stored_chunk_is_kept_for_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "run.zarr"
+    first = ZarrBackend(str(path), "w")
+    first.open()
+    first.create_variable("x", F8, appendable=True)
+    first.write_entries("x", 0, rows(0, 2))
+    first.commit_lengths({"x": 2}, durable=False)
+    first.close()
+    second = ZarrBackend(str(path), "a")
+    second.open()  # the chunk's entries are not in memory
+    list(second.scan())
+    second.write_entries("x", 2, rows(2, 2))  # merged with the stored chunk
+    second.write_entries("x", 4, rows(4, 2))  # from the entries kept
+    second.commit_lengths({"x": 6}, durable=False)
+    second.close()
+    np.testing.assert_array_equal(zarr.open_array(str(path / "x"))[:], rows(0, 6))

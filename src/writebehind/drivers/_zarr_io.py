@@ -28,12 +28,14 @@ from .._paths import is_url
 
 __all__ = [
     "PendingWrites",
+    "encode_chunks",
     "fsync_files",
     "get_object_value",
     "lease_location",
     "make_store",
     "run",
     "set_object_value",
+    "store_chunks",
     "submit",
 ]
 
@@ -81,9 +83,11 @@ class PendingWrites:
     over a chunk that did not reach the storage.
     """
 
-    #: Bytes submitted and not stored past which ``add`` waits for the oldest writes (the
-    #: engine counts an entry as written once the backend returns).
-    MAX_PENDING_BYTES = 64 << 20
+    #: Bytes submitted and not stored past which ``add`` waits for the oldest writes. The
+    #: engine counts an entry as written once the backend returns, so these bytes are held
+    #: beyond its ``max_pending_bytes``: a few chunks' worth keeps object puts overlapped
+    #: (16 of about 1 MiB at once) without holding much more memory than the engine says.
+    MAX_PENDING_BYTES = 16 << 20
 
     def __init__(self) -> None:
         self._futures: list[tuple[Future[Any], int]] = []
@@ -127,6 +131,42 @@ async def _after(before: list[Future[Any]], write: Coroutine[Any, Any, T]) -> T:
         with contextlib.suppress(BaseException):
             await asyncio.wrap_future(future)
     return await write
+
+
+async def encode_chunks(
+    array: AsyncArray[Any], chunks: list[tuple[tuple[int, ...], np.ndarray[Any, Any]]]
+) -> list[tuple[Any, Any]]:
+    """Each of ``chunks`` (its coordinates in the chunk grid, and its whole data, of the
+    array's chunk shape) encoded by the array's codecs, in parallel: (store path, bytes).
+
+    The bytes never share memory with the data given (copied when a codec passed them
+    through): the caller may reuse its buffers once this returns.
+    """
+    metadata = array.metadata
+    prototype = default_buffer_prototype()
+    spec = ArraySpec(
+        shape=metadata.chunks,
+        dtype=metadata.dtype,
+        fill_value=metadata.fill_value,
+        config=array.config,
+        prototype=prototype,
+    )
+    batch = [(prototype.nd_buffer.from_numpy_array(data), spec) for _, data in chunks]
+    encoded = list(await array.codec_pipeline.encode(batch))
+    out = []
+    for (coords, data), piece in zip(chunks, encoded, strict=True):
+        if piece is None:  # no codec drops a chunk that is not empty; to be sure
+            raise RuntimeError(f"zarr encoded no chunk {coords} of {array.path!r}")
+        raw = piece.as_numpy_array()
+        if np.may_share_memory(raw, data):
+            piece = prototype.buffer.from_bytes(raw.tobytes())
+        out.append((array.store_path / metadata.encode_chunk_key(coords), piece))
+    return out
+
+
+async def store_chunks(encoded: list[tuple[Any, Any]]) -> None:
+    """Store each encoded chunk (``encode_chunks``'s output) at once."""
+    await asyncio.gather(*(path.set(piece) for path, piece in encoded))
 
 
 # A value of a 0-d array of str or bytes is stored and read here, as its one chunk, because

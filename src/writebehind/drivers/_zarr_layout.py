@@ -26,6 +26,7 @@ __all__ = [
     "empty",
     "fill_value",
     "storage_of",
+    "whole_chunks",
     "zarr_dtype",
 ]
 
@@ -75,6 +76,35 @@ def chunk_keys(array: AsyncArray[Any], start: int, stop: int) -> list[str]:
     ranges = [range(start // chunks[0], (stop - 1) // chunks[0] + 1)]
     ranges += [range(max(1, -(-n // c))) for n, c in zip(shape[1:], chunks[1:], strict=True)]
     return [array.metadata.encode_chunk_key(coords) for coords in itertools.product(*ranges)]
+
+
+def whole_chunks(
+    chunks: tuple[int, ...], start: int, entries: np.ndarray[Any, Any], fill: Any
+) -> list[tuple[tuple[int, ...], np.ndarray[Any, Any]]] | None:
+    """Entries ``start:start + len(entries)`` as whole chunks of shape ``chunks``: each
+    chunk's grid coordinates and data (a view of ``entries`` when a chunk is all in it, else
+    a copy padded with ``fill``, as zarr pads an edge chunk). None when ``start`` is not at
+    a chunk's start (the chunk holds written entries: zarr merges them) or an entry has an
+    empty axis."""
+    rows = chunks[0] if chunks else 0
+    shape = entries.shape
+    if not rows or start % rows or len(shape) != len(chunks) or 0 in shape[1:]:
+        return None
+    first = start // rows
+    ranges = [range(-(-n // size)) for n, size in zip(shape, chunks, strict=True)]
+    out = []
+    for local in itertools.product(*ranges):
+        where = tuple(
+            slice(i * size, min((i + 1) * size, n))
+            for i, size, n in zip(local, chunks, shape, strict=True)
+        )
+        data = entries[where]
+        if data.shape != chunks or not data.flags.c_contiguous:
+            block = np.full(chunks, fill, dtype=entries.dtype)
+            block[tuple(slice(0, n) for n in data.shape)] = data
+            data = block
+        out.append(((first + local[0], *local[1:]), data))
+    return out
 
 
 def as_stored(entries: Any, layout: Layout) -> np.ndarray[Any, Any]:

@@ -58,6 +58,7 @@ from ._zarr_layout import (
     empty,
     fill_value,
     storage_of,
+    whole_chunks,
     zarr_dtype,
 )
 from ._zarr_lease import LEASE_KEY, Lease
@@ -70,6 +71,10 @@ METADATA = "zarr.json"
 #: How arrays are written: every chunk stored, even one of fill values only (zarr would
 #: delete it instead, after scanning it for one), so that each write is one object put.
 CONFIG: Any = {"write_empty_chunks": True}
+#: Entries of the last, partial chunk of each array kept in memory (at most this many bytes
+#: for all arrays together), so that the next write, which starts inside that chunk, stores
+#: it whole again without reading it back from the storage.
+TAIL_BYTES = 32 << 20
 
 # zarr-python warns at every use of its variable_length_bytes type (no Zarr v3 spec yet),
 # on its I/O thread too; the choice is made and documented above, so only that warning of
@@ -171,6 +176,9 @@ class ZarrBackend(StorageIODriver):
         self._pending = _zarr_io.PendingWrites()
         self._local = None if is_url(self._file_name) else os.path.abspath(self._file_name)
         self._unsynced: set[str] = set()  # keys written since the last durable commit
+        #: Per array: where its last, partial chunk starts, and the entries written in it.
+        self._tails: dict[str, tuple[int, np.ndarray[Any, Any]]] = {}
+        self._tail_bytes = 0
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
@@ -194,6 +202,7 @@ class ZarrBackend(StorageIODriver):
             self._delete_all_but_the_lease()
         self._pending = _zarr_io.PendingWrites()
         self._groups, self._arrays, self._unsynced = {}, {}, set()
+        self._tails, self._tail_bytes = {}, 0
         if exists and mode != "w":
             # "r" would give the group (and every node found from it) a read-only store
             group = zarr_async.open_group(store=store, mode="r" if self.read_only else "r+")
@@ -352,6 +361,7 @@ class ZarrBackend(StorageIODriver):
                 _zarr_io.run(lease.release())
             self._store, self._root = None, None
             self._groups, self._arrays = {}, {}
+            self._tails, self._tail_bytes = {}, 0
 
     def stored_bytes(self) -> int:
         """Bytes of every object (file) of the store."""
@@ -462,12 +472,70 @@ class ZarrBackend(StorageIODriver):
             return
         end = start + count
         state.extent = max(state.extent, end)
-        data = as_stored(entries, state.layout)  # a copy: the engine reuses its buffer
         target = state.shaped(state.extent)
         keys = chunk_keys(state.array, start, end)
         self._track(*(f"{path}/{key}" for key in keys))
-        write = target.setitem(slice(start, end), data)  # runs on the I/O loop, not here
-        self._pending.add([(path, key) for key in keys], data.nbytes, write)
+        layout = state.layout
+        pieces = None
+        if isinstance(entries, np.ndarray) and entries.dtype == layout.dtype:
+            pieces = self._whole_chunks(path, state, start, entries)
+        if pieces is not None:
+            # Whole chunks (the engine stages them): encoded here, at once on the I/O
+            # loop's threads, straight from the engine's buffer; only the encoded bytes
+            # outlive this call (the engine reuses its buffer once it returns).
+            encoded = _zarr_io.run(_zarr_io.encode_chunks(target, pieces))
+            nbytes = sum(len(piece) for _, piece in encoded)
+            write = _zarr_io.store_chunks(encoded)
+        else:  # into a chunk holding entries not kept here: zarr reads and merges it
+            data = as_stored(entries, layout)  # a copy: the engine reuses its buffer
+            nbytes = data.nbytes
+            write = target.setitem(slice(start, end), data)  # runs on the I/O loop
+            rows = state.array.metadata.chunks[0] if state.array.metadata.chunks else 0
+            if rows and layout.storage == "numeric" and end % rows and end - end % rows >= start:
+                # the last chunk starts in this write: the next one need not read it back
+                self._keep_tail(path, end - end % rows, data[-(end % rows) :])
+        self._pending.add([(path, key) for key in keys], nbytes, write)
+
+    def _whole_chunks(
+        self, path: str, state: _Array, start: int, entries: np.ndarray[Any, Any]
+    ) -> list[tuple[tuple[int, ...], np.ndarray[Any, Any]]] | None:
+        """``entries`` (from ``start``) as whole chunks to store, the entries already in
+        the first chunk (kept from the last write) included; None when they are not kept.
+        Keeps the entries of the last chunk if it is partial."""
+        chunks = state.array.metadata.chunks
+        fill = state.array.metadata.fill_value
+        rows = chunks[0] if chunks else 0
+        tail = self._forget_tail(path)
+        lead: list[tuple[tuple[int, ...], np.ndarray[Any, Any]]] = []
+        if rows and start % rows:
+            if tail is None or tail[0] + len(tail[1]) != start:
+                return None
+            head = np.concatenate([tail[1], entries[: rows - len(tail[1])]])
+            found = whole_chunks(chunks, tail[0], head, fill)
+            if found is None:
+                return None
+            lead, entries, start = found, entries[len(head) - len(tail[1]) :], tail[0] + len(head)
+            if not len(entries):  # all in the first chunk
+                self._keep_tail(path, tail[0], head)
+                return lead
+        pieces = whole_chunks(chunks, start, entries, fill)
+        if pieces is None:
+            return None
+        partial = len(entries) % rows
+        if partial:
+            self._keep_tail(path, start + len(entries) - partial, entries[-partial:].copy())
+        return lead + pieces
+
+    def _forget_tail(self, path: str) -> tuple[int, np.ndarray[Any, Any]] | None:
+        tail = self._tails.pop(path, None)
+        if tail is not None:
+            self._tail_bytes -= tail[1].nbytes
+        return tail
+
+    def _keep_tail(self, path: str, start: int, entries: np.ndarray[Any, Any]) -> None:
+        if len(entries) and self._tail_bytes + entries.nbytes <= TAIL_BYTES:
+            self._tails[path] = (start, entries)
+            self._tail_bytes += entries.nbytes
 
     def write_value(self, path: str, value: Any) -> None:
         state = self._array(path)
