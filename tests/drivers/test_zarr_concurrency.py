@@ -59,6 +59,11 @@ WRITER = textwrap.dedent(
                     sys.stdin.readline()  # until the test has looked at the paused writers
                 time.sleep(0.02)  # a simulation computes between flushes
     print(entries, flush=True)  # close returned: every entry acknowledged
+    # Leave without interpreter teardown: once on Python 3.12 (zarr 3.4, obstore) a child
+    # died with SIGABRT and an empty stderr (when is not known; not reproduced in 3 reruns);
+    # a teardown abort is suspected, not proven: open in stop 13's note.
+    import os
+    os._exit(0)
     """
 )
 
