@@ -89,7 +89,13 @@ def write_writebehind(path: str, frame: Any, n: int, checksums: bool = False) ->
 
     started = perf_counter()
     driver = timed_netcdf_driver(path, "w", checksums=checksums)
-    store = writebehind.StorageInterface(driver)
+    result = _timed_store_write(writebehind.StorageInterface(driver), frame, n, started)
+    result.writer_seconds = driver.writer_seconds
+    return result
+
+
+def _timed_store_write(store: Any, frame: Any, n: int, started: float) -> WriteResult:
+    """Append ``n`` frames to ``store``'s trajectory variable, timing each, then close it."""
     node = store.traj[VARIABLE]
     appending = perf_counter()
     latencies = _timed_appends(node.append, frame, n)
@@ -101,7 +107,6 @@ def write_writebehind(path: str, frame: Any, n: int, checksums: bool = False) ->
         ended - started,
         stats.backpressure_waits,
         bytes_written=stats.bytes_written,
-        writer_seconds=driver.writer_seconds,
         drain_seconds=ended - appending,
     )
 
@@ -272,20 +277,7 @@ def write_writebehind_zarr(path: str, frame: Any, n: int, library: str) -> Write
 
     target = zarr_target(path, library)
     started = perf_counter()
-    store = writebehind.open(target, "w")
-    node = store.traj[VARIABLE]
-    appending = perf_counter()
-    latencies = _timed_appends(node.append, frame, n)
-    store.close()
-    ended = perf_counter()
-    stats = store.stats()
-    return WriteResult(
-        latencies,
-        ended - started,
-        stats.backpressure_waits,
-        bytes_written=stats.bytes_written,
-        drain_seconds=ended - appending,
-    )
+    return _timed_store_write(writebehind.open(target, "w"), frame, n, started)
 
 
 def read_writebehind_zarr(path: str, library: str) -> Any:

@@ -1,5 +1,5 @@
-"""Hypothesis strategies and the identity check shared by tests/codecs/test_fuzz.py and
-tests/store/test_stateful.py (settings: fuzz_settings.py)."""
+"""The dtype oracle, hypothesis strategies and the identity check shared by the codec and
+store tests (tests/codecs/, tests/store/test_stateful.py; settings: fuzz_settings.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,24 @@ from hypothesis import strategies as st
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 FLOATS = st.floats(allow_nan=True, allow_infinity=True)
+#: The array dtypes a store must hold, written out here (not imported from src) so that a
+#: dtype src stops supporting fails the tests that use it.
+ARRAY_DTYPES = [
+    np.dtype(name)
+    for name in (
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float32",
+        "float64",
+    )
+]
 STORABLE_TEXT = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]))
 
 

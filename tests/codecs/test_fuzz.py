@@ -20,7 +20,7 @@ import numpy as np
 import pint
 import pytest
 from fuzz_settings import FUZZ, TIMEOUT_SECONDS, scaled
-from fuzz_values import FLOATS, INT64, STORABLE_TEXT, assert_identical
+from fuzz_values import ARRAY_DTYPES, FLOATS, INT64, STORABLE_TEXT, assert_identical
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -30,22 +30,7 @@ import writebehind
 pytestmark = pytest.mark.timeout(TIMEOUT_SECONDS)
 
 UREG = pint.get_application_registry()
-DTYPES = [
-    np.dtype(name)
-    for name in (
-        "bool",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "float32",
-        "float64",
-    )
-]
+DTYPES = ARRAY_DTYPES
 UNITS = ["nanometer", "kelvin", "kilojoule/mole", "dimensionless", "nanometer**2/picosecond"]
 
 # -- strategies ----------------------------------------------------------------------------

@@ -5,25 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pint
 import pytest
+from fuzz_values import ARRAY_DTYPES
 
 # Store behaviour, on the netCDF and the memory backend (see conftest.py).
 pytestmark = pytest.mark.both_backends
 
 UREG = pint.get_application_registry()
 
-ARRAY_DTYPES = [
-    "bool",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float32",
-    "float64",
-]
 
 WRITTEN_VALUES = {
     "bool": True,
